@@ -1,0 +1,105 @@
+// The backend WebSocket app behind the edge: WSS with mutual TLS (only clients holding a
+// certificate from the edge's CA get in, i.e. the proxy), a hello naming the backend and
+// the headers it saw, echo, and pings that keep NGINX's idle timer from closing live sockets.
+//
+// Configuration (environment):
+//   BACKEND_NAME            name sent in the hello (default: the host name)
+//   HOST, PORT              where to listen (default 0.0.0.0:8443; PORT=0 picks a free port)
+//   TLS_DIR                 holds server.crt, server.key and client-ca.crt (default /etc/wss-backend/tls)
+//   PING_INTERVAL_SECONDS   ping every client this often; 0 turns pings off (default 30)
+//   MAX_PAYLOAD_BYTES       largest message accepted; larger ones close the socket with 1009 (default 16 MiB)
+import { readFileSync } from "node:fs";
+import { createServer } from "node:https";
+import { hostname } from "node:os";
+import { join } from "node:path";
+import { WebSocketServer } from "ws";
+
+const config = {
+    name: process.env.BACKEND_NAME || hostname(),
+    host: process.env.HOST || "0.0.0.0",
+    port: integerFromEnv("PORT", 8443, 0, 65535),
+    tlsDir: process.env.TLS_DIR || "/etc/wss-backend/tls",
+    pingIntervalSeconds: integerFromEnv("PING_INTERVAL_SECONDS", 30, 0, 3600),
+    maxPayloadBytes: integerFromEnv("MAX_PAYLOAD_BYTES", 16 * 1024 * 1024, 1, 1024 * 1024 * 1024),
+};
+
+/** Headers the edge sets and the hello reports back, so a client can see what the backend saw. */
+const reportedHeaders = ["host", "upgrade", "connection", "x-forwarded-for", "x-forwarded-proto", "x-real-ip"];
+
+const server = createServer({
+    cert: readFileSync(join(config.tlsDir, "server.crt")),
+    key: readFileSync(join(config.tlsDir, "server.key")),
+    ca: readFileSync(join(config.tlsDir, "client-ca.crt")),
+    requestCert: true,
+    rejectUnauthorized: true,
+    minVersion: "TLSv1.2",
+});
+
+const sockets = new WebSocketServer({ server, maxPayload: config.maxPayloadBytes });
+
+server.on("request", (request, response) => {
+    if (request.url === "/healthz") {
+        response.writeHead(200, { "content-type": "application/json" });
+        response.end(JSON.stringify({ status: "ok", backend: config.name, sockets: sockets.clients.size }) + "\n");
+    } else {
+        response.writeHead(426, { "content-type": "text/plain", upgrade: "websocket" });
+        response.end("this endpoint speaks WebSocket\n");
+    }
+});
+
+sockets.on("connection", (socket, request) => {
+    socket.isAlive = true;
+    socket.on("pong", () => (socket.isAlive = true));
+    socket.on("message", (data, isBinary) => socket.send(data, { binary: isBinary }));
+    socket.on("error", () => socket.terminate());
+    const headers = Object.fromEntries(reportedHeaders.filter((h) => h in request.headers).map((h) => [h, request.headers[h]]));
+    socket.send(JSON.stringify({ type: "hello", backend: config.name, headers, peer: request.socket.getPeerCertificate().subject?.CN ?? null }));
+});
+
+if (config.pingIntervalSeconds > 0) {
+    const timer = setInterval(() => {
+        for (const socket of sockets.clients) {
+            // No pong since the last ping: the peer is gone without a FIN; free the socket.
+            if (!socket.isAlive) {
+                socket.terminate();
+                continue;
+            }
+            socket.isAlive = false;
+            socket.ping();
+        }
+    }, config.pingIntervalSeconds * 1000);
+    timer.unref();
+}
+
+server.listen(config.port, config.host, () => {
+    const { port } = server.address();
+    console.log(JSON.stringify({ event: "listening", backend: config.name, host: config.host, port }));
+});
+
+let stopping = false;
+for (const signal of ["SIGTERM", "SIGINT"]) {
+    process.on(signal, () => {
+        if (stopping) return;
+        stopping = true;
+        // 1001 "going away": clients know to reconnect, and the edge sends them elsewhere.
+        for (const socket of sockets.clients) socket.close(1001, "backend shutting down");
+        server.close();
+        const deadline = setTimeout(() => process.exit(0), 5000);
+        deadline.unref();
+        const poll = setInterval(() => {
+            if (sockets.clients.size === 0) process.exit(0);
+        }, 50);
+        poll.unref();
+    });
+}
+
+function integerFromEnv(name, fallback, min, max) {
+    const raw = process.env[name];
+    if (raw === undefined || raw === "") return fallback;
+    const value = Number(raw);
+    if (!Number.isInteger(value) || value < min || value > max) {
+        console.error(`backend: ${name}=${JSON.stringify(raw)} must be a whole number from ${min} to ${max}`);
+        process.exit(2);
+    }
+    return value;
+}

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Deploys one edge release (nginx.conf and its TLS files) and reloads NGINX without
+# dropping open sockets. The same script runs on the AWS proxy VM and in the local stack.
+#
+#   deploy-edge-config.sh < bundle
+#
+# The bundle is one line per file, "<relative path> <base64 content>" (deploy/deployBundle.ts).
+# Steps: stage the files, `nginx -t` the staged config in place, swap the `current` symlink
+# atomically, then reload (or start, on the first deploy). A release that fails `nginx -t`
+# never becomes current: the running config keeps serving and NGINX's own message is printed.
+#
+# Environment:
+#   WSS_EDGE_ROOT          where releases live (default /etc/wss-edge); NGINX runs
+#                          `-c $WSS_EDGE_ROOT/current/nginx.conf`
+#   NGINX                  the nginx binary (default: nginx on PATH)
+#   WSS_EDGE_SYSTEMD_UNIT  reload/start through this systemd unit instead of signals
+#   WSS_EDGE_KEEP          releases to keep besides the current one (default 5)
+set -euo pipefail
+umask 077
+
+root=${WSS_EDGE_ROOT:-/etc/wss-edge}
+nginx=${NGINX:-nginx}
+unit=${WSS_EDGE_SYSTEMD_UNIT:-}
+keep=${WSS_EDGE_KEEP:-5}
+releases="$root/releases"
+
+fail() { echo "deploy-edge-config: $*" >&2; exit 1; }
+
+command -v "$nginx" >/dev/null || fail "nginx binary '$nginx' not found (set NGINX or install nginx)"
+mkdir -p "$releases"
+
+# One deploy at a time; a second one waits up to 60 s, then gives up.
+exec 9>"$root/.deploy.lock"
+flock -w 60 9 || fail "another deploy holds $root/.deploy.lock"
+
+# Leftovers of an interrupted deploy are never current; clear them.
+rm -rf "$releases"/.staging.*
+stage=$(mktemp -d "$releases/.staging.XXXXXX")
+trap 'rm -rf "$stage"' EXIT
+
+count=0
+while IFS=' ' read -r path content || [ -n "$path" ]; do
+    [ -n "$path" ] || continue
+    [[ "$path" =~ ^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$ ]] || fail "bundle: unsafe path '$path'"
+    [[ "/$path/" != */../* ]] || fail "bundle: unsafe path '$path'"
+    mkdir -p "$stage/$(dirname "$path")"
+    printf '%s' "$content" | base64 -d >"$stage/$path" || fail "bundle: '$path' is not valid base64"
+    count=$((count + 1))
+done
+[ "$count" -gt 0 ] || fail "bundle: empty (expected nginx.conf and its TLS files on standard input)"
+[ -f "$stage/nginx.conf" ] || fail "bundle: no nginx.conf"
+
+if ! check=$("$nginx" -t -q -c "$stage/nginx.conf" 2>&1); then
+    echo "$check" >&2
+    fail "nginx -t rejected the new config; the running config is unchanged"
+fi
+
+# Releases are named by content, so deploying the same files twice is a no-op swap.
+id=$(cd "$stage" && find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
+release="$releases/$id"
+if [ -d "$release" ]; then
+    rm -rf "$stage"
+else
+    mv "$stage" "$release"
+fi
+trap - EXIT
+
+previous=$(readlink "$root/current" 2>/dev/null || true)
+swap_to() {
+    ln -sfn "$1" "$root/.current.next"
+    mv -Tf "$root/.current.next" "$root/current"
+}
+swap_to "releases/$id"
+
+config="$root/current/nginx.conf"
+pidfile=$(sed -n 's/^[[:space:]]*pid[[:space:]]\+\([^;]*\);.*/\1/p' "$config" | head -n 1)
+
+reload_or_start() {
+    if [ -n "$unit" ]; then
+        if systemctl is-active --quiet "$unit"; then systemctl reload "$unit"; else systemctl start "$unit"; fi
+    elif [ -n "$pidfile" ] && [ -s "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+        # Reload, never restart: old workers keep their sockets until worker_shutdown_timeout.
+        kill -HUP "$(cat "$pidfile")"
+    else
+        "$nginx" -c "$config"
+    fi
+}
+
+if ! reload_or_start; then
+    if [ -n "$previous" ]; then
+        swap_to "$previous"
+        fail "NGINX did not take release $id; switched back to $previous"
+    fi
+    fail "NGINX did not start with release $id"
+fi
+echo "deploy-edge-config: release $id is live (previous: ${previous:-none})"
+
+# Keep the newest $keep releases besides the current and the previous one.
+{ ls -1t "$releases" | grep -v -x -e "$id" -e "$(basename "${previous:-none}")" || true; } |
+    tail -n +"$((keep + 1))" | while read -r old; do rm -rf "${releases:?}/$old"; done

@@ -1,0 +1,60 @@
+/**
+ * TLS policies as data, after Mozilla's server-side TLS guidelines
+ * (https://ssl-config.mozilla.org/guidelines/6.0.json). The renderer writes the
+ * policy's name and version into the config so a reviewer can check it against the source.
+ */
+export interface TlsPolicy {
+    /** Human name, written into the rendered config. */
+    readonly name: string;
+    /** Version of Mozilla's guidelines this policy follows. */
+    readonly guidelinesVersion: string;
+    readonly protocols: readonly string[];
+    /** TLS 1.2 cipher suites, OpenSSL names, in Mozilla's order. TLS 1.3 suites are OpenSSL's defaults. */
+    readonly tls12Ciphers: readonly string[];
+    /** Key-exchange groups. */
+    readonly curves: readonly string[];
+    readonly sessionTimeout: string;
+    readonly hstsMaxAgeSeconds: number;
+    /** Where this policy knowingly departs from the guidelines, and why. */
+    readonly deviations: readonly string[];
+}
+
+/** Mozilla "intermediate": TLS 1.2 and 1.3, ECDHE with AEAD ciphers only. */
+export const mozillaIntermediate: TlsPolicy = {
+    name: "mozilla-intermediate",
+    guidelinesVersion: "6.0",
+    protocols: ["TLSv1.2", "TLSv1.3"],
+    tls12Ciphers: [
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        "ECDHE-RSA-CHACHA20-POLY1305",
+    ],
+    curves: ["X25519", "prime256v1", "secp384r1"],
+    sessionTimeout: "1d",
+    hstsMaxAgeSeconds: 63072000,
+    deviations: [
+        "X25519MLKEM768 omitted from the curves: it needs OpenSSL 3.5+, and Debian 12's nginx links OpenSSL 3.0.",
+    ],
+};
+
+/** Mozilla "modern": TLS 1.3 only. For fleets whose clients are all recent. */
+export const mozillaModern: TlsPolicy = {
+    name: "mozilla-modern",
+    guidelinesVersion: "6.0",
+    protocols: ["TLSv1.3"],
+    tls12Ciphers: [],
+    curves: ["X25519", "prime256v1", "secp384r1"],
+    sessionTimeout: "1d",
+    hstsMaxAgeSeconds: 63072000,
+    deviations: mozillaIntermediate.deviations,
+};
+
+export const tlsPolicies = {
+    "mozilla-intermediate": mozillaIntermediate,
+    "mozilla-modern": mozillaModern,
+} as const;
+
+export type TlsPolicyName = keyof typeof tlsPolicies;

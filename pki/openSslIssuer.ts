@@ -1,0 +1,99 @@
+import { execFile } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { CertificateSpec, PkiSpec } from "./pkiSpec";
+
+const run = promisify(execFile);
+
+export interface LocalCertificate {
+    readonly name: string;
+    readonly certificatePem: string;
+    readonly privateKeyPem: string;
+}
+
+export interface LocalPki {
+    readonly caCertificatePem: string;
+    readonly caCertificatePath: string;
+    /** Edge leaf followed by the CA, as NGINX's ssl_certificate wants it. */
+    readonly edgeCertificateChainPem: string;
+    readonly edgePrivateKeyPem: string;
+    readonly backendCertificates: readonly LocalCertificate[];
+    readonly proxyClientCertificate: LocalCertificate;
+}
+
+/**
+ * Issues `spec` with the openssl command line into `dir` (CA, then every leaf), the local
+ * twin of the EdgePki component. Keys are written 0600.
+ */
+export async function issueWithOpenSsl(spec: PkiSpec, dir: string, openssl = "openssl"): Promise<LocalPki> {
+    if (!spec.edge) throw new Error("issueWithOpenSsl: the local stack always issues its own edge certificate");
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const caKey = join(dir, "ca.key");
+    const caCert = join(dir, "ca.crt");
+    await generateKey(openssl, spec, caKey);
+    await run(openssl, [
+        "req", "-x509", "-new", "-key", caKey, "-out", caCert,
+        "-subj", subject(spec.organization, spec.ca.commonName),
+        "-days", String(Math.ceil(spec.ca.validityHours / 24)),
+        "-addext", "basicConstraints=critical,CA:TRUE,pathlen:0",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
+        "-addext", "subjectKeyIdentifier=hash",
+    ]);
+
+    const issue = async (cert: CertificateSpec): Promise<LocalCertificate> => {
+        const key = join(dir, `${cert.name}.key`);
+        const csr = join(dir, `${cert.name}.csr`);
+        const crt = join(dir, `${cert.name}.crt`);
+        const extensions = join(dir, `${cert.name}.ext`);
+        await generateKey(openssl, spec, key);
+        await run(openssl, ["req", "-new", "-key", key, "-out", csr, "-subj", subject(spec.organization, cert.commonName)]);
+        await writeFile(extensions, leafExtensions(cert));
+        await run(openssl, [
+            "x509", "-req", "-in", csr, "-CA", caCert, "-CAkey", caKey,
+            "-set_serial", `0x${randomBytes(16).toString("hex").replace(/^[89a-f]/, "1")}`,
+            "-days", String(Math.ceil(spec.leafValidityHours / 24)),
+            "-extfile", extensions, "-out", crt,
+        ]);
+        return { name: cert.name, certificatePem: await readFile(crt, "utf8"), privateKeyPem: await readFile(key, "utf8") };
+    };
+
+    const caCertificatePem = await readFile(caCert, "utf8");
+    const edge = await issue(spec.edge);
+    const backendCertificates = await Promise.all(spec.backends.map(issue));
+    const proxyClientCertificate = await issue(spec.proxyClient);
+    return {
+        caCertificatePem,
+        caCertificatePath: caCert,
+        edgeCertificateChainPem: edge.certificatePem + caCertificatePem,
+        edgePrivateKeyPem: edge.privateKeyPem,
+        backendCertificates,
+        proxyClientCertificate,
+    };
+}
+
+async function generateKey(openssl: string, spec: PkiSpec, path: string): Promise<void> {
+    const curve = { "ECDSA-P256": "P-256" }[spec.keyAlgorithm];
+    await run(openssl, ["genpkey", "-algorithm", "EC", "-pkeyopt", `ec_paramgen_curve:${curve}`, "-out", path]);
+    await chmod(path, 0o600);
+}
+
+function subject(organization: string, commonName: string): string {
+    const escape = (s: string) => s.replace(/[/\\=]/g, (c) => `\\${c}`);
+    return `/O=${escape(organization)}/CN=${escape(commonName)}`;
+}
+
+function leafExtensions(cert: CertificateSpec): string {
+    const sans = [...cert.dnsNames.map((n) => `DNS:${n}`), ...cert.ipAddresses.map((ip) => `IP:${ip}`)];
+    const extendedUsages = cert.usages.map((u) => ({ server_auth: "serverAuth", client_auth: "clientAuth" })[u]);
+    return [
+        "basicConstraints = critical, CA:FALSE",
+        "keyUsage = critical, digitalSignature, keyEncipherment",
+        `extendedKeyUsage = ${extendedUsages.join(", ")}`,
+        "subjectKeyIdentifier = hash",
+        "authorityKeyIdentifier = keyid",
+        ...(sans.length > 0 ? [`subjectAltName = ${sans.join(", ")}`] : []),
+        "",
+    ].join("\n");
+}
