@@ -12,21 +12,24 @@
 # Environment:
 #   WSS_EDGE_ROOT          where releases live (default /etc/wss-edge); NGINX runs
 #                          `-c $WSS_EDGE_ROOT/current/nginx.conf`
-#   NGINX                  the nginx binary (default: nginx on PATH)
+#   NGINX_BIN              the nginx binary (default: nginx on PATH)
 #   WSS_EDGE_SYSTEMD_UNIT  reload/start through this systemd unit instead of signals
 #   WSS_EDGE_KEEP          releases to keep besides the current one (default 5)
 set -euo pipefail
 umask 077
 
 root=${WSS_EDGE_ROOT:-/etc/wss-edge}
-nginx=${NGINX:-nginx}
+nginx=${NGINX_BIN:-nginx}
+# NGINX reads $NGINX as listening sockets inherited from an old binary (and then stays in
+# the foreground); it must never leak in from the caller.
+unset NGINX
 unit=${WSS_EDGE_SYSTEMD_UNIT:-}
 keep=${WSS_EDGE_KEEP:-5}
 releases="$root/releases"
 
 fail() { echo "deploy-edge-config: $*" >&2; exit 1; }
 
-command -v "$nginx" >/dev/null || fail "nginx binary '$nginx' not found (set NGINX or install nginx)"
+command -v "$nginx" >/dev/null || fail "nginx binary '$nginx' not found (set NGINX_BIN or install nginx)"
 mkdir -p "$releases"
 
 # One deploy at a time; a second one waits up to 60 s, then gives up.
@@ -82,7 +85,15 @@ reload_or_start() {
         # Reload, never restart: old workers keep their sockets until worker_shutdown_timeout.
         kill -HUP "$(cat "$pidfile")"
     else
-        "$nginx" -c "$config"
+        # The daemon must not hold our stdout/stderr open (callers wait for them to close).
+        local errors
+        errors=$(mktemp)
+        if ! "$nginx" -c "$config" </dev/null >/dev/null 2>"$errors"; then
+            cat "$errors" >&2
+            rm -f "$errors"
+            return 1
+        fi
+        rm -f "$errors"
     fi
 }
 

@@ -7,7 +7,8 @@ import { tlsPolicies } from "./tlsPolicy";
 /** What differs between the machines the edge runs on: ports, process limits, file places. */
 export interface EdgeHostProfile {
     readonly listen: EdgeConfigSpec["listen"];
-    readonly httpRedirectPort: number;
+    /** Port of the HTTP-to-HTTPS redirect, where the host offers one. */
+    readonly httpRedirectPort?: number;
     readonly workers: Omit<EdgeConfigSpec["workers"], "shutdownTimeoutSeconds">;
     readonly paths: EdgeConfigSpec["paths"];
 }

@@ -25,28 +25,38 @@ export interface LocalPki {
 
 /**
  * Issues `spec` with the openssl command line into `dir` (CA, then every leaf), the local
- * twin of the EdgePki component. Keys are written 0600.
+ * twin of the EdgePki component. Like Pulumi state, what `dir` already holds is kept while
+ * its part of the spec is unchanged, so a restarted stack keeps the CA its users trust.
+ * Keys are written 0600.
  */
 export async function issueWithOpenSsl(spec: PkiSpec, dir: string, openssl = "openssl"): Promise<LocalPki> {
     if (!spec.edge) throw new Error("issueWithOpenSsl: the local stack always issues its own edge certificate");
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const caKey = join(dir, "ca.key");
     const caCert = join(dir, "ca.crt");
-    await generateKey(openssl, spec, caKey);
-    await run(openssl, [
-        "req", "-x509", "-new", "-key", caKey, "-out", caCert,
-        "-subj", subject(spec.organization, spec.ca.commonName),
-        "-days", String(Math.ceil(spec.ca.validityHours / 24)),
-        "-addext", "basicConstraints=critical,CA:TRUE,pathlen:0",
-        "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
-        "-addext", "subjectKeyIdentifier=hash",
-    ]);
+    const caFresh = !(await issuedFor(dir, "ca", { algorithm: spec.keyAlgorithm, organization: spec.organization, ca: spec.ca }));
+    if (caFresh) {
+        await generateKey(openssl, spec, caKey);
+        await run(openssl, [
+            "req", "-x509", "-new", "-key", caKey, "-out", caCert,
+            "-subj", subject(spec.organization, spec.ca.commonName),
+            "-days", String(Math.ceil(spec.ca.validityHours / 24)),
+            "-addext", "basicConstraints=critical,CA:TRUE,pathlen:0",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
+            "-addext", "subjectKeyIdentifier=hash",
+        ]);
+        await recordIssued(dir, "ca", { algorithm: spec.keyAlgorithm, organization: spec.organization, ca: spec.ca });
+    }
 
     const issue = async (cert: CertificateSpec): Promise<LocalCertificate> => {
         const key = join(dir, `${cert.name}.key`);
         const csr = join(dir, `${cert.name}.csr`);
         const crt = join(dir, `${cert.name}.crt`);
         const extensions = join(dir, `${cert.name}.ext`);
+        const issuedSpec = { cert, validityHours: spec.leafValidityHours };
+        if (!caFresh && (await issuedFor(dir, cert.name, issuedSpec))) {
+            return { name: cert.name, certificatePem: await readFile(crt, "utf8"), privateKeyPem: await readFile(key, "utf8") };
+        }
         await generateKey(openssl, spec, key);
         await run(openssl, ["req", "-new", "-key", key, "-out", csr, "-subj", subject(spec.organization, cert.commonName)]);
         await writeFile(extensions, leafExtensions(cert));
@@ -56,6 +66,7 @@ export async function issueWithOpenSsl(spec: PkiSpec, dir: string, openssl = "op
             "-days", String(Math.ceil(spec.leafValidityHours / 24)),
             "-extfile", extensions, "-out", crt,
         ]);
+        await recordIssued(dir, cert.name, issuedSpec);
         return { name: cert.name, certificatePem: await readFile(crt, "utf8"), privateKeyPem: await readFile(key, "utf8") };
     };
 
@@ -71,6 +82,19 @@ export async function issueWithOpenSsl(spec: PkiSpec, dir: string, openssl = "op
         backendCertificates,
         proxyClientCertificate,
     };
+}
+
+/** True when `dir` holds `name` issued from exactly `part` of the spec. */
+async function issuedFor(dir: string, name: string, part: unknown): Promise<boolean> {
+    try {
+        return (await readFile(join(dir, `${name}.spec.json`), "utf8")) === JSON.stringify(part);
+    } catch {
+        return false;
+    }
+}
+
+async function recordIssued(dir: string, name: string, part: unknown): Promise<void> {
+    await writeFile(join(dir, `${name}.spec.json`), JSON.stringify(part));
 }
 
 async function generateKey(openssl: string, spec: PkiSpec, path: string): Promise<void> {

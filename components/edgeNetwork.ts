@@ -1,0 +1,91 @@
+import * as aws from "@pulumi/aws";
+import * as pulumi from "@pulumi/pulumi";
+import { isIPv6 } from "node:net";
+
+export interface EdgeNetworkArgs {
+    /** Who may connect on 443 (and on 80 when `httpRedirect`). */
+    readonly allowedCidrs: readonly string[];
+    /** Who may reach SSH on the proxy. */
+    readonly adminCidrs: readonly string[];
+    readonly httpRedirect: boolean;
+    readonly backendPort: number;
+}
+
+/**
+ * Where the edge lives and who may talk to what: the account's default VPC, one subnet per
+ * availability zone, the proxy's security group (443 from the world or the allowed ranges,
+ * 22 from the admins only) and the backends' (their port from the proxy only).
+ */
+export class EdgeNetwork extends pulumi.ComponentResource {
+    readonly vpcId: pulumi.Output<string>;
+    /** Default subnets, sorted, one per availability zone. */
+    readonly subnetIds: pulumi.Output<string[]>;
+    readonly proxySecurityGroup: aws.ec2.SecurityGroup;
+    readonly backendSecurityGroup: aws.ec2.SecurityGroup;
+
+    constructor(name: string, args: EdgeNetworkArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("wss-edge:network:EdgeNetwork", name, {}, opts);
+        const invokeOpts = { parent: this };
+        const vpc = aws.ec2.getVpcOutput({ default: true }, invokeOpts);
+        this.vpcId = vpc.id;
+        this.subnetIds = aws.ec2
+            .getSubnetsOutput({ filters: [{ name: "vpc-id", values: [vpc.id] }, { name: "default-for-az", values: ["true"] }] }, invokeOpts)
+            .ids.apply((ids) => [...ids].sort());
+
+        const publicPorts = [443, ...(args.httpRedirect ? [80] : [])];
+        this.proxySecurityGroup = new aws.ec2.SecurityGroup(
+            `${name}-proxy`,
+            {
+                vpcId: this.vpcId,
+                description: "wss-edge proxy: TLS from clients, SSH from admins",
+                ingress: [
+                    ...publicPorts.map((port) => ({
+                        description: port === 443 ? "WebSocket clients (TLS)" : "HTTP, redirected to HTTPS",
+                        protocol: "tcp",
+                        fromPort: port,
+                        toPort: port,
+                        ...splitCidrs(args.allowedCidrs),
+                    })),
+                    { description: "SSH for admins and the deploy", protocol: "tcp", fromPort: 22, toPort: 22, ...splitCidrs(args.adminCidrs) },
+                ],
+                egress: [allEgress("Backends, package mirrors")],
+            },
+            { parent: this },
+        );
+        this.backendSecurityGroup = new aws.ec2.SecurityGroup(
+            `${name}-backend`,
+            {
+                vpcId: this.vpcId,
+                description: "wss-edge backends: the WebSocket port from the proxy only",
+                ingress: [
+                    {
+                        description: "WebSockets from the edge proxy",
+                        protocol: "tcp",
+                        fromPort: args.backendPort,
+                        toPort: args.backendPort,
+                        securityGroups: [this.proxySecurityGroup.id],
+                    },
+                ],
+                egress: [allEgress("Image pulls from ECR, certificates from SSM")],
+            },
+            { parent: this },
+        );
+        this.registerOutputs({
+            vpcId: this.vpcId,
+            subnetIds: this.subnetIds,
+            proxySecurityGroupId: this.proxySecurityGroup.id,
+            backendSecurityGroupId: this.backendSecurityGroup.id,
+        });
+    }
+}
+
+function splitCidrs(cidrs: readonly string[]): { cidrBlocks: string[]; ipv6CidrBlocks: string[] } {
+    return {
+        cidrBlocks: cidrs.filter((c) => !isIPv6(c.split("/")[0])),
+        ipv6CidrBlocks: cidrs.filter((c) => isIPv6(c.split("/")[0])),
+    };
+}
+
+function allEgress(description: string) {
+    return { description, protocol: "-1", fromPort: 0, toPort: 0, cidrBlocks: ["0.0.0.0/0"], ipv6CidrBlocks: ["::/0"] };
+}

@@ -1,0 +1,12 @@
+/** What every instance of the stack gets, proxy and backends alike. */
+export const hardenedInstanceSettings = {
+    // IMDSv2 only, and one network hop: containers on the host cannot reach the metadata service.
+    metadataOptions: { httpTokens: "required", httpEndpoint: "enabled", httpPutResponseHopLimit: 1 },
+    rootBlockDevice: { encrypted: true, volumeType: "gp3", volumeSize: 16, deleteOnTermination: true },
+    monitoring: true,
+};
+
+/** Graviton families carry a "g" after the generation (t4g, c7gn, m6gd, g5g); g5 and g4dn do not. */
+export function cpuArchitecture(instanceType: string): "arm64" | "x86_64" {
+    return /^[a-z]+[0-9]+[a-z]*g[a-z]*\./.test(instanceType) ? "arm64" : "x86_64";
+}

@@ -1,0 +1,75 @@
+// The WSS edge on AWS. Reads top to bottom, and data flows one way:
+// settings → network → PKI → backends → rendered NGINX config → proxy → outputs.
+import * as aws from "@pulumi/aws";
+import * as pulumi from "@pulumi/pulumi";
+import { BackendFleet } from "./components/backendFleet";
+import { EdgeNetwork } from "./components/edgeNetwork";
+import { EdgePki } from "./components/edgePki";
+import { EdgeProxy } from "./components/edgeProxy";
+import { awsProxyHost, backendPingIntervalSeconds, edgeConfigSpec } from "./nginx/edgeConfigFromSettings";
+import { healthPath, renderNginxConfig } from "./nginx/renderNginxConfig";
+import { edgePkiSpec } from "./pki/pkiSpec";
+import { loadEdgeSettings } from "./settings/pulumiSettings";
+
+// Throws before any resource is registered when a setting is invalid.
+const settings = loadEdgeSettings();
+
+const network = new EdgeNetwork("edge", {
+    allowedCidrs: settings.allowedCidrs,
+    adminCidrs: settings.adminCidrs,
+    httpRedirect: settings.httpRedirect,
+    backendPort: settings.backendPort,
+});
+
+// Allocated first so that, without a domain name, the edge certificate can name the address.
+const address = new aws.ec2.Eip("edge", { domain: "vpc", tags: { Name: `${pulumi.getProject()}-${pulumi.getStack()}` } });
+
+const pki = new EdgePki("edge", {
+    spec: edgePkiSpec({
+        edgeDnsNames: settings.domainName ? [settings.domainName] : [],
+        edgeIpAddresses: [],
+        backendCount: settings.backendCount,
+        userSuppliedEdgeCertificate: settings.userCertificate !== undefined,
+    }),
+    edgeIpAddresses: [address.publicIp],
+    userCertificate: settings.userCertificate,
+});
+
+const backends = new BackendFleet("backends", {
+    instanceType: settings.backendInstanceType,
+    port: settings.backendPort,
+    subnetIds: network.subnetIds,
+    securityGroupId: network.backendSecurityGroup.id,
+    certificates: pki.backendCertificates,
+    clientCaCertificatePem: pki.caCertificatePem,
+    image: settings.backendImage,
+    pingIntervalSeconds: backendPingIntervalSeconds(settings),
+});
+
+const publicName = settings.domainName ?? address.publicIp;
+export const nginxConfig = pulumi
+    .all([pulumi.all(backends.privateIps), publicName])
+    .apply(([ips, name]) =>
+        renderNginxConfig(edgeConfigSpec(settings, ips.map((ip) => ({ address: ip, port: settings.backendPort })), awsProxyHost, [name])),
+    );
+
+const proxy = new EdgeProxy("edge-proxy", {
+    instanceType: settings.proxyInstanceType,
+    subnetId: network.subnetIds.apply((ids) => ids[0]),
+    securityGroupId: network.proxySecurityGroup.id,
+    address,
+    nginxConfig,
+    tls: {
+        certificateChainPem: pki.edgeCertificateChainPem,
+        privateKeyPem: pki.edgePrivateKeyPem,
+        backendCaPem: pki.caCertificatePem,
+        proxyClientCertificatePem: pki.proxyClientCertificate.certificatePem,
+        proxyClientKeyPem: pki.proxyClientCertificate.privateKeyPem,
+    },
+});
+
+export const endpoint = pulumi.interpolate`wss://${publicName}/`;
+export const healthUrl = pulumi.interpolate`https://${publicName}${healthPath}`;
+export const proxyPublicIp = proxy.publicIp;
+export const backendPrivateIps = pulumi.all(backends.privateIps);
+export const caCertificatePem = pki.caCertificatePem;

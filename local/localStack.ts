@@ -1,0 +1,447 @@
+import { ChildProcess, execFileSync, spawn } from "node:child_process";
+import { closeSync, existsSync, openSync, readFileSync } from "node:fs";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { request } from "node:https";
+import { createServer } from "node:net";
+import { join, resolve } from "node:path";
+import { encodeDeployBundle } from "../deploy/deployBundle";
+import { EdgeHostProfile, backendPingIntervalSeconds, edgeConfigSpec } from "../nginx/edgeConfigFromSettings";
+import { healthPath, renderNginxConfig } from "../nginx/renderNginxConfig";
+import { backendTlsFiles, edgeTlsFiles } from "../pki/certificateLayout";
+import { LocalPki, issueWithOpenSsl } from "../pki/openSslIssuer";
+import { edgePkiSpec } from "../pki/pkiSpec";
+import { EdgeSettings, RawSettings, validateSettings } from "../settings/edgeSettings";
+
+export const repositoryRoot = resolve(__dirname, "..");
+const backendEntry = join(repositoryRoot, "backend", "server.mjs");
+const deployScript = join(repositoryRoot, "deploy", "deploy-edge-config.sh");
+
+export interface LocalStackOptions {
+    /** Holds keys, releases, logs and outputs.json. Its path must be plain (letters, digits, `_.-/`). */
+    readonly stateDir: string;
+    /** TLS port of the edge; 0 picks a free one. */
+    readonly edgePort: number;
+    /** Address the edge and backends bind to (default 127.0.0.1). */
+    readonly bindAddress?: string;
+    /** Stack settings, as in Pulumi config; the local stack needs no adminCidrs. */
+    readonly settings?: RawSettings;
+    /** Overrides the ping interval derived from the idle timeout; 0 turns pings off. */
+    readonly pingIntervalSeconds?: number;
+    /** NGINX workers; several, so that sockets spread under the per-process file limit. */
+    readonly workerProcesses?: number;
+    readonly nginx?: string;
+}
+
+/** The same outputs the AWS stack exports, for a stack on this machine. */
+export interface LocalStackOutputs {
+    readonly endpoint: string;
+    readonly healthUrl: string;
+    /** Path of the CA certificate that clients trust. */
+    readonly caCertificatePem: string;
+    readonly backends: readonly { readonly name: string; readonly address: string; readonly pid: number }[];
+    readonly nginxPidFile: string;
+}
+
+interface RunningBackend {
+    readonly name: string;
+    readonly port: number;
+    process: ChildProcess | undefined;
+    pid: number;
+}
+
+/**
+ * The edge on this machine: the openssl-issued PKI, backends as Node processes, and NGINX
+ * deployed with the very deploy script the proxy VM runs. `stop()` ends every process it
+ * started; tests call it in `finally`/`after` so nothing outlives them.
+ */
+export class LocalStack {
+    private readonly backends: RunningBackend[] = [];
+    private pki!: LocalPki;
+    private settings!: EdgeSettings;
+    private edgePort = 0;
+    private stopped = false;
+
+    private constructor(private readonly options: LocalStackOptions) {}
+
+    static async start(options: LocalStackOptions): Promise<LocalStack> {
+        const stack = new LocalStack(options);
+        try {
+            await stack.bringUp();
+            return stack;
+        } catch (error) {
+            await stack.stop();
+            throw error;
+        }
+    }
+
+    get stateDir(): string {
+        return resolve(this.options.stateDir);
+    }
+    private get bindAddress(): string {
+        return this.options.bindAddress ?? "127.0.0.1";
+    }
+    private get edgeRoot(): string {
+        return join(this.stateDir, "edge");
+    }
+    get nginxPidFile(): string {
+        return join(this.edgeRoot, "run", "nginx.pid");
+    }
+    get caCertificatePath(): string {
+        return this.pki.caCertificatePath;
+    }
+    get outputs(): LocalStackOutputs {
+        return {
+            endpoint: `wss://localhost:${this.edgePort}/`,
+            healthUrl: `https://localhost:${this.edgePort}${healthPath}`,
+            caCertificatePem: this.pki.caCertificatePath,
+            backends: this.backends.map((b) => ({ name: b.name, address: `${this.bindAddress}:${b.port}`, pid: b.pid })),
+            nginxPidFile: this.nginxPidFile,
+        };
+    }
+    get edgeAddress(): { host: string; port: number } {
+        return { host: this.bindAddress, port: this.edgePort };
+    }
+    backendNames(): string[] {
+        return this.backends.map((b) => b.name);
+    }
+
+    private async bringUp(): Promise<void> {
+        if (!/^[A-Za-z0-9_./-]+$/.test(this.stateDir)) {
+            throw new Error(`local stack: state folder ${JSON.stringify(this.stateDir)} must be a plain path (letters, digits, '_', '.', '-', '/'): NGINX config paths are written unquoted`);
+        }
+        const nginx = this.options.nginx ?? "nginx";
+        requireBinary(nginx, "NGINX", "apt-get install -y nginx-light");
+        requireBinary("openssl", "openssl", "apt-get install -y openssl");
+
+        this.settings = validateSettings({ adminCidrs: '["127.0.0.0/8"]', ...this.options.settings }, "local");
+        this.edgePort = this.options.edgePort || (await freePort(this.bindAddress));
+        await assertPortFree(this.bindAddress, this.edgePort, "edge");
+
+        await mkdir(join(this.edgeRoot, "run", "tmp"), { recursive: true, mode: 0o700 });
+        await mkdir(join(this.edgeRoot, "logs"), { recursive: true });
+        await this.issuePki(this.settings.backendCount);
+
+        for (let i = 0; i < this.settings.backendCount; i++) await this.addBackend();
+        await Promise.all(this.backends.map((b) => this.waitForBackend(b)));
+        await this.deploy();
+        await this.waitForEdge();
+        await this.writeState();
+    }
+
+    private async issuePki(backendCount: number): Promise<void> {
+        const spec = edgePkiSpec({ edgeDnsNames: ["localhost"], edgeIpAddresses: ["127.0.0.1", "::1"], backendCount, userSuppliedEdgeCertificate: false });
+        this.pki = await issueWithOpenSsl(spec, join(this.stateDir, "pki"));
+    }
+
+    /** Starts one more backend (its certificate issued first), not yet in the edge's config. */
+    async addBackend(): Promise<string> {
+        const index = this.backends.length;
+        if (this.pki.backendCertificates.length <= index) await this.issuePki(index + 1);
+        const name = this.pki.backendCertificates[index].name;
+        const port = await freePort(this.bindAddress);
+        const backend: RunningBackend = { name, port, process: undefined, pid: 0 };
+        this.backends.push(backend);
+        await this.launchBackend(backend);
+        return name;
+    }
+
+    private async launchBackend(backend: RunningBackend): Promise<void> {
+        const index = this.backends.indexOf(backend);
+        const certificate = this.pki.backendCertificates[index];
+        const tlsDir = join(this.stateDir, "backends", backend.name);
+        await mkdir(tlsDir, { recursive: true, mode: 0o700 });
+        await writeFile(join(tlsDir, backendTlsFiles.certificate), certificate.certificatePem);
+        await writeFile(join(tlsDir, backendTlsFiles.key), certificate.privateKeyPem, { mode: 0o600 });
+        await writeFile(join(tlsDir, backendTlsFiles.clientCa), this.pki.caCertificatePem);
+        const log = openSync(join(this.stateDir, "backends", `${backend.name}.log`), "a");
+        const pings = this.options.pingIntervalSeconds ?? backendPingIntervalSeconds(this.settings);
+        const child = spawn(process.execPath, [backendEntry], {
+            env: { ...process.env, BACKEND_NAME: backend.name, HOST: this.bindAddress, PORT: String(backend.port), TLS_DIR: tlsDir, PING_INTERVAL_SECONDS: String(pings) },
+            stdio: ["ignore", log, log],
+            // Its own process group: a Ctrl-C in the terminal reaches the stack, which then
+            // stops the backends in order, instead of reaching everything at once.
+            detached: true,
+        });
+        closeSync(log);
+        backend.process = child;
+        backend.pid = child.pid ?? 0;
+        child.on("exit", () => {
+            if (backend.process === child) backend.process = undefined;
+        });
+    }
+
+    /** Renders the edge config for the current backends and deploys it (reload when running). */
+    async deploy(): Promise<string> {
+        const host: EdgeHostProfile = {
+            listen: { port: this.edgePort, address: this.bindAddress, ipv6: false },
+            workers: { processes: this.options.workerProcesses ?? 2, ...localWorkerLimits() },
+            paths: {
+                pidFile: this.nginxPidFile,
+                errorLog: join(this.edgeRoot, "logs", "error.log"),
+                accessLog: join(this.edgeRoot, "logs", "access.log"),
+                tempDir: join(this.edgeRoot, "run", "tmp"),
+            },
+        };
+        const upstreams = this.backends.map((b) => ({ address: this.bindAddress, port: b.port }));
+        const config = renderNginxConfig(edgeConfigSpec(this.settings, upstreams, host, ["localhost"]));
+        return this.deployBundle(
+            encodeDeployBundle({
+                "nginx.conf": config,
+                [edgeTlsFiles.certificate]: this.pki.edgeCertificateChainPem,
+                [edgeTlsFiles.certificateKey]: this.pki.edgePrivateKeyPem,
+                [edgeTlsFiles.backendCa]: this.pki.caCertificatePem,
+                [edgeTlsFiles.proxyClientCertificate]: this.pki.proxyClientCertificate.certificatePem,
+                [edgeTlsFiles.proxyClientKey]: this.pki.proxyClientCertificate.privateKeyPem,
+            }),
+        );
+    }
+
+    /** Runs the deploy script with `bundle` on standard input; rejects with its stderr. */
+    deployBundle(bundle: string): Promise<string> {
+        return runDeployScript(bundle, { WSS_EDGE_ROOT: this.edgeRoot, NGINX_BIN: this.options.nginx ?? "nginx" });
+    }
+
+    /** Applies new settings (e.g. a shorter idle timeout) and redeploys. */
+    async reconfigure(settings: RawSettings): Promise<string> {
+        this.settings = validateSettings({ adminCidrs: '["127.0.0.0/8"]', ...this.options.settings, ...settings }, "local");
+        return this.deploy();
+    }
+
+    async waitForBackend(backend: RunningBackend | string, timeoutMs = 10000): Promise<void> {
+        const b = typeof backend === "string" ? this.backend(backend) : backend;
+        await waitUntil(timeoutMs, async () => {
+            if (b.process === undefined || b.process.exitCode !== null) {
+                throw new Error(`local stack: backend ${b.name} exited while starting; its log:\n${tail(join(this.stateDir, "backends", `${b.name}.log`))}`);
+            }
+            return (await this.backendHealth(b)) !== undefined;
+        }, `backend ${b.name} on ${this.bindAddress}:${b.port} did not become healthy`);
+    }
+
+    private async waitForEdge(): Promise<void> {
+        await waitUntil(10000, async () => (await httpsGet(this.bindAddress, this.edgePort, healthPath, { ca: this.pki.caCertificatePem, servername: "localhost" }))?.status === 200, `edge on ${this.bindAddress}:${this.edgePort} did not answer ${healthPath}; see ${join(this.edgeRoot, "logs", "error.log")}`);
+    }
+
+    /** Sockets each backend holds now, from its own /healthz (undefined when it is down). */
+    async backendSocketCounts(): Promise<Record<string, number | undefined>> {
+        const entries = await Promise.all(this.backends.map(async (b) => [b.name, await this.backendHealth(b)] as const));
+        return Object.fromEntries(entries);
+    }
+
+    private async backendHealth(b: RunningBackend): Promise<number | undefined> {
+        const response = await httpsGet(this.bindAddress, b.port, healthPath, {
+            ca: this.pki.caCertificatePem,
+            cert: this.pki.proxyClientCertificate.certificatePem,
+            key: this.pki.proxyClientCertificate.privateKeyPem,
+            servername: "backends.wss-edge.internal",
+        });
+        return response?.status === 200 ? (JSON.parse(response.body) as { sockets: number }).sockets : undefined;
+    }
+
+    private backend(name: string): RunningBackend {
+        const b = this.backends.find((x) => x.name === name);
+        if (!b) throw new Error(`local stack: no backend named ${name}`);
+        return b;
+    }
+
+    /** Sends `signal` to a backend and waits for it to exit. */
+    async stopBackend(name: string, signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
+        const b = this.backend(name);
+        if (b.process) await terminate(b.process, signal);
+    }
+
+    /** Starts a stopped backend again on its old port. */
+    async restartBackend(name: string): Promise<void> {
+        const b = this.backend(name);
+        if (b.process) throw new Error(`local stack: backend ${name} is still running`);
+        await this.launchBackend(b);
+        await this.waitForBackend(b);
+    }
+
+    nginxMasterPid(): number | undefined {
+        if (!existsSync(this.nginxPidFile)) return undefined;
+        const pid = Number(readFileSync(this.nginxPidFile, "utf8").trim());
+        return pid > 0 && isAlive(pid) ? pid : undefined;
+    }
+
+    /** Stops NGINX and every backend this stack started. Safe to call more than once. */
+    async stop(): Promise<void> {
+        if (this.stopped) return;
+        this.stopped = true;
+        const master = this.nginxMasterPid();
+        if (master !== undefined) await stopNginx(master);
+        await Promise.all(this.backends.map((b) => (b.process ? terminate(b.process, "SIGTERM") : undefined)));
+    }
+
+    private async writeState(): Promise<void> {
+        await writeFile(join(this.stateDir, "outputs.json"), JSON.stringify(this.outputs, null, 2) + "\n");
+    }
+}
+
+/** Stops a stack that `npm run local:up` left running, from its outputs.json. */
+export async function stopDetachedStack(stateDir: string): Promise<string[]> {
+    const outputsPath = join(stateDir, "outputs.json");
+    if (!existsSync(outputsPath)) return [];
+    const outputs = JSON.parse(await readFile(outputsPath, "utf8")) as LocalStackOutputs;
+    const stopped: string[] = [];
+    const master = existsSync(outputs.nginxPidFile) ? Number(readFileSync(outputs.nginxPidFile, "utf8").trim()) : 0;
+    if (master > 0 && isAlive(master)) {
+        await stopNginx(master);
+        stopped.push(`nginx (pid ${master})`);
+    }
+    for (const backend of outputs.backends) {
+        if (isAlive(backend.pid) && isOurBackend(backend.pid)) {
+            process.kill(backend.pid, "SIGTERM");
+            await waitUntil(6000, async () => !isAlive(backend.pid), `backend ${backend.name} (pid ${backend.pid}) did not stop`).catch(() => process.kill(backend.pid, "SIGKILL"));
+            stopped.push(`${backend.name} (pid ${backend.pid})`);
+        }
+    }
+    return stopped;
+}
+
+function isOurBackend(pid: number): boolean {
+    try {
+        return readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(backendEntry);
+    } catch {
+        return false;
+    }
+}
+
+/** NGINX's fast shutdown (SIGTERM) for the master; its workers go with it. */
+async function stopNginx(master: number): Promise<void> {
+    const workers = childPids(master);
+    process.kill(master, "SIGTERM");
+    try {
+        await waitUntil(5000, async () => !isAlive(master), `nginx master ${master} did not stop`);
+    } catch {
+        for (const pid of [master, ...workers]) if (isAlive(pid)) process.kill(pid, "SIGKILL");
+    }
+}
+
+function childPids(pid: number): number[] {
+    try {
+        return readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number);
+    } catch {
+        return [];
+    }
+}
+
+function isAlive(pid: number): boolean {
+    try {
+        process.kill(pid, 0);
+        return !readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.startsWith("Z");
+    } catch {
+        return false;
+    }
+}
+
+async function terminate(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise<void>((done) => child.once("exit", () => done()));
+    child.kill(signal);
+    const timer = setTimeout(() => child.kill("SIGKILL"), 6000);
+    await exited;
+    clearTimeout(timer);
+}
+
+function runDeployScript(bundle: string, env: Record<string, string>): Promise<string> {
+    return new Promise((done, fail) => {
+        const child = spawn("bash", [deployScript], { env: { ...process.env, ...env }, stdio: ["pipe", "pipe", "pipe"] });
+        let stdout = "";
+        let stderr = "";
+        child.stdout.on("data", (d) => (stdout += d));
+        child.stderr.on("data", (d) => (stderr += d));
+        child.on("error", fail);
+        child.on("close", (code) => (code === 0 ? done(stdout) : fail(new DeployError(code ?? -1, stderr.trim()))));
+        child.stdin.end(bundle);
+    });
+}
+
+export class DeployError extends Error {
+    constructor(
+        readonly exitCode: number,
+        readonly stderr: string,
+    ) {
+        super(`deploy failed (exit ${exitCode}):\n${stderr}`);
+        this.name = "DeployError";
+    }
+}
+
+/** The per-process descriptor limit here, and connections per worker that fit in it. */
+function localWorkerLimits(): { connections: number; fileLimit: number } {
+    let hard = 1024;
+    try {
+        const out = execFileSync("sh", ["-c", "ulimit -Hn"], { encoding: "utf8" }).trim();
+        hard = out === "unlimited" ? 1048576 : Number(out);
+    } catch {
+        // keep the conservative default
+    }
+    const fileLimit = Math.min(hard, 1048576);
+    return { fileLimit, connections: Math.max(512, fileLimit - 200) };
+}
+
+function requireBinary(binary: string, what: string, install: string): void {
+    try {
+        execFileSync("sh", ["-c", `command -v "$1"`, "sh", binary], { stdio: "ignore" });
+    } catch {
+        throw new Error(`local stack: ${what} ('${binary}') is not installed. Install it with: ${install}`);
+    }
+}
+
+export async function freePort(host: string): Promise<number> {
+    return new Promise((done, fail) => {
+        const server = createServer();
+        server.once("error", fail);
+        server.listen(0, host, () => {
+            const address = server.address();
+            server.close(() => (typeof address === "object" && address ? done(address.port) : fail(new Error("no port"))));
+        });
+    });
+}
+
+async function assertPortFree(host: string, port: number, what: string): Promise<void> {
+    await new Promise<void>((done, fail) => {
+        const server = createServer();
+        server.once("error", (error: NodeJS.ErrnoException) =>
+            fail(new Error(`local stack: the ${what} port ${host}:${port} is taken (${error.code}); pick another with --port or EDGE_PORT`)),
+        );
+        server.listen(port, host, () => server.close(() => done()));
+    });
+}
+
+async function waitUntil(timeoutMs: number, check: () => Promise<boolean>, message: string): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+        if (await check()) return;
+        await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`local stack: ${message} within ${timeoutMs / 1000} s`);
+}
+
+interface TlsClientOptions {
+    ca: string;
+    cert?: string;
+    key?: string;
+    servername: string;
+}
+
+/** GET over HTTPS; undefined when the server is unreachable or the handshake fails. */
+function httpsGet(host: string, port: number, path: string, tls: TlsClientOptions): Promise<{ status: number; body: string } | undefined> {
+    return new Promise((done) => {
+        const req = request({ host, port, path, ...tls, timeout: 2000 }, (res) => {
+            let body = "";
+            res.on("data", (d) => (body += d));
+            res.on("end", () => done({ status: res.statusCode ?? 0, body }));
+        });
+        req.on("error", () => done(undefined));
+        req.on("timeout", () => req.destroy());
+        req.end();
+    });
+}
+
+function tail(path: string, lines = 20): string {
+    try {
+        return readFileSync(path, "utf8").trim().split("\n").slice(-lines).join("\n");
+    } catch {
+        return "(no log)";
+    }
+}

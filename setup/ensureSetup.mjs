@@ -1,0 +1,49 @@
+// Runs before `npm start` and `npm test` (npm's pre-scripts): installs what is missing, or
+// stops at once with the exact command to run. Plain Node, no dependencies, so it works on
+// a fresh clone before `npm install`.
+//
+//   node setup/ensureSetup.mjs [--for start|test]
+import { execFileSync, spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const purpose = process.argv.includes("test") ? "test" : "start";
+
+// System packages: the binary each provides and the Debian package that has it.
+const systemPackages = [
+    { binary: "nginx", pkg: "nginx-light", why: "the edge itself" },
+    { binary: "openssl", pkg: "openssl", why: "issues the local PKI" },
+    { binary: "flock", pkg: "util-linux", why: "the deploy script's lock" },
+    ...(purpose === "test" ? [{ binary: "sslscan", pkg: "sslscan", why: "the TLS audit test" }] : []),
+];
+
+function has(binary) {
+    return spawnSync("sh", ["-c", 'command -v "$1"', "sh", binary], { stdio: "ignore" }).status === 0;
+}
+
+function step(message) {
+    console.error(`setup: ${message}`);
+}
+
+if (!existsSync(join(root, "node_modules", ".package-lock.json"))) {
+    step("installing npm dependencies (npm ci)…");
+    execFileSync("npm", ["ci", "--no-audit", "--no-fund"], { cwd: root, stdio: "inherit" });
+}
+
+const missing = systemPackages.filter((p) => !has(p.binary));
+if (missing.length > 0) {
+    const pkgs = missing.map((p) => p.pkg);
+    const command = `apt-get update && apt-get install -y ${pkgs.join(" ")}`;
+    const isRoot = process.getuid?.() === 0;
+    if (!isRoot || !has("apt-get")) {
+        step(`missing ${missing.map((p) => `${p.binary} (${p.why})`).join(", ")}.`);
+        step(`install with: ${isRoot ? "" : "sudo "}${command}`);
+        process.exit(1);
+    }
+    step(`installing ${pkgs.join(", ")} with apt-get…`);
+    const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
+    execFileSync("apt-get", ["update", "-qq"], { stdio: "inherit", env });
+    execFileSync("apt-get", ["install", "-y", "-qq", "--no-install-recommends", ...pkgs], { stdio: "inherit", env });
+}

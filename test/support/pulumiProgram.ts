@@ -1,0 +1,135 @@
+import * as pulumi from "@pulumi/pulumi";
+import { waitForRPCs } from "@pulumi/pulumi/runtime/settings";
+
+/** One resource as the program registered it. */
+export interface RegisteredResource {
+    readonly type: string;
+    readonly name: string;
+    /** Inputs with secrets unwrapped. */
+    readonly inputs: Record<string, any>;
+    /** Top-level input names that arrived as Pulumi secrets. */
+    readonly secretInputs: ReadonlySet<string>;
+}
+
+export interface ProgramRun {
+    readonly resources: RegisteredResource[];
+    readonly outputs: Record<string, unknown>;
+    /** The raw exported Outputs, to inspect secretness. */
+    readonly exports: Record<string, pulumi.Output<unknown>>;
+}
+
+export const mockBackendIps = ["10.0.1.21", "10.0.2.22", "10.0.3.23", "10.0.1.24", "10.0.2.25", "10.0.3.26"];
+export const mockEdgeIp = "198.51.100.7";
+
+/**
+ * Runs index.ts under Pulumi's unit-test mocks with the given stack config (keys without the
+ * project prefix), and returns every resource it registered and every output, resolved.
+ */
+export async function runEdgeProgram(config: Record<string, string>, options: { preview?: boolean } = {}): Promise<ProgramRun> {
+    const resources: RegisteredResource[] = [];
+    let backendIndex = 0;
+    pulumi.runtime.setAllConfig(
+        Object.fromEntries([["aws:region", "eu-west-1"], ...Object.entries(config).map(([k, v]) => [`wss-edge:${k}`, v])]),
+        ["wss-edge:tlsCertificate", "wss-edge:tlsPrivateKey"],
+    );
+    await pulumi.runtime.setMocks(
+        {
+            newResource(args) {
+                const secretInputs = new Set(Object.keys(args.inputs).filter((key) => containsSecret(args.inputs[key])));
+                const inputs = unwrapSecrets(args.inputs) as Record<string, any>;
+                resources.push({ type: args.type, name: args.name, inputs, secretInputs });
+                return { id: `${args.name}-id`, state: { ...args.inputs, ...mockState(args.type, args.name, inputs, () => mockBackendIps[backendIndex++]) } };
+            },
+            call(args) {
+                return mockCall(args.token, args.inputs);
+            },
+        },
+        "wss-edge",
+        "dev",
+        options.preview ?? false,
+    );
+    const programPath = require.resolve("../../index");
+    delete require.cache[programPath];
+    const exports = require(programPath) as Record<string, pulumi.Output<unknown>>;
+    const outputs: Record<string, unknown> = {};
+    for (const [key, value] of Object.entries(exports)) outputs[key] = await resolveOutput(value);
+    // Resources whose inputs wait on other outputs register later than the exports resolve.
+    await waitForRPCs();
+    return { resources, outputs, exports };
+}
+
+/** The value inside an Output, once known. */
+export function resolveOutput<T>(output: pulumi.Input<T>): Promise<T> {
+    return new Promise((resolve) => pulumi.output(output).apply((value) => resolve(value as T)));
+}
+
+export function secretness(output: pulumi.Output<unknown>): Promise<boolean> {
+    return pulumi.isSecret(output);
+}
+
+/** Pulumi's wire marker for a secret value. */
+const secretSignature = "4dabf18193072939515e22adb298388d";
+const secretMarker = "1b47061264138c4ac30d75fd1eb44270";
+const isSecretEnvelope = (v: any) => v !== null && typeof v === "object" && v[secretSignature] === secretMarker;
+
+function containsSecret(value: unknown): boolean {
+    if (isSecretEnvelope(value)) return true;
+    if (Array.isArray(value)) return value.some(containsSecret);
+    if (value !== null && typeof value === "object") return Object.values(value).some(containsSecret);
+    return false;
+}
+
+function unwrapSecrets(value: any): unknown {
+    if (isSecretEnvelope(value)) return unwrapSecrets(value.value);
+    if (Array.isArray(value)) return value.map(unwrapSecrets);
+    if (value !== null && typeof value === "object") return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, unwrapSecrets(v)]));
+    return value;
+}
+
+function pem(kind: string, body: string): string {
+    return `-----BEGIN ${kind}-----\n${Buffer.from(body).toString("base64")}\n-----END ${kind}-----\n`;
+}
+
+function mockState(type: string, name: string, inputs: Record<string, any>, nextBackendIp: () => string): Record<string, unknown> {
+    switch (type) {
+        case "aws:ec2/instance:Instance":
+            return { privateIp: name.includes("backend") ? nextBackendIp() : "10.0.1.5", arn: `arn:aws:ec2:eu-west-1:123456789012:instance/${name}` };
+        case "aws:ec2/eip:Eip":
+            return { publicIp: mockEdgeIp, allocationId: "eipalloc-0123" };
+        case "tls:index/privateKey:PrivateKey":
+            return { privateKeyPem: pem("PRIVATE KEY", `key ${name}`), privateKeyOpenssh: `openssh ${name}`, publicKeyOpenssh: `ssh-ed25519 AAAA${name}` };
+        case "tls:index/selfSignedCert:SelfSignedCert":
+        case "tls:index/locallySignedCert:LocallySignedCert":
+            return { certPem: pem("CERTIFICATE", `certificate ${name}`) };
+        case "tls:index/certRequest:CertRequest":
+            return { certRequestPem: pem("CERTIFICATE REQUEST", `csr ${name}`) };
+        case "aws:ecr/repository:Repository":
+            return { repositoryUrl: `123456789012.dkr.ecr.eu-west-1.amazonaws.com/${name}`, registryId: "123456789012", arn: `arn:aws:ecr:eu-west-1:123456789012:repository/${name}` };
+        case "docker:index/image:Image":
+            return { repoDigest: `${String(inputs.imageName).split(":")[0]}@sha256:${"ab".repeat(32)}` };
+        case "aws:ssm/parameter:Parameter":
+            return { arn: `arn:aws:ssm:eu-west-1:123456789012:parameter${inputs.name}` };
+        case "aws:iam/role:Role":
+        case "aws:iam/instanceProfile:InstanceProfile":
+            return { arn: `arn:aws:iam::123456789012:role/${name}`, name };
+        case "aws:ec2/keyPair:KeyPair":
+            return { keyName: name };
+        default:
+            return {};
+    }
+}
+
+function mockCall(token: string, inputs: Record<string, any>): Record<string, unknown> {
+    switch (token) {
+        case "aws:ec2/getVpc:getVpc":
+            return { id: "vpc-0default" };
+        case "aws:ec2/getSubnets:getSubnets":
+            return { ids: ["subnet-c", "subnet-a", "subnet-b"] };
+        case "aws:ec2/getAmi:getAmi":
+            return { id: `ami-${String(inputs.owners?.[0])}` };
+        case "aws:ecr/getAuthorizationToken:getAuthorizationToken":
+            return { userName: "AWS", password: "registry-password", proxyEndpoint: "https://123456789012.dkr.ecr.eu-west-1.amazonaws.com" };
+        default:
+            return {};
+    }
+}
