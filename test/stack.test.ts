@@ -2,11 +2,14 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { describe, it } from "node:test";
+import { after, describe, it } from "node:test";
 import { parse as parseYaml } from "yaml";
 import { settingDefaults, settingKeys } from "../settings/edgeSettings";
 import { waitForRPCs } from "@pulumi/pulumi/runtime/settings";
+import { isRoot, nginxTest, removeTestPki } from "./support/nginxCheck";
 import { RegisteredResource, mockBackendIps, mockEdgeIp, resolveOutput, runEdgeProgram, secretness } from "./support/pulumiProgram";
+
+after(removeTestPki);
 
 const devConfig = { adminCidrs: '["203.0.113.0/24"]' };
 const ofType = (resources: RegisteredResource[], type: string) => resources.filter((r) => r.type === type);
@@ -141,6 +144,11 @@ describe("the AWS stack under mocks, default dev config", async () => {
         for (const name of ["endpoint", "healthUrl", "proxyPublicIp", "backendPrivateIps", "caCertificatePem", "nginxConfig"]) {
             assert.equal(await secretness(run.exports[name]), false, name);
         }
+    });
+
+    it("exports a rendered config that Debian's nginx -t accepts with real certificates", { skip: !isRoot && "needs root: the VM config uses /run and /var/log/nginx" }, async () => {
+        const result = await nginxTest(String(outputs.nginxConfig));
+        assert.ok(result.ok, result.output);
     });
 
     it("renders an upstream listing every backend's private IP in order, with the stack's port", () => {

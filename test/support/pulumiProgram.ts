@@ -25,8 +25,11 @@ export const mockEdgeIp = "198.51.100.7";
  * Runs index.ts under Pulumi's unit-test mocks with the given stack config (keys without the
  * project prefix), and returns every resource it registered and every output, resolved.
  */
-export async function runEdgeProgram(config: Record<string, string>, options: { preview?: boolean } = {}): Promise<ProgramRun> {
-    const resources: RegisteredResource[] = [];
+export async function runEdgeProgram(
+    config: Record<string, string>,
+    options: { preview?: boolean; /** Receives registrations even when the program throws. */ registered?: RegisteredResource[] } = {},
+): Promise<ProgramRun> {
+    const resources: RegisteredResource[] = options.registered ?? [];
     let backendIndex = 0;
     pulumi.runtime.setAllConfig(
         Object.fromEntries([["aws:region", "eu-west-1"], ...Object.entries(config).map(([k, v]) => [`wss-edge:${k}`, v])]),

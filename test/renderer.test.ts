@@ -1,0 +1,163 @@
+// The rendered nginx.conf: what it must say, what it must never say, and that NGINX accepts it.
+import assert from "node:assert/strict";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, describe, it } from "node:test";
+import { EdgeHostProfile, awsProxyHost, edgeConfigSpec } from "../nginx/edgeConfigFromSettings";
+import { EdgeConfigSpec } from "../nginx/edgeConfigSpec";
+import { RenderError, renderNginxConfig } from "../nginx/renderNginxConfig";
+import { mozillaIntermediate } from "../nginx/tlsPolicy";
+import { RawSettings, validateSettings } from "../settings/edgeSettings";
+import { isRoot, nginxTest, removeTestPki } from "./support/nginxCheck";
+
+const backends = [
+    { address: "10.0.1.21", port: 8443 },
+    { address: "10.0.2.22", port: 8443 },
+    { address: "10.0.3.23", port: 8443 },
+];
+// `nginx -t` creates the pid file and temp folders, so they must point somewhere real.
+const scratch = mkdtempSync(join(tmpdir(), "wss-edge-render-"));
+mkdirSync(join(scratch, "tmp"));
+const localHost: EdgeHostProfile = {
+    listen: { port: 18443, address: "127.0.0.1", ipv6: false },
+    workers: { processes: 2, connections: 4096, fileLimit: 8192 },
+    paths: { pidFile: join(scratch, "nginx.pid"), errorLog: "stderr", accessLog: "off", tempDir: join(scratch, "tmp") },
+};
+const specFor = (raw: RawSettings = {}, host = awsProxyHost, servers = backends, names = ["ws.example.com"]) =>
+    edgeConfigSpec(validateSettings({ adminCidrs: '["203.0.113.0/24"]', ...raw }), servers, host, names);
+const render = (raw: RawSettings = {}, host = awsProxyHost) => renderNginxConfig(specFor(raw, host));
+
+after(async () => {
+    await removeTestPki();
+    rmSync(scratch, { recursive: true, force: true });
+});
+
+describe("renderNginxConfig", () => {
+    const config = render({ idleTimeoutSeconds: "900" });
+
+    it("terminates TLS on 443 for the configured name", () => {
+        assert.match(config, /^\s+listen 443 ssl;$/m);
+        assert.match(config, /^\s+listen \[::\]:443 ssl;$/m);
+        assert.match(config, /^\s+server_name ws\.example\.com;$/m);
+    });
+
+    it("allows TLS 1.2 and 1.3 only, with Mozilla intermediate ciphers, a shared session cache and HSTS", () => {
+        assert.match(config, /^\s+ssl_protocols TLSv1\.2 TLSv1\.3;$/m);
+        assert.doesNotMatch(config, /TLSv1(\.1)?[ ;]/);
+        assert.ok(config.includes(`ssl_ciphers ${mozillaIntermediate.tls12Ciphers.join(":")};`));
+        assert.match(config, /Mozilla guidelines 6\.0/);
+        assert.match(config, /^\s+ssl_session_cache shared:\w+:\d+m;$/m);
+        assert.match(config, /add_header Strict-Transport-Security "max-age=63072000" always;/);
+    });
+
+    it("upgrades with the $connection_upgrade map, never a hard-coded Connection header", () => {
+        assert.match(config, /map \$http_upgrade \$connection_upgrade \{\n\s+default upgrade;\n\s+''\s+close;\n\s+\}/);
+        assert.match(config, /proxy_http_version 1\.1;/);
+        assert.match(config, /proxy_set_header Upgrade \$http_upgrade;/);
+        assert.match(config, /proxy_set_header Connection \$connection_upgrade;/);
+        assert.doesNotMatch(config, /Connection "upgrade"/);
+    });
+
+    it("passes Host, X-Forwarded-For, X-Forwarded-Proto and X-Real-IP, overwriting what the client sent", () => {
+        for (const header of ["Host \\$host", "X-Forwarded-For \\$remote_addr", "X-Forwarded-Proto \\$scheme", "X-Real-IP \\$remote_addr"]) {
+            assert.match(config, new RegExp(`proxy_set_header ${header};`));
+        }
+    });
+
+    it("lists every backend in order in an ip_hash upstream with failure accounting", () => {
+        const upstream = /upstream wss_backends \{([\s\S]*?)\n\s+\}/.exec(config)![1];
+        assert.match(upstream, /^\s+ip_hash;$/m);
+        assert.deepEqual([...upstream.matchAll(/server (\S+) max_fails=3 fail_timeout=10s;/g)].map((m) => m[1]), ["10.0.1.21:8443", "10.0.2.22:8443", "10.0.3.23:8443"]);
+        assert.match(config, /proxy_next_upstream error timeout http_502 http_503;/);
+    });
+
+    it("sizes read and send timeouts from the idle timeout setting", () => {
+        assert.match(config, /proxy_read_timeout 900s;/);
+        assert.match(config, /proxy_send_timeout 900s;/);
+    });
+
+    it("re-encrypts to the backends, verifying them against the CA by name, and presents the client certificate", () => {
+        for (const directive of [
+            "proxy_pass https://wss_backends;",
+            "proxy_ssl_verify on;",
+            "proxy_ssl_trusted_certificate tls/backend-ca.crt;",
+            "proxy_ssl_name backends.wss-edge.internal;",
+            "proxy_ssl_server_name on;",
+            "proxy_ssl_certificate tls/proxy-client.crt;",
+            "proxy_ssl_certificate_key tls/proxy-client.key;",
+        ]) {
+            assert.ok(config.includes(directive), directive);
+        }
+    });
+
+    it("answers /healthz itself and bounds worker shutdown", () => {
+        assert.match(config, /location = \/healthz \{[\s\S]*?return 200 "ok\\n";/);
+        assert.match(config, /^worker_shutdown_timeout 3600s;$/m);
+        assert.match(config, /^\s+worker_connections 65536;$/m);
+        assert.match(config, /^worker_rlimit_nofile 140000;$/m);
+    });
+
+    it("gives the same bytes for the same spec", () => {
+        assert.equal(render({ idleTimeoutSeconds: "900" }), config);
+    });
+
+    it("writes IPv6 backends in brackets", () => {
+        const text = renderNginxConfig(specFor({}, awsProxyHost, [{ address: "2001:db8::21", port: 8443 }]));
+        assert.match(text, /server \[2001:db8::21\]:8443 max_fails/);
+    });
+
+    it("writes no cipher list for the TLS 1.3-only policy", () => {
+        const text = render({ tlsPolicy: "mozilla-modern" });
+        assert.match(text, /ssl_protocols TLSv1\.3;/);
+        assert.doesNotMatch(text, /ssl_ciphers/);
+    });
+
+    it("refuses any value that would inject NGINX syntax, naming the field", () => {
+        const base = specFor();
+        const attempts: [string, EdgeConfigSpec][] = [
+            ["serverNames", { ...base, serverNames: ["ws.example.com; return 200"] }],
+            ["upstream.servers[1].address", { ...base, upstream: { ...base.upstream, servers: [backends[0], { address: "10.0.0.1 down", port: 1 }] } }],
+            ["tls.certificate", { ...base, tls: { ...base.tls, certificate: "tls/edge.crt;\nssl_verify off" } }],
+            ["timeouts.idleSeconds", { ...base, timeouts: { ...base.timeouts, idleSeconds: 1.5 } }],
+            ["backendTls.serverName", { ...base, backendTls: { ...base.backendTls, serverName: "$host" } }],
+            ["paths.accessLog", { ...base, paths: { ...base.paths, accessLog: "/var/log/../../etc/passwd" } }],
+        ];
+        for (const [field, spec] of attempts) {
+            assert.throws(() => renderNginxConfig(spec), (e: Error) => e instanceof RenderError && e.field === field, field);
+        }
+    });
+});
+
+describe("nginx -t accepts every config the renderer produces", () => {
+    const variants: [string, RawSettings][] = [
+        ["the defaults", {}],
+        ["the HTTP redirect", { httpRedirect: "true" }],
+        ["the TLS 1.3-only policy", { tlsPolicy: "mozilla-modern" }],
+        ["no per-address limit", { connectionsPerAddress: "0" }],
+        ["one backend", { backendCount: "1" }],
+        ["long idle and drain timeouts", { idleTimeoutSeconds: "86400", drainTimeoutSeconds: "604800" }],
+    ];
+    for (const [name, raw] of variants) {
+        it(`for the proxy VM with ${name}`, { skip: !isRoot && "needs root: the VM config uses /run and /var/log/nginx" }, async () => {
+            const result = await nginxTest(render(raw));
+            assert.ok(result.ok, result.output);
+        });
+        it(`for the local stack with ${name}`, async () => {
+            const result = await nginxTest(render(raw, localHost));
+            assert.ok(result.ok, result.output);
+        });
+    }
+
+    it("for twenty IPv4 and IPv6 backends behind a wildcard name", async () => {
+        const many = Array.from({ length: 20 }, (_, i) => ({ address: i % 2 ? `10.0.${i}.10` : `fd00::${i + 1}`, port: 8443 + i }));
+        const result = await nginxTest(renderNginxConfig(specFor({}, localHost, many, ["*.ws.example.com", "ws.example.com"])));
+        assert.ok(result.ok, result.output);
+    });
+
+    it("and NGINX itself rejects a broken config, so the check is real", async () => {
+        const result = await nginxTest(render({}, localHost).replace("proxy_http_version 1.1;", "proxy_http_version 1.1"));
+        assert.equal(result.ok, false);
+        assert.match(result.output, /emerg/);
+    });
+});

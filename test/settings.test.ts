@@ -1,0 +1,81 @@
+// Invalid configuration never reaches resource registration, and its message names the key.
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { SettingsError, validateSettings } from "../settings/edgeSettings";
+import { RegisteredResource, runEdgeProgram } from "./support/pulumiProgram";
+
+const valid = { adminCidrs: '["203.0.113.0/24"]' };
+
+/** Runs the whole program with `config` and expects it to stop before registering anything. */
+async function rejectsBeforeRegistration(config: Record<string, string>, key: string, rule: RegExp): Promise<void> {
+    const registered: RegisteredResource[] = [];
+    await assert.rejects(
+        () => runEdgeProgram(config, { registered }),
+        (error: Error) => {
+            assert.ok(error instanceof SettingsError, `a SettingsError, got ${error}`);
+            assert.match(error.message, new RegExp(`wss-edge:${key} = `), "names the key");
+            assert.match(error.message, rule, "states the rule");
+            return true;
+        },
+    );
+    assert.deepEqual(registered.map((r) => r.name), [], "no resource registered");
+}
+
+describe("invalid settings stop the program before any resource is registered", () => {
+    const cases: [string, Record<string, string>, string, RegExp][] = [
+        ["backend count below 1", { backendCount: "0" }, "backendCount", /whole number from 1 to 20/],
+        ["backend count absurdly high", { backendCount: "500" }, "backendCount", /from 1 to 20/],
+        ["backend count not a number", { backendCount: "three" }, "backendCount", /whole number/],
+        ["malformed allowed CIDR", { allowedCidrs: '["10.0.0/8"]' }, "allowedCidrs", /is not a CIDR block/],
+        ["CIDR with host bits set", { allowedCidrs: '["192.0.2.77/24"]' }, "allowedCidrs", /did you mean 192\.0\.2\.0\/24/],
+        ["CIDR list that is not a list", { allowedCidrs: "0.0.0.0/0" }, "allowedCidrs", /list of CIDRs/],
+        ["backend port out of range", { backendPort: "70000" }, "backendPort", /from 1 to 65535/],
+        ["instance type not shaped like one", { proxyInstanceType: "large-machine" }, "proxyInstanceType", /EC2 instance type/],
+        ["SSH open to the world", { adminCidrs: '["0.0.0.0/0"]' }, "adminCidrs", /opens SSH to the whole internet/],
+        ["SSH open to all of IPv6", { adminCidrs: '["::/0"]' }, "adminCidrs", /opens SSH to the whole internet/],
+        ["no admin range at all", { adminCidrs: "" }, "adminCidrs", /is required/],
+        ["certificate without its key", { domainName: "ws.example.com", tlsCertificate: "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n" }, "tlsPrivateKey", /set together/],
+        ["idle timeout too short for any ping", { idleTimeoutSeconds: "2" }, "idleTimeoutSeconds", /from 10 to 86400/],
+        ["unknown TLS policy", { tlsPolicy: "legacy" }, "tlsPolicy", /one of mozilla-intermediate, mozilla-modern/],
+        ["misspelt key", { backendcount: "3" }, "backendcount", /is not a setting of this stack/],
+        ["image reference with a space", { backendImage: "acme/app; rm -rf /" }, "backendImage", /image reference/],
+    ];
+    for (const [name, config, key, rule] of cases) {
+        it(`rejects ${name}, naming ${key}`, () => rejectsBeforeRegistration({ ...valid, ...config }, key, rule));
+    }
+
+    // Every character that would end a directive, open a block, quote or expand a variable.
+    for (const [what, bad] of [
+        ["a semicolon", "ws.example.com;"],
+        ["an opening brace", "ws{.example.com"],
+        ["a closing brace", "ws}.example.com"],
+        ["a double quote", 'ws".example.com'],
+        ["a single quote", "ws'.example.com"],
+        ["whitespace", "ws example.com"],
+        ["a newline", "ws.example.com\nserver_name evil"],
+        ["a dollar sign", "ws.$host.com"],
+    ]) {
+        it(`rejects a domain name containing ${what}`, () => rejectsBeforeRegistration({ ...valid, domainName: bad }, "domainName", /fully qualified DNS name/));
+    }
+
+    it("reports every problem at once, and never echoes a secret", () => {
+        assert.throws(
+            () => validateSettings({ backendPort: "0", backendCount: "99", tlsPrivateKey: "not a key", adminCidrs: '["10.1.2.3/8"]' }),
+            (error: Error) => {
+                assert.match(error.message, /4 problems/);
+                for (const key of ["backendPort", "backendCount", "tlsPrivateKey", "adminCidrs"]) assert.match(error.message, new RegExp(`wss-edge:${key}`));
+                assert.match(error.message, /tlsPrivateKey = \[secret\]/);
+                assert.doesNotMatch(error.message, /not a key/);
+                return true;
+            },
+        );
+    });
+
+    it("accepts IPv6 ranges and fills every default", () => {
+        const settings = validateSettings({ adminCidrs: '["2001:db8:1234::/48"]' });
+        assert.deepEqual(settings.adminCidrs, ["2001:db8:1234::/48"]);
+        assert.deepEqual(settings.allowedCidrs, ["0.0.0.0/0", "::/0"]);
+        assert.equal(settings.backendCount, 3);
+        assert.equal(settings.tlsPolicy, "mozilla-intermediate");
+    });
+});

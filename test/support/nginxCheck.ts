@@ -1,0 +1,62 @@
+import { execFile } from "node:child_process";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { promisify } from "node:util";
+import { edgeTlsFiles } from "../../pki/certificateLayout";
+import { LocalPki, issueWithOpenSsl } from "../../pki/openSslIssuer";
+import { edgePkiSpec } from "../../pki/pkiSpec";
+
+const run = promisify(execFile);
+let pki: Promise<{ dir: string; pki: LocalPki }> | undefined;
+
+/** One real PKI per test process, issued by openssl, for configs that `nginx -t` loads. */
+export function testPki(): Promise<{ dir: string; pki: LocalPki }> {
+    pki ??= (async () => {
+        const dir = await mkdtemp(join(tmpdir(), "wss-edge-pki-"));
+        const spec = edgePkiSpec({ edgeDnsNames: ["localhost"], edgeIpAddresses: ["127.0.0.1"], backendCount: 3, userSuppliedEdgeCertificate: false });
+        return { dir, pki: await issueWithOpenSsl(spec, dir) };
+    })();
+    return pki;
+}
+
+export async function removeTestPki(): Promise<void> {
+    if (pki) await rm((await pki).dir, { recursive: true, force: true });
+    pki = undefined;
+}
+
+/** The release layout the deploy script creates: nginx.conf beside tls/. */
+export async function writeRelease(dir: string, config: string): Promise<string> {
+    const { pki: issued } = await testPki();
+    const files: Record<string, string> = {
+        "nginx.conf": config,
+        [edgeTlsFiles.certificate]: issued.edgeCertificateChainPem,
+        [edgeTlsFiles.certificateKey]: issued.edgePrivateKeyPem,
+        [edgeTlsFiles.backendCa]: issued.caCertificatePem,
+        [edgeTlsFiles.proxyClientCertificate]: issued.proxyClientCertificate.certificatePem,
+        [edgeTlsFiles.proxyClientKey]: issued.proxyClientCertificate.privateKeyPem,
+    };
+    for (const [path, content] of Object.entries(files)) {
+        await mkdir(dirname(join(dir, path)), { recursive: true });
+        await writeFile(join(dir, path), content);
+    }
+    return join(dir, "nginx.conf");
+}
+
+/** Runs Debian's `nginx -t` on `config` with real certificates; returns NGINX's verdict. */
+export async function nginxTest(config: string): Promise<{ ok: boolean; output: string }> {
+    const dir = await mkdtemp(join(tmpdir(), "wss-edge-release-"));
+    try {
+        const path = await writeRelease(dir, config);
+        try {
+            const { stderr } = await run("nginx", ["-t", "-c", path]);
+            return { ok: true, output: stderr };
+        } catch (error) {
+            return { ok: false, output: String((error as { stderr?: string }).stderr ?? error) };
+        }
+    } finally {
+        await rm(dir, { recursive: true, force: true });
+    }
+}
+
+export const isRoot = process.getuid?.() === 0;
