@@ -78,17 +78,42 @@ swap_to "releases/$id"
 config="$root/current/nginx.conf"
 pidfile=$(sed -n 's/^[[:space:]]*pid[[:space:]]\+\([^;]*\);.*/\1/p' "$config" | head -n 1)
 
+master_pid() {
+    [ -n "$pidfile" ] && [ -s "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null && cat "$pidfile"
+}
+
+# A reload is asynchronous: the master starts new workers, then tells the old ones to stop
+# accepting. It has taken effect once every old worker is gone or "shutting down"; if the
+# master rejects the new config, the old workers carry on and this times out.
+wait_for_reload() {
+    local old=$1 deadline=$((SECONDS + 15)) pid pending
+    while [ "$SECONDS" -lt "$deadline" ]; do
+        pending=0
+        for pid in $old; do
+            if [ -r "/proc/$pid/cmdline" ] && ! tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q "shutting down"; then pending=1; fi
+        done
+        [ "$pending" -eq 0 ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
 reload_or_start() {
-    if [ -n "$unit" ]; then
-        if systemctl is-active --quiet "$unit"; then systemctl reload "$unit"; else systemctl start "$unit"; fi
-    elif [ -n "$pidfile" ] && [ -s "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+    local master old
+    master=$(master_pid || true)
+    if [ -n "$master" ]; then
+        old=$(cat "/proc/$master/task/$master/children" 2>/dev/null || true)
         # Reload, never restart: old workers keep their sockets until worker_shutdown_timeout.
-        kill -HUP "$(cat "$pidfile")"
+        if [ -n "$unit" ]; then systemctl reload "$unit"; else kill -HUP "$master"; fi
+        wait_for_reload "$old" || { echo "NGINX kept its old workers: it did not apply the new config (see its error log)" >&2; return 1; }
+    elif [ -n "$unit" ]; then
+        systemctl start "$unit"
     else
-        # The daemon must not hold our stdout/stderr open (callers wait for them to close).
+        # The daemon must not keep our stdout/stderr open (callers wait for them to close),
+        # nor the deploy lock on fd 9 (it would hold the lock for as long as it runs).
         local errors
         errors=$(mktemp)
-        if ! "$nginx" -c "$config" </dev/null >/dev/null 2>"$errors"; then
+        if ! "$nginx" -c "$config" </dev/null >/dev/null 2>"$errors" 9>&-; then
             cat "$errors" >&2
             rm -f "$errors"
             return 1
@@ -100,6 +125,9 @@ reload_or_start() {
 if ! reload_or_start; then
     if [ -n "$previous" ]; then
         swap_to "$previous"
+        # Make NGINX serve the previous release again if it half-took the new one.
+        master=$(master_pid || true)
+        [ -z "$master" ] || kill -HUP "$master" 2>/dev/null || true
         fail "NGINX did not take release $id; switched back to $previous"
     fi
     fail "NGINX did not start with release $id"

@@ -6,6 +6,7 @@ import { createServer } from "node:net";
 import { join, resolve } from "node:path";
 import { encodeDeployBundle } from "../deploy/deployBundle";
 import { EdgeHostProfile, backendPingIntervalSeconds, edgeConfigSpec } from "../nginx/edgeConfigFromSettings";
+import { UpstreamServer } from "../nginx/edgeConfigSpec";
 import { healthPath, renderNginxConfig } from "../nginx/renderNginxConfig";
 import { backendTlsFiles, edgeTlsFiles } from "../pki/certificateLayout";
 import { LocalPki, issueWithOpenSsl } from "../pki/openSslIssuer";
@@ -89,6 +90,14 @@ export class LocalStack {
     get caCertificatePath(): string {
         return this.pki.caCertificatePath;
     }
+    /** The certificates this stack issued (what a user finds under <state>/pki). */
+    get certificates(): LocalPki {
+        return this.pki;
+    }
+    /** Address and port of a backend, for talking to it directly. */
+    backendAddress(name: string): { host: string; port: number } {
+        return { host: this.bindAddress, port: this.backend(name).port };
+    }
     get outputs(): LocalStackOutputs {
         return {
             endpoint: `wss://localhost:${this.edgePort}/`,
@@ -170,8 +179,8 @@ export class LocalStack {
         });
     }
 
-    /** Renders the edge config for the current backends and deploys it (reload when running). */
-    async deploy(): Promise<string> {
+    /** The nginx.conf this stack deploys, for `upstreams` (by default its own backends). */
+    renderConfig(upstreams: readonly UpstreamServer[] = this.backends.map((b) => ({ address: this.bindAddress, port: b.port }))): string {
         const host: EdgeHostProfile = {
             listen: { port: this.edgePort, address: this.bindAddress, ipv6: false },
             workers: { processes: this.options.workerProcesses ?? 2, ...localWorkerLimits() },
@@ -182,8 +191,16 @@ export class LocalStack {
                 tempDir: join(this.edgeRoot, "run", "tmp"),
             },
         };
-        const upstreams = this.backends.map((b) => ({ address: this.bindAddress, port: b.port }));
-        const config = renderNginxConfig(edgeConfigSpec(this.settings, upstreams, host, ["localhost"]));
+        return renderNginxConfig(edgeConfigSpec(this.settings, upstreams, host, ["localhost"]));
+    }
+
+    /** Renders the config for the current backends and deploys it (a reload when NGINX runs). */
+    deploy(): Promise<string> {
+        return this.deployConfig(this.renderConfig());
+    }
+
+    /** Deploys `config` with the stack's certificates, through the deploy script. */
+    deployConfig(config: string): Promise<string> {
         return this.deployBundle(
             encodeDeployBundle({
                 "nginx.conf": config,

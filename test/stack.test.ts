@@ -5,9 +5,8 @@ import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { parse as parseYaml } from "yaml";
 import { settingDefaults, settingKeys } from "../settings/edgeSettings";
-import { waitForRPCs } from "@pulumi/pulumi/runtime/settings";
 import { isRoot, nginxTest, removeTestPki } from "./support/nginxCheck";
-import { RegisteredResource, mockBackendIps, mockEdgeIp, resolveOutput, runEdgeProgram, secretness } from "./support/pulumiProgram";
+import { RegisteredResource, mockBackendIps, mockEdgeIp, resolveOutput, runEdgeProgram, secretness, waitForRPCs } from "./support/pulumiProgram";
 
 after(removeTestPki);
 

@@ -1,5 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
-import { waitForRPCs } from "@pulumi/pulumi/runtime/settings";
+
+/** Settles once every registration in flight is done. Exported by the runtime, not declared in its types. */
+export const waitForRPCs = (require("@pulumi/pulumi/runtime/settings") as { waitForRPCs: () => Promise<void> }).waitForRPCs;
 
 /** One resource as the program registered it. */
 export interface RegisteredResource {

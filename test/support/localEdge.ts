@@ -1,0 +1,59 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after } from "node:test";
+import WebSocket from "ws";
+import { LocalStack, LocalStackOptions } from "../../local/localStack";
+import { EdgeConnectOptions, EdgeSession, close, connect } from "../../smoke/edgeClient";
+
+/**
+ * Starts a local stack on free ports in a fresh state folder, stopped (and its folder
+ * removed) when the test file ends, whether its tests passed or not.
+ */
+export async function startTestEdge(options: Partial<LocalStackOptions> = {}): Promise<LocalStack> {
+    const stateDir = mkdtempSync(join(tmpdir(), "wss-edge-e2e-"));
+    let stack: LocalStack | undefined;
+    after(async () => {
+        await stack?.stop();
+        rmSync(stateDir, { recursive: true, force: true });
+    });
+    stack = await LocalStack.start({ stateDir, edgePort: 0, ...options });
+    return stack;
+}
+
+/** A client address in its own /24 of 127.0.0.0/8, so ip_hash treats it as another network. */
+export function clientNetworkAddress(n: number): string {
+    return `127.${10 + Math.floor(n / 250)}.${(n % 250) + 1}.1`;
+}
+
+/** Opens a session through the stack's edge. */
+export function connectToEdge(stack: LocalStack, options: EdgeConnectOptions = {}): Promise<EdgeSession> {
+    return connect(stack.outputs.endpoint, { ca: stack.certificates.caCertificatePem, ...options });
+}
+
+/** Keeps track of sockets a test opens, and closes whatever is left when the file ends. */
+export class SocketPool {
+    readonly sessions: EdgeSession[] = [];
+    readonly closed = new Map<WebSocket, number>();
+
+    constructor() {
+        after(() => this.closeAll());
+    }
+
+    async open(stack: LocalStack, options: EdgeConnectOptions = {}): Promise<EdgeSession> {
+        const session = await connectToEdge(stack, options);
+        this.track(session);
+        return session;
+    }
+
+    track(session: EdgeSession): void {
+        this.sessions.push(session);
+        session.socket.once("close", (code) => this.closed.set(session.socket, code));
+    }
+
+    async closeAll(): Promise<void> {
+        await Promise.all(this.sessions.map((s) => close(s.socket)));
+    }
+}
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
