@@ -1,0 +1,54 @@
+// A TLS audit of the live local edge with sslscan (Debian's package). Its XML report is kept in
+// test-results/tls-audit.xml for anyone who wants to read the whole scan.
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { mkdirSync, readFileSync } from "node:fs";
+import { request } from "node:https";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { promisify } from "node:util";
+import { startTestEdge } from "./support/localEdge";
+
+const run = promisify(execFile);
+const reportPath = join(__dirname, "..", "test-results", "tls-audit.xml");
+
+describe("TLS audit of the edge", async () => {
+    const stack = await startTestEdge({ settings: { backendCount: "1" } });
+    mkdirSync(join(reportPath, ".."), { recursive: true });
+    const { host, port } = stack.edgeAddress;
+    await run("sslscan", ["--no-colour", "--sni-name=localhost", `--xml=${reportPath}`, `${host}:${port}`], { timeout: 120000 });
+    const report = readFileSync(reportPath, "utf8");
+    const protocols = [...report.matchAll(/<protocol type="(\w+)" version="([\d.]+)" enabled="(\d)"/g)].map((m) => ({ name: `${m[1]}${m[2]}`, enabled: m[3] === "1" }));
+    const ciphers = [...report.matchAll(/<cipher status="(?:accepted|preferred)" sslversion="([^"]+)" bits="\d+" cipher="([^"]+)"/g)].map((m) => ({ version: m[1], name: m[2] }));
+
+    it("offers TLS 1.2 and 1.3 only", () => {
+        assert.deepEqual(protocols.filter((p) => p.enabled).map((p) => p.name), ["tls1.2", "tls1.3"]);
+        assert.ok(protocols.some((p) => p.name === "tls1.0" && !p.enabled) && protocols.some((p) => p.name === "tls1.1" && !p.enabled), "TLS 1.0 and 1.1 were probed and refused");
+    });
+
+    it("has forward secrecy on every suite and no CBC, RSA key exchange, or export-grade suite", () => {
+        assert.ok(ciphers.length >= 4, `sslscan found ${ciphers.length} suites`);
+        for (const { version, name } of ciphers) {
+            assert.ok(version === "TLSv1.3" || name.startsWith("ECDHE-"), `${name} (${version}) lacks forward secrecy`);
+            assert.match(name, /GCM|CHACHA20/, `${name} is not an AEAD suite`);
+            assert.doesNotMatch(name, /CBC|SHA1$|RC4|3DES|EXP|NULL|anon/i, name);
+        }
+    });
+
+    it("is not vulnerable to heartbleed and refuses client-initiated renegotiation", () => {
+        assert.doesNotMatch(report, /vulnerable="1"/);
+        assert.match(report, /<renegotiation supported="0"/);
+    });
+
+    it("sends HSTS on its responses", async () => {
+        const hsts = await new Promise<string | undefined>((resolve, reject) => {
+            request({ host, port, path: "/healthz", ca: stack.certificates.caCertificatePem, servername: "localhost" }, (res) => {
+                res.resume();
+                resolve(res.headers["strict-transport-security"] as string | undefined);
+            })
+                .on("error", reject)
+                .end();
+        });
+        assert.match(hsts ?? "", /^max-age=\d{8,}/);
+    });
+});
