@@ -130,7 +130,8 @@ export function validateSettings(raw: RawSettings, namespace = "wss-edge"): Edge
     const drainTimeoutSeconds = read.integer("drainTimeoutSeconds", 1, 7 * 86400);
     const httpRedirect = read.boolean("httpRedirect");
     const tlsPolicy = read.oneOf("tlsPolicy", Object.keys(tlsPolicies) as TlsPolicyName[]);
-    const connectionsPerAddress = read.integer("connectionsPerAddress", 0, 100000);
+    // NGINX refuses a limit_conn of 65536 or more.
+    const connectionsPerAddress = read.integer("connectionsPerAddress", 0, 65535);
 
     if (problems.length > 0) throw new SettingsError(namespace, problems);
     return {
