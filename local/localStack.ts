@@ -444,7 +444,8 @@ interface TlsClientOptions {
 /** GET over HTTPS; undefined when the server is unreachable or the handshake fails. */
 function httpsGet(host: string, port: number, path: string, tls: TlsClientOptions): Promise<{ status: number; body: string } | undefined> {
     return new Promise((done) => {
-        const req = request({ host, port, path, ...tls, timeout: 2000 }, (res) => {
+        // Host as a client of the endpoint sends it: the edge answers only for its own names.
+        const req = request({ host, port, path, ...tls, headers: { host: tls.servername }, timeout: 2000 }, (res) => {
             let body = "";
             res.on("data", (d) => (body += d));
             res.on("end", () => done({ status: res.statusCode ?? 0, body }));

@@ -2,6 +2,7 @@ import { edgeTlsFiles } from "../pki/certificateLayout";
 import { backendServerName } from "../pki/pkiSpec";
 import { EdgeSettings } from "../settings/edgeSettings";
 import { EdgeConfigSpec, UpstreamServer } from "./edgeConfigSpec";
+import { isIpLiteral } from "./renderNginxConfig";
 import { tlsPolicies } from "./tlsPolicy";
 
 /** What differs between the machines the edge runs on: ports, process limits, file places. */
@@ -31,6 +32,7 @@ const upstreamHealth = { maxFails: 3, failTimeoutSeconds: 10 };
 export function edgeConfigSpec(settings: EdgeSettings, backends: readonly UpstreamServer[], host: EdgeHostProfile, serverNames: readonly string[]): EdgeConfigSpec {
     return {
         serverNames,
+        rejectUnknownNames: serverNames.every((name) => !isIpLiteral(name)),
         listen: host.listen,
         httpRedirectPort: settings.httpRedirect ? host.httpRedirectPort : undefined,
         tls: {

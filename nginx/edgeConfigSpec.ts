@@ -14,6 +14,11 @@ export interface UpstreamServer {
 export interface EdgeConfigSpec {
     /** Names the edge answers to (server_name). At least one. */
     readonly serverNames: readonly string[];
+    /**
+     * Refuse TLS handshakes for any other name, and without SNI. Right when the edge has DNS
+     * names; wrong when clients reach it by IP address, since they send no SNI then.
+     */
+    readonly rejectUnknownNames: boolean;
     /** Where the TLS listener binds. `address` omitted means all IPv4 (and IPv6 when `ipv6`). */
     readonly listen: { readonly port: number; readonly address?: string; readonly ipv6: boolean };
     /** Plain-HTTP listener that only redirects to HTTPS; omitted means none. */

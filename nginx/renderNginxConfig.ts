@@ -83,9 +83,9 @@ export function renderNginxConfig(spec: EdgeConfigSpec): string {
         "    # shared cache gives resumption without that.",
         "    ssl_session_tickets off;",
         "",
+        ...unknownNameServer(spec, listenAddress, listenPort),
         "    server {",
-        `        listen ${listenAddress}${listenPort} ssl;`,
-        ...(spec.listen.ipv6 && spec.listen.address === undefined ? [`        listen [::]:${listenPort} ssl;`] : []),
+        ...tlsListen(spec, listenAddress, listenPort, !spec.rejectUnknownNames),
         "        # No http2 here: NGINX 1.22 cannot carry WebSockets over HTTP/2, and a client",
         "        # that negotiated h2 through ALPN could not upgrade.",
         `        server_name ${spec.serverNames.map((n) => v.serverName("serverNames", n)).join(" ")};`,
@@ -141,6 +141,33 @@ export function renderNginxConfig(spec: EdgeConfigSpec): string {
         "",
     ];
     return lines.join("\n");
+}
+
+/**
+ * The TLS listen lines. The first server on a port carries its options: `default_server`, and
+ * `reuseport`, so the kernel spreads connections evenly over the workers.
+ */
+function tlsListen(spec: EdgeConfigSpec, address: string, port: number, first: boolean): string[] {
+    const options = first ? " default_server reuseport" : "";
+    return [
+        `        listen ${address}${port} ssl${options};`,
+        ...(spec.listen.ipv6 && spec.listen.address === undefined ? [`        listen [::]:${port} ssl${options};`] : []),
+    ];
+}
+
+function unknownNameServer(spec: EdgeConfigSpec, address: string, port: number): string[] {
+    if (!spec.rejectUnknownNames) return [];
+    return [
+        "    # Handshakes naming no host of this edge (scanners, misdirected clients) are refused",
+        "    # before any certificate is shown; a request whose Host is not this edge's, on a",
+        "    # connection made for one of its names, is refused too.",
+        "    server {",
+        ...tlsListen(spec, address, port, true),
+        "        ssl_reject_handshake on;",
+        "        return 421;",
+        "    }",
+        "",
+    ];
 }
 
 function tempPaths(v: ValueGuard, tempDir: string | undefined): string[] {

@@ -31,7 +31,7 @@ describe("the local edge", async () => {
 
     it("answers /healthz itself with HSTS", async () => {
         const { status, hsts } = await new Promise<{ status?: number; hsts?: string }>((resolve, reject) => {
-            request({ ...stack.edgeAddress, path: "/healthz", ca: stack.certificates.caCertificatePem, servername: "localhost" }, (res) => {
+            request({ ...stack.edgeAddress, path: "/healthz", ca: stack.certificates.caCertificatePem, servername: "localhost", headers: { host: "localhost" } }, (res) => {
                 res.resume();
                 resolve({ status: res.statusCode, hsts: res.headers["strict-transport-security"] as string });
             })

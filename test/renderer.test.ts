@@ -98,6 +98,15 @@ describe("renderNginxConfig", () => {
         assert.match(config, /^worker_rlimit_nofile 140000;$/m);
     });
 
+    it("refuses handshakes for unknown names in a default server when the edge has DNS names", () => {
+        const reject = /server \{\n\s+listen 443 ssl default_server reuseport;\n\s+listen \[::\]:443 ssl default_server reuseport;\n\s+ssl_reject_handshake on;\n\s+return 421;\n\s+\}/;
+        assert.match(config, reject);
+        assert.equal(config.match(/reuseport/g)!.length, 2, "reuseport once per address:port");
+        const byAddress = renderNginxConfig(specFor({}, awsProxyHost, backends, ["198.51.100.7"]));
+        assert.doesNotMatch(byAddress, /ssl_reject_handshake/, "clients that dial an IP send no SNI");
+        assert.match(byAddress, /listen 443 ssl default_server reuseport;\n[\s\S]*server_name 198\.51\.100\.7;/);
+    });
+
     it("gives the same bytes for the same spec", () => {
         assert.equal(render({ idleTimeoutSeconds: "900" }), config);
     });

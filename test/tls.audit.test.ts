@@ -42,7 +42,7 @@ describe("TLS audit of the edge", async () => {
 
     it("sends HSTS on its responses", async () => {
         const hsts = await new Promise<string | undefined>((resolve, reject) => {
-            request({ host, port, path: "/healthz", ca: stack.certificates.caCertificatePem, servername: "localhost" }, (res) => {
+            request({ host, port, path: "/healthz", ca: stack.certificates.caCertificatePem, servername: "localhost", headers: { host: "localhost" } }, (res) => {
                 res.resume();
                 resolve(res.headers["strict-transport-security"] as string | undefined);
             })
