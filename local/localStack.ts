@@ -137,9 +137,18 @@ export class LocalStack {
         await this.writeState();
     }
 
-    private async issuePki(backendCount: number): Promise<void> {
+    private async issuePki(backendCount: number, renew: readonly string[] = []): Promise<void> {
         const spec = edgePkiSpec({ edgeDnsNames: ["localhost"], edgeIpAddresses: ["127.0.0.1", "::1"], backendCount, userSuppliedEdgeCertificate: false });
-        this.pki = await issueWithOpenSsl(spec, join(this.stateDir, "pki"));
+        this.pki = await issueWithOpenSsl(spec, join(this.stateDir, "pki"), { renew });
+    }
+
+    /**
+     * Renews the edge's certificate and key and the proxy's client certificate, and deploys
+     * them with a reload: new handshakes get the new certificate, open sockets stay up.
+     */
+    async rotateEdgeCertificates(): Promise<string> {
+        await this.issuePki(this.pki.backendCertificates.length, ["edge", "proxy-client"]);
+        return this.deploy();
     }
 
     /** Starts one more backend (its certificate issued first), not yet in the edge's config. */

@@ -27,9 +27,11 @@ export interface LocalPki {
  * Issues `spec` with the openssl command line into `dir` (CA, then every leaf), the local
  * twin of the EdgePki component. Like Pulumi state, what `dir` already holds is kept while
  * its part of the spec is unchanged, so a restarted stack keeps the CA its users trust.
- * Keys are written 0600.
+ * `renew` names leaves to issue afresh anyway (new key, new serial). Keys are written 0600.
  */
-export async function issueWithOpenSsl(spec: PkiSpec, dir: string, openssl = "openssl"): Promise<LocalPki> {
+export async function issueWithOpenSsl(spec: PkiSpec, dir: string, options: { openssl?: string; renew?: readonly string[] } = {}): Promise<LocalPki> {
+    const openssl = options.openssl ?? "openssl";
+    const renew = new Set(options.renew ?? []);
     if (!spec.edge) throw new Error("issueWithOpenSsl: the local stack always issues its own edge certificate");
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const caKey = join(dir, "ca.key");
@@ -54,7 +56,7 @@ export async function issueWithOpenSsl(spec: PkiSpec, dir: string, openssl = "op
         const crt = join(dir, `${cert.name}.crt`);
         const extensions = join(dir, `${cert.name}.ext`);
         const issuedSpec = { cert, validityHours: spec.leafValidityHours };
-        if (!caFresh && (await issuedFor(dir, cert.name, issuedSpec))) {
+        if (!caFresh && !renew.has(cert.name) && (await issuedFor(dir, cert.name, issuedSpec))) {
             return { name: cert.name, certificatePem: await readFile(crt, "utf8"), privateKeyPem: await readFile(key, "utf8") };
         }
         await generateKey(openssl, spec, key);
