@@ -81,7 +81,7 @@ const knownDirectives = new Set(
         ...["user", "worker_processes", "worker_rlimit_nofile", "worker_shutdown_timeout", "pid", "error_log", "events", "worker_connections", "http"],
         ...["server_tokens", "access_log", "client_header_timeout", "large_client_header_buffers", "limit_conn_zone", "limit_conn", "map", "default", "''"],
         ...["client_body_temp_path", "proxy_temp_path", "fastcgi_temp_path", "uwsgi_temp_path", "scgi_temp_path", "upstream", "ip_hash", "server"],
-        ...["ssl_protocols", "ssl_ciphers", "ssl_ecdh_curve", "ssl_prefer_server_ciphers", "ssl_session_cache", "ssl_session_timeout", "ssl_session_tickets"],
+        ...["ssl_protocols", "ssl_ciphers", "ssl_ecdh_curve", "ssl_prefer_server_ciphers", "ssl_session_cache", "ssl_session_timeout", "ssl_session_tickets", "ssl_buffer_size"],
         ...["listen", "server_name", "ssl_reject_handshake", "ssl_certificate", "ssl_certificate_key", "add_header", "location", "default_type", "return", "proxy_pass"],
         ...["proxy_http_version", "proxy_set_header", "proxy_read_timeout", "proxy_send_timeout", "proxy_connect_timeout", "proxy_next_upstream"],
         ...["proxy_next_upstream_tries", "proxy_next_upstream_timeout", "proxy_ssl_verify", "proxy_ssl_verify_depth", "proxy_ssl_trusted_certificate"],

@@ -1,0 +1,299 @@
+/**
+ * One load-generator process, driven by the bench over IPC. It holds its sockets, measures
+ * from the client side, and reports its own CPU time so a saturated generator shows up as
+ * such instead of being taken for the proxy's limit. Every command is bounded in count and time.
+ */
+import { randomBytes } from "node:crypto";
+import { connect as tlsConnect } from "node:tls";
+import WebSocket from "ws";
+
+export interface TlsTarget {
+    /** wss:// URLs; socket i uses urls[i % urls.length] (several for direct-to-backend runs). */
+    readonly urls: readonly string[];
+    readonly ca: string;
+    readonly cert?: string;
+    readonly key?: string;
+    readonly servername: string;
+}
+
+export type Command =
+    | { readonly cmd: "open"; readonly target: TlsTarget; readonly count: number; readonly addresses: readonly string[]; readonly concurrency: number; readonly deadlineMs: number }
+    | { readonly cmd: "sessions"; readonly target: TlsTarget; readonly count: number; readonly addresses: readonly string[]; readonly concurrency: number; readonly resume: boolean; readonly deadlineMs: number }
+    | { readonly cmd: "echo"; readonly sockets: number; readonly size: number; readonly durationMs: number }
+    | { readonly cmd: "throughput"; readonly sockets: number; readonly size: number; readonly inflight: number; readonly durationMs: number }
+    | { readonly cmd: "status" }
+    | { readonly cmd: "reconnect"; readonly target: TlsTarget; readonly addresses: readonly string[]; readonly deadlineMs: number }
+    | { readonly cmd: "close" };
+
+export interface Reply {
+    readonly ok: boolean;
+    readonly error?: string;
+    /** Generator CPU time during the command, and its share of one core over the wall time. */
+    readonly cpuMs: number;
+    readonly wallMs: number;
+    readonly [key: string]: unknown;
+}
+
+interface Held {
+    socket: WebSocket;
+    backend: string;
+    address: string;
+    closedUnexpectedly: boolean;
+}
+
+const held: Held[] = [];
+let expectingClose = false;
+
+/**
+ * One new session as lean as a client can make it — TLS handshake, upgrade request, 101 and the
+ * backend's hello, then close — so the generator's own cost does not hide the proxy's. Returns
+ * the TLS session the server issued, for resumption.
+ */
+function rawSession(target: TlsTarget, index: number, localAddress: string, session: Buffer | undefined): Promise<Buffer | undefined> {
+    const url = new URL(target.urls[index % target.urls.length]);
+    return new Promise((resolve, reject) => {
+        let issued: Buffer | undefined;
+        let received = Buffer.alloc(0);
+        const timer = setTimeout(() => finish(new Error("session timed out")), 15000);
+        const socket = tlsConnect({ host: url.hostname, port: Number(url.port), servername: target.servername, ca: target.ca, cert: target.cert, key: target.key, localAddress, session, ALPNProtocols: ["http/1.1"] }, () =>
+            socket.write(`GET / HTTP/1.1\r\nHost: ${target.servername}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${randomBytes(16).toString("base64")}\r\nSec-WebSocket-Version: 13\r\n\r\n`),
+        );
+        const finish = (error?: Error) => {
+            clearTimeout(timer);
+            socket.destroy();
+            if (error) reject(error);
+            else resolve(issued ?? session);
+        };
+        socket.on("session", (s: Buffer) => (issued = s));
+        socket.on("error", (e) => finish(e));
+        socket.on("close", () => finish(new Error("closed before the hello")));
+        socket.on("data", (chunk: Buffer) => {
+            received = Buffer.concat([received, chunk]);
+            const end = received.indexOf("\r\n\r\n");
+            if (end < 0) return;
+            if (!received.subarray(0, 13).toString().startsWith("HTTP/1.1 101")) return finish(new Error(`HTTP ${received.subarray(9, 12)}`));
+            const frame = received.subarray(end + 4);
+            if (frame.length < 2) return;
+            const short = frame[1] & 0x7f;
+            const length = short === 126 ? (frame.length >= 4 ? frame.readUInt16BE(2) + 4 : Infinity) : short + 2;
+            if (frame.length >= length) finish();
+        });
+    });
+}
+
+function dial(target: TlsTarget, index: number, localAddress: string, timeoutMs = 15000): Promise<{ socket: WebSocket; backend: string }> {
+    return new Promise((resolve, reject) => {
+        const socket = new WebSocket(target.urls[index % target.urls.length], {
+            ca: target.ca,
+            cert: target.cert,
+            key: target.key,
+            servername: target.servername,
+            headers: { host: target.servername },
+            localAddress,
+            handshakeTimeout: timeoutMs,
+            perMessageDeflate: false,
+        } as WebSocket.ClientOptions);
+        const fail = (error: Error) => {
+            socket.terminate();
+            reject(error);
+        };
+        socket.once("unexpected-response", (_req, res) => fail(new Error(`HTTP ${res.statusCode}`)));
+        socket.once("error", fail);
+        socket.once("close", () => fail(new Error("closed before hello")));
+        socket.once("message", (data) => {
+            socket.removeAllListeners("close");
+            socket.removeAllListeners("error");
+            socket.on("error", () => undefined);
+            try {
+                resolve({ socket, backend: (JSON.parse(data.toString()) as { backend: string }).backend });
+            } catch (error) {
+                fail(error as Error);
+            }
+        });
+    });
+}
+
+/** Runs `total` jobs with at most `concurrency` in flight, stopping new ones at the deadline. */
+async function pool(total: number, concurrency: number, deadline: number, job: (i: number) => Promise<void>): Promise<void> {
+    let next = 0;
+    const lanes = Array.from({ length: Math.min(concurrency, total) }, async () => {
+        while (next < total && Date.now() < deadline) await job(next++);
+    });
+    await Promise.all(lanes);
+}
+
+/** Marks the entry when its socket closes without the bench asking. */
+function watch(entry: Held): void {
+    entry.socket.once("close", () => {
+        if (!expectingClose) entry.closedUnexpectedly = true;
+    });
+}
+
+function track(entry: Held): void {
+    watch(entry);
+    held.push(entry);
+}
+
+const errorsSeen = (errors: Map<string, number>) => Object.fromEntries([...errors].slice(0, 5));
+const note = (errors: Map<string, number>, e: unknown) => {
+    const key = (e as Error).message.slice(0, 60);
+    errors.set(key, (errors.get(key) ?? 0) + 1);
+};
+
+function percentile(sorted: Float64Array, p: number): number {
+    if (sorted.length === 0) return NaN;
+    return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))];
+}
+
+async function handle(command: Command): Promise<Record<string, unknown>> {
+    switch (command.cmd) {
+        case "open": {
+            const errors = new Map<string, number>();
+            let opened = 0;
+            const base = held.length;
+            await pool(command.count, command.concurrency, Date.now() + command.deadlineMs, async (i) => {
+                const address = command.addresses[(base + i) % command.addresses.length];
+                try {
+                    const { socket, backend } = await dial(command.target, base + i, address);
+                    track({ socket, backend, address, closedUnexpectedly: false });
+                    opened++;
+                } catch (e) {
+                    note(errors, e);
+                }
+            });
+            return { opened, failed: command.count - opened, errors: errorsSeen(errors) };
+        }
+        case "sessions": {
+            // New sessions one after another: handshake, upgrade, hello, close; with resumption,
+            // each offers the last session the server issued.
+            const errors = new Map<string, number>();
+            let done = 0;
+            let session: Buffer | undefined;
+            const started = Date.now();
+            await pool(command.count, command.concurrency, started + command.deadlineMs, async (i) => {
+                try {
+                    const issued = await rawSession(command.target, i, command.addresses[i % command.addresses.length], command.resume ? session : undefined);
+                    if (command.resume) session = issued;
+                    done++;
+                } catch (e) {
+                    note(errors, e);
+                }
+            });
+            return { sessions: done, failed: command.count - done, seconds: (Date.now() - started) / 1000, errors: errorsSeen(errors) };
+        }
+        case "echo": {
+            const sockets = held.slice(0, command.sockets).filter((h) => h.socket.readyState === WebSocket.OPEN);
+            const payload = Buffer.alloc(command.size, 7);
+            const samples: number[] = [];
+            const deadline = Date.now() + command.durationMs;
+            await Promise.all(
+                sockets.map(
+                    (h) =>
+                        new Promise<void>((resolve) => {
+                            let sentAt = 0n;
+                            const onMessage = () => {
+                                samples.push(Number(process.hrtime.bigint() - sentAt) / 1000);
+                                if (Date.now() >= deadline) {
+                                    h.socket.off("message", onMessage);
+                                    return resolve();
+                                }
+                                sentAt = process.hrtime.bigint();
+                                h.socket.send(payload, { binary: true });
+                            };
+                            h.socket.on("message", onMessage);
+                            h.socket.once("close", () => resolve());
+                            sentAt = process.hrtime.bigint();
+                            h.socket.send(payload, { binary: true });
+                        }),
+                ),
+            );
+            const sorted = Float64Array.from(samples).sort();
+            return { sockets: sockets.length, messages: samples.length, p50us: percentile(sorted, 0.5), p99us: percentile(sorted, 0.99), p999us: percentile(sorted, 0.999) };
+        }
+        case "throughput": {
+            const sockets = held.slice(0, command.sockets).filter((h) => h.socket.readyState === WebSocket.OPEN);
+            const payload = Buffer.alloc(command.size, 9);
+            let messages = 0;
+            const deadline = Date.now() + command.durationMs;
+            await Promise.all(
+                sockets.map(
+                    (h) =>
+                        new Promise<void>((resolve) => {
+                            let outstanding = 0;
+                            const onMessage = () => {
+                                messages++;
+                                outstanding--;
+                                if (Date.now() < deadline) {
+                                    outstanding++;
+                                    h.socket.send(payload, { binary: true });
+                                } else if (outstanding === 0) {
+                                    h.socket.off("message", onMessage);
+                                    resolve();
+                                }
+                            };
+                            h.socket.on("message", onMessage);
+                            h.socket.once("close", () => resolve());
+                            for (let k = 0; k < command.inflight; k++) {
+                                outstanding++;
+                                h.socket.send(payload, { binary: true });
+                            }
+                        }),
+                ),
+            );
+            return { sockets: sockets.length, messages, bytes: messages * command.size * 2 };
+        }
+        case "status": {
+            const open = held.filter((h) => h.socket.readyState === WebSocket.OPEN).length;
+            const perBackend: Record<string, number> = {};
+            for (const h of held) if (h.socket.readyState === WebSocket.OPEN) perBackend[h.backend] = (perBackend[h.backend] ?? 0) + 1;
+            return { held: held.length, open, drops: held.filter((h) => h.closedUnexpectedly).length, perBackend };
+        }
+        case "reconnect": {
+            // Every socket that dropped reconnects at once; report when the last is served again.
+            const dropped = held.filter((h) => h.closedUnexpectedly && h.socket.readyState !== WebSocket.OPEN);
+            const started = Date.now();
+            const deadline = started + command.deadlineMs;
+            let lastServedMs = 0;
+            let served = 0;
+            await Promise.all(
+                dropped.map(async (h, i) => {
+                    while (Date.now() < deadline) {
+                        try {
+                            const again = await dial(command.target, i, h.address, 5000);
+                            Object.assign(h, { socket: again.socket, backend: again.backend, closedUnexpectedly: false });
+                            watch(h);
+                            served++;
+                            lastServedMs = Date.now() - started;
+                            return;
+                        } catch {
+                            await new Promise((r) => setTimeout(r, 20));
+                        }
+                    }
+                }),
+            );
+            return { dropped: dropped.length, served, lastServedMs };
+        }
+        case "close": {
+            expectingClose = true;
+            for (const h of held.splice(0)) h.socket.terminate();
+            expectingClose = false;
+            return {};
+        }
+    }
+}
+
+process.on("message", async (command: Command) => {
+    const cpu = process.cpuUsage();
+    const started = Date.now();
+    let reply: Reply;
+    try {
+        const result = await handle(command);
+        const used = process.cpuUsage(cpu);
+        reply = { ok: true, ...result, cpuMs: (used.user + used.system) / 1000, wallMs: Date.now() - started };
+    } catch (error) {
+        const used = process.cpuUsage(cpu);
+        reply = { ok: false, error: (error as Error).message, cpuMs: (used.user + used.system) / 1000, wallMs: Date.now() - started };
+    }
+    process.send!(reply);
+});
+process.on("disconnect", () => process.exit(0));

@@ -1,0 +1,273 @@
+import { ChildProcess, execFileSync, spawn } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { LocalStack, freePort } from "../local/localStack";
+import { backendServerName } from "../pki/pkiSpec";
+import { TlsTarget } from "./loadClient";
+
+/** One way of putting TLS WebSockets in front of the three backends. */
+export interface ProxyUnderTest {
+    readonly name: string;
+    readonly description: string;
+    readonly target: TlsTarget;
+    /** PIDs whose memory and CPU count as the proxy's (none for direct). */
+    processes(): number[];
+    /** The most sockets it can hold on this machine, when something other than the proxy sets it. */
+    readonly socketCeiling?: { readonly sockets: number; readonly why: string };
+    stop(): Promise<void>;
+}
+
+export interface BenchContext {
+    readonly stack: LocalStack;
+    readonly dir: string;
+    /** Descriptors one process may hold here. */
+    readonly fileLimit: number;
+}
+
+const pidsUnder = (master: number): number[] => {
+    try {
+        return [master, ...readFileSync(`/proc/${master}/task/${master}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number)];
+    } catch {
+        return [];
+    }
+};
+const readPid = (file: string) => (existsSync(file) ? Number(readFileSync(file, "utf8").trim()) : 0);
+
+function backendPorts(stack: LocalStack): number[] {
+    return stack.backendNames().map((name) => stack.backendAddress(name).port);
+}
+
+/** Clients straight to the backends, holding the proxy's client certificate: the physical limit. */
+export function direct({ stack }: BenchContext): ProxyUnderTest {
+    const pki = stack.certificates;
+    return {
+        name: "direct",
+        description: "clients straight to the three backends (mutual TLS), no proxy",
+        target: {
+            urls: backendPorts(stack).map((port) => `wss://127.0.0.1:${port}/`),
+            ca: pki.caCertificatePem,
+            cert: pki.proxyClientCertificate.certificatePem,
+            key: pki.proxyClientCertificate.privateKeyPem,
+            servername: backendServerName,
+        },
+        processes: () => [],
+        stop: async () => undefined,
+    };
+}
+
+/** This project's rendered config, deployed by the local stack. */
+export function wssEdge({ stack }: BenchContext): ProxyUnderTest {
+    return {
+        name: "wss-edge",
+        description: "this project's NGINX config (ECDSA P-256, TLS 1.2/1.3, reuseport, mTLS to backends)",
+        target: { urls: [`wss://127.0.0.1:${stack.edgeAddress.port}/`], ca: stack.certificates.caCertificatePem, servername: "localhost" },
+        processes: () => pidsUnder(stack.nginxMasterPid() ?? 0),
+        stop: async () => undefined,
+    };
+}
+
+/**
+ * The tutorial's nginx.conf as written (../shared/reference/nginx-wss-tutorial.txt), with only
+ * its missing semicolon fixed and its names pointed at this machine: its own RSA-4096
+ * self-signed certificate, TLSv1-1.2, a hard-coded Connection "upgrade", default timeouts and
+ * limits. It is an http{} fragment, so it is wrapped in the smallest main context NGINX runs
+ * without root (events{}, pid, logs, temp paths); nothing else is added.
+ */
+export async function tutorial({ stack, dir }: BenchContext): Promise<ProxyUnderTest> {
+    const root = join(dir, "tutorial");
+    mkdirSync(join(root, "tmp"), { recursive: true });
+    execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:4096", "-keyout", join(root, "key.pem"), "-out", join(root, "cert.pem"), "-days", "365", "-nodes", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"], { stdio: "ignore" });
+    writeFileSync(join(root, "client.pem"), stack.certificates.proxyClientCertificate.certificatePem);
+    writeFileSync(join(root, "client.key"), stack.certificates.proxyClientCertificate.privateKeyPem, { mode: 0o600 });
+    const port = await freePort("127.0.0.1");
+    const [p1, p2, p3] = backendPorts(stack);
+    const config = `pid ${root}/nginx.pid;
+error_log ${root}/error.log;
+events {}
+http { client_body_temp_path ${root}/tmp/body; proxy_temp_path ${root}/tmp/proxy; fastcgi_temp_path ${root}/tmp/fastcgi; uwsgi_temp_path ${root}/tmp/uwsgi; scgi_temp_path ${root}/tmp/scgi; access_log ${root}/access.log;
+server { listen 127.0.0.1:${port} ssl; server_name ws.serverlab.ca; ssl_certificate cert.pem; ssl_certificate_key key.pem; ssl_protocols TLSv1 TLSv1.1 TLSv1.2; ssl_ciphers HIGH:!aNULL:!MD5; location / { proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; proxy_set_header Host $host; proxy_pass https://ws-backend; proxy_ssl_certificate client.pem; proxy_ssl_certificate_key client.key; proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection "upgrade"; } } upstream ws-backend { # enable sticky session based on IP
+ip_hash; server 127.0.0.1:${p1}; server 127.0.0.1:${p2}; server 127.0.0.1:${p3}; } }
+`;
+    writeFileSync(join(root, "nginx.conf"), config);
+    execFileSync("nginx", ["-c", join(root, "nginx.conf")], { stdio: ["ignore", "ignore", "inherit"], env: withoutNginxVar() });
+    const pidFile = join(root, "nginx.pid");
+    return {
+        name: "tutorial",
+        description: "the tutorial's config as written (RSA-4096, TLSv1-1.2, Connection \"upgrade\", NGINX defaults: 1 worker, 512 connections)",
+        target: { urls: [`wss://127.0.0.1:${port}/`], ca: readFileSync(join(root, "cert.pem"), "utf8"), servername: "localhost" },
+        processes: () => pidsUnder(readPid(pidFile)),
+        socketCeiling: { sockets: 256, why: "NGINX's default worker_connections 512 and 1 worker, which the tutorial keeps" },
+        stop: async () => stopPid(readPid(pidFile)),
+    };
+}
+
+/**
+ * HAProxy 2.6 from Debian doing the same job: source-hash balancing, a tunnel timeout, TLS to
+ * the backends with verification and the client certificate. HAProxy is one process; to hold
+ * more sockets than one process's descriptor limit allows, several share the port (SO_REUSEPORT).
+ */
+export async function haproxy({ stack, dir, fileLimit }: BenchContext, instances: number): Promise<ProxyUnderTest> {
+    const root = join(dir, "haproxy");
+    mkdirSync(root, { recursive: true });
+    const pki = stack.certificates;
+    writeFileSync(join(root, "edge.pem"), pki.edgeCertificateChainPem + pki.edgePrivateKeyPem, { mode: 0o600 });
+    writeFileSync(join(root, "client.pem"), pki.proxyClientCertificate.certificatePem + pki.proxyClientCertificate.privateKeyPem, { mode: 0o600 });
+    writeFileSync(join(root, "ca.crt"), pki.caCertificatePem);
+    const port = await freePort("127.0.0.1");
+    const perProcess = Math.floor((fileLimit - 200) / 2);
+    const servers = backendPorts(stack)
+        .map((p, i) => `    server b${i + 1} 127.0.0.1:${p} ssl verify required ca-file ${root}/ca.crt crt ${root}/client.pem sni str(${backendServerName}) verifyhost ${backendServerName}`)
+        .join("\n");
+    writeFileSync(
+        join(root, "haproxy.cfg"),
+        `global
+    maxconn ${perProcess}
+    nbthread 2
+    ssl-default-bind-options ssl-min-ver TLSv1.2
+    ssl-default-bind-ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305
+defaults
+    mode http
+    maxconn ${perProcess}
+    timeout connect 5s
+    timeout client 300s
+    timeout server 300s
+    timeout tunnel 300s
+    timeout http-request 10s
+frontend edge
+    bind 127.0.0.1:${port} ssl crt ${root}/edge.pem alpn http/1.1
+    default_backend wss
+backend wss
+    balance source
+${servers}
+`,
+    );
+    const children: ChildProcess[] = Array.from({ length: instances }, () => spawn("haproxy", ["-db", "-f", join(root, "haproxy.cfg")], { stdio: ["ignore", "ignore", "inherit"] }));
+    await new Promise((r) => setTimeout(r, 500));
+    return {
+        name: "haproxy",
+        description: `HAProxy 2.6 (balance source, timeout tunnel, ssl verify required + client certificate), ${instances} process(es) sharing the port`,
+        target: { urls: [`wss://127.0.0.1:${port}/`], ca: pki.caCertificatePem, servername: "localhost" },
+        processes: () => children.map((c) => c.pid!).filter(Boolean),
+        socketCeiling: { sockets: perProcess * instances, why: `${instances} process(es) × ${perProcess} (the ${fileLimit}-descriptor limit per process)` },
+        stop: async () => {
+            await Promise.all(children.map((c) => stopChild(c)));
+        },
+    };
+}
+
+/** Caddy 2.6 from Debian: ip_hash load balancing, TLS to the backends with the client certificate. */
+export async function caddy({ stack, dir, fileLimit }: BenchContext): Promise<ProxyUnderTest> {
+    const root = join(dir, "caddy");
+    mkdirSync(root, { recursive: true });
+    const pki = stack.certificates;
+    writeFileSync(join(root, "edge.crt"), pki.edgeCertificateChainPem);
+    writeFileSync(join(root, "edge.key"), pki.edgePrivateKeyPem, { mode: 0o600 });
+    writeFileSync(join(root, "client.crt"), pki.proxyClientCertificate.certificatePem);
+    writeFileSync(join(root, "client.key"), pki.proxyClientCertificate.privateKeyPem, { mode: 0o600 });
+    writeFileSync(join(root, "ca.crt"), pki.caCertificatePem);
+    const port = await freePort("127.0.0.1");
+    const upstreams = backendPorts(stack).map((p) => `127.0.0.1:${p}`).join(" ");
+    writeFileSync(
+        join(root, "Caddyfile"),
+        `{
+	admin off
+	auto_https off
+	storage file_system ${root}/data
+}
+https://localhost:${port} {
+	bind 127.0.0.1
+	tls ${root}/edge.crt ${root}/edge.key {
+		protocols tls1.2 tls1.3
+	}
+	reverse_proxy ${upstreams} {
+		lb_policy ip_hash
+		transport http {
+			tls
+			tls_trusted_ca_certs ${root}/ca.crt
+			tls_client_auth ${root}/client.crt ${root}/client.key
+			tls_server_name ${backendServerName}
+		}
+	}
+}
+`,
+    );
+    const child = spawn("caddy", ["run", "--config", join(root, "Caddyfile"), "--adapter", "caddyfile"], {
+        stdio: ["ignore", "ignore", "ignore"],
+        env: { ...process.env, HOME: root, XDG_DATA_HOME: join(root, "data"), XDG_CONFIG_HOME: join(root, "config") },
+    });
+    await new Promise((r) => setTimeout(r, 1500));
+    const perProcess = Math.floor((fileLimit - 200) / 2);
+    return {
+        name: "caddy",
+        description: "Caddy 2.6 (lb_policy ip_hash, TLS to the backends with the client certificate)",
+        target: { urls: [`wss://127.0.0.1:${port}/`], ca: pki.caCertificatePem, servername: "localhost" },
+        processes: () => (child.pid ? [child.pid] : []),
+        socketCeiling: { sockets: perProcess, why: `one process, ${fileLimit} descriptors, two per proxied socket` },
+        stop: () => stopChild(child),
+    };
+}
+
+function withoutNginxVar(): NodeJS.ProcessEnv {
+    const env = { ...process.env };
+    delete env.NGINX;
+    return env;
+}
+
+async function stopPid(pid: number): Promise<void> {
+    if (!pid) return;
+    try {
+        process.kill(pid, "SIGTERM");
+    } catch {
+        return;
+    }
+    for (let i = 0; i < 50; i++) {
+        try {
+            process.kill(pid, 0);
+        } catch {
+            return;
+        }
+        await new Promise((r) => setTimeout(r, 100));
+    }
+    process.kill(pid, "SIGKILL");
+}
+
+function stopChild(child: ChildProcess): Promise<void> {
+    if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+    return new Promise((resolve) => {
+        const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
+        child.once("exit", () => {
+            clearTimeout(timer);
+            resolve();
+        });
+        child.kill("SIGTERM");
+    });
+}
+
+/** Memory of `pids` as proportional set size (shared pages split fairly between processes), KiB. */
+export function proportionalSetKiB(pids: readonly number[]): number {
+    let total = 0;
+    for (const pid of pids) {
+        try {
+            const match = /^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, "utf8"));
+            total += match ? Number(match[1]) : 0;
+        } catch {
+            // the process ended
+        }
+    }
+    return total;
+}
+
+/** User plus system CPU time of `pids`, in milliseconds. */
+export function cpuTimeMs(pids: readonly number[]): number {
+    const tick = 1000 / 100; // USER_HZ
+    let total = 0;
+    for (const pid of pids) {
+        try {
+            const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
+            total += (Number(fields[11]) + Number(fields[12])) * tick;
+        } catch {
+            // the process ended
+        }
+    }
+    return total;
+}

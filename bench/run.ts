@@ -1,0 +1,223 @@
+/**
+ * npm run bench [-- --quick] [-- --only wss-edge,haproxy]
+ *
+ * Runs the local topology once per configuration — direct to the backends, this project's
+ * NGINX, the tutorial's config, HAProxy and Caddy — and measures sessions per second, echo
+ * latency, throughput with the proxy's own CPU per message, sockets held with the proxy's
+ * memory per socket, and a reconnect storm. All traffic stays on loopback; every scenario is
+ * bounded in count and time. Results: bench/results/latest.{json,md,svg}.
+ */
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { cpus, tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { LocalStack } from "../local/localStack";
+import { LoadFleet } from "./loadFleet";
+import { BenchContext, ProxyUnderTest, caddy, cpuTimeMs, direct, haproxy, proportionalSetKiB, tutorial, wssEdge } from "./proxies";
+import { BenchResults, ProxyResult, writeReport } from "./report";
+
+interface Plan {
+    readonly socketSteps: readonly number[];
+    readonly holdSeconds: number;
+    readonly sessions: number;
+    readonly sessionConcurrency: number;
+    readonly latencySockets: readonly number[];
+    readonly latencySeconds: number;
+    readonly messageSizes: readonly number[];
+    readonly throughput: { readonly sockets: number; readonly size: number; readonly inflight: number; readonly seconds: number };
+    readonly stormSockets: number;
+    readonly loadProcesses: number;
+    readonly nginxWorkers: number;
+    readonly haproxyProcesses: number;
+    /** Pause for the proxy's memory to settle after a step, and after closing sockets. */
+    readonly settleMs: number;
+}
+
+const fullPlan: Plan = {
+    socketSteps: [5000, 9000, 25000, 50000],
+    holdSeconds: 60,
+    sessions: 3000,
+    sessionConcurrency: 32,
+    latencySockets: [1, 100, 1000],
+    latencySeconds: 4,
+    messageSizes: [64, 16384],
+    throughput: { sockets: 100, size: 1024, inflight: 8, seconds: 8 },
+    stormSockets: 3000,
+    loadProcesses: 5,
+    nginxWorkers: 8,
+    haproxyProcesses: 6,
+    settleMs: 2000,
+};
+
+/** Small counts, under a minute in all: what CI runs so the bench cannot rot. */
+const quickPlan: Plan = {
+    socketSteps: [100, 300],
+    holdSeconds: 2,
+    sessions: 100,
+    sessionConcurrency: 8,
+    latencySockets: [1, 50],
+    latencySeconds: 0.5,
+    messageSizes: [64, 16384],
+    throughput: { sockets: 20, size: 1024, inflight: 4, seconds: 1 },
+    stormSockets: 90,
+    loadProcesses: 2,
+    nginxWorkers: 2,
+    haproxyProcesses: 1,
+    settleMs: 300,
+};
+
+const log = (line: string) => console.log(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}`);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+
+async function main(): Promise<void> {
+    const { values } = parseArgs({ options: { quick: { type: "boolean", default: false }, only: { type: "string" } } });
+    const plan = values.quick ? quickPlan : fullPlan;
+    const only = values.only?.split(",");
+    const fileLimit = Number(execFileSync("sh", ["-c", "ulimit -Hn"], { encoding: "utf8" }).trim());
+    const dir = mkdtempSync(join(tmpdir(), "wss-edge-bench-"));
+    log(`plan: ${values.quick ? "quick" : "full"}; ${cpus().length} cores; ${fileLimit} descriptors per process; state in ${dir}`);
+
+    const stack = await LocalStack.start({ stateDir: join(dir, "stack"), edgePort: 0, workerProcesses: plan.nginxWorkers });
+    const fleet = await LoadFleet.start(plan.loadProcesses);
+    const context: BenchContext = { stack, dir, fileLimit };
+    const results: ProxyResult[] = [];
+    try {
+        const factories: [string, () => Promise<ProxyUnderTest> | ProxyUnderTest][] = [
+            ["direct", () => direct(context)],
+            ["wss-edge", () => wssEdge(context)],
+            ["tutorial", () => tutorial(context)],
+            ["haproxy", () => haproxy(context, plan.haproxyProcesses)],
+            ["caddy", () => caddy(context)],
+        ];
+        for (const [name, make] of factories) {
+            if (only && !only.includes(name)) continue;
+            const proxy = await make();
+            log(`— ${proxy.name}: ${proxy.description}`);
+            try {
+                results.push(await measure(proxy, stack, fleet, plan));
+            } finally {
+                await fleet.all(() => ({ cmd: "close" }));
+                await proxy.stop();
+            }
+        }
+    } finally {
+        await fleet.stop();
+        await stack.stop();
+        rmSync(dir, { recursive: true, force: true });
+    }
+    const report: BenchResults = {
+        date: new Date().toISOString(),
+        plan: values.quick ? "quick" : "full",
+        machine: { cores: cpus().length, model: cpus()[0]?.model ?? "unknown", fileLimitPerProcess: fileLimit, nginx: versionOf("nginx", ["-v"]), haproxy: versionOf("haproxy", ["-v"]), caddy: versionOf("caddy", ["version"]), node: process.version },
+        results,
+    };
+    const written = writeReport(report, join(__dirname, "results"), values.quick ? "quick" : "latest");
+    log(`results: ${written.join(", ")}`);
+}
+
+async function measure(proxy: ProxyUnderTest, stack: LocalStack, fleet: LoadFleet, plan: Plan): Promise<ProxyResult> {
+    const result: ProxyResult = { name: proxy.name, description: proxy.description, sessions: {}, latency: [], holding: [], notes: [] };
+    const target = proxy.target;
+    const proxyCpu = () => cpuTimeMs(proxy.processes());
+    const generatorShare = (replies: { cpuMs: number; wallMs: number }[]) => sum(replies.map((r) => r.cpuMs)) / Math.max(...replies.map((r) => r.wallMs));
+
+    // 1. New sessions per second, without and with TLS session resumption.
+    for (const resume of [false, true]) {
+        const per = Math.ceil(plan.sessions / fleet.size);
+        const cpuBefore = proxyCpu();
+        const replies = await fleet.all((n) => ({ cmd: "sessions", target, count: per, addresses: LoadFleet.addresses(n), concurrency: plan.sessionConcurrency, resume, deadlineMs: 120000 }));
+        const sessions = sum(replies.map((r) => r.sessions as number));
+        const seconds = Math.max(...replies.map((r) => r.seconds as number));
+        const failed = sum(replies.map((r) => r.failed as number));
+        result.sessions[resume ? "resumed" : "full"] = { perSecond: sessions / seconds, failed, proxyCpuMsPerSession: (proxyCpu() - cpuBefore) / Math.max(1, sessions), generatorCores: generatorShare(replies) };
+        log(`  sessions ${resume ? "resumed" : "full handshake"}: ${(sessions / seconds).toFixed(0)}/s (${failed} failed, generator ${generatorShare(replies).toFixed(2)} cores)`);
+    }
+
+    // 2. Echo latency, and 3. throughput, on sockets held by one generator process.
+    const latencyMax = Math.max(...plan.latencySockets, plan.throughput.sockets);
+    const opened = await fleet.send(0, { cmd: "open", target, count: Math.min(latencyMax, proxy.socketCeiling?.sockets ?? Infinity), addresses: LoadFleet.addresses(0), concurrency: 50, deadlineMs: 60000 });
+    if ((opened.failed as number) > 0) result.notes.push(`latency sockets: ${opened.failed} of ${latencyMax} failed to open (${JSON.stringify(opened.errors)})`);
+    for (const sockets of plan.latencySockets) {
+        for (const size of plan.messageSizes) {
+            const reply = await fleet.send(0, { cmd: "echo", sockets, size, durationMs: plan.latencySeconds * 1000 });
+            result.latency.push({ sockets: reply.sockets as number, size, p50us: reply.p50us as number, p99us: reply.p99us as number, p999us: reply.p999us as number, generatorCores: reply.cpuMs / reply.wallMs });
+        }
+        const row = result.latency.filter((l) => l.sockets <= sockets).at(-2);
+        if (row) log(`  echo at ${row.sockets} sockets, 64 B: p50 ${row.p50us.toFixed(0)} µs, p99 ${row.p99us.toFixed(0)} µs`);
+    }
+    const cpuBefore = proxyCpu();
+    const tp = await fleet.send(0, { cmd: "throughput", sockets: plan.throughput.sockets, size: plan.throughput.size, inflight: plan.throughput.inflight, durationMs: plan.throughput.seconds * 1000 });
+    const messages = tp.messages as number;
+    result.throughput = {
+        sockets: tp.sockets as number,
+        size: plan.throughput.size,
+        messagesPerSecond: messages / (tp.wallMs / 1000),
+        megabytesPerSecond: (tp.bytes as number) / (tp.wallMs / 1000) / 1e6,
+        proxyCpuUsPerMessage: proxy.processes().length > 0 ? ((proxyCpu() - cpuBefore) * 1000) / Math.max(1, messages) : undefined,
+        generatorCores: tp.cpuMs / tp.wallMs,
+    };
+    log(`  throughput: ${result.throughput.messagesPerSecond.toFixed(0)} msg/s, ${result.throughput.megabytesPerSecond.toFixed(1)} MB/s, proxy ${result.throughput.proxyCpuUsPerMessage?.toFixed(1) ?? "-"} µs CPU/msg, generator ${result.throughput.generatorCores.toFixed(2)} cores`);
+    await fleet.all(() => ({ cmd: "close" }));
+    await sleep(plan.settleMs);
+
+    // 4. Sockets held, in steps, with the proxy's memory per socket; hold the last step.
+    const baselineKiB = proportionalSetKiB(proxy.processes());
+    let held = 0;
+    for (const step of plan.socketSteps) {
+        if (proxy.socketCeiling && step > proxy.socketCeiling.sockets) {
+            result.notes.push(`not tried at ${step} sockets: the ceiling here is ${proxy.socketCeiling.sockets} (${proxy.socketCeiling.why})`);
+            break;
+        }
+        const per = Math.ceil((step - held) / fleet.size);
+        const replies = await fleet.all((n) => ({ cmd: "open", target, count: per, addresses: LoadFleet.addresses(n), concurrency: 64, deadlineMs: 240000 }));
+        const failed = sum(replies.map((r) => r.failed as number));
+        held += sum(replies.map((r) => r.opened as number));
+        await sleep(plan.settleMs);
+        const kib = proportionalSetKiB(proxy.processes());
+        result.holding.push({ sockets: held, failed, proxyMemoryKiB: kib, kibPerSocket: proxy.processes().length > 0 ? (kib - baselineKiB) / Math.max(1, held) : undefined, generatorCores: generatorShare(replies) });
+        log(`  holding ${held} sockets (${failed} failed): proxy ${(kib / 1024).toFixed(0)} MiB, ${proxy.processes().length ? ((kib - baselineKiB) / held).toFixed(1) : "-"} KiB/socket`);
+        if (failed > step * 0.01) {
+            result.notes.push(`stopped at ${held} sockets: ${failed} failed to open (${JSON.stringify(replies.map((r) => r.errors))})`);
+            break;
+        }
+    }
+    await sleep(plan.holdSeconds * 1000);
+    const status = await fleet.all(() => ({ cmd: "status" }));
+    result.hold = { sockets: held, seconds: plan.holdSeconds, drops: sum(status.map((s) => s.drops as number)) };
+    log(`  held ${held} sockets for ${plan.holdSeconds} s: ${result.hold.drops} dropped`);
+    await fleet.all(() => ({ cmd: "close" }));
+    await sleep(plan.settleMs);
+
+    // 5. Reconnect storm: one backend restarts; its clients all reconnect at once.
+    if (proxy.name === "direct") {
+        result.notes.push("reconnect storm: not applicable without a proxy to move clients to live backends");
+    } else {
+        const per = Math.ceil(Math.min(plan.stormSockets, proxy.socketCeiling?.sockets ?? Infinity) / fleet.size);
+        await fleet.all((n) => ({ cmd: "open", target, count: per, addresses: LoadFleet.addresses(n), concurrency: 64, deadlineMs: 120000 }));
+        const victim = stack.backendNames()[0];
+        await stack.stopBackend(victim, "SIGTERM");
+        const restart = stack.restartBackend(victim);
+        const storm = await fleet.all((n) => ({ cmd: "reconnect", target, addresses: LoadFleet.addresses(n), deadlineMs: 30000 }));
+        await restart;
+        const dropped = sum(storm.map((s) => s.dropped as number));
+        const served = sum(storm.map((s) => s.served as number));
+        result.storm = { sockets: per * fleet.size, reconnecting: dropped, served, secondsUntilAllServed: Math.max(...storm.map((s) => s.lastServedMs as number)) / 1000 };
+        log(`  storm: ${dropped} reconnecting, ${served} served again within ${result.storm.secondsUntilAllServed.toFixed(2)} s`);
+    }
+    return result;
+}
+
+function versionOf(binary: string, args: string[]): string {
+    try {
+        return execFileSync(binary, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }).trim().split("\n")[0] || "";
+    } catch (error) {
+        return String((error as { stderr?: string }).stderr ?? "").trim().split("\n")[0] || "not installed";
+    }
+}
+
+main().catch((error) => {
+    console.error(`bench: ${(error as Error).stack ?? error}`);
+    process.exit(1);
+});
