@@ -4,6 +4,7 @@
  * such instead of being taken for the proxy's limit. Every command is bounded in count and time.
  */
 import { randomBytes } from "node:crypto";
+import { connect as netConnect } from "node:net";
 import { connect as tlsConnect } from "node:tls";
 import WebSocket from "ws";
 
@@ -55,7 +56,8 @@ function rawSession(target: TlsTarget, index: number, localAddress: string, sess
         let issued: Buffer | undefined;
         let received = Buffer.alloc(0);
         const timer = setTimeout(() => finish(new Error("session timed out")), 15000);
-        const socket = tlsConnect({ host: url.hostname, port: Number(url.port), servername: target.servername, ca: target.ca, cert: target.cert, key: target.key, localAddress, session, ALPNProtocols: ["http/1.1"] }, () =>
+        const tcp = netConnect({ host: url.hostname, port: Number(url.port), localAddress });
+        const socket = tlsConnect({ socket: tcp, servername: target.servername, ca: target.ca, cert: target.cert, key: target.key, session, ALPNProtocols: ["http/1.1"] }, () =>
             socket.write(`GET / HTTP/1.1\r\nHost: ${target.servername}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${randomBytes(16).toString("base64")}\r\nSec-WebSocket-Version: 13\r\n\r\n`),
         );
         const finish = (error?: Error) => {

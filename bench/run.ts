@@ -28,7 +28,8 @@ interface Plan {
     readonly throughput: { readonly sockets: number; readonly size: number; readonly inflight: number; readonly seconds: number };
     readonly stormSockets: number;
     readonly loadProcesses: number;
-    readonly nginxWorkers: number;
+    /** NGINX workers for holding sockets: enough that each stays under the descriptor limit. */
+    readonly nginxWorkersForHolding: number;
     readonly haproxyProcesses: number;
     /** Pause for the proxy's memory to settle after a step, and after closing sockets. */
     readonly settleMs: number;
@@ -45,7 +46,7 @@ const fullPlan: Plan = {
     throughput: { sockets: 100, size: 1024, inflight: 8, seconds: 8 },
     stormSockets: 3000,
     loadProcesses: 5,
-    nginxWorkers: 8,
+    nginxWorkersForHolding: 8,
     haproxyProcesses: 6,
     settleMs: 2000,
 };
@@ -62,7 +63,7 @@ const quickPlan: Plan = {
     throughput: { sockets: 20, size: 1024, inflight: 4, seconds: 1 },
     stormSockets: 90,
     loadProcesses: 2,
-    nginxWorkers: 2,
+    nginxWorkersForHolding: 2,
     haproxyProcesses: 1,
     settleMs: 300,
 };
@@ -79,7 +80,9 @@ async function main(): Promise<void> {
     const dir = mkdtempSync(join(tmpdir(), "wss-edge-bench-"));
     log(`plan: ${values.quick ? "quick" : "full"}; ${cpus().length} cores; ${fileLimit} descriptors per process; state in ${dir}`);
 
-    const stack = await LocalStack.start({ stateDir: join(dir, "stack"), edgePort: 0, workerProcesses: plan.nginxWorkers });
+    // One worker per core, as `worker_processes auto` gives on the VM; more only to hold sockets.
+    const cores = cpus().length;
+    const stack = await LocalStack.start({ stateDir: join(dir, "stack"), edgePort: 0, workerProcesses: cores });
     const fleet = await LoadFleet.start(plan.loadProcesses);
     const context: BenchContext = { stack, dir, fileLimit };
     const results: ProxyResult[] = [];
@@ -93,6 +96,7 @@ async function main(): Promise<void> {
         ];
         for (const [name, make] of factories) {
             if (only && !only.includes(name)) continue;
+            await freshBackends(stack);
             const proxy = await make();
             log(`— ${proxy.name}: ${proxy.description}`);
             try {
@@ -163,13 +167,20 @@ async function measure(proxy: ProxyUnderTest, stack: LocalStack, fleet: LoadFlee
     await sleep(plan.settleMs);
 
     // 4. Sockets held, in steps, with the proxy's memory per socket; hold the last step.
+    if (proxy.name === "wss-edge" && plan.nginxWorkersForHolding !== cpus().length) {
+        await stack.setWorkerProcesses(plan.nginxWorkersForHolding);
+        await sleep(plan.settleMs);
+        result.notes.push(`sockets held with ${plan.nginxWorkersForHolding} workers, so that none exceeds the per-process descriptor limit; the other scenarios ran with one per core`);
+    }
     const baselineKiB = proportionalSetKiB(proxy.processes());
     let held = 0;
-    for (const step of plan.socketSteps) {
-        if (proxy.socketCeiling && step > proxy.socketCeiling.sockets) {
-            result.notes.push(`not tried at ${step} sockets: the ceiling here is ${proxy.socketCeiling.sockets} (${proxy.socketCeiling.why})`);
+    const ceiling = proxy.socketCeiling?.sockets ?? Infinity;
+    for (const planned of plan.socketSteps) {
+        if (held >= ceiling) {
+            result.notes.push(`not tried at ${planned} sockets: its ceiling here is ${ceiling} (${proxy.socketCeiling!.why})`);
             break;
         }
+        const step = Math.min(planned, ceiling);
         const per = Math.ceil((step - held) / fleet.size);
         const replies = await fleet.all((n) => ({ cmd: "open", target, count: per, addresses: LoadFleet.addresses(n), concurrency: 64, deadlineMs: 240000 }));
         const failed = sum(replies.map((r) => r.failed as number));
@@ -206,7 +217,20 @@ async function measure(proxy: ProxyUnderTest, stack: LocalStack, fleet: LoadFlee
         result.storm = { sockets: per * fleet.size, reconnecting: dropped, served, secondsUntilAllServed: Math.max(...storm.map((s) => s.lastServedMs as number)) / 1000 };
         log(`  storm: ${dropped} reconnecting, ${served} served again within ${result.storm.secondsUntilAllServed.toFixed(2)} s`);
     }
+    if (proxy.name === "wss-edge" && plan.nginxWorkersForHolding !== cpus().length) await stack.setWorkerProcesses(cpus().length);
     return result;
+}
+
+/**
+ * Every configuration starts from new, idle backend processes: tearing down the previous one's
+ * sockets keeps Node busy for a while and would count against whoever comes next.
+ */
+async function freshBackends(stack: LocalStack): Promise<void> {
+    for (const name of stack.backendNames()) {
+        await stack.stopBackend(name, "SIGTERM");
+        await stack.restartBackend(name);
+    }
+    await sleep(1000);
 }
 
 function versionOf(binary: string, args: string[]): string {

@@ -60,9 +60,12 @@ export class LocalStack {
     private pki!: LocalPki;
     private settings!: EdgeSettings;
     private edgePort = 0;
+    private workerProcesses: number;
     private stopped = false;
 
-    private constructor(private readonly options: LocalStackOptions) {}
+    private constructor(private readonly options: LocalStackOptions) {
+        this.workerProcesses = options.workerProcesses ?? 2;
+    }
 
     static async start(options: LocalStackOptions): Promise<LocalStack> {
         const stack = new LocalStack(options);
@@ -192,7 +195,7 @@ export class LocalStack {
     renderConfig(upstreams: readonly UpstreamServer[] = this.backends.map((b) => ({ address: this.bindAddress, port: b.port }))): string {
         const host: EdgeHostProfile = {
             listen: { port: this.edgePort, address: this.bindAddress, ipv6: false },
-            workers: { processes: this.options.workerProcesses ?? 2, ...localWorkerLimits() },
+            workers: { processes: this.workerProcesses, ...localWorkerLimits() },
             paths: {
                 pidFile: this.nginxPidFile,
                 errorLog: join(this.edgeRoot, "logs", "error.log"),
@@ -225,6 +228,12 @@ export class LocalStack {
     /** Runs the deploy script with `bundle` on standard input; rejects with its stderr. */
     deployBundle(bundle: string): Promise<string> {
         return runDeployScript(bundle, { WSS_EDGE_ROOT: this.edgeRoot, NGINX_BIN: this.options.nginx ?? "nginx" });
+    }
+
+    /** Changes the number of NGINX workers and redeploys (a reload). */
+    async setWorkerProcesses(count: number): Promise<string> {
+        this.workerProcesses = count;
+        return this.deploy();
     }
 
     /** Applies new settings (e.g. a shorter idle timeout) and redeploys. */

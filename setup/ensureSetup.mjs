@@ -2,14 +2,14 @@
 // stops at once with the exact command to run. Plain Node, no dependencies, so it works on
 // a fresh clone before `npm install`.
 //
-//   node setup/ensureSetup.mjs [--for start|test]
+//   node setup/ensureSetup.mjs start|test|bench
 import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
-const purpose = process.argv.includes("test") ? "test" : "start";
+const purpose = ["test", "bench"].find((p) => process.argv.includes(p)) ?? "start";
 
 // System packages: the binary each provides and the Debian package that has it.
 const systemPackages = [
@@ -17,6 +17,12 @@ const systemPackages = [
     { binary: "openssl", pkg: "openssl", why: "issues the local PKI" },
     { binary: "flock", pkg: "util-linux", why: "the deploy script's lock" },
     ...(purpose === "test" ? [{ binary: "sslscan", pkg: "sslscan", why: "the TLS audit test" }] : []),
+    ...(purpose === "bench"
+        ? [
+              { binary: "haproxy", pkg: "haproxy", why: "the HAProxy comparison" },
+              { binary: "caddy", pkg: "caddy", why: "the Caddy comparison" },
+          ]
+        : []),
 ];
 
 function has(binary) {

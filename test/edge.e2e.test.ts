@@ -116,6 +116,17 @@ describe("the local edge", async () => {
         await Promise.all(sessions.map((s) => close(s.socket)));
     });
 
+    it("a backend stopping on SIGTERM says goodbye with close code 1001 to each of its clients", async () => {
+        const sessions = await Promise.all(Array.from({ length: 30 }, (_, n) => pool.open(stack, { localAddress: clientNetworkAddress(450 + n) })));
+        const leaving = sessions[0].hello.backend;
+        const theirs = sessions.filter((s) => s.hello.backend === leaving);
+        const codes = theirs.map((s) => new Promise<number>((resolve) => s.socket.once("close", (code) => resolve(code))));
+        await stack.stopBackend(leaving, "SIGTERM");
+        assert.deepEqual([...new Set(await Promise.all(codes))], [1001]);
+        await stack.restartBackend(leaving);
+        await Promise.all(sessions.filter((s) => s.hello.backend !== leaving).map((s) => close(s.socket)));
+    });
+
     it("moves a killed backend's clients to live backends within 2 s and leaves the others untouched", async () => {
         const sessions = await Promise.all(Array.from({ length: 60 }, (_, n) => pool.open(stack, { localAddress: clientNetworkAddress(600 + n) })));
         const victim = sessions[0].hello.backend;

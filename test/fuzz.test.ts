@@ -2,27 +2,18 @@
 // either rejected with a message naming its keys, or renders a config that NGINX accepts and
 // that holds only the directives the renderer means to write.
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import fc from "fast-check";
-import { EdgeHostProfile, awsProxyHost, edgeConfigSpec } from "../nginx/edgeConfigFromSettings";
+import { awsProxyHost, edgeConfigSpec } from "../nginx/edgeConfigFromSettings";
 import { UpstreamServer } from "../nginx/edgeConfigSpec";
 import { RenderError, renderNginxConfig } from "../nginx/renderNginxConfig";
 import { RawSettings, SettingsError, settingKeys, validateSettings } from "../settings/edgeSettings";
-import { nginxTest, removeTestPki } from "./support/nginxCheck";
+import { nginxTest, removeTestPki, scratchLocalHost } from "./support/nginxCheck";
 
-const scratch = mkdtempSync(join(tmpdir(), "wss-edge-fuzz-"));
-mkdirSync(join(scratch, "tmp"));
-const localHost: EdgeHostProfile = {
-    listen: { port: 18443, address: "127.0.0.1", ipv6: false },
-    workers: { processes: 2, connections: 4096, fileLimit: 8192 },
-    paths: { pidFile: join(scratch, "nginx.pid"), errorLog: "stderr", accessLog: "off", tempDir: join(scratch, "tmp") },
-};
+const { host: localHost, remove: removeScratch } = scratchLocalHost();
 after(async () => {
     await removeTestPki();
-    rmSync(scratch, { recursive: true, force: true });
+    removeScratch();
 });
 
 /** Strings that try to break out of a directive, a block, a quote or a variable. */

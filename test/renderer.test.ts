@@ -1,15 +1,12 @@
 // The rendered nginx.conf: what it must say, what it must never say, and that NGINX accepts it.
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, describe, it } from "node:test";
-import { EdgeHostProfile, awsProxyHost, edgeConfigSpec } from "../nginx/edgeConfigFromSettings";
+import { awsProxyHost, edgeConfigSpec } from "../nginx/edgeConfigFromSettings";
 import { EdgeConfigSpec } from "../nginx/edgeConfigSpec";
 import { RenderError, renderNginxConfig } from "../nginx/renderNginxConfig";
 import { mozillaIntermediate } from "../nginx/tlsPolicy";
 import { RawSettings, validateSettings } from "../settings/edgeSettings";
-import { isRoot, nginxTest, removeTestPki } from "./support/nginxCheck";
+import { isRoot, nginxTest, removeTestPki, scratchLocalHost } from "./support/nginxCheck";
 
 const backends = [
     { address: "10.0.1.21", port: 8443 },
@@ -17,20 +14,14 @@ const backends = [
     { address: "10.0.3.23", port: 8443 },
 ];
 // `nginx -t` creates the pid file and temp folders, so they must point somewhere real.
-const scratch = mkdtempSync(join(tmpdir(), "wss-edge-render-"));
-mkdirSync(join(scratch, "tmp"));
-const localHost: EdgeHostProfile = {
-    listen: { port: 18443, address: "127.0.0.1", ipv6: false },
-    workers: { processes: 2, connections: 4096, fileLimit: 8192 },
-    paths: { pidFile: join(scratch, "nginx.pid"), errorLog: "stderr", accessLog: "off", tempDir: join(scratch, "tmp") },
-};
+const { host: localHost, remove: removeScratch } = scratchLocalHost();
 const specFor = (raw: RawSettings = {}, host = awsProxyHost, servers = backends, names = ["ws.example.com"]) =>
     edgeConfigSpec(validateSettings({ adminCidrs: '["203.0.113.0/24"]', ...raw }), servers, host, names);
 const render = (raw: RawSettings = {}, host = awsProxyHost) => renderNginxConfig(specFor(raw, host));
 
 after(async () => {
     await removeTestPki();
-    rmSync(scratch, { recursive: true, force: true });
+    removeScratch();
 });
 
 describe("renderNginxConfig", () => {

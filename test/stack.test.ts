@@ -226,6 +226,19 @@ describe("Pulumi.yaml", () => {
         }
     });
 
+    it("is previewed on every pull request after the tests, commented on the PR, with the guardrails", () => {
+        const workflow = parseYaml(readFileSync(join(__dirname, "..", ".github", "workflows", "pull-request.yml"), "utf8"));
+        assert.ok("pull_request" in workflow.on);
+        assert.ok(workflow.jobs.test.steps.some((step: any) => /bash \.ci\/run/.test(step.run ?? "")), "the test job runs .ci/run");
+        assert.deepEqual(workflow.jobs.preview.needs, "test");
+        const preview = workflow.jobs.preview.steps.find((step: any) => String(step.uses).startsWith("pulumi/actions@"));
+        assert.equal(preview.with.command, "preview");
+        assert.equal(preview.with["stack-name"], "dev");
+        assert.equal(preview.with["comment-on-pr"], true);
+        assert.equal(preview.with.policyPacks, "policy");
+        assert.match(preview.env.PULUMI_ACCESS_TOKEN, /secrets\.PULUMI_ACCESS_TOKEN/);
+    });
+
     it("has a dev stack whose settings validate", async () => {
         const config = Object.fromEntries(
             Object.entries<any>(dev.config)

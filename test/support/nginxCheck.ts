@@ -1,8 +1,10 @@
 import { execFile } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { promisify } from "node:util";
+import { EdgeHostProfile } from "../../nginx/edgeConfigFromSettings";
 import { edgeTlsFiles } from "../../pki/certificateLayout";
 import { LocalPki, issueWithOpenSsl } from "../../pki/openSslIssuer";
 import { edgePkiSpec } from "../../pki/pkiSpec";
@@ -60,3 +62,20 @@ export async function nginxTest(config: string): Promise<{ ok: boolean; output: 
 }
 
 export const isRoot = process.getuid?.() === 0;
+
+/**
+ * A local-stack host profile whose pid file and temp folders point into a scratch folder
+ * (`nginx -t` creates both), and the function that removes it.
+ */
+export function scratchLocalHost(): { host: EdgeHostProfile; remove: () => void } {
+    const scratch = mkdtempSync(join(tmpdir(), "wss-edge-host-"));
+    mkdirSync(join(scratch, "tmp"));
+    return {
+        host: {
+            listen: { port: 18443, address: "127.0.0.1", ipv6: false },
+            workers: { processes: 2, connections: 4096, fileLimit: 8192 },
+            paths: { pidFile: join(scratch, "nginx.pid"), errorLog: "stderr", accessLog: "off", tempDir: join(scratch, "tmp") },
+        },
+        remove: () => rmSync(scratch, { recursive: true, force: true }),
+    };
+}
