@@ -43,7 +43,8 @@ export function summarize(report: BenchResults) {
             sessionsVsTutorial: ratio(r.sessions.full?.perSecond, tutorial?.sessions.full?.perSecond),
             p99Sockets: p99At(r)?.sockets,
             p99us: p99At(r)?.p99us,
-            p99VsDirect: ratio(p99At(r)?.p99us, p99At(direct)?.p99us),
+            // Only against direct at the same socket count (a proxy with a low ceiling stops earlier).
+            p99VsDirect: ratio(p99At(r)?.p99us, direct?.latency.find((l) => l.size === 64 && l.sockets === p99At(r)?.sockets)?.p99us),
             messagesPerSecond: r.throughput?.messagesPerSecond,
             throughputVsDirect: ratio(r.throughput?.messagesPerSecond, direct?.throughput?.messagesPerSecond),
             cpuUsPerMessage: r.throughput?.proxyCpuUsPerMessage,

@@ -7,7 +7,7 @@
  * memory per socket, and a reconnect storm. All traffic stays on loopback; every scenario is
  * bounded in count and time. Results: bench/results/latest.{json,md,svg}.
  */
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -124,6 +124,8 @@ async function main(): Promise<void> {
 async function measure(proxy: ProxyUnderTest, stack: LocalStack, fleet: LoadFleet, plan: Plan): Promise<ProxyResult> {
     const result: ProxyResult = { name: proxy.name, description: proxy.description, sessions: {}, latency: [], holding: [], notes: [] };
     const target = proxy.target;
+    // Memory before any socket: later scenarios leave heap behind that holding would then reuse.
+    let baselineKiB = proportionalSetKiB(proxy.processes());
     const proxyCpu = () => cpuTimeMs(proxy.processes());
     const generatorShare = (replies: { cpuMs: number; wallMs: number }[]) => sum(replies.map((r) => r.cpuMs)) / Math.max(...replies.map((r) => r.wallMs));
 
@@ -170,9 +172,9 @@ async function measure(proxy: ProxyUnderTest, stack: LocalStack, fleet: LoadFlee
     if (proxy.name === "wss-edge" && plan.nginxWorkersForHolding !== cpus().length) {
         await stack.setWorkerProcesses(plan.nginxWorkersForHolding);
         await sleep(plan.settleMs);
+        baselineKiB = proportionalSetKiB(proxy.processes()); // fresh workers, no sockets yet
         result.notes.push(`sockets held with ${plan.nginxWorkersForHolding} workers, so that none exceeds the per-process descriptor limit; the other scenarios ran with one per core`);
     }
-    const baselineKiB = proportionalSetKiB(proxy.processes());
     let held = 0;
     const ceiling = proxy.socketCeiling?.sockets ?? Infinity;
     for (const planned of plan.socketSteps) {
@@ -233,12 +235,11 @@ async function freshBackends(stack: LocalStack): Promise<void> {
     await sleep(1000);
 }
 
+/** First line a binary prints about its version, on stdout or stderr (nginx uses stderr). */
 function versionOf(binary: string, args: string[]): string {
-    try {
-        return execFileSync(binary, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }).trim().split("\n")[0] || "";
-    } catch (error) {
-        return String((error as { stderr?: string }).stderr ?? "").trim().split("\n")[0] || "not installed";
-    }
+    const result = spawnSync(binary, args, { encoding: "utf8" });
+    if (result.error) return "not installed";
+    return `${result.stdout ?? ""}${result.stderr ?? ""}`.trim().split("\n")[0];
 }
 
 main().catch((error) => {
