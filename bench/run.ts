@@ -53,15 +53,15 @@ const fullPlan: Plan = {
 
 /** Small counts, under a minute in all: what CI runs so the bench cannot rot. */
 const quickPlan: Plan = {
-    socketSteps: [100, 300],
-    holdSeconds: 2,
-    sessions: 100,
+    socketSteps: [100, 200],
+    holdSeconds: 1,
+    sessions: 60,
     sessionConcurrency: 8,
     latencySockets: [1, 50],
     latencySeconds: 0.5,
     messageSizes: [64, 16384],
     throughput: { sockets: 20, size: 1024, inflight: 4, seconds: 1 },
-    stormSockets: 90,
+    stormSockets: 60,
     loadProcesses: 2,
     nginxWorkersForHolding: 2,
     haproxyProcesses: 1,
@@ -232,7 +232,7 @@ async function freshBackends(stack: LocalStack): Promise<void> {
         await stack.stopBackend(name, "SIGTERM");
         await stack.restartBackend(name);
     }
-    await sleep(1000);
+    await sleep(500);
 }
 
 /** First line a binary prints about its version, on stdout or stderr (nginx uses stderr). */
