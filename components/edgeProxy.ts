@@ -5,8 +5,7 @@ import * as tls from "@pulumi/tls";
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import * as path from "node:path";
-import { encodeDeployBundle } from "../deploy/deployBundle";
-import { edgeTlsFiles } from "../pki/certificateLayout";
+import { encodeDeployBundle, releaseFiles } from "../deploy/deployBundle";
 import { cpuArchitecture, hardenedInstanceSettings } from "./instanceDefaults";
 
 export interface EdgeProxyTlsFiles {
@@ -104,15 +103,8 @@ export class EdgeProxy extends pulumi.ComponentResource {
         const release = pulumi.secret(
             pulumi
                 .all([args.nginxConfig, tlsFiles.certificateChainPem, tlsFiles.privateKeyPem, tlsFiles.backendCaPem, tlsFiles.proxyClientCertificatePem, tlsFiles.proxyClientKeyPem])
-                .apply(([config, chain, key, backendCa, clientCert, clientKey]) =>
-                    encodeDeployBundle({
-                        "nginx.conf": config,
-                        [edgeTlsFiles.certificate]: chain,
-                        [edgeTlsFiles.certificateKey]: key,
-                        [edgeTlsFiles.backendCa]: backendCa,
-                        [edgeTlsFiles.proxyClientCertificate]: clientCert,
-                        [edgeTlsFiles.proxyClientKey]: clientKey,
-                    }),
+                .apply(([nginxConfig, certificateChainPem, privateKeyPem, backendCaPem, proxyClientCertificatePem, proxyClientKeyPem]) =>
+                    encodeDeployBundle(releaseFiles({ nginxConfig, certificateChainPem, privateKeyPem, backendCaPem, proxyClientCertificatePem, proxyClientKeyPem })),
                 ),
         );
         // Hashes of public material only, so the trigger diff in a preview stays readable.

@@ -1,4 +1,28 @@
 import { createHash } from "node:crypto";
+import { edgeTlsFiles } from "../pki/certificateLayout";
+
+/** What one edge release holds, before it is laid out as files. */
+export interface EdgeRelease {
+    readonly nginxConfig: string;
+    /** Edge leaf followed by its chain. */
+    readonly certificateChainPem: string;
+    readonly privateKeyPem: string;
+    readonly backendCaPem: string;
+    readonly proxyClientCertificatePem: string;
+    readonly proxyClientKeyPem: string;
+}
+
+/** The release as the deploy script stages it: nginx.conf beside the TLS files it names. */
+export function releaseFiles(release: EdgeRelease): Record<string, string> {
+    return {
+        "nginx.conf": release.nginxConfig,
+        [edgeTlsFiles.certificate]: release.certificateChainPem,
+        [edgeTlsFiles.certificateKey]: release.privateKeyPem,
+        [edgeTlsFiles.backendCa]: release.backendCaPem,
+        [edgeTlsFiles.proxyClientCertificate]: release.proxyClientCertificatePem,
+        [edgeTlsFiles.proxyClientKey]: release.proxyClientKeyPem,
+    };
+}
 
 /**
  * The files of one edge release (nginx.conf and its TLS files), as the deploy script reads

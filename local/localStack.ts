@@ -4,11 +4,11 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { request } from "node:https";
 import { createServer } from "node:net";
 import { join, resolve } from "node:path";
-import { encodeDeployBundle } from "../deploy/deployBundle";
+import { encodeDeployBundle, releaseFiles } from "../deploy/deployBundle";
 import { EdgeHostProfile, backendPingIntervalSeconds, edgeConfigSpec } from "../nginx/edgeConfigFromSettings";
 import { UpstreamServer } from "../nginx/edgeConfigSpec";
 import { healthPath, renderNginxConfig } from "../nginx/renderNginxConfig";
-import { backendTlsFiles, edgeTlsFiles } from "../pki/certificateLayout";
+import { backendTlsFiles } from "../pki/certificateLayout";
 import { LocalPki, issueWithOpenSsl } from "../pki/openSslIssuer";
 import { edgePkiSpec } from "../pki/pkiSpec";
 import { EdgeSettings, RawSettings, validateSettings } from "../settings/edgeSettings";
@@ -214,14 +214,16 @@ export class LocalStack {
     /** Deploys `config` with the stack's certificates, through the deploy script. */
     deployConfig(config: string): Promise<string> {
         return this.deployBundle(
-            encodeDeployBundle({
-                "nginx.conf": config,
-                [edgeTlsFiles.certificate]: this.pki.edgeCertificateChainPem,
-                [edgeTlsFiles.certificateKey]: this.pki.edgePrivateKeyPem,
-                [edgeTlsFiles.backendCa]: this.pki.caCertificatePem,
-                [edgeTlsFiles.proxyClientCertificate]: this.pki.proxyClientCertificate.certificatePem,
-                [edgeTlsFiles.proxyClientKey]: this.pki.proxyClientCertificate.privateKeyPem,
-            }),
+            encodeDeployBundle(
+                releaseFiles({
+                    nginxConfig: config,
+                    certificateChainPem: this.pki.edgeCertificateChainPem,
+                    privateKeyPem: this.pki.edgePrivateKeyPem,
+                    backendCaPem: this.pki.caCertificatePem,
+                    proxyClientCertificatePem: this.pki.proxyClientCertificate.certificatePem,
+                    proxyClientKeyPem: this.pki.proxyClientCertificate.privateKeyPem,
+                }),
+            ),
         );
     }
 

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { promisify } from "node:util";
 import { EdgeHostProfile } from "../../nginx/edgeConfigFromSettings";
-import { edgeTlsFiles } from "../../pki/certificateLayout";
+import { releaseFiles } from "../../deploy/deployBundle";
 import { LocalPki, issueWithOpenSsl } from "../../pki/openSslIssuer";
 import { edgePkiSpec } from "../../pki/pkiSpec";
 
@@ -30,14 +30,14 @@ export async function removeTestPki(): Promise<void> {
 /** The release layout the deploy script creates: nginx.conf beside tls/. */
 export async function writeRelease(dir: string, config: string): Promise<string> {
     const { pki: issued } = await testPki();
-    const files: Record<string, string> = {
-        "nginx.conf": config,
-        [edgeTlsFiles.certificate]: issued.edgeCertificateChainPem,
-        [edgeTlsFiles.certificateKey]: issued.edgePrivateKeyPem,
-        [edgeTlsFiles.backendCa]: issued.caCertificatePem,
-        [edgeTlsFiles.proxyClientCertificate]: issued.proxyClientCertificate.certificatePem,
-        [edgeTlsFiles.proxyClientKey]: issued.proxyClientCertificate.privateKeyPem,
-    };
+    const files = releaseFiles({
+        nginxConfig: config,
+        certificateChainPem: issued.edgeCertificateChainPem,
+        privateKeyPem: issued.edgePrivateKeyPem,
+        backendCaPem: issued.caCertificatePem,
+        proxyClientCertificatePem: issued.proxyClientCertificate.certificatePem,
+        proxyClientKeyPem: issued.proxyClientCertificate.privateKeyPem,
+    });
     for (const [path, content] of Object.entries(files)) {
         await mkdir(dirname(join(dir, path)), { recursive: true });
         await writeFile(join(dir, path), content);
