@@ -424,14 +424,26 @@ function requireBinary(binary: string, what: string, install: string): void {
     }
 }
 
+/**
+ * A port free for listening on `host`, chosen below the kernel's ephemeral range: a port picked
+ * inside it can be taken as the source port of an outgoing connection before we bind it.
+ */
 export async function freePort(host: string): Promise<number> {
-    return new Promise((done, fail) => {
+    const [ephemeralLow] = readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/).map(Number);
+    const low = 10000;
+    const high = ephemeralLow - 1;
+    for (let attempt = 0; attempt < 100 && high > low; attempt++) {
+        const port = low + Math.floor(Math.random() * (high - low));
+        if (await canListen(host, port)) return port;
+    }
+    throw new Error(`local stack: no free port between ${low} and ${high} on ${host}`);
+}
+
+function canListen(host: string, port: number): Promise<boolean> {
+    return new Promise((done) => {
         const server = createServer();
-        server.once("error", fail);
-        server.listen(0, host, () => {
-            const address = server.address();
-            server.close(() => (typeof address === "object" && address ? done(address.port) : fail(new Error("no port"))));
-        });
+        server.once("error", () => done(false));
+        server.listen(port, host, () => server.close(() => done(true)));
     });
 }
 
