@@ -1,7 +1,7 @@
 import { ChildProcess, execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { LocalStack, freePort } from "../local/localStack";
+import { LocalStack, freePort, terminate } from "../local/localStack";
 import { backendServerName } from "../pki/pkiSpec";
 import { TlsTarget } from "./loadClient";
 
@@ -150,7 +150,7 @@ ${servers}
         processes: () => children.map((c) => c.pid!).filter(Boolean),
         socketCeiling: { sockets: perProcess * instances, why: `${instances} process(es) × ${perProcess} (the ${fileLimit}-descriptor limit per process)` },
         stop: async () => {
-            await Promise.all(children.map((c) => stopChild(c)));
+            await Promise.all(children.map((c) => terminate(c, "SIGTERM")));
         },
     };
 }
@@ -203,7 +203,7 @@ https://localhost:${port} {
         target: { urls: [`wss://127.0.0.1:${port}/`], ca: pki.caCertificatePem, servername: "localhost" },
         processes: () => (child.pid ? [child.pid] : []),
         socketCeiling: { sockets: perProcess, why: `one process, ${fileLimit} descriptors, two per proxied socket` },
-        stop: () => stopChild(child),
+        stop: () => terminate(child, "SIGTERM"),
     };
 }
 
@@ -229,18 +229,6 @@ async function stopPid(pid: number): Promise<void> {
         await new Promise((r) => setTimeout(r, 100));
     }
     process.kill(pid, "SIGKILL");
-}
-
-function stopChild(child: ChildProcess): Promise<void> {
-    if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-    return new Promise((resolve) => {
-        const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
-        child.once("exit", () => {
-            clearTimeout(timer);
-            resolve();
-        });
-        child.kill("SIGTERM");
-    });
 }
 
 /** Memory of `pids` as proportional set size (shared pages split fairly between processes), KiB. */

@@ -371,7 +371,8 @@ function isAlive(pid: number): boolean {
     }
 }
 
-async function terminate(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
+/** Sends `signal`, waits for the exit, and kills the process if it takes longer than 6 s. */
+export async function terminate(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
     if (child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise<void>((done) => child.once("exit", () => done()));
     child.kill(signal);
