@@ -2,14 +2,14 @@
 // stops at once with the exact command to run. Plain Node, no dependencies, so it works on
 // a fresh clone before `npm install`.
 //
-//   node setup/ensureSetup.mjs start|test|bench
+//   node setup/ensureSetup.mjs start|test|bench|heap
 import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
-const purpose = ["test", "bench"].find((p) => process.argv.includes(p)) ?? "start";
+const purpose = ["test", "bench", "heap"].find((p) => process.argv.includes(p)) ?? "start";
 
 // System packages: the binary each provides and the Debian package that has it.
 const systemPackages = [
@@ -23,6 +23,7 @@ const systemPackages = [
               { binary: "caddy", pkg: "caddy", why: "the Caddy comparison" },
           ]
         : []),
+    ...(purpose === "heap" ? [{ binary: "valgrind", pkg: "valgrind", why: "the NGINX heap profile" }] : []),
 ];
 
 function has(binary) {

@@ -1,0 +1,193 @@
+/**
+ * npm run bench:heap [-- --sockets 1000]
+ *
+ * Where NGINX's memory per held WebSocket goes. Runs this project's config in one NGINX process
+ * under valgrind's massif, takes a heap snapshot after warming up and another with `--sockets`
+ * idle WSS sockets open, and attributes the difference per socket to what allocated it.
+ * Results: bench/results/nginx-heap.md. Slow under valgrind, so not part of `npm run bench`.
+ */
+import { ChildProcess, execFileSync, spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { connect } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { LocalStack, terminate } from "../local/localStack";
+import { LoadFleet } from "./loadFleet";
+import { wssEdge } from "./proxies";
+
+/** What a reader can act on, matched against an allocation's call stack (first match wins). */
+const categories: { readonly name: string; readonly stack: RegExp }[] = [
+    { name: "NGINX TLS write buffer on the backend leg (16 KiB, fixed in NGINX 1.22: no directive sets it)", stack: /ngx_ssl_send_chain.*ngx_chain_writer/ },
+    { name: "NGINX TLS write buffer on the client leg (`ssl_buffer_size`)", stack: /ngx_ssl_send_chain.*ngx_http_write_filter/ },
+    { name: "OpenSSL connection objects, one per TLS leg (`SSL_new`)", stack: /SSL_new|SSL_set_SSL_CTX/ },
+    { name: "OpenSSL record ciphers (AES-GCM contexts, two per leg)", stack: /EVP_CipherInit/ },
+    { name: "OpenSSL read buffers still held between reads", stack: /SSL_read/ },
+    { name: "OpenSSL state kept from the handshakes (session, peer certificate, keys)", stack: /SSL_do_handshake|ngx_ssl_handshake/ },
+    { name: "NGINX memory pools (connection, request, upstream)", stack: /ngx_memalign|ngx_create_pool/ },
+    { name: "NGINX large pool allocations (header and proxy buffers: `client_header_buffer_size`, `proxy_buffer_size`)", stack: /ngx_alloc/ },
+    { name: "other OpenSSL", stack: /libcrypto|libssl/ },
+];
+
+interface Snapshot {
+    readonly heapBytes: number;
+    readonly extraBytes: number;
+    /** Bytes per leaf of massif's allocation tree, keyed by the functions on its stack. */
+    readonly leaves: ReadonlyMap<string, number>;
+}
+
+const log = (line: string) => console.log(`[heap] ${line}`);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function main(): Promise<void> {
+    const { values } = parseArgs({ options: { sockets: { type: "string", default: "1000" } } });
+    const sockets = Number(values.sockets);
+    if (!Number.isInteger(sockets) || sockets < 100 || sockets > 5000) throw new Error(`--sockets must be a whole number from 100 to 5000 (one NGINX process under valgrind), got ${values.sockets}`);
+    const dir = mkdtempSync(join(tmpdir(), "wss-edge-heap-"));
+    const stack = await LocalStack.start({ stateDir: join(dir, "stack"), edgePort: 0, workerProcesses: 1 });
+    const fleet = await LoadFleet.start(1);
+    let profiled: ChildProcess | undefined;
+    try {
+        // The same config in one process (no master), so that massif sees every allocation.
+        const master = stack.nginxMasterPid();
+        if (master) await stopAndWait(master);
+        const config = join(stack.stateDir, "edge", "current", "nginx.conf");
+        const massifOut = join(dir, "massif.out");
+        profiled = spawn("valgrind", ["--tool=massif", "--vgdb=yes", "--threshold=0.1", `--massif-out-file=${massifOut}`, "nginx", "-c", config, "-g", "daemon off; master_process off;"], { stdio: ["ignore", "ignore", "inherit"] });
+        await waitForPort(stack.edgeAddress.port, 60000);
+        const target = wssEdge({ stack, dir, fileLimit: 0 }).target;
+
+        // Warm up first: one-time allocations (caches, lazily built tables) belong to no socket.
+        await fleet.send(0, { cmd: "open", target, count: 50, addresses: LoadFleet.addresses(0), concurrency: 8, deadlineMs: 300000 });
+        await fleet.send(0, { cmd: "close" });
+        await sleep(2000);
+        const before = snapshot(profiled.pid!, join(dir, "before"));
+        const opened = await fleet.send(0, { cmd: "open", target, count: sockets, addresses: LoadFleet.addresses(0), concurrency: 8, deadlineMs: 600000 });
+        if ((opened.opened as number) !== sockets) throw new Error(`only ${opened.opened} of ${sockets} sockets opened: ${JSON.stringify(opened.errors)}`);
+        await sleep(3000);
+        const after = snapshot(profiled.pid!, join(dir, "after"));
+        await fleet.send(0, { cmd: "close" });
+
+        const file = join(__dirname, "results", "nginx-heap.md");
+        writeFileSync(file, report(before, after, sockets, versionLine()));
+        log(`results: ${file}`);
+    } finally {
+        await fleet.stop();
+        if (profiled) await terminate(profiled, "SIGQUIT");
+        await stack.stop();
+        rmSync(dir, { recursive: true, force: true });
+    }
+}
+
+function snapshot(pid: number, file: string): Snapshot {
+    execFileSync("vgdb", [`--pid=${pid}`, "detailed_snapshot", file], { stdio: "ignore" });
+    return parseSnapshot(readFileSync(file, "utf8"));
+}
+
+/** Reads massif's detailed snapshot: every leaf's bytes, with the functions on its stack. */
+export function parseSnapshot(text: string): Snapshot {
+    const number = (key: string) => Number(new RegExp(`^${key}=(\\d+)`, "m").exec(text)?.[1] ?? NaN);
+    const leaves = new Map<string, number>();
+    const path: string[] = [];
+    let previousDepth = -1;
+    let previousChildren = 0;
+    let previousBytes = 0;
+    const flushLeaf = () => {
+        if (previousDepth >= 0 && previousChildren === 0) {
+            const key = path.slice(0, previousDepth + 1).join(" | ");
+            leaves.set(key, (leaves.get(key) ?? 0) + previousBytes);
+        }
+    };
+    for (const line of text.split("\n")) {
+        const node = /^( *)n(\d+): (\d+) (.*)$/.exec(line);
+        if (!node) continue;
+        flushLeaf();
+        const depth = node[1].length;
+        const frame = /^0x[0-9A-F]+: (\S+) \(in (\S+)\)/.exec(node[4]);
+        path[depth] = frame ? (frame[1] === "???" ? `(${frame[2].split("/").pop()})` : frame[1]) : node[4];
+        previousDepth = depth;
+        previousChildren = Number(node[2]);
+        previousBytes = Number(node[3]);
+    }
+    flushLeaf();
+    return { heapBytes: number("mem_heap_B"), extraBytes: number("mem_heap_extra_B"), leaves };
+}
+
+/** Per held socket: the growth between the snapshots, by category. */
+export function attribute(before: Snapshot, after: Snapshot, sockets: number): { name: string; bytesPerSocket: number }[] {
+    const byCategory = new Map<string, number>();
+    const add = (leaves: ReadonlyMap<string, number>, sign: number) => {
+        for (const [stack, bytes] of leaves) {
+            const name = categories.find((c) => c.stack.test(stack))?.name ?? "other NGINX";
+            byCategory.set(name, (byCategory.get(name) ?? 0) + sign * bytes);
+        }
+    };
+    add(after.leaves, 1);
+    add(before.leaves, -1);
+    const rows = [...byCategory].map(([name, bytes]) => ({ name, bytesPerSocket: bytes / sockets }));
+    rows.push({ name: "glibc malloc's own headers and alignment", bytesPerSocket: (after.extraBytes - before.extraBytes) / sockets });
+    return rows.sort((a, b) => b.bytesPerSocket - a.bytesPerSocket);
+}
+
+function report(before: Snapshot, after: Snapshot, sockets: number, versions: string): string {
+    const rows = attribute(before, after, sockets);
+    const kib = (bytes: number) => (bytes / 1024).toFixed(1);
+    const total = rows.reduce((sum, r) => sum + r.bytesPerSocket, 0);
+    return [
+        "# Where NGINX's memory per held WebSocket goes",
+        "",
+        `Heap growth of one NGINX process running this project's config (TLS to the client, mutual TLS to the backend) while it holds ${sockets.toLocaleString("en-US")} idle WSS sockets, ` +
+            `measured with valgrind's massif (snapshots after a warm-up and with the sockets open), ${new Date().toISOString().slice(0, 10)}. ${versions} Reproduce with \`npm run bench:heap\`.`,
+        "",
+        "Massif counts what was asked of malloc; the benchmark's per-socket figure is resident memory (PSS) under glibc, so the two differ by a few KiB.",
+        "",
+        "| Allocated by | KiB per socket |",
+        "|---|---|",
+        ...rows.filter((r) => Math.abs(r.bytesPerSocket) >= 51).map((r) => `| ${r.name} | ${kib(r.bytesPerSocket)} |`),
+        `| **Total** | **${kib(total)}** |`,
+        "",
+    ].join("\n");
+}
+
+function versionLine(): string {
+    const nginx = execFileSync("sh", ["-c", "nginx -v 2>&1"], { encoding: "utf8" }).trim();
+    const openssl = execFileSync("openssl", ["version"], { encoding: "utf8" }).trim();
+    return `${nginx}; ${openssl}.`;
+}
+
+async function stopAndWait(pid: number): Promise<void> {
+    process.kill(pid, "SIGQUIT");
+    for (let i = 0; i < 100; i++) {
+        try {
+            process.kill(pid, 0);
+        } catch {
+            return;
+        }
+        await sleep(100);
+    }
+    throw new Error(`NGINX (pid ${pid}) did not stop within 10 s`);
+}
+
+/** Waits until something accepts on the port (NGINX under valgrind takes seconds to start). */
+async function waitForPort(port: number, timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+        const up = await new Promise<boolean>((resolve) => {
+            const socket = connect({ host: "127.0.0.1", port }, () => {
+                socket.destroy();
+                resolve(true);
+            });
+            socket.on("error", () => resolve(false));
+        });
+        if (up) return;
+        await sleep(250);
+    }
+    throw new Error(`NGINX under valgrind did not listen on port ${port} within ${timeoutMs / 1000} s`);
+}
+
+if (require.main === module) {
+    main().catch((error) => {
+        console.error(`bench:heap: ${(error as Error).stack ?? error}`);
+        process.exit(1);
+    });
+}
