@@ -21,6 +21,7 @@ export interface BenchResults {
 }
 
 const fmt = (n: number | undefined, digits = 0) => (n === undefined || !Number.isFinite(n) ? "–" : n.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits }));
+const perCpuSecond = (cpuMsPerSession: number | undefined) => (cpuMsPerSession ? 1000 / cpuMsPerSession : undefined);
 const ratio = (a: number | undefined, b: number | undefined) => (a === undefined || b === undefined || !b ? undefined : a / b);
 
 /** The comparison a reader wants: each configuration against direct, from the same run. */
@@ -41,6 +42,9 @@ export function summarize(report: BenchResults) {
             sessionsFull: r.sessions.full?.perSecond,
             sessionsResumed: r.sessions.resumed?.perSecond,
             sessionsVsTutorial: ratio(r.sessions.full?.perSecond, tutorial?.sessions.full?.perSecond),
+            // What the proxy could accept if it, not the generator, were the limit: sessions per second of its own CPU.
+            sessionsPerProxyCpuSecond: perCpuSecond(r.sessions.full?.proxyCpuMsPerSession),
+            capacityVsTutorial: ratio(perCpuSecond(r.sessions.full?.proxyCpuMsPerSession), perCpuSecond(tutorial?.sessions.full?.proxyCpuMsPerSession)),
             p99Sockets: p99At(r)?.sockets,
             p99us: p99At(r)?.p99us,
             // Only against direct at the same socket count (a proxy with a low ceiling stops earlier).
@@ -61,14 +65,15 @@ export function markdown(report: BenchResults): string {
         `${report.plan === "quick" ? "Quick run (small counts, for CI)" : "Full run"} of ${report.date} on ${report.machine.cores} cores (${report.machine.model}), ${report.machine.fileLimitPerProcess} descriptors per process. ` +
             `${report.machine.nginx}; ${report.machine.haproxy}; Caddy ${report.machine.caddy}; Node ${report.machine.node}. Reproduce with \`npm run bench\`.`,
         "",
-        "Ratios compare configurations measured in this same run; absolute numbers on a shared 2-core machine are noisy. " +
-            "The load generator, the three backends and the proxy share the two cores: the generator's own CPU use is recorded with every scenario in the JSON.",
+        `Ratios compare configurations measured in this same run; absolute numbers on a small machine are noisy. CPU placement: ${report.machine.cpuPlacement ?? "shared"}. ` +
+            "The generator's own CPU use is recorded with every scenario in the JSON: where it is near its cores' capacity, the generator, not the proxy, set the rate. " +
+            "\"Sessions per proxy CPU-s\" is the new-session rate the proxy would reach if its CPU were the limit (full handshakes, from its own CPU accounting).",
         "",
-        "| Configuration | Sockets held | Drops in hold | Proxy KiB/socket | Sessions/s (full) | Sessions/s (resumed) | × tutorial | p99 echo µs (sockets) | p99 × direct | Msg/s | × direct | Proxy CPU µs/msg | Storm s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| Configuration | Sockets held | Drops in hold | Proxy KiB/socket | Sessions/s (full) | Sessions/s (resumed) | × tutorial | Sessions per proxy CPU-s | × tutorial | p99 echo µs (sockets) | p99 × direct | Msg/s | × direct | Proxy CPU µs/msg | Storm s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ...rows.map(
             (r) =>
-                `| ${r.name} | ${fmt(r.maxSockets)} | ${fmt(r.drops)} | ${fmt(r.kibPerSocket, 1)} | ${fmt(r.sessionsFull)} | ${fmt(r.sessionsResumed)} | ${fmt(r.sessionsVsTutorial, 2)} | ${fmt(r.p99us)} (${fmt(r.p99Sockets)}) | ${fmt(r.p99VsDirect, 2)} | ${fmt(r.messagesPerSecond)} | ${fmt(r.throughputVsDirect, 2)} | ${fmt(r.cpuUsPerMessage, 1)} | ${fmt(r.stormSeconds, 2)} |`,
+                `| ${r.name} | ${fmt(r.maxSockets)} | ${fmt(r.drops)} | ${fmt(r.kibPerSocket, 1)} | ${fmt(r.sessionsFull)} | ${fmt(r.sessionsResumed)} | ${fmt(r.sessionsVsTutorial, 2)} | ${fmt(r.sessionsPerProxyCpuSecond)} | ${fmt(r.capacityVsTutorial, 2)} | ${fmt(r.p99us)} (${fmt(r.p99Sockets)}) | ${fmt(r.p99VsDirect, 2)} | ${fmt(r.messagesPerSecond)} | ${fmt(r.throughputVsDirect, 2)} | ${fmt(r.cpuUsPerMessage, 1)} | ${fmt(r.stormSeconds, 2)} |`,
         ),
         "",
         "## Latency detail (echo round trip, µs)",
@@ -93,13 +98,13 @@ export function markdown(report: BenchResults): string {
     return lines.join("\n");
 }
 
-/** Four small bar charts: each configuration's ratio to direct, sessions/s, and memory per socket. */
+/** Four small bar charts: ratios to direct, new sessions per proxy CPU-second, and memory per socket. */
 export function svgChart(report: BenchResults): string {
     const rows = summarize(report);
     const panels: { title: string; values: (number | undefined)[]; digits: number }[] = [
         { title: "Throughput × direct (higher is better)", values: rows.map((r) => r.throughputVsDirect), digits: 2 },
         { title: "p99 latency × direct (lower is better)", values: rows.map((r) => r.p99VsDirect), digits: 2 },
-        { title: "New sessions per second, full handshake", values: rows.map((r) => r.sessionsFull), digits: 0 },
+        { title: "New sessions per proxy CPU-second (higher is better)", values: rows.map((r) => r.sessionsPerProxyCpuSecond), digits: 0 },
         { title: "Proxy memory per held socket, KiB", values: rows.map((r) => r.kibPerSocket), digits: 1 },
     ];
     const width = 460;

@@ -1,5 +1,5 @@
 /**
- * npm run bench [-- --quick] [-- --only wss-edge,haproxy]
+ * npm run bench [-- --quick] [-- --only wss-edge,haproxy] [-- --shared-cores]
  *
  * Runs the local topology once per configuration — direct to the backends, this project's
  * NGINX, the tutorial's config, HAProxy and Caddy — and measures sessions per second, echo
@@ -14,6 +14,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { LocalStack } from "../local/localStack";
 import { LoadFleet } from "./loadFleet";
+import { planCpuPlacement } from "./cpuPlacement";
 import { BenchContext, ProxyUnderTest, caddy, cpuTimeMs, direct, haproxy, proportionalSetKiB, tutorial, wssEdge } from "./proxies";
 import { BenchResults, ProxyResult, writeReport } from "./report";
 
@@ -73,17 +74,19 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 
 async function main(): Promise<void> {
-    const { values } = parseArgs({ options: { quick: { type: "boolean", default: false }, only: { type: "string" } } });
+    const { values } = parseArgs({ options: { quick: { type: "boolean", default: false }, only: { type: "string" }, "shared-cores": { type: "boolean", default: false } } });
     const plan = values.quick ? quickPlan : fullPlan;
     const only = values.only?.split(",");
     const fileLimit = Number(execFileSync("sh", ["-c", "ulimit -Hn"], { encoding: "utf8" }).trim());
     const dir = mkdtempSync(join(tmpdir(), "wss-edge-bench-"));
-    log(`plan: ${values.quick ? "quick" : "full"}; ${cpus().length} cores; ${fileLimit} descriptors per process; state in ${dir}`);
+    const placement = values["shared-cores"] ? undefined : planCpuPlacement(cpus().length);
+    placement?.pinLoad(process.pid);
+    const cpuNote = placement ? `proxy on core(s) ${placement.proxyCores}, generator and backends on ${placement.loadCores}` : "proxy, generator and backends share all cores";
+    log(`plan: ${values.quick ? "quick" : "full"}; ${cpus().length} cores (${cpuNote}); ${fileLimit} descriptors per process; state in ${dir}`);
 
-    // One worker per core, as `worker_processes auto` gives on the VM; more only to hold sockets.
-    const cores = cpus().length;
-    const stack = await LocalStack.start({ stateDir: join(dir, "stack"), edgePort: 0, workerProcesses: cores });
-    const fleet = await LoadFleet.start(plan.loadProcesses);
+    // One worker per proxy core, as `worker_processes auto` gives on a VM that size; more only to hold sockets.
+    const workers = placement?.proxyCoreCount ?? cpus().length;
+    const stack = await LocalStack.start({ stateDir: join(dir, "stack"), edgePort: 0, workerProcesses: workers });
     const context: BenchContext = { stack, dir, fileLimit };
     const results: ProxyResult[] = [];
     try {
@@ -97,31 +100,35 @@ async function main(): Promise<void> {
         for (const [name, make] of factories) {
             if (only && !only.includes(name)) continue;
             await freshBackends(stack);
+            // Fresh generators too: after closing 50,000 sockets a generator spends seconds
+            // collecting garbage, which would be charged to whichever configuration came next.
+            const fleet = await LoadFleet.start(plan.loadProcesses);
             const proxy = await make();
+            placement?.pinProxy(proxy.processes());
             log(`— ${proxy.name}: ${proxy.description}`);
             try {
-                results.push(await measure(proxy, stack, fleet, plan));
+                results.push(await measure(proxy, stack, fleet, plan, workers));
             } finally {
-                await fleet.all(() => ({ cmd: "close" }));
+                await fleet.all(() => ({ cmd: "close" })).catch(() => undefined);
+                await fleet.stop();
                 await proxy.stop();
             }
         }
     } finally {
-        await fleet.stop();
         await stack.stop();
         rmSync(dir, { recursive: true, force: true });
     }
     const report: BenchResults = {
         date: new Date().toISOString(),
         plan: values.quick ? "quick" : "full",
-        machine: { cores: cpus().length, model: cpus()[0]?.model ?? "unknown", fileLimitPerProcess: fileLimit, nginx: versionOf("nginx", ["-v"]), haproxy: versionOf("haproxy", ["-v"]), caddy: versionOf("caddy", ["version"]), node: process.version },
+        machine: { cores: cpus().length, cpuPlacement: cpuNote, model: cpus()[0]?.model ?? "unknown", fileLimitPerProcess: fileLimit, nginx: versionOf("nginx", ["-v"]), haproxy: versionOf("haproxy", ["-v"]), caddy: versionOf("caddy", ["version"]), node: process.version },
         results,
     };
     const written = writeReport(report, join(__dirname, "results"), values.quick ? "quick" : "latest");
     log(`results: ${written.join(", ")}`);
 }
 
-async function measure(proxy: ProxyUnderTest, stack: LocalStack, fleet: LoadFleet, plan: Plan): Promise<ProxyResult> {
+async function measure(proxy: ProxyUnderTest, stack: LocalStack, fleet: LoadFleet, plan: Plan, nginxWorkers: number): Promise<ProxyResult> {
     const result: ProxyResult = { name: proxy.name, description: proxy.description, sessions: {}, latency: [], holding: [], notes: [] };
     const target = proxy.target;
     // Memory before any socket: later scenarios leave heap behind that holding would then reuse.
@@ -169,11 +176,11 @@ async function measure(proxy: ProxyUnderTest, stack: LocalStack, fleet: LoadFlee
     await sleep(plan.settleMs);
 
     // 4. Sockets held, in steps, with the proxy's memory per socket; hold the last step.
-    if (proxy.name === "wss-edge" && plan.nginxWorkersForHolding !== cpus().length) {
+    if (proxy.name === "wss-edge" && plan.nginxWorkersForHolding !== nginxWorkers) {
         await stack.setWorkerProcesses(plan.nginxWorkersForHolding);
         await sleep(plan.settleMs);
         baselineKiB = proportionalSetKiB(proxy.processes()); // fresh workers, no sockets yet
-        result.notes.push(`sockets held with ${plan.nginxWorkersForHolding} workers, so that none exceeds the per-process descriptor limit; the other scenarios ran with one per core`);
+        result.notes.push(`sockets held with ${plan.nginxWorkersForHolding} workers, so that none exceeds the per-process descriptor limit; the other scenarios ran with ${nginxWorkers}, one per proxy core`);
     }
     let held = 0;
     const ceiling = proxy.socketCeiling?.sockets ?? Infinity;
@@ -184,7 +191,7 @@ async function measure(proxy: ProxyUnderTest, stack: LocalStack, fleet: LoadFlee
         }
         const step = Math.min(planned, ceiling);
         const per = Math.ceil((step - held) / fleet.size);
-        const replies = await fleet.all((n) => ({ cmd: "open", target, count: per, addresses: LoadFleet.addresses(n), concurrency: 64, deadlineMs: 240000 }));
+        const replies = await fleet.all((n) => ({ cmd: "open", target, count: per, addresses: LoadFleet.addresses(n), concurrency: 64, deadlineMs: 600000 }));
         const failed = sum(replies.map((r) => r.failed as number));
         held += sum(replies.map((r) => r.opened as number));
         await sleep(plan.settleMs);
@@ -219,7 +226,7 @@ async function measure(proxy: ProxyUnderTest, stack: LocalStack, fleet: LoadFlee
         result.storm = { sockets: per * fleet.size, reconnecting: dropped, served, secondsUntilAllServed: Math.max(...storm.map((s) => s.lastServedMs as number)) / 1000 };
         log(`  storm: ${dropped} reconnecting, ${served} served again within ${result.storm.secondsUntilAllServed.toFixed(2)} s`);
     }
-    if (proxy.name === "wss-edge" && plan.nginxWorkersForHolding !== cpus().length) await stack.setWorkerProcesses(cpus().length);
+    if (proxy.name === "wss-edge" && plan.nginxWorkersForHolding !== nginxWorkers) await stack.setWorkerProcesses(nginxWorkers);
     return result;
 }
 
