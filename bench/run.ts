@@ -59,14 +59,14 @@ const quickPlan: Plan = {
     sessions: 60,
     sessionConcurrency: 8,
     latencySockets: [1, 50],
-    latencySeconds: 0.5,
+    latencySeconds: 0.3,
     messageSizes: [64, 16384],
     throughput: { sockets: 20, size: 1024, inflight: 4, seconds: 1 },
     stormSockets: 60,
     loadProcesses: 2,
     nginxWorkersForHolding: 2,
     haproxyProcesses: 1,
-    settleMs: 300,
+    settleMs: 200,
 };
 
 const log = (line: string) => console.log(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}`);
