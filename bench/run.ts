@@ -100,17 +100,18 @@ async function main(): Promise<void> {
         for (const [name, make] of factories) {
             if (only && !only.includes(name)) continue;
             await freshBackends(stack);
-            // Fresh generators too: after closing 50,000 sockets a generator spends seconds
-            // collecting garbage, which would be charged to whichever configuration came next.
-            const fleet = await LoadFleet.start(plan.loadProcesses);
             const proxy = await make();
-            placement?.pinProxy(proxy.processes());
-            log(`— ${proxy.name}: ${proxy.description}`);
+            let fleet: LoadFleet | undefined;
             try {
+                // Fresh generators too: one that has just closed 50,000 sockets spends twice the
+                // CPU per new session for a while, which would count against the next configuration.
+                fleet = await LoadFleet.start(plan.loadProcesses);
+                placement?.pinProxy(proxy.processes());
+                log(`— ${proxy.name}: ${proxy.description}`);
                 results.push(await measure(proxy, stack, fleet, plan, workers));
             } finally {
-                await fleet.all(() => ({ cmd: "close" })).catch(() => undefined);
-                await fleet.stop();
+                await fleet?.all(() => ({ cmd: "close" })).catch(() => undefined);
+                await fleet?.stop();
                 await proxy.stop();
             }
         }
