@@ -12,7 +12,7 @@ import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { LocalStack, terminate } from "../local/localStack";
+import { LocalStack, stopNginx, terminate } from "../local/localStack";
 import { LoadFleet } from "./loadFleet";
 import { wssEdge } from "./proxies";
 
@@ -50,7 +50,7 @@ async function main(): Promise<void> {
     try {
         // The same config in one process (no master), so that massif sees every allocation.
         const master = stack.nginxMasterPid();
-        if (master) await stopAndWait(master);
+        if (master) await stopNginx(master);
         const config = join(stack.stateDir, "edge", "current", "nginx.conf");
         const massifOut = join(dir, "massif.out");
         profiled = spawn("valgrind", ["--tool=massif", "--vgdb=yes", "--threshold=0.1", `--massif-out-file=${massifOut}`, "nginx", "-c", config, "-g", "daemon off; master_process off;"], { stdio: ["ignore", "ignore", "inherit"] });
@@ -153,19 +153,6 @@ function versionLine(): string {
     const nginx = execFileSync("sh", ["-c", "nginx -v 2>&1"], { encoding: "utf8" }).trim();
     const openssl = execFileSync("openssl", ["version"], { encoding: "utf8" }).trim();
     return `${nginx}; ${openssl}.`;
-}
-
-async function stopAndWait(pid: number): Promise<void> {
-    process.kill(pid, "SIGQUIT");
-    for (let i = 0; i < 100; i++) {
-        try {
-            process.kill(pid, 0);
-        } catch {
-            return;
-        }
-        await sleep(100);
-    }
-    throw new Error(`NGINX (pid ${pid}) did not stop within 10 s`);
 }
 
 /** Waits until something accepts on the port (NGINX under valgrind takes seconds to start). */

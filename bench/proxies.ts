@@ -1,7 +1,7 @@
 import { ChildProcess, execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { LocalStack, freePort, terminate } from "../local/localStack";
+import { LocalStack, freePort, stopNginx, terminate } from "../local/localStack";
 import { backendServerName } from "../pki/pkiSpec";
 import { TlsTarget } from "./loadClient";
 
@@ -97,7 +97,10 @@ ip_hash; server 127.0.0.1:${p1}; server 127.0.0.1:${p2}; server 127.0.0.1:${p3};
         target: { urls: [`wss://127.0.0.1:${port}/`], ca: readFileSync(join(root, "cert.pem"), "utf8"), servername: "localhost" },
         processes: () => pidsUnder(readPid(pidFile)),
         socketCeiling: { sockets: 256, why: "NGINX's default worker_connections 512 and 1 worker, which the tutorial keeps" },
-        stop: async () => stopPid(readPid(pidFile)),
+        stop: async () => {
+            const pid = readPid(pidFile);
+            if (pid) await stopNginx(pid);
+        },
     };
 }
 
@@ -211,24 +214,6 @@ function withoutNginxVar(): NodeJS.ProcessEnv {
     const env = { ...process.env };
     delete env.NGINX;
     return env;
-}
-
-async function stopPid(pid: number): Promise<void> {
-    if (!pid) return;
-    try {
-        process.kill(pid, "SIGTERM");
-    } catch {
-        return;
-    }
-    for (let i = 0; i < 50; i++) {
-        try {
-            process.kill(pid, 0);
-        } catch {
-            return;
-        }
-        await new Promise((r) => setTimeout(r, 100));
-    }
-    process.kill(pid, "SIGKILL");
 }
 
 /** Memory of `pids` as proportional set size (shared pages split fairly between processes), KiB. */

@@ -344,9 +344,13 @@ function isOurBackend(pid: number): boolean {
 }
 
 /** NGINX's fast shutdown (SIGTERM) for the master; its workers go with it. */
-async function stopNginx(master: number): Promise<void> {
+export async function stopNginx(master: number): Promise<void> {
     const workers = childPids(master);
-    process.kill(master, "SIGTERM");
+    try {
+        process.kill(master, "SIGTERM");
+    } catch {
+        return; // already gone
+    }
     try {
         await waitUntil(5000, async () => !isAlive(master), `nginx master ${master} did not stop`);
     } catch {
