@@ -124,6 +124,24 @@ async function pool(total: number, concurrency: number, deadline: number, job: (
     await Promise.all(lanes);
 }
 
+/**
+ * Feeds a socket's messages to `onMessage` until it calls `finish` or the socket closes, and then
+ * removes its listeners: the same sockets serve one command after another.
+ */
+function converse(socket: WebSocket, begin: () => void, onMessage: (finish: () => void) => void): Promise<void> {
+    return new Promise((resolve) => {
+        const finish = () => {
+            socket.off("message", handle);
+            socket.off("close", finish);
+            resolve();
+        };
+        const handle = () => onMessage(finish);
+        socket.on("message", handle);
+        socket.once("close", finish);
+        begin();
+    });
+}
+
 /** Marks the entry when its socket closes without the bench asking. */
 function watch(entry: Held): void {
     entry.socket.once("close", () => {
@@ -189,25 +207,18 @@ async function handle(command: Command): Promise<Record<string, unknown>> {
             const samples: number[] = [];
             const deadline = Date.now() + command.durationMs;
             await Promise.all(
-                sockets.map(
-                    (h) =>
-                        new Promise<void>((resolve) => {
-                            let sentAt = 0n;
-                            const onMessage = () => {
-                                samples.push(Number(process.hrtime.bigint() - sentAt) / 1000);
-                                if (Date.now() >= deadline) {
-                                    h.socket.off("message", onMessage);
-                                    return resolve();
-                                }
-                                sentAt = process.hrtime.bigint();
-                                h.socket.send(payload, { binary: true });
-                            };
-                            h.socket.on("message", onMessage);
-                            h.socket.once("close", () => resolve());
-                            sentAt = process.hrtime.bigint();
-                            h.socket.send(payload, { binary: true });
-                        }),
-                ),
+                sockets.map((h) => {
+                    let sentAt = 0n;
+                    const send = () => {
+                        sentAt = process.hrtime.bigint();
+                        h.socket.send(payload, { binary: true });
+                    };
+                    return converse(h.socket, send, (finish) => {
+                        samples.push(Number(process.hrtime.bigint() - sentAt) / 1000);
+                        if (Date.now() >= deadline) finish();
+                        else send();
+                    });
+                }),
             );
             const sorted = Float64Array.from(samples).sort();
             return { sockets: sockets.length, messages: samples.length, p50us: percentile(sorted, 0.5), p99us: percentile(sorted, 0.99), p999us: percentile(sorted, 0.999) };
@@ -218,29 +229,25 @@ async function handle(command: Command): Promise<Record<string, unknown>> {
             let messages = 0;
             const deadline = Date.now() + command.durationMs;
             await Promise.all(
-                sockets.map(
-                    (h) =>
-                        new Promise<void>((resolve) => {
-                            let outstanding = 0;
-                            const onMessage = () => {
-                                messages++;
-                                outstanding--;
-                                if (Date.now() < deadline) {
-                                    outstanding++;
-                                    h.socket.send(payload, { binary: true });
-                                } else if (outstanding === 0) {
-                                    h.socket.off("message", onMessage);
-                                    resolve();
-                                }
-                            };
-                            h.socket.on("message", onMessage);
-                            h.socket.once("close", () => resolve());
-                            for (let k = 0; k < command.inflight; k++) {
-                                outstanding++;
-                                h.socket.send(payload, { binary: true });
-                            }
-                        }),
-                ),
+                sockets.map((h) => {
+                    let outstanding = 0;
+                    const send = () => {
+                        outstanding++;
+                        h.socket.send(payload, { binary: true });
+                    };
+                    return converse(
+                        h.socket,
+                        () => {
+                            for (let k = 0; k < command.inflight; k++) send();
+                        },
+                        (finish) => {
+                            messages++;
+                            outstanding--;
+                            if (Date.now() < deadline) send();
+                            else if (outstanding === 0) finish();
+                        },
+                    );
+                }),
             );
             return { sockets: sockets.length, messages, bytes: messages * command.size * 2 };
         }
