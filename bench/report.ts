@@ -6,11 +6,24 @@ export interface ProxyResult {
     description: string;
     sessions: Partial<Record<"full" | "resumed", { perSecond: number; failed: number; proxyCpuMsPerSession: number; generatorCores: number }>>;
     latency: { sockets: number; size: number; p50us: number; p99us: number; p999us: number; generatorCores: number }[];
-    throughput?: { sockets: number; size: number; messagesPerSecond: number; megabytesPerSecond: number; proxyCpuUsPerMessage?: number; generatorCores: number };
+    throughput?: Throughput;
     holding: { sockets: number; failed: number; proxyMemoryKiB: number; kibPerSocket?: number; generatorCores: number }[];
     hold?: { sockets: number; seconds: number; drops: number };
     storm?: { sockets: number; reconnecting: number; served: number; secondsUntilAllServed: number };
     notes: string[];
+}
+
+export interface Throughput {
+    sockets: number;
+    size: number;
+    /** Median over the rounds. */
+    messagesPerSecond: number;
+    megabytesPerSecond: number;
+    proxyCpuUsPerMessage?: number;
+    generatorCores: number;
+    /** Each round's rate against the direct round beside it: the median, and the lowest and highest. */
+    vsDirect?: { median: number; min: number; max: number };
+    rounds: { messages: number; wallMs: number; generatorCpuMs: number; directMessagesPerSecond?: number }[];
 }
 
 export interface BenchResults {
@@ -50,7 +63,8 @@ export function summarize(report: BenchResults) {
             // Only against direct at the same socket count (a proxy with a low ceiling stops earlier).
             p99VsDirect: ratio(p99At(r)?.p99us, direct?.latency.find((l) => l.size === 64 && l.sockets === p99At(r)?.sockets)?.p99us),
             messagesPerSecond: r.throughput?.messagesPerSecond,
-            throughputVsDirect: ratio(r.throughput?.messagesPerSecond, direct?.throughput?.messagesPerSecond),
+            throughputVsDirect: r.name === "direct" ? 1 : r.throughput?.vsDirect?.median,
+            throughputVsDirectRange: r.throughput?.vsDirect,
             cpuUsPerMessage: r.throughput?.proxyCpuUsPerMessage,
             stormSeconds: r.storm?.secondsUntilAllServed,
         };
@@ -67,13 +81,14 @@ export function markdown(report: BenchResults): string {
         "",
         `Ratios compare configurations measured in this same run; absolute numbers on a small machine are noisy. CPU placement: ${report.machine.cpuPlacement ?? "shared"}. ` +
             "The generator's own CPU use is recorded with every scenario in the JSON: where it is near its cores' capacity, the generator, not the proxy, set the rate. " +
+            "Throughput \"× direct\" is the median over rounds that alternate with direct connections to the same backends (lowest and highest round in brackets), not a comparison with the direct row, which ran minutes apart. " +
             "\"Sessions per proxy CPU-s\" is the new-session rate the proxy would reach if its CPU were the limit (full handshakes, from its own CPU accounting).",
         "",
         "| Configuration | Sockets held | Drops in hold | Proxy KiB/socket | Sessions/s (full) | Sessions/s (resumed) | × tutorial | Sessions per proxy CPU-s | × tutorial | p99 echo µs (sockets) | p99 × direct | Msg/s | × direct | Proxy CPU µs/msg | Storm s |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ...rows.map(
             (r) =>
-                `| ${r.name} | ${fmt(r.maxSockets)} | ${fmt(r.drops)} | ${fmt(r.kibPerSocket, 1)} | ${fmt(r.sessionsFull)} | ${fmt(r.sessionsResumed)} | ${fmt(r.sessionsVsTutorial, 2)} | ${fmt(r.sessionsPerProxyCpuSecond)} | ${fmt(r.capacityVsTutorial, 2)} | ${fmt(r.p99us)} (${fmt(r.p99Sockets)}) | ${fmt(r.p99VsDirect, 2)} | ${fmt(r.messagesPerSecond)} | ${fmt(r.throughputVsDirect, 2)} | ${fmt(r.cpuUsPerMessage, 1)} | ${fmt(r.stormSeconds, 2)} |`,
+                `| ${r.name} | ${fmt(r.maxSockets)} | ${fmt(r.drops)} | ${fmt(r.kibPerSocket, 1)} | ${fmt(r.sessionsFull)} | ${fmt(r.sessionsResumed)} | ${fmt(r.sessionsVsTutorial, 2)} | ${fmt(r.sessionsPerProxyCpuSecond)} | ${fmt(r.capacityVsTutorial, 2)} | ${fmt(r.p99us)} (${fmt(r.p99Sockets)}) | ${fmt(r.p99VsDirect, 2)} | ${fmt(r.messagesPerSecond)} | ${fmt(r.throughputVsDirect, 2)}${r.throughputVsDirectRange ? ` (${fmt(r.throughputVsDirectRange.min, 2)}–${fmt(r.throughputVsDirectRange.max, 2)})` : ""} | ${fmt(r.cpuUsPerMessage, 1)} | ${fmt(r.stormSeconds, 2)} |`,
         ),
         "",
         "## Latency detail (echo round trip, µs)",

@@ -16,7 +16,8 @@ import { LocalStack } from "../local/localStack";
 import { LoadFleet } from "./loadFleet";
 import { planCpuPlacement } from "./cpuPlacement";
 import { BenchContext, ProxyUnderTest, caddy, cpuTimeMs, direct, haproxy, proportionalSetKiB, tutorial, wssEdge } from "./proxies";
-import { BenchResults, ProxyResult, writeReport } from "./report";
+import { BenchResults, ProxyResult, Throughput, writeReport } from "./report";
+import { Reply, TlsTarget } from "./loadClient";
 
 interface Plan {
     readonly socketSteps: readonly number[];
@@ -26,7 +27,8 @@ interface Plan {
     readonly latencySockets: readonly number[];
     readonly latencySeconds: number;
     readonly messageSizes: readonly number[];
-    readonly throughput: { readonly sockets: number; readonly size: number; readonly inflight: number; readonly seconds: number };
+    /** Rounds alternate with direct connections to the same backends; see measureThroughput. */
+    readonly throughput: { readonly sockets: number; readonly size: number; readonly inflight: number; readonly seconds: number; readonly rounds: number };
     readonly stormSockets: number;
     readonly loadProcesses: number;
     /** NGINX workers for holding sockets: enough that each stays under the descriptor limit. */
@@ -44,7 +46,7 @@ const fullPlan: Plan = {
     latencySockets: [1, 100, 1000],
     latencySeconds: 4,
     messageSizes: [64, 16384],
-    throughput: { sockets: 100, size: 1024, inflight: 8, seconds: 8 },
+    throughput: { sockets: 100, size: 1024, inflight: 8, seconds: 4, rounds: 6 },
     stormSockets: 3000,
     loadProcesses: 5,
     nginxWorkersForHolding: 8,
@@ -61,7 +63,7 @@ const quickPlan: Plan = {
     latencySockets: [1, 50],
     latencySeconds: 0.3,
     messageSizes: [64, 16384],
-    throughput: { sockets: 20, size: 1024, inflight: 4, seconds: 1 },
+    throughput: { sockets: 20, size: 1024, inflight: 4, seconds: 0.3, rounds: 2 },
     stormSockets: 60,
     loadProcesses: 2,
     nginxWorkersForHolding: 2,
@@ -108,7 +110,7 @@ async function main(): Promise<void> {
                 fleet = await LoadFleet.start(plan.loadProcesses);
                 placement?.pinProxy(proxy.processes());
                 log(`— ${proxy.name}: ${proxy.description}`);
-                results.push(await measure(proxy, stack, fleet, plan, workers));
+                results.push(await measure(proxy, direct(context).target, stack, fleet, plan, workers));
             } finally {
                 await fleet?.all(() => ({ cmd: "close" })).catch(() => undefined);
                 await fleet?.stop();
@@ -129,7 +131,7 @@ async function main(): Promise<void> {
     log(`results: ${written.join(", ")}`);
 }
 
-async function measure(proxy: ProxyUnderTest, stack: LocalStack, fleet: LoadFleet, plan: Plan, nginxWorkers: number): Promise<ProxyResult> {
+async function measure(proxy: ProxyUnderTest, directTarget: TlsTarget, stack: LocalStack, fleet: LoadFleet, plan: Plan, nginxWorkers: number): Promise<ProxyResult> {
     const result: ProxyResult = { name: proxy.name, description: proxy.description, sessions: {}, latency: [], holding: [], notes: [] };
     const target = proxy.target;
     // Memory before any socket: later scenarios leave heap behind that holding would then reuse.
@@ -149,7 +151,7 @@ async function measure(proxy: ProxyUnderTest, stack: LocalStack, fleet: LoadFlee
         log(`  sessions ${resume ? "resumed" : "full handshake"}: ${(sessions / seconds).toFixed(0)}/s (${failed} failed, generator ${generatorShare(replies).toFixed(2)} cores)`);
     }
 
-    // 2. Echo latency, and 3. throughput, on sockets held by one generator process.
+    // 2. Echo latency, and 3. throughput, on sockets held by the first generator process.
     const latencyMax = Math.max(...plan.latencySockets, plan.throughput.sockets);
     const opened = await fleet.send(0, { cmd: "open", target, count: Math.min(latencyMax, proxy.socketCeiling?.sockets ?? Infinity), addresses: LoadFleet.addresses(0), concurrency: 50, deadlineMs: 60000 });
     if ((opened.failed as number) > 0) result.notes.push(`latency sockets: ${opened.failed} of ${latencyMax} failed to open (${JSON.stringify(opened.errors)})`);
@@ -161,18 +163,10 @@ async function measure(proxy: ProxyUnderTest, stack: LocalStack, fleet: LoadFlee
         const row = result.latency.filter((l) => l.sockets <= sockets).at(-2);
         if (row) log(`  echo at ${row.sockets} sockets, 64 B: p50 ${row.p50us.toFixed(0)} µs, p99 ${row.p99us.toFixed(0)} µs`);
     }
-    const cpuBefore = proxyCpu();
-    const tp = await fleet.send(0, { cmd: "throughput", sockets: plan.throughput.sockets, size: plan.throughput.size, inflight: plan.throughput.inflight, durationMs: plan.throughput.seconds * 1000 });
-    const messages = tp.messages as number;
-    result.throughput = {
-        sockets: tp.sockets as number,
-        size: plan.throughput.size,
-        messagesPerSecond: messages / (tp.wallMs / 1000),
-        megabytesPerSecond: (tp.bytes as number) / (tp.wallMs / 1000) / 1e6,
-        proxyCpuUsPerMessage: proxy.processes().length > 0 ? ((proxyCpu() - cpuBefore) * 1000) / Math.max(1, messages) : undefined,
-        generatorCores: tp.cpuMs / tp.wallMs,
-    };
-    log(`  throughput: ${result.throughput.messagesPerSecond.toFixed(0)} msg/s, ${result.throughput.megabytesPerSecond.toFixed(1)} MB/s, proxy ${result.throughput.proxyCpuUsPerMessage?.toFixed(1) ?? "-"} µs CPU/msg, generator ${result.throughput.generatorCores.toFixed(2)} cores`);
+    result.throughput = await measureThroughput(proxy, directTarget, fleet, plan.throughput);
+    const tp = result.throughput;
+    const paired = tp.vsDirect ? `, ${tp.vsDirect.median.toFixed(2)}× direct (rounds ${tp.vsDirect.min.toFixed(2)}–${tp.vsDirect.max.toFixed(2)})` : "";
+    log(`  throughput: ${tp.messagesPerSecond.toFixed(0)} msg/s${paired}, ${tp.megabytesPerSecond.toFixed(1)} MB/s, proxy ${tp.proxyCpuUsPerMessage?.toFixed(1) ?? "-"} µs CPU/msg, generator ${tp.generatorCores.toFixed(2)} cores`);
     await fleet.all(() => ({ cmd: "close" }));
     await sleep(plan.settleMs);
 
@@ -230,6 +224,61 @@ async function measure(proxy: ProxyUnderTest, stack: LocalStack, fleet: LoadFlee
     if (proxy.name === "wss-edge" && plan.nginxWorkersForHolding !== nginxWorkers) await stack.setWorkerProcesses(nginxWorkers);
     return result;
 }
+
+/**
+ * Messages per second through the proxy, and its own CPU per message. On this machine direct's
+ * rate moves by ±15% from one few-second window to the next, so a single window per configuration
+ * cannot tell 0.8× from 0.9×. Instead the proxy's rounds alternate (ABBA) with rounds over direct
+ * sockets to the same backends, held by the last generator process, and the ratio is the median
+ * of the side-by-side pairs; the JSON keeps every round.
+ */
+async function measureThroughput(proxy: ProxyUnderTest, directTarget: TlsTarget, fleet: LoadFleet, plan: Plan["throughput"]): Promise<Throughput> {
+    const paired = proxy.name !== "direct";
+    const directGenerator = fleet.size - 1;
+    if (paired) {
+        const opened = await fleet.send(directGenerator, { cmd: "open", target: directTarget, count: plan.sockets, addresses: LoadFleet.addresses(directGenerator), concurrency: 50, deadlineMs: 60000 });
+        if ((opened.opened as number) < plan.sockets) throw new Error(`bench: only ${opened.opened} of ${plan.sockets} direct sockets opened for the throughput baseline (${JSON.stringify(opened.errors)})`);
+    }
+    const round = (generator: number) => fleet.send(generator, { cmd: "throughput", sockets: plan.sockets, size: plan.size, inflight: plan.inflight, durationMs: plan.seconds * 1000 });
+    const rounds: Throughput["rounds"] = [];
+    let proxyCpuMs = 0;
+    for (let r = 0; r < plan.rounds; r++) {
+        const proxyFirst = r % 2 === 0;
+        let through: Reply | undefined;
+        let straight: Reply | undefined;
+        for (const leg of proxyFirst ? ["proxy", "direct"] : ["direct", "proxy"]) {
+            if (leg === "direct" && !paired) continue;
+            if (leg === "proxy") {
+                const cpuBefore = cpuTimeMs(proxy.processes());
+                through = await round(0);
+                proxyCpuMs += cpuTimeMs(proxy.processes()) - cpuBefore;
+            } else {
+                straight = await round(directGenerator);
+            }
+        }
+        const rate = (reply: Reply) => (reply.messages as number) / (reply.wallMs / 1000);
+        rounds.push({ messages: through!.messages as number, wallMs: through!.wallMs, generatorCpuMs: through!.cpuMs, directMessagesPerSecond: straight && rate(straight) });
+    }
+    const messages = sum(rounds.map((r) => r.messages));
+    const wallMs = sum(rounds.map((r) => r.wallMs));
+    const ratios = rounds.flatMap((r) => (r.directMessagesPerSecond ? [r.messages / (r.wallMs / 1000) / r.directMessagesPerSecond] : []));
+    return {
+        sockets: plan.sockets,
+        size: plan.size,
+        messagesPerSecond: median(rounds.map((r) => r.messages / (r.wallMs / 1000))),
+        megabytesPerSecond: (messages * plan.size * 2) / (wallMs / 1000) / 1e6,
+        proxyCpuUsPerMessage: proxy.processes().length > 0 ? (proxyCpuMs * 1000) / Math.max(1, messages) : undefined,
+        generatorCores: sum(rounds.map((r) => r.generatorCpuMs)) / wallMs,
+        vsDirect: ratios.length ? { median: median(ratios), min: Math.min(...ratios), max: Math.max(...ratios) } : undefined,
+        rounds,
+    };
+}
+
+const median = (xs: number[]) => {
+    const sorted = [...xs].sort((a, b) => a - b);
+    const mid = Math.floor(sorted.length / 2);
+    return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+};
 
 /**
  * Every configuration starts from new, idle backend processes: tearing down the previous one's
