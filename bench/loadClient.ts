@@ -249,7 +249,7 @@ async function handle(command: Command): Promise<Record<string, unknown>> {
                     );
                 }),
             );
-            return { sockets: sockets.length, messages, bytes: messages * command.size * 2 };
+            return { sockets: sockets.length, messages };
         }
         case "status": {
             const open = held.filter((h) => h.socket.readyState === WebSocket.OPEN).length;

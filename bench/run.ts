@@ -240,32 +240,40 @@ async function measureThroughput(proxy: ProxyUnderTest, directTarget: TlsTarget,
         if ((opened.opened as number) < plan.sockets) throw new Error(`bench: only ${opened.opened} of ${plan.sockets} direct sockets opened for the throughput baseline (${JSON.stringify(opened.errors)})`);
     }
     const round = (generator: number) => fleet.send(generator, { cmd: "throughput", sockets: plan.sockets, size: plan.size, inflight: plan.inflight, durationMs: plan.seconds * 1000 });
-    const rounds: Throughput["rounds"] = [];
+    const perSecond = (reply: { messages: number; wallMs: number }) => reply.messages / (reply.wallMs / 1000);
     let proxyCpuMs = 0;
+    const throughProxy = async () => {
+        const cpuBefore = cpuTimeMs(proxy.processes());
+        const reply = await round(0);
+        proxyCpuMs += cpuTimeMs(proxy.processes()) - cpuBefore;
+        return reply;
+    };
+    const straight = async () => {
+        if (!paired) return undefined;
+        const reply = await round(directGenerator);
+        return perSecond({ messages: reply.messages as number, wallMs: reply.wallMs });
+    };
+    const rounds: Throughput["rounds"] = [];
     for (let r = 0; r < plan.rounds; r++) {
-        const proxyFirst = r % 2 === 0;
-        let through: Reply | undefined;
-        let straight: Reply | undefined;
-        for (const leg of proxyFirst ? ["proxy", "direct"] : ["direct", "proxy"]) {
-            if (leg === "direct" && !paired) continue;
-            if (leg === "proxy") {
-                const cpuBefore = cpuTimeMs(proxy.processes());
-                through = await round(0);
-                proxyCpuMs += cpuTimeMs(proxy.processes()) - cpuBefore;
-            } else {
-                straight = await round(directGenerator);
-            }
+        // ABBA: which side goes first alternates, so drift within a pair favours neither.
+        let through: Reply;
+        let directMessagesPerSecond: number | undefined;
+        if (r % 2 === 0) {
+            through = await throughProxy();
+            directMessagesPerSecond = await straight();
+        } else {
+            directMessagesPerSecond = await straight();
+            through = await throughProxy();
         }
-        const rate = (reply: Reply) => (reply.messages as number) / (reply.wallMs / 1000);
-        rounds.push({ messages: through!.messages as number, wallMs: through!.wallMs, generatorCpuMs: through!.cpuMs, directMessagesPerSecond: straight && rate(straight) });
+        rounds.push({ messages: through.messages as number, wallMs: through.wallMs, generatorCpuMs: through.cpuMs, directMessagesPerSecond });
     }
     const messages = sum(rounds.map((r) => r.messages));
     const wallMs = sum(rounds.map((r) => r.wallMs));
-    const ratios = rounds.flatMap((r) => (r.directMessagesPerSecond ? [r.messages / (r.wallMs / 1000) / r.directMessagesPerSecond] : []));
+    const ratios = rounds.flatMap((r) => (r.directMessagesPerSecond ? [perSecond(r) / r.directMessagesPerSecond] : []));
     return {
         sockets: plan.sockets,
         size: plan.size,
-        messagesPerSecond: median(rounds.map((r) => r.messages / (r.wallMs / 1000))),
+        messagesPerSecond: median(rounds.map(perSecond)),
         megabytesPerSecond: (messages * plan.size * 2) / (wallMs / 1000) / 1e6,
         proxyCpuUsPerMessage: proxy.processes().length > 0 ? (proxyCpuMs * 1000) / Math.max(1, messages) : undefined,
         generatorCores: sum(rounds.map((r) => r.generatorCpuMs)) / wallMs,
