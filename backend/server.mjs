@@ -1,6 +1,7 @@
 // The backend WebSocket app behind the edge: WSS with mutual TLS (only clients holding a
-// certificate from the edge's CA get in, i.e. the proxy), a hello naming the backend and
-// the headers it saw, echo, and pings that keep NGINX's idle timer from closing live sockets.
+// certificate from the edge's CA get in, i.e. the proxy), a hello naming the backend and the
+// headers and TLS connection it saw, echo, and pings that keep NGINX's idle timer from closing
+// live sockets.
 //
 // Configuration (environment):
 //   BACKEND_NAME            name sent in the hello (default: the host name)
@@ -8,6 +9,9 @@
 //   TLS_DIR                 holds server.crt, server.key and client-ca.crt (default /etc/wss-backend/tls)
 //   PING_INTERVAL_SECONDS   ping every client this often; 0 turns pings off (default 30)
 //   MAX_PAYLOAD_BYTES       largest message accepted; larger ones close the socket with 1009 (default 16 MiB)
+//   TLS_SESSION_SECONDS     how long a TLS session may be resumed, and how often the key that encrypts
+//                           session tickets is replaced (default 300)
+import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createServer } from "node:https";
 import { hostname } from "node:os";
@@ -21,6 +25,7 @@ const config = {
     tlsDir: process.env.TLS_DIR || "/etc/wss-backend/tls",
     pingIntervalSeconds: integerFromEnv("PING_INTERVAL_SECONDS", 30, 0, 3600),
     maxPayloadBytes: integerFromEnv("MAX_PAYLOAD_BYTES", 16 * 1024 * 1024, 1, 1024 * 1024 * 1024),
+    tlsSessionSeconds: integerFromEnv("TLS_SESSION_SECONDS", 300, 1, 86400),
 };
 
 /** Headers the edge sets and the hello reports back, so a client can see what the backend saw. */
@@ -33,7 +38,14 @@ const server = createServer({
     requestCert: true,
     rejectUnauthorized: true,
     minVersion: "TLSv1.2",
+    sessionTimeout: config.tlsSessionSeconds,
 });
+
+// The edge resumes its TLS 1.2 sessions with us; those connections' keys derive from the session's
+// secret, which the ticket carries encrypted under this key. Replacing the key as often as sessions
+// expire means a stolen key (or session) opens at most the last few minutes of connections.
+const ticketKeyRotation = setInterval(() => server.setTicketKeys(randomBytes(48)), config.tlsSessionSeconds * 1000);
+ticketKeyRotation.unref();
 
 const sockets = new WebSocketServer({ server, maxPayload: config.maxPayloadBytes });
 
@@ -53,7 +65,8 @@ sockets.on("connection", (socket, request) => {
     socket.on("message", (data, isBinary) => socket.send(data, { binary: isBinary }));
     socket.on("error", () => socket.terminate());
     const headers = Object.fromEntries(reportedHeaders.filter((h) => h in request.headers).map((h) => [h, request.headers[h]]));
-    socket.send(JSON.stringify({ type: "hello", backend: config.name, headers, peer: request.socket.getPeerCertificate().subject?.CN ?? null }));
+    const tls = { protocol: request.socket.getProtocol(), resumed: request.socket.isSessionReused() };
+    socket.send(JSON.stringify({ type: "hello", backend: config.name, headers, peer: request.socket.getPeerCertificate().subject?.CN ?? null, tls }));
 });
 
 if (config.pingIntervalSeconds > 0) {

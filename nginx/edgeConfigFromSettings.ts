@@ -47,6 +47,7 @@ export function edgeConfigSpec(settings: EdgeSettings, backends: readonly Upstre
             serverName: backendServerName,
             clientCertificate: edgeTlsFiles.proxyClientCertificate,
             clientCertificateKey: edgeTlsFiles.proxyClientKey,
+            protocol: settings.backendTlsProtocol,
         },
         timeouts: { idleSeconds: settings.idleTimeoutSeconds, connectSeconds: 5 },
         limits: {

@@ -1,4 +1,4 @@
-import { TlsPolicy } from "./tlsPolicy";
+import { BackendTlsProtocol, TlsPolicy } from "./tlsPolicy";
 
 /** One backend the edge proxies to. `address` is an IP literal or a host name. */
 export interface UpstreamServer {
@@ -49,6 +49,8 @@ export interface EdgeConfigSpec {
         /** Certificate and key the proxy presents to the backends. */
         readonly clientCertificate: string;
         readonly clientCertificateKey: string;
+        /** One protocol, so that every backend connection behaves the same way (see `backendTlsProtocols`). */
+        readonly protocol: BackendTlsProtocol;
     };
 
     readonly timeouts: {

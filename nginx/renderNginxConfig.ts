@@ -1,5 +1,6 @@
 import { isIP } from "node:net";
 import { EdgeConfigSpec, UpstreamServer } from "./edgeConfigSpec";
+import { BackendTlsProtocol, backendTlsProtocols } from "./tlsPolicy";
 
 export const upstreamName = "wss_backends";
 export const healthPath = "/healthz";
@@ -133,7 +134,7 @@ export function renderNginxConfig(spec: EdgeConfigSpec): string {
         `            proxy_ssl_trusted_certificate ${v.path("backendTls.trustedCertificate", backendTls.trustedCertificate)};`,
         `            proxy_ssl_name ${v.hostName("backendTls.serverName", backendTls.serverName)};`,
         "            proxy_ssl_server_name on;",
-        "            proxy_ssl_protocols TLSv1.2 TLSv1.3;",
+        ...backendProtocol(v, backendTls.protocol),
         `            proxy_ssl_certificate ${v.path("backendTls.clientCertificate", backendTls.clientCertificate)};`,
         `            proxy_ssl_certificate_key ${v.path("backendTls.clientCertificateKey", backendTls.clientCertificateKey)};`,
         "            proxy_ssl_session_reuse on;",
@@ -155,6 +156,22 @@ function tlsListen(spec: EdgeConfigSpec, address: string, port: number, first: b
     return [
         `        listen ${address}${port} ssl${options};`,
         ...(spec.listen.ipv6 && spec.listen.address === undefined ? [`        listen [::]:${port} ssl${options};`] : []),
+    ];
+}
+
+/** The backend leg's protocol, and what choosing it means (see `backendTlsProtocols`). */
+function backendProtocol(v: ValueGuard, protocol: BackendTlsProtocol): string[] {
+    const choice = backendTlsProtocols[protocol];
+    if (choice === undefined) throw new RenderError("backendTls.protocol", String(protocol), `one of ${Object.keys(backendTlsProtocols).join(", ")}`);
+    if (protocol === "TLSv1.3") {
+        return ["            # TLS 1.3: fresh keys for every connection; every other handshake is a full one.", "            proxy_ssl_protocols TLSv1.3;"];
+    }
+    return [
+        "            # TLS 1.2: each worker resumes its session with a backend on every connection, so a",
+        "            # new WebSocket costs no key exchange or certificate check on this leg. The backends",
+        "            # expire sessions and replace their ticket key every 5 minutes.",
+        "            proxy_ssl_protocols TLSv1.2;",
+        `            proxy_ssl_ciphers ${choice.ciphers.map((c) => v.word("backendTls.ciphers", c)).join(":")};`,
     ];
 }
 

@@ -1,6 +1,6 @@
 import { isIP } from "node:net";
 import { isHostName } from "../nginx/renderNginxConfig";
-import { TlsPolicyName, tlsPolicies } from "../nginx/tlsPolicy";
+import { BackendTlsProtocol, TlsPolicyName, backendTlsProtocols, tlsPolicies } from "../nginx/tlsPolicy";
 
 /** The validated, typed settings of one edge stack. Nothing downstream re-validates them. */
 export interface EdgeSettings {
@@ -24,6 +24,8 @@ export interface EdgeSettings {
     readonly drainTimeoutSeconds: number;
     readonly httpRedirect: boolean;
     readonly tlsPolicy: TlsPolicyName;
+    /** Protocol of the proxy's connections to the backends (see `backendTlsProtocols`). */
+    readonly backendTlsProtocol: BackendTlsProtocol;
     /** Sockets one client address may hold at once; 0 means no limit. */
     readonly connectionsPerAddress: number;
 }
@@ -42,6 +44,7 @@ export const settingDefaults = {
     drainTimeoutSeconds: "3600",
     httpRedirect: "false",
     tlsPolicy: "mozilla-intermediate",
+    backendTlsProtocol: "TLSv1.2",
     connectionsPerAddress: "1000",
 } as const;
 
@@ -60,6 +63,7 @@ export const settingKeys = [
     "drainTimeoutSeconds",
     "httpRedirect",
     "tlsPolicy",
+    "backendTlsProtocol",
     "connectionsPerAddress",
 ] as const;
 
@@ -130,6 +134,7 @@ export function validateSettings(raw: RawSettings, namespace = "wss-edge"): Edge
     const drainTimeoutSeconds = read.integer("drainTimeoutSeconds", 1, 7 * 86400);
     const httpRedirect = read.boolean("httpRedirect");
     const tlsPolicy = read.oneOf("tlsPolicy", Object.keys(tlsPolicies) as TlsPolicyName[]);
+    const backendTlsProtocol = read.oneOf("backendTlsProtocol", Object.keys(backendTlsProtocols) as BackendTlsProtocol[]);
     // NGINX refuses a limit_conn of 65536 or more.
     const connectionsPerAddress = read.integer("connectionsPerAddress", 0, 65535);
 
@@ -148,6 +153,7 @@ export function validateSettings(raw: RawSettings, namespace = "wss-edge"): Edge
         drainTimeoutSeconds: drainTimeoutSeconds!,
         httpRedirect: httpRedirect!,
         tlsPolicy: tlsPolicy!,
+        backendTlsProtocol: backendTlsProtocol!,
         connectionsPerAddress: connectionsPerAddress!,
     };
 }

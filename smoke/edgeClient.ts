@@ -8,6 +8,8 @@ export interface BackendHello {
     readonly headers: Record<string, string>;
     /** Common name of the client certificate the backend saw (the proxy's). */
     readonly peer: string | null;
+    /** The TLS connection the backend saw: its protocol, and whether it resumed a session. */
+    readonly tls?: { readonly protocol: string; readonly resumed: boolean };
 }
 
 export interface EdgeConnectOptions {

@@ -1,10 +1,16 @@
 // The edge end to end on this machine: real NGINX from Debian, three real backends, real
 // TLS on both legs, real WebSocket clients from many loopback source addresses.
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { once } from "node:events";
 import { request } from "node:https";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
 import { describe, it } from "node:test";
+import { connect as tlsConnect } from "node:tls";
 import WebSocket from "ws";
+import { repositoryRoot, terminate } from "../local/localStack";
 import { close, echo } from "../smoke/edgeClient";
 import { SocketPool, clientNetworkAddress, connectToEdge, sleep, startTestEdge } from "./support/localEdge";
 
@@ -179,6 +185,48 @@ describe("mutual TLS between the edge and the backends", async () => {
         assert.equal(accepted, "open", "the same backend admits the proxy's certificate");
     });
 
+    it("resumes each worker's TLS 1.2 session with the backend, so new sockets skip the full handshake", async () => {
+        const resumed: boolean[] = [];
+        for (let i = 0; i < 8; i++) {
+            const { socket, hello } = await connectToEdge(stack);
+            assert.equal(hello.tls?.protocol, "TLSv1.2");
+            resumed.push(hello.tls!.resumed);
+            await close(socket);
+        }
+        // Each of the two workers keeps its own session; only its first connection may be a full handshake.
+        assert.ok(resumed.filter((r) => !r).length <= 2, `full handshakes to the backend: ${resumed.map((r) => (r ? "resumed" : "full")).join(", ")}`);
+    });
+
+    it("speaks TLS 1.3 to the backends when backendTlsProtocol says so", async () => {
+        const tls13 = await startTestEdge({ settings: { backendCount: "1", backendTlsProtocol: "TLSv1.3" } });
+        const { socket, hello } = await connectToEdge(tls13);
+        assert.equal(hello.tls?.protocol, "TLSv1.3");
+        assert.equal((await echo(socket, "over TLS 1.3")).toString(), "over TLS 1.3");
+        await close(socket);
+    });
+
+    it("a backend stops resuming a session once TLS_SESSION_SECONDS have passed", async () => {
+        const backend = await startLoneBackend(join(stack.stateDir, "backends", "backend-1"), { TLS_SESSION_SECONDS: "1" });
+        try {
+            const { certificatePem, privateKeyPem } = stack.certificates.proxyClientCertificate;
+            const dial = (session?: Buffer) =>
+                new Promise<{ resumed: boolean; session: Buffer }>((resolve, reject) => {
+                    const socket = tlsConnect({ host: "127.0.0.1", port: backend.port, servername: "backends.wss-edge.internal", ca: stack.certificates.caCertificatePem, cert: certificatePem, key: privateKeyPem, maxVersion: "TLSv1.2", session });
+                    socket.once("secureConnect", () => {
+                        resolve({ resumed: socket.isSessionReused(), session: socket.getSession()! });
+                        socket.end();
+                    });
+                    socket.once("error", reject);
+                });
+            const first = await dial();
+            assert.equal((await dial(first.session)).resumed, true, "resumed within the session's lifetime");
+            await sleep(2200);
+            assert.equal((await dial(first.session)).resumed, false, "a two-second-old session was resumed");
+        } finally {
+            await backend.stop();
+        }
+    });
+
     it("NGINX refuses a backend whose certificate is not from the CA: the client sees a failure, never the impostor", async () => {
         const impostor = await startImpostor(stack);
         try {
@@ -214,6 +262,22 @@ describe("idle sockets", async () => {
         await close(kept.socket);
     });
 });
+
+/** backend/server.mjs on a free port of its own, with the certificates in `tlsDir`. */
+async function startLoneBackend(tlsDir: string, env: Record<string, string>): Promise<{ port: number; stop: () => Promise<void> }> {
+    const child = spawn(process.execPath, [join(repositoryRoot, "backend", "server.mjs")], {
+        env: { ...process.env, ...env, BACKEND_NAME: "lone", HOST: "127.0.0.1", PORT: "0", TLS_DIR: tlsDir },
+        stdio: ["ignore", "pipe", "inherit"],
+    });
+    const stop = () => terminate(child, "SIGTERM");
+    try {
+        const [line] = (await once(createInterface({ input: child.stdout! }), "line")) as [string];
+        return { port: (JSON.parse(line) as { port: number }).port, stop };
+    } catch (error) {
+        await stop();
+        throw error;
+    }
+}
 
 /** A WSS backend with a certificate from a CA the edge does not trust, counting upgrades. */
 async function startImpostor(stack: Awaited<ReturnType<typeof startTestEdge>>): Promise<{ port: number; upgrades: () => number; stop: () => Promise<void> }> {

@@ -42,6 +42,7 @@ const validValues = {
     drainTimeoutSeconds: fc.integer({ min: 1, max: 604800 }).map(String),
     httpRedirect: fc.constantFrom("true", "false"),
     tlsPolicy: fc.constantFrom("mozilla-intermediate", "mozilla-modern"),
+    backendTlsProtocol: fc.constantFrom("TLSv1.2", "TLSv1.3"),
     connectionsPerAddress: fc.integer({ min: 0, max: 65535 }).map(String),
 };
 
@@ -77,6 +78,7 @@ const knownDirectives = new Set(
         ...["proxy_http_version", "proxy_set_header", "proxy_read_timeout", "proxy_send_timeout", "proxy_connect_timeout", "proxy_next_upstream"],
         ...["proxy_next_upstream_tries", "proxy_next_upstream_timeout", "proxy_ssl_verify", "proxy_ssl_verify_depth", "proxy_ssl_trusted_certificate"],
         ...["proxy_ssl_name", "proxy_ssl_server_name", "proxy_ssl_protocols", "proxy_ssl_certificate", "proxy_ssl_certificate_key", "proxy_ssl_session_reuse"],
+        "proxy_ssl_ciphers",
     ],
 );
 

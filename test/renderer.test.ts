@@ -82,6 +82,18 @@ describe("renderNginxConfig", () => {
         }
     });
 
+    it("speaks TLS 1.2 to the backends by default, with ECDHE-ECDSA AEAD suites only, resuming sessions", () => {
+        assert.match(config, /^\s+proxy_ssl_protocols TLSv1\.2;$/m);
+        assert.match(config, /^\s+proxy_ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305;$/m);
+        assert.match(config, /^\s+proxy_ssl_session_reuse on;$/m);
+    });
+
+    it("speaks only TLS 1.3 to the backends when asked, with no TLS 1.2 cipher list", () => {
+        const text = render({ backendTlsProtocol: "TLSv1.3" });
+        assert.match(text, /^\s+proxy_ssl_protocols TLSv1\.3;$/m);
+        assert.doesNotMatch(text, /proxy_ssl_ciphers/);
+    });
+
     it("answers /healthz itself and bounds worker shutdown", () => {
         assert.match(config, /location = \/healthz \{[\s\S]*?return 200 "ok\\n";/);
         assert.match(config, /^worker_shutdown_timeout 3600s;$/m);
@@ -109,8 +121,8 @@ describe("renderNginxConfig", () => {
 
     it("writes no cipher list for the TLS 1.3-only policy", () => {
         const text = render({ tlsPolicy: "mozilla-modern" });
-        assert.match(text, /ssl_protocols TLSv1\.3;/);
-        assert.doesNotMatch(text, /ssl_ciphers/);
+        assert.match(text, /^\s+ssl_protocols TLSv1\.3;$/m);
+        assert.doesNotMatch(text, /^\s+ssl_ciphers/m);
     });
 
     it("refuses any value that would inject NGINX syntax, naming the field", () => {
@@ -121,6 +133,7 @@ describe("renderNginxConfig", () => {
             ["tls.certificate", { ...base, tls: { ...base.tls, certificate: "tls/edge.crt;\nssl_verify off" } }],
             ["timeouts.idleSeconds", { ...base, timeouts: { ...base.timeouts, idleSeconds: 1.5 } }],
             ["backendTls.serverName", { ...base, backendTls: { ...base.backendTls, serverName: "$host" } }],
+            ["backendTls.protocol", { ...base, backendTls: { ...base.backendTls, protocol: "TLSv1.2 TLSv1.1" as "TLSv1.2" } }],
             ["paths.accessLog", { ...base, paths: { ...base.paths, accessLog: "/var/log/../../etc/passwd" } }],
         ];
         for (const [field, spec] of attempts) {
@@ -134,6 +147,7 @@ describe("nginx -t accepts every config the renderer produces", () => {
         ["the defaults", {}],
         ["the HTTP redirect", { httpRedirect: "true" }],
         ["the TLS 1.3-only policy", { tlsPolicy: "mozilla-modern" }],
+        ["TLS 1.3 to the backends", { backendTlsProtocol: "TLSv1.3" }],
         ["no per-address limit", { connectionsPerAddress: "0" }],
         ["one backend", { backendCount: "1" }],
         ["long idle and drain timeouts", { idleTimeoutSeconds: "86400", drainTimeoutSeconds: "604800" }],

@@ -37,6 +37,7 @@ describe("invalid settings stop the program before any resource is registered", 
         ["certificate without its key", { domainName: "ws.example.com", tlsCertificate: "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n" }, "tlsPrivateKey", /set together/],
         ["idle timeout too short for any ping", { idleTimeoutSeconds: "2" }, "idleTimeoutSeconds", /from 10 to 86400/],
         ["unknown TLS policy", { tlsPolicy: "legacy" }, "tlsPolicy", /one of mozilla-intermediate, mozilla-modern/],
+        ["backend protocol spelt as a range", { backendTlsProtocol: "TLSv1.2 TLSv1.3" }, "backendTlsProtocol", /one of TLSv1\.2, TLSv1\.3/],
         ["misspelt key", { backendcount: "3" }, "backendcount", /is not a setting of this stack/],
         ["image reference with a space", { backendImage: "acme/app; rm -rf /" }, "backendImage", /image reference/],
     ];
@@ -77,5 +78,6 @@ describe("invalid settings stop the program before any resource is registered", 
         assert.deepEqual(settings.allowedCidrs, ["0.0.0.0/0", "::/0"]);
         assert.equal(settings.backendCount, 3);
         assert.equal(settings.tlsPolicy, "mozilla-intermediate");
+        assert.equal(settings.backendTlsProtocol, "TLSv1.2");
     });
 });
