@@ -1,6 +1,6 @@
 import { isIP } from "node:net";
 import { EdgeConfigSpec, UpstreamServer } from "./edgeConfigSpec";
-import { BackendTlsProtocol, backendTlsProtocols } from "./tlsPolicy";
+import { BackendTlsProtocol, backendTls12Ciphers, backendTlsProtocols } from "./tlsPolicy";
 
 export const upstreamName = "wss_backends";
 export const healthPath = "/healthz";
@@ -162,8 +162,7 @@ function tlsListen(spec: EdgeConfigSpec, address: string, port: number, first: b
 
 /** The backend leg's protocol, and what choosing it means (see `backendTlsProtocols`). */
 function backendProtocol(v: ValueGuard, protocol: BackendTlsProtocol): string[] {
-    const choice = backendTlsProtocols[protocol];
-    if (choice === undefined) throw new RenderError("backendTls.protocol", String(protocol), `one of ${Object.keys(backendTlsProtocols).join(", ")}`);
+    if (!backendTlsProtocols.includes(protocol)) throw new RenderError("backendTls.protocol", String(protocol), `one of ${backendTlsProtocols.join(", ")}`);
     if (protocol === "TLSv1.3") {
         return ["            # TLS 1.3: fresh keys for every connection; every other handshake is a full one.", "            proxy_ssl_protocols TLSv1.3;"];
     }
@@ -172,7 +171,7 @@ function backendProtocol(v: ValueGuard, protocol: BackendTlsProtocol): string[] 
         "            # new WebSocket costs no key exchange or certificate check on this leg. The backend",
         "            # app (backend/) expires sessions and replaces its ticket key every 5 minutes.",
         "            proxy_ssl_protocols TLSv1.2;",
-        `            proxy_ssl_ciphers ${choice.ciphers.map((c) => v.word("backendTls.ciphers", c)).join(":")};`,
+        `            proxy_ssl_ciphers ${backendTls12Ciphers.map((c) => v.word("backendTls.ciphers", c)).join(":")};`,
     ];
 }
 

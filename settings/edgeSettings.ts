@@ -134,7 +134,7 @@ export function validateSettings(raw: RawSettings, namespace = "wss-edge"): Edge
     const drainTimeoutSeconds = read.integer("drainTimeoutSeconds", 1, 7 * 86400);
     const httpRedirect = read.boolean("httpRedirect");
     const tlsPolicy = read.oneOf("tlsPolicy", Object.keys(tlsPolicies) as TlsPolicyName[]);
-    const backendTlsProtocol = read.oneOf("backendTlsProtocol", Object.keys(backendTlsProtocols) as BackendTlsProtocol[]);
+    const backendTlsProtocol = read.oneOf("backendTlsProtocol", backendTlsProtocols);
     // NGINX refuses a limit_conn of 65536 or more.
     const connectionsPerAddress = read.integer("connectionsPerAddress", 0, 65535);
 
