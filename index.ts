@@ -1,12 +1,13 @@
 // The WSS edge on AWS. Reads top to bottom, and data flows one way:
-// settings → network → PKI → backends → rendered NGINX config → proxy → outputs.
+// settings → network → PKI → proxy VM → backends → rendered NGINX config → deploy → outputs.
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 import { BackendFleet } from "./components/backendFleet";
+import { EdgeDeploy } from "./components/edgeDeploy";
 import { EdgeNetwork } from "./components/edgeNetwork";
 import { EdgePki } from "./components/edgePki";
 import { EdgeProxy } from "./components/edgeProxy";
-import { awsProxyHost, backendPingIntervalSeconds, edgeConfigSpec } from "./nginx/edgeConfigFromSettings";
+import { awsProxyHost, backendPingIntervalSeconds, edgeConfigSpec, proxySocketCeiling } from "./nginx/edgeConfigFromSettings";
 import { healthPath, renderNginxConfig } from "./nginx/renderNginxConfig";
 import { edgePkiSpec } from "./pki/pkiSpec";
 import { loadEdgeSettings } from "./settings/pulumiSettings";
@@ -35,29 +36,36 @@ const pki = new EdgePki("edge", {
     userCertificate: settings.userCertificate,
 });
 
+const proxy = new EdgeProxy("edge-proxy", {
+    instanceType: settings.proxyInstanceType,
+    subnetId: network.subnetIds.apply((ids) => ids[0]),
+    securityGroupId: network.proxySecurityGroup.id,
+    address,
+});
+
 const backends = new BackendFleet("backends", {
     instanceType: settings.backendInstanceType,
     port: settings.backendPort,
     subnetIds: network.subnetIds,
     securityGroupId: network.backendSecurityGroup.id,
     certificates: pki.backendCertificates,
-    clientCaCertificatePem: pki.caCertificatePem,
+    caCertificatePem: pki.caCertificatePem,
+    proxyClientCertificate: pki.proxyClientCertificate,
     image: settings.backendImage,
     pingIntervalSeconds: backendPingIntervalSeconds(settings),
+    proxy,
 });
 
 const publicName = settings.domainName ?? address.publicIp;
+const capacity = pulumi.all([proxy.memoryMiB, proxy.vcpus]).apply(([memoryMiB, vcpus]) => ({ memoryMiB, vcpus, backendCount: settings.backendCount }));
 export const nginxConfig = pulumi
-    .all([pulumi.all(backends.privateIps), publicName])
-    .apply(([ips, name]) =>
-        renderNginxConfig(edgeConfigSpec(settings, ips.map((ip) => ({ address: ip, port: settings.backendPort })), awsProxyHost, [name])),
+    .all([pulumi.all(backends.privateIps), publicName, capacity])
+    .apply(([ips, name, proxyCapacity]) =>
+        renderNginxConfig(edgeConfigSpec(settings, ips.map((ip) => ({ address: ip, port: settings.backendPort })), awsProxyHost(proxyCapacity), [name])),
     );
 
-const proxy = new EdgeProxy("edge-proxy", {
-    instanceType: settings.proxyInstanceType,
-    subnetId: network.subnetIds.apply((ids) => ids[0]),
-    securityGroupId: network.proxySecurityGroup.id,
-    address,
+new EdgeDeploy("edge-deploy", {
+    proxy,
     nginxConfig,
     tls: {
         certificateChainPem: pki.edgeCertificateChainPem,
@@ -66,6 +74,7 @@ const proxy = new EdgeProxy("edge-proxy", {
         proxyClientCertificatePem: pki.proxyClientCertificate.certificatePem,
         proxyClientKeyPem: pki.proxyClientCertificate.privateKeyPem,
     },
+    after: backends.backends.map((b) => b.healthGate),
 });
 
 export const endpoint = pulumi.interpolate`wss://${publicName}/`;
@@ -73,3 +82,7 @@ export const healthUrl = pulumi.interpolate`https://${publicName}${healthPath}`;
 export const proxyPublicIp = proxy.publicIp;
 export const backendPrivateIps = pulumi.all(backends.privateIps);
 export const caCertificatePem = pki.caCertificatePem;
+/** WebSockets the proxy admits at once before answering 503: sized from its instance type's memory. */
+export const maxSockets = capacity.apply(proxySocketCeiling);
+/** When each certificate expires (RFC 3339); a `pulumi up` in the last 30 days of a leaf renews it. */
+export const certificateExpiry = pki.expiry;

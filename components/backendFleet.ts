@@ -1,8 +1,16 @@
 import * as aws from "@pulumi/aws";
+import * as command from "@pulumi/command";
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
-import * as path from "node:path";
+import * as tls from "@pulumi/tls";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { encodeDeployBundle } from "../deploy/deployBundle";
+import { backendDeployCommand, backendDeployScript, backendHealthGateCommand, backendHost, backendUserData } from "../host/backendHost";
 import { backendTlsFiles } from "../pki/certificateLayout";
+import { backendServerName } from "../pki/pkiSpec";
+import { sha256 } from "./edgeDeploy";
+import { EdgeProxy } from "./edgeProxy";
 import { IssuedCertificate } from "./edgePki";
 import { cpuArchitecture, hardenedInstanceSettings } from "./instanceDefaults";
 
@@ -14,21 +22,37 @@ export interface BackendFleetArgs {
     readonly securityGroupId: pulumi.Input<string>;
     /** One certificate per backend; the fleet has as many instances as certificates. */
     readonly certificates: readonly IssuedCertificate[];
-    /** The CA the proxy's client certificate must chain to. */
-    readonly clientCaCertificatePem: pulumi.Input<string>;
+    /** The CA the proxy's client certificate must chain to (and the backends' certificates too). */
+    readonly caCertificatePem: pulumi.Input<string>;
+    /** What the proxy presents to the backends; each health gate checks its backend with it. */
+    readonly proxyClientCertificate: IssuedCertificate;
     /** Run this image instead of building `backend/` into an ECR repository. */
     readonly image?: string;
     readonly pingIntervalSeconds: number;
+    /** The proxy VM: the deploys jump through it, and the health gates run on it. */
+    readonly proxy: EdgeProxy;
+}
+
+/** One backend: its instance, the deploy of its app and certificates, and the gate it passes. */
+export interface Backend {
+    readonly name: string;
+    readonly instance: aws.ec2.Instance;
+    readonly privateIp: pulumi.Output<string>;
+    readonly deploy: command.remote.Command;
+    /** Passes once the backend answers /healthz from the proxy, over mutual TLS. */
+    readonly healthGate: command.remote.Command;
 }
 
 /**
- * N instances running the backend WebSocket app as a container. The image is built from
- * `backend/` and pushed to an ECR repository of the stack's own, unless the user names an
- * image. Certificates reach the instances through SSM parameters (keys as SecureString)
- * that only the fleet's role may read; nothing secret is in user data.
+ * N instances running the backend WebSocket app as a container. Each deploy reaches its host
+ * over SSH through the proxy, with the release (image, settings, certificates) on stdin, so a
+ * renewed certificate or a new image reaches the hosts in the same `pulumi up` — certificates
+ * without closing a socket. Deploys go one backend at a time: each waits until the backend
+ * before it passes its health gate from the proxy, and the edge's config is deployed only once
+ * every backend has passed.
  */
 export class BackendFleet extends pulumi.ComponentResource {
-    readonly instances: aws.ec2.Instance[];
+    readonly backends: Backend[];
     readonly privateIps: pulumi.Output<string>[];
     /** The image the instances run (a digest when built here). */
     readonly imageReference: pulumi.Output<string>;
@@ -37,9 +61,10 @@ export class BackendFleet extends pulumi.ComponentResource {
     constructor(name: string, args: BackendFleetArgs, opts?: pulumi.ComponentResourceOptions) {
         super("wss-edge:backends:BackendFleet", name, {}, opts);
         const architecture = cpuArchitecture(args.instanceType);
-        const stack = pulumi.getStack();
+        const { proxy } = args;
 
-        const policyStatements: pulumi.Input<aws.iam.PolicyStatement>[] = [];
+        let instanceProfile: aws.iam.InstanceProfile | undefined;
+        let rolePolicy: aws.iam.RolePolicy | undefined;
         if (args.image === undefined) {
             this.repository = new aws.ecr.Repository(
                 `${name}-app`,
@@ -47,12 +72,14 @@ export class BackendFleet extends pulumi.ComponentResource {
                 { imageTagMutability: "MUTABLE", imageScanningConfiguration: { scanOnPush: true }, forceDelete: true },
                 { parent: this },
             );
+            new aws.ecr.LifecyclePolicy(`${name}-app`, { repository: this.repository.name, policy: JSON.stringify(ecrLifecycle) }, { parent: this });
             const credentials = aws.ecr.getAuthorizationTokenOutput({ registryId: this.repository.registryId }, { parent: this });
-            const appDir = path.join(__dirname, "..", "backend");
             const image = new docker.Image(
                 `${name}-app`,
                 {
-                    build: { context: appDir, platform: `linux/${architecture === "arm64" ? "arm64" : "amd64"}` },
+                    // Relative to the project root, Pulumi's working directory: a path of this
+                    // checkout in the state would show as a change from every other checkout.
+                    build: { context: "backend", platform: `linux/${architecture === "arm64" ? "arm64" : "amd64"}` },
                     imageName: pulumi.interpolate`${this.repository.repositoryUrl}:backend`,
                     registry: { server: this.repository.repositoryUrl, username: credentials.userName, password: pulumi.secret(credentials.password) },
                     // Pull-request previews need no Docker engine and stay fast.
@@ -61,45 +88,28 @@ export class BackendFleet extends pulumi.ComponentResource {
                 { parent: this },
             );
             this.imageReference = image.repoDigest;
-            policyStatements.push(
-                { Effect: "Allow", Action: ["ecr:GetAuthorizationToken"], Resource: "*" },
-                { Effect: "Allow", Action: ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"], Resource: this.repository.arn },
+
+            // The only thing a backend host may do in AWS: pull its image. It reads no secret from
+            // AWS at all; its key comes with its deploy, so no backend can read another's key.
+            const role = new aws.iam.Role(`${name}-instance`, { assumeRolePolicy: aws.iam.assumeRolePolicyForPrincipal({ Service: "ec2.amazonaws.com" }) }, { parent: this });
+            rolePolicy = new aws.iam.RolePolicy(
+                `${name}-instance`,
+                {
+                    role: role.id,
+                    policy: {
+                        Version: "2012-10-17",
+                        Statement: [
+                            { Effect: "Allow", Action: ["ecr:GetAuthorizationToken"], Resource: "*" },
+                            { Effect: "Allow", Action: ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"], Resource: this.repository.arn },
+                        ],
+                    },
+                },
+                { parent: this },
             );
+            instanceProfile = new aws.iam.InstanceProfile(`${name}-instance`, { role: role.name }, { parent: this });
         } else {
             this.imageReference = pulumi.output(args.image);
         }
-
-        const parameterPrefix = `/${pulumi.getProject()}/${stack}/${name}`;
-        const caParameter = new aws.ssm.Parameter(
-            `${name}-client-ca`,
-            { name: `${parameterPrefix}/${backendTlsFiles.clientCa}`, type: "String", value: args.clientCaCertificatePem },
-            { parent: this },
-        );
-        const parameters = args.certificates.map((cert) => ({
-            certificate: new aws.ssm.Parameter(
-                `${name}-${cert.name}-certificate`,
-                { name: `${parameterPrefix}/${cert.name}/${backendTlsFiles.certificate}`, type: "String", value: cert.certificatePem },
-                { parent: this },
-            ),
-            key: new aws.ssm.Parameter(
-                `${name}-${cert.name}-key`,
-                { name: `${parameterPrefix}/${cert.name}/${backendTlsFiles.key}`, type: "SecureString", value: cert.privateKeyPem },
-                { parent: this },
-            ),
-        }));
-        policyStatements.push({
-            Effect: "Allow",
-            Action: ["ssm:GetParameter"],
-            Resource: [caParameter.arn, ...parameters.flatMap((p) => [p.certificate.arn, p.key.arn])],
-        });
-
-        const role = new aws.iam.Role(
-            `${name}-instance`,
-            { assumeRolePolicy: aws.iam.assumeRolePolicyForPrincipal({ Service: "ec2.amazonaws.com" }) },
-            { parent: this },
-        );
-        new aws.iam.RolePolicy(`${name}-instance`, { role: role.id, policy: { Version: "2012-10-17", Statement: policyStatements } }, { parent: this });
-        const profile = new aws.iam.InstanceProfile(`${name}-instance`, { role: role.name }, { parent: this });
 
         const ami = aws.ec2.getAmiOutput(
             {
@@ -113,74 +123,114 @@ export class BackendFleet extends pulumi.ComponentResource {
             { parent: this },
         );
 
-        this.instances = args.certificates.map(
-            (cert, i) =>
-                new aws.ec2.Instance(
-                    `${name}-${cert.name}`,
-                    {
-                        ami: ami.id,
-                        instanceType: args.instanceType,
-                        subnetId: pulumi.output(args.subnetIds).apply((ids) => ids[i % ids.length]),
-                        vpcSecurityGroupIds: [args.securityGroupId],
-                        iamInstanceProfile: profile.name,
-                        // Egress only (image pulls, SSM): the security group admits nothing but the proxy.
-                        associatePublicIpAddress: true,
-                        ...hardenedInstanceSettings,
-                        userData: backendUserData({
-                            name: cert.name,
-                            port: args.port,
-                            image: this.imageReference,
-                            registry: this.repository?.repositoryUrl,
-                            parameterPrefix: `${parameterPrefix}`,
-                            pingIntervalSeconds: args.pingIntervalSeconds,
-                        }),
-                        userDataReplaceOnChange: true,
-                        tags: { Name: `${pulumi.getProject()}-${stack}-${cert.name}`, Role: "wss-edge-backend" },
-                    },
-                    { parent: this, dependsOn: [...parameters.flatMap((p) => [p.certificate, p.key]), caParameter] },
-                ),
+        const scriptText = readFileSync(join(__dirname, "..", backendDeployScript), "utf8");
+        const gateCredentials = pulumi.secret(
+            pulumi
+                .all([args.caCertificatePem, args.proxyClientCertificate.certificatePem, args.proxyClientCertificate.privateKeyPem])
+                .apply(([ca, certificate, key]) => encodeDeployBundle({ "ca.crt": ca, "client.crt": certificate, "client.key": key })),
         );
-        this.privateIps = this.instances.map((instance) => instance.privateIp);
+
+        this.backends = [];
+        for (const [i, cert] of args.certificates.entries()) {
+            const previousGate = this.backends[i - 1]?.healthGate;
+            const hostKey = new tls.PrivateKey(`${name}-${cert.name}-host`, { algorithm: "ED25519" }, { parent: this });
+            const instance = new aws.ec2.Instance(
+                `${name}-${cert.name}`,
+                {
+                    ami: ami.id,
+                    instanceType: args.instanceType,
+                    subnetId: pulumi.output(args.subnetIds).apply((ids) => ids[i % ids.length]),
+                    vpcSecurityGroupIds: [args.securityGroupId],
+                    iamInstanceProfile: instanceProfile?.name,
+                    keyName: proxy.deployKeyName,
+                    // Egress only (image pulls): the security group admits nothing but the proxy.
+                    associatePublicIpAddress: true,
+                    ...hardenedInstanceSettings,
+                    userData: pulumi.secret(pulumi.all([hostKey.privateKeyOpenssh, hostKey.publicKeyOpenssh]).apply(([privateKeyOpenssh, publicKeyOpenssh]) => backendUserData({ privateKeyOpenssh, publicKeyOpenssh }))),
+                    userDataReplaceOnChange: true,
+                    tags: { Name: `${pulumi.getProject()}-${pulumi.getStack()}-${cert.name}`, Role: "wss-edge-backend" },
+                },
+                {
+                    parent: this,
+                    // A new Amazon Linux release must not replace every backend at once; roll it
+                    // with `pulumi up --replace` (see the README's change matrix).
+                    ignoreChanges: ["ami"],
+                    // Role first (its image pull needs it), and an in-place change (instance type:
+                    // stop and start) only once the backend before it is serving again.
+                    dependsOn: [...(rolePolicy ? [rolePolicy] : []), ...(previousGate ? [previousGate] : [])],
+                },
+            );
+
+            const connection: command.types.input.remote.ConnectionArgs = {
+                host: instance.privateIp,
+                user: backendHost.user,
+                privateKey: proxy.deployPrivateKey,
+                hostKey: hostKey.publicKeyOpenssh,
+                dialErrorLimit: 40,
+                proxy: proxy.connection,
+            };
+            const copyScript = new command.remote.CopyToRemote(
+                `${name}-${cert.name}-script`,
+                { connection, source: new pulumi.asset.FileAsset(backendDeployScript), remotePath: backendHost.deployScriptPath, triggers: [sha256(scriptText), instance.id] },
+                { parent: this, dependsOn: previousGate ? [previousGate] : [] },
+            );
+
+            const settings = pulumi.all([this.imageReference, this.repository?.repositoryUrl]).apply(([image, repositoryUrl]) =>
+                [
+                    `IMAGE=${image}`,
+                    `REGISTRY=${repositoryUrl ? repositoryUrl.split("/")[0] : ""}`,
+                    `BACKEND_NAME=${cert.name}`,
+                    `PORT=${args.port}`,
+                    `PING_INTERVAL_SECONDS=${args.pingIntervalSeconds}`,
+                    "",
+                ].join("\n"),
+            );
+            const release = pulumi.secret(
+                pulumi.all([settings, cert.certificatePem, cert.privateKeyPem, args.caCertificatePem]).apply(([env, certificatePem, keyPem, caPem]) =>
+                    encodeDeployBundle({
+                        "backend.env": env,
+                        [`tls/${backendTlsFiles.certificate}`]: certificatePem,
+                        [`tls/${backendTlsFiles.key}`]: keyPem,
+                        [`tls/${backendTlsFiles.clientCa}`]: caPem,
+                    }),
+                ),
+            );
+            // Public material only, readable in a preview: what a new run of the deploy is for.
+            const triggers = pulumi.all([settings, cert.certificatePem, args.caCertificatePem, instance.id]).apply(([env, certificatePem, caPem, instanceId]) => [
+                `app:${sha256(env)}`,
+                `certificates:${sha256(certificatePem + caPem)}`,
+                `script:${sha256(scriptText)}`,
+                `instance:${instanceId}`,
+            ]);
+            const deploy = new command.remote.Command(
+                `${name}-${cert.name}-deploy`,
+                { connection, create: backendDeployCommand, stdin: release, triggers, logging: "stdoutAndStderr" },
+                { parent: this, dependsOn: [copyScript, ...(previousGate ? [previousGate] : [])] },
+            );
+            const healthGate = new command.remote.Command(
+                `${name}-${cert.name}-health`,
+                {
+                    connection: proxy.connection,
+                    create: instance.privateIp.apply((ip) => backendHealthGateCommand(cert.name, ip, args.port, backendServerName)),
+                    stdin: gateCredentials,
+                    // Checked again after every deploy and every in-place change of the host.
+                    triggers: pulumi.all([triggers, instance.instanceType]).apply(([deployed, type]) => [...deployed, `type:${type}`]),
+                    logging: "stdoutAndStderr",
+                },
+                { parent: this, dependsOn: [deploy] },
+            );
+            this.backends.push({ name: cert.name, instance, privateIp: instance.privateIp, deploy, healthGate });
+        }
+        this.privateIps = this.backends.map((b) => b.privateIp);
 
         this.registerOutputs({ privateIps: this.privateIps, imageReference: this.imageReference, repositoryUrl: this.repository?.repositoryUrl });
     }
 }
 
-interface BackendBoot {
-    readonly name: string;
-    readonly port: number;
-    readonly image: pulumi.Input<string>;
-    readonly registry?: pulumi.Input<string>;
-    readonly parameterPrefix: string;
-    readonly pingIntervalSeconds: number;
-}
-
-/** Boot script: Docker, the certificates from SSM, then the app. Holds parameter names only. */
-function backendUserData(boot: BackendBoot): pulumi.Output<string> {
-    return pulumi.all([boot.image, boot.registry]).apply(([image, registry]) =>
-        [
-            "#!/bin/bash",
-            "set -euo pipefail",
-            "dnf install -y docker",
-            "systemctl enable --now docker",
-            "tls=/etc/wss-backend/tls",
-            'install -d -m 0750 -o 1000 -g 1000 "$tls"',
-            "fetch() { aws ssm get-parameter --with-decryption --name \"$1\" --query Parameter.Value --output text; }",
-            `fetch "${boot.parameterPrefix}/${boot.name}/${backendTlsFiles.certificate}" > "$tls/${backendTlsFiles.certificate}"`,
-            `fetch "${boot.parameterPrefix}/${boot.name}/${backendTlsFiles.key}" > "$tls/${backendTlsFiles.key}"`,
-            `fetch "${boot.parameterPrefix}/${backendTlsFiles.clientCa}" > "$tls/${backendTlsFiles.clientCa}"`,
-            'chown 1000:1000 "$tls"/* && chmod 0600 "$tls/server.key"',
-            ...(registry
-                ? [`aws ecr get-login-password | docker login --username AWS --password-stdin "${registry.split("/")[0]}"`]
-                : []),
-            [
-                "docker run -d --name wss-backend --restart=always --stop-timeout 10",
-                `-p ${boot.port}:${boot.port}`,
-                `-e PORT=${boot.port} -e BACKEND_NAME=${boot.name} -e PING_INTERVAL_SECONDS=${boot.pingIntervalSeconds}`,
-                '-v "$tls:/etc/wss-backend/tls:ro"',
-                `"${image}"`,
-            ].join(" "),
-            "",
-        ].join("\n"),
-    );
-}
+/** Keeps the 10 newest images (instances run the newest by digest) and drops untagged ones after a week. */
+const ecrLifecycle = {
+    rules: [
+        { rulePriority: 1, description: "Untagged images after 7 days", selection: { tagStatus: "untagged", countType: "sinceImagePushed", countUnit: "days", countNumber: 7 }, action: { type: "expire" } },
+        { rulePriority: 2, description: "Only the 10 newest images", selection: { tagStatus: "any", countType: "imageCountMoreThan", countNumber: 10 }, action: { type: "expire" } },
+    ],
+};

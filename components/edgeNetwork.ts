@@ -56,7 +56,7 @@ export class EdgeNetwork extends pulumi.ComponentResource {
             `${name}-backend`,
             {
                 vpcId: this.vpcId,
-                description: "wss-edge backends: the WebSocket port from the proxy only",
+                description: "wss-edge backends: the WebSocket port and the deploy's SSH, from the proxy only",
                 ingress: [
                     {
                         description: "WebSockets from the edge proxy",
@@ -65,8 +65,15 @@ export class EdgeNetwork extends pulumi.ComponentResource {
                         toPort: args.backendPort,
                         securityGroups: [this.proxySecurityGroup.id],
                     },
+                    {
+                        description: "The deploy's SSH, jumping through the edge proxy",
+                        protocol: "tcp",
+                        fromPort: 22,
+                        toPort: 22,
+                        securityGroups: [this.proxySecurityGroup.id],
+                    },
                 ],
-                egress: [allEgress("Image pulls from ECR, certificates from SSM")],
+                egress: [allEgress("Image pulls")],
             },
             { parent: this },
         );

@@ -1,5 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as tls from "@pulumi/tls";
+import { X509Certificate } from "node:crypto";
 import { CertificateSpec, PkiSpec } from "../pki/pkiSpec";
 
 export interface EdgePkiArgs {
@@ -29,12 +30,17 @@ export class EdgePki extends pulumi.ComponentResource {
     readonly edgePrivateKeyPem: pulumi.Output<string>;
     readonly backendCertificates: IssuedCertificate[];
     readonly proxyClientCertificate: IssuedCertificate;
+    /** When each certificate expires (RFC 3339), by name: ca, edge, backend-N, proxy-client. */
+    readonly expiry: pulumi.Output<Record<string, string>>;
 
     constructor(name: string, args: EdgePkiArgs, opts?: pulumi.ComponentResourceOptions) {
         super("wss-edge:pki:EdgePki", name, {}, opts);
         const { spec } = args;
 
-        const caKey = this.privateKey(`${name}-ca`, spec);
+        // Every certificate and every client trusts the CA: replacing it by accident (a changed
+        // subject, a provider upgrade) would break them all. Protected, a replacement stops the
+        // update instead; to really rotate it, unprotect it first (see the README).
+        const caKey = this.privateKey(`${name}-ca`, spec, { protect: true });
         const ca = new tls.SelfSignedCert(
             `${name}-ca`,
             {
@@ -45,10 +51,11 @@ export class EdgePki extends pulumi.ComponentResource {
                 validityPeriodHours: spec.ca.validityHours,
                 allowedUses: ["cert_signing", "crl_signing", "digital_signature"],
             },
-            { parent: this },
+            { parent: this, protect: true },
         );
         this.caCertificatePem = ca.certPem;
 
+        const expiry: Record<string, pulumi.Output<string>> = { ca: ca.validityEndTime };
         const issue = (cert: CertificateSpec, extraIps: pulumi.Input<string>[] = []): IssuedCertificate => {
             const key = this.privateKey(`${name}-${cert.name}`, spec);
             const request = new tls.CertRequest(
@@ -73,6 +80,7 @@ export class EdgePki extends pulumi.ComponentResource {
                 },
                 { parent: this },
             );
+            expiry[cert.name] = signed.validityEndTime;
             return { name: cert.name, certificatePem: signed.certPem, privateKeyPem: pulumi.secret(key.privateKeyPem) };
         };
 
@@ -83,22 +91,36 @@ export class EdgePki extends pulumi.ComponentResource {
         } else if (args.userCertificate) {
             this.edgeCertificateChainPem = pulumi.output(args.userCertificate.certificatePem);
             this.edgePrivateKeyPem = pulumi.secret(args.userCertificate.privateKeyPem);
+            const userExpiry = expiryOf(args.userCertificate.certificatePem);
+            if (userExpiry) expiry.edge = pulumi.output(userExpiry);
         } else {
             throw new Error("EdgePki: spec.edge is undefined, so userCertificate is required");
         }
         this.backendCertificates = spec.backends.map((backend) => issue(backend));
         this.proxyClientCertificate = issue(spec.proxyClient);
 
+        this.expiry = pulumi.all(expiry);
+
         this.registerOutputs({
             caCertificatePem: this.caCertificatePem,
             edgeCertificateChainPem: this.edgeCertificateChainPem,
             backendCertificatePems: this.backendCertificates.map((c) => c.certificatePem),
+            expiry: this.expiry,
             proxyClientCertificatePem: this.proxyClientCertificate.certificatePem,
         });
     }
 
-    private privateKey(name: string, spec: PkiSpec): tls.PrivateKey {
+    private privateKey(name: string, spec: PkiSpec, opts: pulumi.CustomResourceOptions = {}): tls.PrivateKey {
         const algorithm = { "ECDSA-P256": { algorithm: "ECDSA", ecdsaCurve: "P256" } }[spec.keyAlgorithm];
-        return new tls.PrivateKey(name, algorithm, { parent: this });
+        return new tls.PrivateKey(name, algorithm, { ...opts, parent: this });
+    }
+}
+
+/** The expiry of the first certificate in a PEM chain, as RFC 3339; undefined if it does not parse. */
+function expiryOf(chainPem: string): string | undefined {
+    try {
+        return new Date(new X509Certificate(chainPem).validTo).toISOString();
+    } catch {
+        return undefined;
     }
 }

@@ -6,7 +6,10 @@ export const hardenedInstanceSettings = {
     monitoring: true,
 };
 
-/** Graviton families carry a "g" after the generation (t4g, c7gn, m6gd, g5g); g5 and g4dn do not. */
+/**
+ * Graviton families carry a "g" after the generation (t4g, c7gn, m6gd, g5g); g5 and g4dn do not.
+ * A1, the first Graviton, has no "g".
+ */
 export function cpuArchitecture(instanceType: string): "arm64" | "x86_64" {
-    return /^[a-z]+[0-9]+[a-z]*g[a-z]*\./.test(instanceType) ? "arm64" : "x86_64";
+    return /^a1\./.test(instanceType) || /^[a-z]+[0-9]+[a-z]*g[a-z]*\./.test(instanceType) ? "arm64" : "x86_64";
 }

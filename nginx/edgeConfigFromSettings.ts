@@ -12,18 +12,55 @@ export interface EdgeHostProfile {
     readonly httpRedirectPort?: number;
     readonly workers: Omit<EdgeConfigSpec["workers"], "shutdownTimeoutSeconds">;
     readonly paths: EdgeConfigSpec["paths"];
+    /** The most WebSockets this host admits at once (see `proxySocketCeiling`); omitted means no ceiling but NGINX's own. */
+    readonly maxSockets?: number;
+}
+
+/** What the proxy VM offers, from EC2's description of its instance type, and how many backends it fronts. */
+export interface ProxyCapacity {
+    readonly memoryMiB: number;
+    readonly vcpus: number;
+    readonly backendCount: number;
 }
 
 /**
- * The proxy VM: NGINX from the distribution, run by systemd as root. 65,536 connections
- * per worker is 32,768 WebSockets per core; the descriptor limit leaves room beyond that.
+ * NGINX's memory per held WebSocket with TLS on both legs, rounded up from the benchmark's
+ * 60.6 KiB (PSS over all NGINX processes, 50,000 sockets: bench/results/latest.md).
  */
-export const awsProxyHost: EdgeHostProfile = {
-    listen: { port: 443, ipv6: true },
-    httpRedirectPort: 80,
-    workers: { user: "www-data", processes: "auto", connections: 65536, fileLimit: 140000 },
-    paths: { pidFile: "/run/nginx.pid", errorLog: "/var/log/nginx/error.log", accessLog: "/var/log/nginx/access.log" },
-};
+export const proxyMemoryPerSocketKiB = 64;
+/** Ephemeral ports the proxy VM's sysctl opens (1024–65000): one per socket to each backend. */
+const portsPerBackend = 60000;
+/** Descriptors the VM allows in all (fs.file-max); every socket holds two. */
+const systemFileLimit = 1000000;
+
+/**
+ * The most WebSockets the proxy admits, so that it never runs out of memory: what is left of
+ * its memory after 512 MiB for the OS and a quarter for the kernel's socket buffers and
+ * traffic bursts, divided by the measured cost per socket; and never more than the ports
+ * towards the backends or the system's descriptors allow. Beyond it, new upgrades get 503.
+ */
+export function proxySocketCeiling(capacity: ProxyCapacity): number {
+    const usableMiB = capacity.memoryMiB - 512 - capacity.memoryMiB / 4;
+    const byMemory = Math.floor((usableMiB * 1024) / proxyMemoryPerSocketKiB);
+    return Math.max(1000, Math.min(byMemory, portsPerBackend * capacity.backendCount, Math.floor(systemFileLimit / 2) - 10000));
+}
+
+/**
+ * The proxy VM: NGINX from the distribution, run by systemd as root, one worker per vCPU. Any
+ * one worker may hold every socket (the kernel's reuseport spreads them, but not exactly), so
+ * each gets connection slots for all of them; the ceiling itself is enforced across workers.
+ */
+export function awsProxyHost(capacity: ProxyCapacity): EdgeHostProfile {
+    const maxSockets = proxySocketCeiling(capacity);
+    const connections = 2 * maxSockets + 1024;
+    return {
+        listen: { port: 443, ipv6: true },
+        httpRedirectPort: 80,
+        workers: { user: "www-data", processes: Math.max(1, capacity.vcpus), connections, fileLimit: connections + 1024 },
+        maxSockets,
+        paths: { pidFile: "/run/nginx.pid", errorLog: "/var/log/nginx/error.log", accessLog: "/var/log/nginx/access.log" },
+    };
+}
 
 /** Upstream failure accounting: 3 failures in 10 s take a backend out for 10 s. */
 const upstreamHealth = { maxFails: 3, failTimeoutSeconds: 10 };
@@ -52,6 +89,7 @@ export function edgeConfigSpec(settings: EdgeSettings, backends: readonly Upstre
         timeouts: { idleSeconds: settings.idleTimeoutSeconds, connectSeconds: 5 },
         limits: {
             connectionsPerAddress: settings.connectionsPerAddress,
+            totalSockets: host.maxSockets,
             largeHeaderBuffers: { count: 4, sizeKiB: 8 },
             clientHeaderTimeoutSeconds: 10,
         },

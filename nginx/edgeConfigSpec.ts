@@ -63,6 +63,8 @@ export interface EdgeConfigSpec {
     readonly limits: {
         /** Concurrent connections one client address may hold (limit_conn); 0 disables the limit. */
         readonly connectionsPerAddress: number;
+        /** Sockets the whole edge admits at once (limit_conn across workers); omitted means no such limit. */
+        readonly totalSockets?: number;
         /** Buffers for request headers: count and size of the large buffers, in KiB. */
         readonly largeHeaderBuffers: { readonly count: number; readonly sizeKiB: number };
         /** Time a client has to send its request headers. */

@@ -50,6 +50,7 @@ export function renderNginxConfig(spec: EdgeConfigSpec): string {
         `    client_header_timeout ${v.positiveInt("limits.clientHeaderTimeoutSeconds", limits.clientHeaderTimeoutSeconds)}s;`,
         `    large_client_header_buffers ${v.positiveInt("limits.largeHeaderBuffers.count", limits.largeHeaderBuffers.count)} ${v.positiveInt("limits.largeHeaderBuffers.sizeKiB", limits.largeHeaderBuffers.sizeKiB)}k;`,
         ...connectionLimitZone(v, limits.connectionsPerAddress),
+        ...totalSocketZone(limits.totalSockets),
         "",
         "    # --- WebSocket upgrade ------------------------------------------------------------",
         "    # Forward the client's Connection intent instead of forcing \"upgrade\": plain requests",
@@ -99,6 +100,7 @@ export function renderNginxConfig(spec: EdgeConfigSpec): string {
         `        ssl_certificate_key ${v.path("tls.certificateKey", tls.certificateKey)};`,
         `        add_header Strict-Transport-Security "max-age=${v.positiveInt("tls.policy.hstsMaxAgeSeconds", tls.policy.hstsMaxAgeSeconds)}" always;`,
         ...connectionLimit(v, limits.connectionsPerAddress),
+        ...totalSocketLimit(v, limits.totalSockets),
         "",
         "        # Answered by NGINX itself: says the edge is up, whatever the backends are doing.",
         `        location = ${healthPath} {`,
@@ -209,6 +211,23 @@ function connectionLimit(v: ValueGuard, perAddress: number): string[] {
     return [
         "        # One address may not hold more than this many sockets; the rest get 503.",
         `        limit_conn per_client_address ${v.positiveInt("limits.connectionsPerAddress", perAddress)};`,
+    ];
+}
+
+function totalSocketZone(total: number | undefined): string[] {
+    if (total === undefined) return [];
+    return [
+        "    # One counter for the whole edge, shared by every worker: its key is the same for all.",
+        "    limit_conn_zone $server_port zone=edge_sockets:1m;",
+    ];
+}
+
+function totalSocketLimit(v: ValueGuard, total: number | undefined): string[] {
+    if (total === undefined) return [];
+    return [
+        "        # What this host's memory holds (instance memory, measured cost per socket); beyond it",
+        "        # new connections get 503 instead of the host running out of memory.",
+        `        limit_conn edge_sockets ${v.positiveInt("limits.totalSockets", total)};`,
     ];
 }
 

@@ -39,6 +39,8 @@ export const settingDefaults = {
     backendInstanceType: "t3.small",
     proxyInstanceType: "c6i.large",
     backendPort: "8443",
+    domainName: "",
+    backendImage: "",
     allowedCidrs: '["0.0.0.0/0","::/0"]',
     idleTimeoutSeconds: "300",
     drainTimeoutSeconds: "3600",
@@ -68,7 +70,8 @@ export const settingKeys = [
 ] as const;
 
 export type SettingKey = (typeof settingKeys)[number];
-const secretKeys: ReadonlySet<SettingKey> = new Set(["tlsCertificate", "tlsPrivateKey"]);
+/** Keys whose values are secrets: never echoed, and read only from encrypted stack config. */
+export const secretSettingKeys: ReadonlySet<SettingKey> = new Set(["tlsCertificate", "tlsPrivateKey"]);
 
 /** Raw values as configuration systems hold them: strings, with lists as JSON. */
 export type RawSettings = Partial<Record<SettingKey, string>>;
@@ -174,7 +177,7 @@ class SettingReader {
     }
 
     private shown(key: SettingKey, value: string): string {
-        return secretKeys.has(key) ? "[secret]" : JSON.stringify(value);
+        return secretSettingKeys.has(key) ? "[secret]" : JSON.stringify(value);
     }
 
     private fail(key: SettingKey, value: string, rule: string): undefined {

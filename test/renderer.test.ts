@@ -1,12 +1,15 @@
 // The rendered nginx.conf: what it must say, what it must never say, and that NGINX accepts it.
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
-import { awsProxyHost, edgeConfigSpec } from "../nginx/edgeConfigFromSettings";
+import { awsProxyHost, edgeConfigSpec, proxySocketCeiling } from "../nginx/edgeConfigFromSettings";
 import { EdgeConfigSpec } from "../nginx/edgeConfigSpec";
 import { RenderError, renderNginxConfig } from "../nginx/renderNginxConfig";
 import { mozillaIntermediate } from "../nginx/tlsPolicy";
 import { RawSettings, validateSettings } from "../settings/edgeSettings";
 import { isRoot, nginxTest, removeTestPki, scratchLocalHost } from "./support/nginxCheck";
+
+/** The proxy VM of the default stack: c6i.large (4 GiB, 2 vCPUs) in front of 3 backends. */
+const vmHost = awsProxyHost({ memoryMiB: 4096, vcpus: 2, backendCount: 3 });
 
 const backends = [
     { address: "10.0.1.21", port: 8443 },
@@ -15,9 +18,9 @@ const backends = [
 ];
 // `nginx -t` creates the pid file and temp folders, so they must point somewhere real.
 const { host: localHost, remove: removeScratch } = scratchLocalHost();
-const specFor = (raw: RawSettings = {}, host = awsProxyHost, servers = backends, names = ["ws.example.com"]) =>
+const specFor = (raw: RawSettings = {}, host = vmHost, servers = backends, names = ["ws.example.com"]) =>
     edgeConfigSpec(validateSettings({ adminCidrs: '["203.0.113.0/24"]', ...raw }), servers, host, names);
-const render = (raw: RawSettings = {}, host = awsProxyHost) => renderNginxConfig(specFor(raw, host));
+const render = (raw: RawSettings = {}, host = vmHost) => renderNginxConfig(specFor(raw, host));
 
 after(async () => {
     await removeTestPki();
@@ -97,15 +100,32 @@ describe("renderNginxConfig", () => {
     it("answers /healthz itself and bounds worker shutdown", () => {
         assert.match(config, /location = \/healthz \{[\s\S]*?return 200 "ok\\n";/);
         assert.match(config, /^worker_shutdown_timeout 3600s;$/m);
-        assert.match(config, /^\s+worker_connections 65536;$/m);
-        assert.match(config, /^worker_rlimit_nofile 140000;$/m);
+    });
+
+    it("admits on a c6i.large what its 4 GiB hold, 40,960 sockets, and answers 503 beyond; any one worker may hold them all", () => {
+        assert.match(config, /^worker_processes 2;$/m);
+        assert.match(config, /^\s+limit_conn_zone \$server_port zone=edge_sockets:1m;$/m);
+        assert.match(config, /^\s+limit_conn edge_sockets 40960;$/m);
+        assert.match(config, /^\s+worker_connections 82944;$/m, "two connections per socket, plus room for those refused");
+        assert.match(config, /^worker_rlimit_nofile 83968;$/m);
+        assert.doesNotMatch(render({}, localHost), /edge_sockets/, "the local stack has no memory budget of a VM");
+    });
+
+    it("sizes the socket ceiling from memory, bounded by the ports towards the backends and the VM's descriptors", () => {
+        const ceiling = (memoryMiB: number, backendCount = 3) => proxySocketCeiling({ memoryMiB, vcpus: 2, backendCount });
+        assert.equal(ceiling(2048), 16384);
+        assert.equal(ceiling(4096), 40960);
+        assert.equal(ceiling(8192), 90112);
+        assert.equal(ceiling(65536), 180000, "60,000 ports to each of 3 backends");
+        assert.equal(ceiling(262144, 20), 490000, "half of fs.file-max, less a margin");
+        assert.equal(ceiling(512), 1000, "never below 1,000");
     });
 
     it("refuses handshakes for unknown names in a default server when the edge has DNS names", () => {
         const reject = /server \{\n\s+listen 443 ssl default_server reuseport;\n\s+listen \[::\]:443 ssl default_server reuseport;\n\s+ssl_reject_handshake on;\n\s+return 421;\n\s+\}/;
         assert.match(config, reject);
         assert.equal(config.match(/reuseport/g)!.length, 2, "reuseport once per address:port");
-        const byAddress = renderNginxConfig(specFor({}, awsProxyHost, backends, ["198.51.100.7"]));
+        const byAddress = renderNginxConfig(specFor({}, vmHost, backends, ["198.51.100.7"]));
         assert.doesNotMatch(byAddress, /ssl_reject_handshake/, "clients that dial an IP send no SNI");
         assert.match(byAddress, /listen 443 ssl default_server reuseport;\n[\s\S]*server_name 198\.51\.100\.7;/);
     });
@@ -115,7 +135,7 @@ describe("renderNginxConfig", () => {
     });
 
     it("writes IPv6 backends in brackets", () => {
-        const text = renderNginxConfig(specFor({}, awsProxyHost, [{ address: "2001:db8::21", port: 8443 }]));
+        const text = renderNginxConfig(specFor({}, vmHost, [{ address: "2001:db8::21", port: 8443 }]));
         assert.match(text, /server \[2001:db8::21\]:8443 max_fails/);
     });
 

@@ -1,10 +1,11 @@
 // The AWS resource graph, proven under Pulumi's mocks: what `pulumi up` would register.
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { parse as parseYaml } from "yaml";
-import { settingDefaults, settingKeys } from "../settings/edgeSettings";
+import { secretSettingKeys, settingDefaults, settingKeys } from "../settings/edgeSettings";
+import { projectConfigError } from "./support/pulumiProjectConfig";
 import { isRoot, nginxTest, removeTestPki } from "./support/nginxCheck";
 import { RegisteredResource, mockBackendIps, mockEdgeIp, resolveOutput, runEdgeProgram, secretness, waitForRPCs } from "./support/pulumiProgram";
 
@@ -13,6 +14,15 @@ after(removeTestPki);
 const devConfig = { adminCidrs: '["203.0.113.0/24"]' };
 const ofType = (resources: RegisteredResource[], type: string) => resources.filter((r) => r.type === type);
 const instances = (resources: RegisteredResource[]) => ofType(resources, "aws:ec2/instance:Instance");
+/** The cloud resource (not the component) named `name`. */
+const named = (resources: RegisteredResource[], name: string) => {
+    const found = resources.filter((r) => r.name === name && !r.type.startsWith("wss-edge:"));
+    assert.equal(found.length, 1, `one resource named ${name}`);
+    return found[0];
+};
+/** The files of a deploy bundle (one `<path> <base64>` line each), decoded. */
+const bundleFiles = (bundle: string) =>
+    Object.fromEntries(bundle.trim().split("\n").map((line) => line.split(" ")).map(([path, content]) => [path, Buffer.from(content, "base64").toString()]));
 const securityGroup = (resources: RegisteredResource[], suffix: string) => {
     const found = ofType(resources, "aws:ec2/securityGroup:SecurityGroup").filter((r) => r.name.endsWith(suffix));
     assert.equal(found.length, 1, `one ${suffix} security group`);
@@ -44,16 +54,15 @@ describe("the AWS stack under mocks, default dev config", async () => {
         );
     });
 
-    it("admits only the backend port, only from the proxy's security group, on the backends", () => {
+    it("admits only the backend port and the deploy's SSH, only from the proxy's security group, on the backends", () => {
         const backend = securityGroup(resources, "-backend");
-        assert.equal(backend.inputs.ingress.length, 1);
-        const [rule] = backend.inputs.ingress;
-        assert.equal(rule.fromPort, 8443);
-        assert.equal(rule.toPort, 8443);
-        assert.equal(rule.protocol, "tcp");
-        assert.deepEqual(rule.securityGroups, ["edge-proxy-id"]);
-        assert.equal(rule.cidrBlocks, undefined);
-        assert.equal(rule.ipv6CidrBlocks, undefined);
+        assert.deepEqual(
+            backend.inputs.ingress.map((r: any) => ({ port: r.fromPort, to: r.toPort, protocol: r.protocol, groups: r.securityGroups, v4: r.cidrBlocks, v6: r.ipv6CidrBlocks })),
+            [
+                { port: 8443, to: 8443, protocol: "tcp", groups: ["edge-proxy-id"], v4: undefined, v6: undefined },
+                { port: 22, to: 22, protocol: "tcp", groups: ["edge-proxy-id"], v4: undefined, v6: undefined },
+            ],
+        );
     });
 
     it("requires IMDSv2 and encrypts the root volume of every instance", () => {
@@ -64,7 +73,8 @@ describe("the AWS stack under mocks, default dev config", async () => {
     });
 
     it("issues an ECDSA P-256 CA, an edge certificate for the Elastic IP, one certificate per backend and a client certificate", () => {
-        const keys = ofType(resources, "tls:index/privateKey:PrivateKey").filter((r) => r.name !== "edge-proxy-deploy");
+        const keys = ofType(resources, "tls:index/privateKey:PrivateKey").filter((r) => r.inputs.algorithm !== "ED25519");
+        assert.equal(keys.length, 6, "CA, edge, three backends, proxy client");
         assert.ok(keys.every((k) => k.inputs.algorithm === "ECDSA" && k.inputs.ecdsaCurve === "P256"));
         assert.deepEqual(ofType(resources, "tls:index/selfSignedCert:SelfSignedCert").map((r) => [r.name, r.inputs.isCaCertificate]), [["edge-ca", true]]);
         const requests = Object.fromEntries(ofType(resources, "tls:index/certRequest:CertRequest").map((r) => [r.name, r.inputs]));
@@ -76,38 +86,48 @@ describe("the AWS stack under mocks, default dev config", async () => {
         assert.ok(usages["edge-backend-1"].includes("server_auth") && !usages["edge-backend-1"].includes("client_auth"));
     });
 
-    it("builds the backend image into the stack's own ECR repository and runs it by digest", async () => {
+    it("builds the backend image into the stack's own ECR repository, which keeps the 10 newest, and deploys it by digest", () => {
         assert.equal(ofType(resources, "aws:ecr/repository:Repository").length, 1);
         const [image] = ofType(resources, "docker:index/image:Image");
-        assert.match(image.inputs.build.context, /backend$/);
+        assert.equal(image.inputs.build.context, "backend");
         assert.equal(image.inputs.build.platform, "linux/amd64");
-        const userData = await resolveOutput<string>(instances(resources).find((r) => r.name === "backends-backend-1")!.inputs.userData);
-        assert.match(userData, /@sha256:/);
-        assert.match(userData, /docker login/);
+        const lifecycle = JSON.parse(ofType(resources, "aws:ecr/lifecyclePolicy:LifecyclePolicy")[0].inputs.policy);
+        assert.deepEqual(lifecycle.rules.map((r: any) => [r.selection.tagStatus, r.selection.countType, r.selection.countNumber]), [["untagged", "sinceImagePushed", 7], ["any", "imageCountMoreThan", 10]]);
+        const env = bundleFiles(named(resources, "backends-backend-1-deploy").inputs.stdin)["backend.env"];
+        assert.match(env, /^IMAGE=123456789012\.dkr\.ecr\.eu-west-1\.amazonaws\.com\/backends-app@sha256:[0-9a-f]{64}$/m);
+        assert.match(env, /^REGISTRY=123456789012\.dkr\.ecr\.eu-west-1\.amazonaws\.com$/m);
+        assert.match(env, /^BACKEND_NAME=backend-1$/m);
+        assert.match(env, /^PING_INTERVAL_SECONDS=30$/m);
     });
 
-    it("lets the backends' role read only their own certificate parameters and pull from their repository", async () => {
+    it("lets the backends' role do one thing, pull from their repository, and boots them only once it exists", async () => {
         const [policy] = ofType(resources, "aws:iam/rolePolicy:RolePolicy");
         const statements = (await resolveOutput<any>(policy.inputs.policy)).Statement;
-        const actions = statements.flatMap((s: any) => s.Action).sort();
-        assert.deepEqual(actions, ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetAuthorizationToken", "ecr:GetDownloadUrlForLayer", "ssm:GetParameter"]);
-        const ssm = statements.find((s: any) => s.Action.includes("ssm:GetParameter"));
-        assert.equal(ssm.Resource.length, 1 + 3 * 2);
-        assert.ok(ssm.Resource.every((arn: string) => arn.startsWith("arn:aws:ssm:eu-west-1:123456789012:parameter/wss-edge/dev/backends/")));
+        assert.deepEqual(statements.flatMap((s: any) => s.Action).sort(), ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetAuthorizationToken", "ecr:GetDownloadUrlForLayer"]);
+        assert.equal(ofType(resources, "aws:ssm/parameter:Parameter").length, 0, "no key sits in AWS where another backend's role could read it");
+        for (const backend of instances(resources).filter((r) => r.name.startsWith("backends-"))) {
+            assert.ok(backend.dependencies.includes(policy.urn), `${backend.name} waits for its role's policy`);
+        }
     });
 
-    it("keeps private keys secret: SSM SecureString, the deploy's stdin, never in user data or outputs", async () => {
-        const keyParameters = ofType(resources, "aws:ssm/parameter:Parameter").filter((r) => r.name.endsWith("-key"));
-        assert.equal(keyParameters.length, 3);
-        assert.ok(keyParameters.every((p) => p.inputs.type === "SecureString"));
-        const [deploy] = ofType(resources, "command:remote:Command");
-        assert.match(deploy.inputs.stdin, /^nginx\.conf /);
-        assert.ok(deploy.secretInputs.has("stdin"), "the release bundle reaches the provider as a secret");
-        assert.ok(deploy.secretInputs.has("connection"), "the SSH key reaches the provider as a secret");
-        assert.ok(!deploy.secretInputs.has("triggers"), "the triggers stay readable in a preview diff");
+    it("keeps private keys secret: TLS keys travel only on the deploys' stdin, user data holds only the host's SSH key", async () => {
+        const commands = ofType(resources, "command:remote:Command");
+        assert.deepEqual(commands.map((c) => c.name).sort(), [
+            "backends-backend-1-deploy", "backends-backend-1-health", "backends-backend-2-deploy", "backends-backend-2-health",
+            "backends-backend-3-deploy", "backends-backend-3-health", "edge-deploy",
+        ]);
+        for (const command of commands) {
+            assert.ok(command.inputs.stdin, `${command.name} has a release on stdin`);
+            assert.ok(command.secretInputs.has("stdin"), `${command.name}: its stdin reaches the provider as a secret`);
+            assert.ok(command.secretInputs.has("connection"), `${command.name}: the SSH key reaches the provider as a secret`);
+            assert.ok(!command.secretInputs.has("triggers"), `${command.name}: the triggers stay readable in a preview diff`);
+        }
+        assert.match(named(resources, "edge-deploy").inputs.stdin, /^nginx\.conf /);
+        assert.match(bundleFiles(named(resources, "backends-backend-2-deploy").inputs.stdin)["tls/server.key"], /PRIVATE KEY/);
         for (const instance of instances(resources)) {
+            assert.ok(instance.secretInputs.has("userData"), `${instance.name}: its user data (with the SSH host key) is a secret`);
             const userData = await resolveOutput<string>(instance.inputs.userData);
-            assert.doesNotMatch(userData, /PRIVATE KEY/, instance.name);
+            assert.deepEqual([...userData.matchAll(/-----BEGIN ([A-Z ]*PRIVATE KEY)-----/g)].map((m) => m[1]), ["OPENSSH PRIVATE KEY"], instance.name);
         }
         for (const [name, value] of Object.entries(outputs)) {
             assert.doesNotMatch(JSON.stringify(value), /PRIVATE KEY/, `output ${name}`);
@@ -125,13 +145,47 @@ describe("the AWS stack under mocks, default dev config", async () => {
         await waitForRPCs();
     });
 
-    it("copies the deploy script, then runs it with the release on stdin, re-running when the release changes", () => {
-        const [copy] = ofType(resources, "command:remote:CopyToRemote");
+    it("copies the deploy script, then runs it with the release on stdin over SSH with the host key pinned", async () => {
+        const copy = named(resources, "edge-deploy-script");
         assert.equal(copy.inputs.remotePath, "/home/admin/wss-edge/deploy-edge-config.sh");
-        const [deploy] = ofType(resources, "command:remote:Command");
-        assert.match(deploy.inputs.create, /WSS_EDGE_SYSTEMD_UNIT=nginx bash \/home\/admin\/wss-edge\/deploy-edge-config\.sh/);
-        assert.deepEqual(deploy.inputs.triggers.map((t: string) => t.split(":")[0]), ["config", "certificates", "script"]);
+        assert.equal(await copy.inputs.source.path, "deploy/deploy-edge-config.sh");
+        const deploy = named(resources, "edge-deploy");
+        assert.match(deploy.inputs.create, /cloud-init status --wait/);
+        assert.match(deploy.inputs.create, /\nsudo WSS_EDGE_SYSTEMD_UNIT=nginx bash \/home\/admin\/wss-edge\/deploy-edge-config\.sh$/);
+        assert.deepEqual(deploy.inputs.triggers.map((t: string) => t.split(":")[0]), ["config", "certificates", "script", "instance"]);
         assert.equal(deploy.inputs.connection.host, mockEdgeIp);
+        assert.equal(deploy.inputs.connection.user, "admin");
+        const hostKey = named(resources, "edge-proxy-host");
+        assert.equal(hostKey.inputs.algorithm, "ED25519");
+        for (const resource of [copy, deploy]) assert.equal(resource.inputs.connection.hostKey, `ssh-ed25519 AAAA${Buffer.from("edge-proxy-host").toString("base64")}`, resource.name);
+    });
+
+    it("reaches each backend through the proxy with both host keys pinned, and gates it from the proxy over mutual TLS", () => {
+        for (const [i, name] of ["backend-1", "backend-2", "backend-3"].entries()) {
+            const deploy = named(resources, `backends-${name}-deploy`);
+            assert.equal(deploy.inputs.connection.host, mockBackendIps[i]);
+            assert.equal(deploy.inputs.connection.user, "ec2-user");
+            assert.equal(deploy.inputs.connection.hostKey, `ssh-ed25519 AAAA${Buffer.from(`backends-${name}-host`).toString("base64")}`);
+            assert.equal(deploy.inputs.connection.proxy.host, mockEdgeIp);
+            assert.equal(deploy.inputs.connection.proxy.hostKey, `ssh-ed25519 AAAA${Buffer.from("edge-proxy-host").toString("base64")}`);
+            assert.match(deploy.inputs.create, /\nsudo bash \/home\/ec2-user\/wss-edge\/deploy-backend\.sh$/);
+            const gate = named(resources, `backends-${name}-health`);
+            assert.equal(gate.inputs.connection.host, mockEdgeIp, "the gate runs on the proxy");
+            assert.match(gate.inputs.create, new RegExp(`backend-health-gate ${name} ${mockBackendIps[i].replace(/\./g, "\\.")} 8443 backends\\.wss-edge\\.internal 180$`));
+            assert.deepEqual(Object.keys(bundleFiles(gate.inputs.stdin)).sort(), ["ca.crt", "client.crt", "client.key"]);
+        }
+    });
+
+    it("rolls the backends one at a time, and deploys the edge's config only after every backend passed its gate", () => {
+        const urn = (name: string) => named(resources, name).urn;
+        assert.ok(!named(resources, "backends-backend-1-deploy").dependencies.some((d) => d.includes("-health")));
+        for (const [previous, next] of [["backend-1", "backend-2"], ["backend-2", "backend-3"]]) {
+            for (const step of [`backends-${next}`, `backends-${next}-deploy`]) {
+                assert.ok(named(resources, step).dependencies.includes(urn(`backends-${previous}-health`)), `${step} waits for ${previous}'s gate`);
+            }
+        }
+        const deploy = named(resources, "edge-deploy");
+        for (const name of ["backend-1", "backend-2", "backend-3"]) assert.ok(deploy.dependencies.includes(urn(`backends-${name}-health`)), name);
     });
 
     it("exports the endpoint, health URL, addresses, CA and rendered config, none of them secret", async () => {
@@ -170,8 +224,8 @@ describe("the AWS stack under mocks, other configs", () => {
     });
 
     it("changes the deploy trigger when a setting changes the rendered config, and only the config part", async () => {
-        const before = ofType((await runEdgeProgram(devConfig)).resources, "command:remote:Command")[0].inputs.triggers;
-        const after = ofType((await runEdgeProgram({ ...devConfig, idleTimeoutSeconds: "900" })).resources, "command:remote:Command")[0].inputs.triggers;
+        const before = named((await runEdgeProgram(devConfig)).resources, "edge-deploy").inputs.triggers;
+        const after = named((await runEdgeProgram({ ...devConfig, idleTimeoutSeconds: "900" })).resources, "edge-deploy").inputs.triggers;
         assert.notEqual(after[0], before[0]);
         assert.equal(after[2], before[2]);
     });
@@ -188,18 +242,18 @@ describe("the AWS stack under mocks, other configs", () => {
         const { resources } = await runEdgeProgram({ ...devConfig, backendImage: "ghcr.io/acme/ws-app:1.4" });
         assert.equal(ofType(resources, "aws:ecr/repository:Repository").length, 0);
         assert.equal(ofType(resources, "docker:index/image:Image").length, 0);
-        const userData = await resolveOutput<string>(instances(resources).find((r) => r.name === "backends-backend-1")!.inputs.userData);
-        assert.match(userData, /"ghcr\.io\/acme\/ws-app:1\.4"/);
-        assert.doesNotMatch(userData, /docker login/);
+        const env = bundleFiles(named(resources, "backends-backend-1-deploy").inputs.stdin)["backend.env"];
+        assert.match(env, /^IMAGE=ghcr\.io\/acme\/ws-app:1\.4$/m);
+        assert.match(env, /^REGISTRY=$/m);
+        assert.equal(ofType(resources, "aws:iam/role:Role").length, 0, "no role: the hosts need nothing from AWS");
+        assert.equal(named(resources, "backends-backend-1").inputs.iamInstanceProfile, undefined);
     });
 
     it("serves a user-supplied certificate instead of issuing an edge certificate", async () => {
         const certificate = "-----BEGIN CERTIFICATE-----\nTUlJQg==\n-----END CERTIFICATE-----\n";
         const { resources } = await runEdgeProgram({ ...devConfig, domainName: "ws.example.com", tlsCertificate: certificate, tlsPrivateKey: "-----BEGIN PRIVATE KEY-----\nTUlJQg==\n-----END PRIVATE KEY-----\n" });
         assert.equal(ofType(resources, "tls:index/certRequest:CertRequest").find((r) => r.name === "edge-edge"), undefined);
-        const [deploy] = ofType(resources, "command:remote:Command");
-        const bundle = Object.fromEntries(String(deploy.inputs.stdin).trim().split("\n").map((line) => line.split(" ")));
-        assert.equal(Buffer.from(bundle["tls/edge.crt"], "base64").toString(), certificate);
+        assert.equal(bundleFiles(named(resources, "edge-deploy").inputs.stdin)["tls/edge.crt"], certificate);
     });
 
     it("scales to five backends over three zones and builds an arm64 image for Graviton types", async () => {
@@ -216,14 +270,40 @@ describe("Pulumi.yaml", () => {
     const project = parseYaml(readFileSync(join(__dirname, "..", "Pulumi.yaml"), "utf8"));
     const dev = parseYaml(readFileSync(join(__dirname, "..", "Pulumi.dev.yaml"), "utf8"));
 
-    it("declares every setting with a type and a description, and the validator's defaults", () => {
-        assert.deepEqual(Object.keys(project.config).sort(), [...settingKeys].sort());
+    it("declares every setting but the secrets with a type, a description and the validator's default", () => {
+        const declarable = settingKeys.filter((key) => !secretSettingKeys.has(key));
+        assert.deepEqual(Object.keys(project.config).sort(), [...declarable].sort());
         for (const [key, declaration] of Object.entries<any>(project.config)) {
             assert.ok(declaration.type && declaration.description, key);
+            assert.notEqual(declaration.secret, true, `${key}: a secret key cannot have a default, and without one every stack must set it`);
             const expected = (settingDefaults as Record<string, string>)[key];
             const declared = declaration.default === undefined ? undefined : typeof declaration.default === "string" ? declaration.default : JSON.stringify(declaration.default);
             assert.equal(declared, expected === undefined ? undefined : declaration.type === "array" ? JSON.stringify(JSON.parse(expected)) : expected, key);
         }
+    });
+
+    const stackFiles = readdirSync(join(__dirname, "..")).filter((file) => /^Pulumi\.[^.]+\.yaml$/.test(file));
+    it("has at least the dev stack file", () => assert.ok(stackFiles.includes("Pulumi.dev.yaml")));
+    for (const file of stackFiles) {
+        it(`${file} passes the CLI's project-config check that runs before every preview`, () => {
+            const stack = parseYaml(readFileSync(join(__dirname, "..", file), "utf8"));
+            assert.equal(projectConfigError(project.name, project.config, file.split(".")[1], stack?.config ?? {}), undefined);
+        });
+    }
+
+    it("the CLI check, as transcribed, refuses what it refuses in the CLI: a key without default, a plain secret", () => {
+        const declared = { domainName: { type: "string" as const }, adminCidrs: { type: "array" as const, items: { type: "string" } } };
+        assert.equal(projectConfigError("wss-edge", declared, "dev", {}), "Stack 'dev' is missing configuration values 'adminCidrs' and 'domainName'");
+        const withSecretDefault = { tlsPrivateKey: { type: "string" as const, secret: true, default: "" } };
+        assert.equal(projectConfigError("wss-edge", withSecretDefault, "dev", {}), "Stack 'dev' with configuration key 'tlsPrivateKey' must be encrypted as it's secret");
+        assert.equal(projectConfigError("wss-edge", withSecretDefault, "dev", { "wss-edge:tlsPrivateKey": { secure: "v1:abc" } }), undefined);
+        assert.equal(projectConfigError("wss-edge", { backendCount: { type: "integer" } }, "dev", { "wss-edge:backendCount": "three" }), "Stack 'dev' with configuration key 'backendCount' must be of type 'integer'");
+        assert.equal(projectConfigError("wss-edge", declared, "dev", { "wss-edge:domainName": "", "wss-edge:adminCidrs": ["203.0.113.0/24"] }), undefined);
+    });
+
+    it("a new stack needs only adminCidrs: every other key has a default", () => {
+        assert.equal(projectConfigError(project.name, project.config, "prod", {}), "Stack 'prod' is missing configuration value 'adminCidrs'");
+        assert.equal(projectConfigError(project.name, project.config, "prod", { "wss-edge:adminCidrs": ["198.51.100.0/24"] }), undefined);
     });
 
     it("is previewed on every pull request after the tests, commented on the PR, with the guardrails", () => {

@@ -11,6 +11,23 @@ export interface RegisteredResource {
     readonly inputs: Record<string, any>;
     /** Top-level input names that arrived as Pulumi secrets. */
     readonly secretInputs: ReadonlySet<string>;
+    readonly urn: string;
+    /** URNs of the resources this one waits for (its inputs' sources and `dependsOn`). */
+    readonly dependencies: readonly string[];
+    /** The resource options the engine receives, which decide what a later change does. */
+    readonly options: { readonly protect: boolean; readonly ignoreChanges: readonly string[]; readonly replaceOnChanges: readonly string[]; readonly deleteBeforeReplace: boolean };
+}
+
+/** What the engine receives with each registration besides the inputs, which Pulumi's mocks do not pass on. */
+interface RegistrationRequest {
+    getType(): string;
+    getName(): string;
+    getParent(): string;
+    getDependenciesList(): string[];
+    getProtect(): boolean;
+    getIgnorechangesList(): string[];
+    getReplaceonchangesList(): string[];
+    getDeletebeforereplace(): boolean;
 }
 
 export interface ProgramRun {
@@ -29,21 +46,35 @@ export const mockEdgeIp = "198.51.100.7";
  */
 export async function runEdgeProgram(
     config: Record<string, string>,
-    options: { preview?: boolean; /** Receives registrations even when the program throws. */ registered?: RegisteredResource[] } = {},
+    options: {
+        preview?: boolean;
+        /** Receives registrations even when the program throws. */
+        registered?: RegisteredResource[];
+        /** Resources (by name) that the cloud has replaced since the last run: they get a new ID, as after `--replace` or a lost VM. */
+        replaced?: readonly string[];
+        /** Secret keys given in plain text, as `pulumi config set` without `--secret` would. */
+        plaintext?: readonly string[];
+        /** What the certificate resources report as their expiry. */
+        validityEndTime?: string;
+    } = {},
 ): Promise<ProgramRun> {
     const resources: RegisteredResource[] = options.registered ?? [];
     let backendIndex = 0;
+    const registrations = new Map<string, Pick<RegisteredResource, "urn" | "dependencies" | "options">>();
     pulumi.runtime.setAllConfig(
         Object.fromEntries([["aws:region", "eu-west-1"], ...Object.entries(config).map(([k, v]) => [`wss-edge:${k}`, v])]),
-        ["wss-edge:tlsCertificate", "wss-edge:tlsPrivateKey"],
+        ["wss-edge:tlsCertificate", "wss-edge:tlsPrivateKey"].filter((key) => !options.plaintext?.includes(key.split(":")[1])),
     );
     await pulumi.runtime.setMocks(
         {
             newResource(args) {
                 const secretInputs = new Set(Object.keys(args.inputs).filter((key) => containsSecret(args.inputs[key])));
                 const inputs = unwrapSecrets(args.inputs) as Record<string, any>;
-                resources.push({ type: args.type, name: args.name, inputs, secretInputs });
-                return { id: `${args.name}-id`, state: { ...args.inputs, ...mockState(args.type, args.name, inputs, () => mockBackendIps[backendIndex++]) } };
+                const registration = registrations.get(`${args.type}::${args.name}`)!;
+                resources.push({ type: args.type, name: args.name, inputs, secretInputs, ...registration });
+                const id = options.replaced?.includes(args.name) ? `${args.name}-id-2` : `${args.name}-id`;
+                const state = mockState(args.type, args.name, inputs, () => mockBackendIps[backendIndex++], options.validityEndTime ?? "2027-11-27T11:00:00Z");
+                return { id, state: { ...args.inputs, ...state } };
             },
             call(args) {
                 return mockCall(args.token, args.inputs);
@@ -53,6 +84,24 @@ export async function runEdgeProgram(
         "dev",
         options.preview ?? false,
     );
+    const monitor = pulumi.runtime.getMonitor() as unknown as {
+        registerResource(req: RegistrationRequest, callback: unknown): unknown;
+        newUrn(parent: string, type: string, name: string): string;
+    };
+    const register = monitor.registerResource.bind(monitor);
+    monitor.registerResource = (req, callback) => {
+        registrations.set(`${req.getType()}::${req.getName()}`, {
+            urn: monitor.newUrn(req.getParent(), req.getType(), req.getName()),
+            dependencies: req.getDependenciesList(),
+            options: {
+                protect: req.getProtect(),
+                ignoreChanges: req.getIgnorechangesList(),
+                replaceOnChanges: req.getReplaceonchangesList(),
+                deleteBeforeReplace: req.getDeletebeforereplace(),
+            },
+        });
+        return register(req, callback);
+    };
     const programPath = require.resolve("../../index");
     delete require.cache[programPath];
     const exports = require(programPath) as Record<string, pulumi.Output<unknown>>;
@@ -87,7 +136,10 @@ function containsSecret(value: unknown): boolean {
 function unwrapSecrets(value: any): unknown {
     if (isSecretEnvelope(value)) return unwrapSecrets(value.value);
     if (Array.isArray(value)) return value.map(unwrapSecrets);
-    if (value !== null && typeof value === "object") return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, unwrapSecrets(v)]));
+    // Plain objects only: an asset keeps its class (its path is a promise).
+    if (value !== null && typeof value === "object" && Object.getPrototypeOf(value) === Object.prototype) {
+        return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, unwrapSecrets(v)]));
+    }
     return value;
 }
 
@@ -95,17 +147,28 @@ function pem(kind: string, body: string): string {
     return `-----BEGIN ${kind}-----\n${Buffer.from(body).toString("base64")}\n-----END ${kind}-----\n`;
 }
 
-function mockState(type: string, name: string, inputs: Record<string, any>, nextBackendIp: () => string): Record<string, unknown> {
+/** EC2's description of the instance types the tests use (memory in MiB). */
+export const mockInstanceTypes: Record<string, { memorySize: number; defaultVcpus: number }> = {
+    "c6i.large": { memorySize: 4096, defaultVcpus: 2 },
+    "c6i.xlarge": { memorySize: 8192, defaultVcpus: 4 },
+    "t3.small": { memorySize: 2048, defaultVcpus: 2 },
+};
+
+function mockState(type: string, name: string, inputs: Record<string, any>, nextBackendIp: () => string, validityEndTime: string): Record<string, unknown> {
     switch (type) {
         case "aws:ec2/instance:Instance":
             return { privateIp: name.includes("backend") ? nextBackendIp() : "10.0.1.5", arn: `arn:aws:ec2:eu-west-1:123456789012:instance/${name}` };
         case "aws:ec2/eip:Eip":
             return { publicIp: mockEdgeIp, allocationId: "eipalloc-0123" };
         case "tls:index/privateKey:PrivateKey":
-            return { privateKeyPem: pem("PRIVATE KEY", `key ${name}`), privateKeyOpenssh: `openssh ${name}`, publicKeyOpenssh: `ssh-ed25519 AAAA${name}` };
+            return {
+                privateKeyPem: pem("PRIVATE KEY", `key ${name}`),
+                privateKeyOpenssh: pem("OPENSSH PRIVATE KEY", `openssh ${name}`),
+                publicKeyOpenssh: `ssh-ed25519 AAAA${Buffer.from(name).toString("base64")}`,
+            };
         case "tls:index/selfSignedCert:SelfSignedCert":
         case "tls:index/locallySignedCert:LocallySignedCert":
-            return { certPem: pem("CERTIFICATE", `certificate ${name}`) };
+            return { certPem: pem("CERTIFICATE", `certificate ${name} until ${validityEndTime}`), validityEndTime };
         case "tls:index/certRequest:CertRequest":
             return { certRequestPem: pem("CERTIFICATE REQUEST", `csr ${name}`) };
         case "aws:ecr/repository:Repository":
@@ -132,6 +195,8 @@ function mockCall(token: string, inputs: Record<string, any>): Record<string, un
             return { ids: ["subnet-c", "subnet-a", "subnet-b"] };
         case "aws:ec2/getAmi:getAmi":
             return { id: `ami-${String(inputs.owners?.[0])}` };
+        case "aws:ec2/getInstanceType:getInstanceType":
+            return { ...mockInstanceTypes[String(inputs.instanceType)], instanceType: inputs.instanceType };
         case "aws:ecr/getAuthorizationToken:getAuthorizationToken":
             return { userName: "AWS", password: "registry-password", proxyEndpoint: "https://123456789012.dkr.ecr.eu-west-1.amazonaws.com" };
         default:

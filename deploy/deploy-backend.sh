@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Deploys one backend release on a backend host: its TLS files and the app container.
+#
+#   deploy-backend.sh < bundle
+#
+# The bundle has the edge release's format (deploy/deployBundle.ts): one line per file,
+# "<relative path> <base64 content>". Files: tls/server.crt, tls/server.key, tls/client-ca.crt,
+# and backend.env (IMAGE, REGISTRY, BACKEND_NAME, PORT, PING_INTERVAL_SECONDS).
+#
+# What it does depends on what changed since the last release:
+#   - only certificates: the files are swapped in and the app is sent SIGHUP; it loads them for
+#     new connections and keeps every open socket (Node's setSecureContext);
+#   - the image or the app's settings, or no app running: the new image is pulled first, then
+#     the old container stops (its clients get 1001 and reconnect) and the new one starts; the
+#     script returns once it listens. The edge's health gate then checks it from the proxy.
+#
+# Environment:
+#   WSS_BACKEND_ROOT   where the TLS files and the current backend.env live (default /etc/wss-backend)
+#   DOCKER             the docker binary (default: docker)
+set -euo pipefail
+umask 077
+
+root=${WSS_BACKEND_ROOT:-/etc/wss-backend}
+docker=${DOCKER:-docker}
+container=wss-backend
+
+fail() { echo "deploy-backend: $*" >&2; exit 1; }
+
+mkdir -p "$root/tls"
+exec 9>"$root/.deploy.lock"
+flock -w 60 9 || fail "another deploy holds $root/.deploy.lock"
+
+stage=$(mktemp -d "$root/.staging.XXXXXX")
+trap 'rm -rf "$stage"' EXIT
+unpack_bundle() {
+    local path content files=0
+    while IFS=' ' read -r path content || [ -n "$path" ]; do
+        [ -n "$path" ] || continue
+        [[ "$path" =~ ^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$ && "/$path/" != */../* ]] || fail "bundle: unsafe path '$path'"
+        mkdir -p "$stage/$(dirname "$path")"
+        printf '%s' "$content" | base64 -d >"$stage/$path" || fail "bundle: '$path' is not valid base64"
+        files=$((files + 1))
+    done
+    [ "$files" -gt 0 ] || fail "bundle: empty"
+}
+unpack_bundle
+for file in tls/server.crt tls/server.key tls/client-ca.crt backend.env; do
+    [ -s "$stage/$file" ] || fail "bundle: no $file"
+done
+
+setting() { sed -n "s/^$1=//p" "$stage/backend.env" | head -n 1; }
+image=$(setting IMAGE)
+registry=$(setting REGISTRY)
+port=$(setting PORT)
+[[ "$port" =~ ^[0-9]+$ ]] || fail "backend.env: PORT '$port' is not a port"
+[ -n "$image" ] || fail "backend.env: no IMAGE"
+
+running() { [ "$("$docker" inspect -f '{{.State.Running}}' "$container" 2>/dev/null)" = "true" ]; }
+
+# Each file is renamed into place, so the app never reads half a certificate.
+install_tls() {
+    local file
+    chown 1000:1000 "$stage"/tls/*
+    chmod 0644 "$stage/tls/server.crt" "$stage/tls/client-ca.crt"
+    chmod 0600 "$stage/tls/server.key"
+    for file in server.crt client-ca.crt server.key; do mv -f "$stage/tls/$file" "$root/tls/$file"; done
+}
+
+if running && cmp -s "$stage/backend.env" "$root/backend.env"; then
+    install_tls
+    "$docker" kill --signal=HUP "$container" >/dev/null
+    echo "deploy-backend: certificates reloaded by the running app; open sockets kept"
+    exit 0
+fi
+
+if [ -n "$registry" ]; then
+    # The instance role can take a few seconds to reach a new instance: retry for up to 2 minutes.
+    region=$(echo "$registry" | cut -d. -f4)
+    for attempt in $(seq 1 24); do
+        if aws ecr get-login-password --region "$region" | "$docker" login --username AWS --password-stdin "$registry" >/dev/null 2>&1; then break; fi
+        [ "$attempt" -lt 24 ] || fail "cannot log in to $registry (does the instance role allow ecr:GetAuthorizationToken?)"
+        sleep 5
+    done
+fi
+"$docker" pull -q "$image" >/dev/null || fail "cannot pull $image"
+
+install_tls
+if "$docker" inspect "$container" >/dev/null 2>&1; then
+    # SIGTERM: the app closes its sockets with 1001 so that clients reconnect, then exits.
+    "$docker" stop -t 10 "$container" >/dev/null
+    "$docker" rm "$container" >/dev/null
+fi
+env_args=()
+for key in BACKEND_NAME PORT PING_INTERVAL_SECONDS; do env_args+=(-e "$key=$(setting "$key")"); done
+"$docker" run -d --name "$container" --restart=always --stop-timeout 10 \
+    -p "$port:$port" "${env_args[@]}" -v "$root/tls:/etc/wss-backend/tls:ro" "$image" >/dev/null
+mv -f "$stage/backend.env" "$root/backend.env"
+
+for _ in $(seq 1 60); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        echo "deploy-backend: $image is listening on $port"
+        exit 0
+    fi
+    running || break
+    sleep 1
+done
+"$docker" logs --tail 20 "$container" >&2 || true
+fail "the app did not start listening on $port"

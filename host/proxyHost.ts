@@ -1,0 +1,87 @@
+import { SshHostKey, renderCloudConfig } from "./cloudConfig";
+
+/**
+ * Facts about the proxy VM (Debian 12's cloud image), in one place: the user data, the deploy's
+ * command line and the renderer's host profile read them from here.
+ */
+export const proxyHost = {
+    /** Debian's cloud images log in as `admin`, with passwordless sudo. */
+    user: "admin",
+    /** Where the deploy script keeps releases; NGINX runs `-c <releaseRoot>/current/nginx.conf`. */
+    releaseRoot: "/etc/wss-edge",
+    /** Where CopyToRemote puts the deploy script. */
+    deployScriptPath: "/home/admin/wss-edge/deploy-edge-config.sh",
+    systemdUnit: "nginx",
+    /** Descriptors for NGINX's master and workers (systemd's LimitNOFILE and worker_rlimit_nofile). */
+    fileLimit: 140000,
+} as const;
+
+/** The deploy script's path in this repository, relative to the project root (Pulumi's working directory). */
+export const edgeDeployScript = "deploy/deploy-edge-config.sh";
+
+/**
+ * First boot, run once by cloud-init: NGINX from Debian, run by systemd from the deploy's
+ * `current` release, with the descriptor and network limits tens of thousands of sockets need.
+ * NGINX stays stopped until the first deploy; until then nothing listens.
+ */
+export const proxyFirstBootScript = `#!/bin/bash
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q nginx-light curl
+systemctl disable --now nginx
+install -d -m 0700 ${proxyHost.releaseRoot}
+install -d /etc/systemd/system/nginx.service.d
+cat > /etc/systemd/system/nginx.service.d/wss-edge.conf <<'UNIT'
+[Service]
+ExecStartPre=
+ExecStartPre=/usr/sbin/nginx -t -q -c ${proxyHost.releaseRoot}/current/nginx.conf
+ExecStart=
+ExecStart=/usr/sbin/nginx -c ${proxyHost.releaseRoot}/current/nginx.conf
+ExecReload=
+ExecReload=/usr/sbin/nginx -c ${proxyHost.releaseRoot}/current/nginx.conf -s reload
+LimitNOFILE=${proxyHost.fileLimit}
+UNIT
+cat > /etc/sysctl.d/90-wss-edge.conf <<'SYSCTL'
+# Each WebSocket holds an ephemeral port towards its backend: widen the range.
+net.ipv4.ip_local_port_range = 1024 65000
+net.core.somaxconn = 4096
+net.ipv4.tcp_max_syn_backlog = 8192
+fs.file-max = 1000000
+SYSCTL
+sysctl --system >/dev/null
+systemctl daemon-reload
+systemctl enable ${proxyHost.systemdUnit}
+`;
+
+/**
+ * The proxy's user data. cloud-init runs it once per instance: a change to it replaces the VM
+ * (`userDataReplaceOnChange`), and the replacement is deployed to like any new VM.
+ */
+export function proxyUserData(hostKey: SshHostKey): string {
+    return renderCloudConfig({
+        purpose: "wss-edge proxy: NGINX from Debian, started by the first deploy",
+        hostKey,
+        files: [{ path: "/usr/local/sbin/wss-edge-first-boot", permissions: "0755", content: proxyFirstBootScript }],
+        runcmd: [["/usr/local/sbin/wss-edge-first-boot"]],
+    });
+}
+
+/**
+ * Waits for first boot to finish, and fails with cloud-init's own account of it when it failed
+ * (exit 1); exit 2 (newer cloud-init: finished, with recoverable errors) passes with its warnings.
+ * Sent ahead of every remote deploy step, on the proxy and the backends alike.
+ */
+export const waitForFirstBoot = [
+    "rc=0; cloud-init status --wait >/dev/null 2>&1 || rc=$?",
+    'if [ "$rc" -eq 2 ]; then cloud-init status --long >&2 || true; fi',
+    'if [ "$rc" -ne 0 ] && [ "$rc" -ne 2 ]; then',
+    '  echo "wss-edge: first boot of $(hostname) failed (cloud-init status exit $rc):" >&2',
+    "  cloud-init status --long >&2 || true",
+    "  sudo tail -n 25 /var/log/cloud-init-output.log >&2 || true",
+    "  exit 1",
+    "fi",
+].join("\n");
+
+/** The deploy step's command line: first boot done, then the deploy script with the release on stdin. */
+export const proxyDeployCommand = `${waitForFirstBoot}\nsudo WSS_EDGE_SYSTEMD_UNIT=${proxyHost.systemdUnit} bash ${proxyHost.deployScriptPath}`;
