@@ -40,26 +40,29 @@ export interface ProgramRun {
 export const mockBackendIps = ["10.0.1.21", "10.0.2.22", "10.0.3.23", "10.0.1.24", "10.0.2.25", "10.0.3.26"];
 export const mockEdgeIp = "198.51.100.7";
 
+export interface RunOptions {
+    preview?: boolean;
+    /** Receives registrations even when the program throws. */
+    registered?: RegisteredResource[];
+    /** Resources (`type::name`) that the cloud has replaced since the last run: they get a new ID and outputs, as after `--replace` or a lost VM. */
+    replaced?: readonly string[];
+    /** Secret keys given in plain text, as `pulumi config set` without `--secret` would. */
+    plaintext?: readonly string[];
+    /** What the certificate resources report as their expiry. */
+    validityEndTime?: string;
+    /** The AMI release the image look-ups find (a new one is published every few weeks). */
+    amiRelease?: string;
+}
+
 /**
  * Runs index.ts under Pulumi's unit-test mocks with the given stack config (keys without the
  * project prefix), and returns every resource it registered and every output, resolved.
  */
 export async function runEdgeProgram(
     config: Record<string, string>,
-    options: {
-        preview?: boolean;
-        /** Receives registrations even when the program throws. */
-        registered?: RegisteredResource[];
-        /** Resources (by name) that the cloud has replaced since the last run: they get a new ID, as after `--replace` or a lost VM. */
-        replaced?: readonly string[];
-        /** Secret keys given in plain text, as `pulumi config set` without `--secret` would. */
-        plaintext?: readonly string[];
-        /** What the certificate resources report as their expiry. */
-        validityEndTime?: string;
-    } = {},
+    options: RunOptions = {},
 ): Promise<ProgramRun> {
     const resources: RegisteredResource[] = options.registered ?? [];
-    let backendIndex = 0;
     const registrations = new Map<string, Pick<RegisteredResource, "urn" | "dependencies" | "options">>();
     pulumi.runtime.setAllConfig(
         Object.fromEntries([["aws:region", "eu-west-1"], ...Object.entries(config).map(([k, v]) => [`wss-edge:${k}`, v])]),
@@ -72,12 +75,12 @@ export async function runEdgeProgram(
                 const inputs = unwrapSecrets(args.inputs) as Record<string, any>;
                 const registration = registrations.get(`${args.type}::${args.name}`)!;
                 resources.push({ type: args.type, name: args.name, inputs, secretInputs, ...registration });
-                const id = options.replaced?.includes(args.name) ? `${args.name}-id-2` : `${args.name}-id`;
-                const state = mockState(args.type, args.name, inputs, () => mockBackendIps[backendIndex++], options.validityEndTime ?? "2027-11-27T11:00:00Z");
-                return { id, state: { ...args.inputs, ...state } };
+                const replaced = options.replaced?.includes(`${args.type}::${args.name}`) ?? false;
+                const state = mockState(args.type, args.name, inputs, replaced, options.validityEndTime ?? "2027-11-27T11:00:00Z");
+                return { id: replaced ? `${args.name}-id-2` : `${args.name}-id`, state: { ...args.inputs, ...state } };
             },
             call(args) {
-                return mockCall(args.token, args.inputs);
+                return mockCall(args.token, args.inputs, options.amiRelease ?? "2026.11");
             },
         },
         "wss-edge",
@@ -152,12 +155,21 @@ export const mockInstanceTypes: Record<string, { memorySize: number; defaultVcpu
     "c6i.large": { memorySize: 4096, defaultVcpus: 2 },
     "c6i.xlarge": { memorySize: 8192, defaultVcpus: 4 },
     "t3.small": { memorySize: 2048, defaultVcpus: 2 },
+    "t3.medium": { memorySize: 4096, defaultVcpus: 2 },
 };
 
-function mockState(type: string, name: string, inputs: Record<string, any>, nextBackendIp: () => string, validityEndTime: string): Record<string, unknown> {
+/**
+ * What the cloud reports for a resource. A `replaced` one is a new object: new ID, new
+ * address, new key or certificate.
+ */
+function mockState(type: string, name: string, inputs: Record<string, any>, replaced: boolean, validityEndTime: string): Record<string, unknown> {
+    if (replaced) name = `${name} (replaced)`;
     switch (type) {
-        case "aws:ec2/instance:Instance":
-            return { privateIp: name.includes("backend") ? nextBackendIp() : "10.0.1.5", arn: `arn:aws:ec2:eu-west-1:123456789012:instance/${name}` };
+        case "aws:ec2/instance:Instance": {
+            const backend = /backend-([0-9]+)/.exec(name);
+            const privateIp = backend ? (replaced ? `10.0.9.${backend[1]}` : mockBackendIps[Number(backend[1]) - 1]) : "10.0.1.5";
+            return { privateIp, arn: `arn:aws:ec2:eu-west-1:123456789012:instance/${name}` };
+        }
         case "aws:ec2/eip:Eip":
             return { publicIp: mockEdgeIp, allocationId: "eipalloc-0123" };
         case "tls:index/privateKey:PrivateKey":
@@ -174,7 +186,7 @@ function mockState(type: string, name: string, inputs: Record<string, any>, next
         case "aws:ecr/repository:Repository":
             return { repositoryUrl: `123456789012.dkr.ecr.eu-west-1.amazonaws.com/${name}`, registryId: "123456789012", arn: `arn:aws:ecr:eu-west-1:123456789012:repository/${name}` };
         case "docker:index/image:Image":
-            return { repoDigest: `${String(inputs.imageName).split(":")[0]}@sha256:${"ab".repeat(32)}` };
+            return { repoDigest: `${String(inputs.imageName).split(":")[0]}@sha256:${(replaced ? "cd" : "ab").repeat(32)}` };
         case "aws:ssm/parameter:Parameter":
             return { arn: `arn:aws:ssm:eu-west-1:123456789012:parameter${inputs.name}` };
         case "aws:iam/role:Role":
@@ -187,14 +199,14 @@ function mockState(type: string, name: string, inputs: Record<string, any>, next
     }
 }
 
-function mockCall(token: string, inputs: Record<string, any>): Record<string, unknown> {
+function mockCall(token: string, inputs: Record<string, any>, amiRelease: string): Record<string, unknown> {
     switch (token) {
         case "aws:ec2/getVpc:getVpc":
             return { id: "vpc-0default" };
         case "aws:ec2/getSubnets:getSubnets":
             return { ids: ["subnet-c", "subnet-a", "subnet-b"] };
         case "aws:ec2/getAmi:getAmi":
-            return { id: `ami-${String(inputs.owners?.[0])}` };
+            return { id: `ami-${String(inputs.owners?.[0])}-${amiRelease}` };
         case "aws:ec2/getInstanceType:getInstanceType":
             return { ...mockInstanceTypes[String(inputs.instanceType)], instanceType: inputs.instanceType };
         case "aws:ecr/getAuthorizationToken:getAuthorizationToken":

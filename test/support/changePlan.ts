@@ -1,0 +1,126 @@
+/**
+ * What `pulumi up` would do between two runs of the program, from what each run registered and
+ * the rules of the providers this stack uses. Mocks cannot run a provider's diff, so its rules
+ * are written down here, as read in each provider's source:
+ *
+ * - pulumi-command (provider/pkg/provider/common/inputs.go, remote/command.go, remote/copy.go,
+ *   remote/commandController.go): `triggers` is the only `replaceOnChanges` input. A change to it
+ *   replaces the resource, which runs `create`. Any other change (stdin, create, connection) is an
+ *   update, and `Update` runs `update` or, when there is none (as here), `create` again. A
+ *   CopyToRemote update copies again only when the asset's hash or the remote path changed.
+ * - AWS (terraform-provider-aws, ForceNew attributes): an instance is replaced when its AMI, subnet,
+ *   key pair or public-IP setting changes, or its user data when `userDataReplaceOnChange` is on;
+ *   a new instance type, or user data without that flag, is applied in place by stopping and
+ *   starting it. Every attribute of an EIP association, a key pair, a role policy's role and an
+ *   ECR lifecycle policy's repository is ForceNew.
+ * - TLS (terraform-provider-tls): every input of a key, request or certificate is ForceNew; a
+ *   certificate inside its early-renewal window is replaced on the next `up`.
+ * - docker (pulumi-docker Image): a change to the build or the image name builds and pushes anew.
+ * - The engine: `ignoreChanges` paths are not diffed; a replacement creates the new resource
+ *   before it deletes the old one (no `deleteBeforeReplace` here); dependents see the new ID and
+ *   outputs, which `runUntilStable` feeds back by running the program again.
+ */
+import { isDeepStrictEqual } from "node:util";
+import { RegisteredResource, RunOptions, runEdgeProgram } from "./pulumiProgram";
+
+export type Action = "same" | "create" | "delete" | "replace" | "update" | "update (stop and start)";
+
+/** Inputs whose change replaces the resource, by type; `*` means every input. */
+const replacingInputs: Record<string, readonly string[]> = {
+    "command:remote:Command": ["triggers"],
+    "command:remote:CopyToRemote": ["triggers"],
+    "aws:ec2/instance:Instance": ["ami", "subnetId", "keyName", "associatePublicIpAddress", "availabilityZone", "privateIp"],
+    "aws:ec2/eipAssociation:EipAssociation": ["*"],
+    "aws:ec2/eip:Eip": ["domain"],
+    "aws:ec2/keyPair:KeyPair": ["*"],
+    "aws:ec2/securityGroup:SecurityGroup": ["vpcId", "description", "name"],
+    "aws:iam/rolePolicy:RolePolicy": ["role", "name"],
+    "aws:iam/instanceProfile:InstanceProfile": ["name"],
+    "aws:ecr/lifecyclePolicy:LifecyclePolicy": ["repository"],
+    "aws:ecr/repository:Repository": ["name"],
+    "tls:index/privateKey:PrivateKey": ["*"],
+    "tls:index/certRequest:CertRequest": ["*"],
+    "tls:index/locallySignedCert:LocallySignedCert": ["*"],
+    "tls:index/selfSignedCert:SelfSignedCert": ["*"],
+    "docker:index/image:Image": ["build", "imageName"],
+};
+
+/** Inputs an instance applies in place only by stopping and starting (every socket on it closes). */
+const stopStartInputs = ["instanceType", "userData"];
+
+export type Plan = ReadonlyMap<string, Action>;
+
+/** Each cloud resource's action, keyed `type::name`; components are left out. */
+export function planChanges(before: readonly RegisteredResource[], after: readonly RegisteredResource[]): Plan {
+    const key = (r: RegisteredResource) => `${r.type}::${r.name}`;
+    const old = new Map(before.filter(isCloudResource).map((r) => [key(r), r]));
+    const plan = new Map<string, Action>();
+    for (const resource of after.filter(isCloudResource)) {
+        const previous = old.get(key(resource));
+        old.delete(key(resource));
+        plan.set(key(resource), previous === undefined ? "create" : actionFor(previous, resource));
+    }
+    for (const gone of old.keys()) plan.set(gone, "delete");
+    return plan;
+}
+
+function actionFor(before: RegisteredResource, after: RegisteredResource): Action {
+    const ignored = new Set(after.options.ignoreChanges);
+    const changed = [...new Set([...Object.keys(before.inputs), ...Object.keys(after.inputs)])].filter(
+        (input) => !ignored.has(input) && !isDeepStrictEqual(comparable(before.inputs[input]), comparable(after.inputs[input])),
+    );
+    if (changed.length === 0) return "same";
+    const replacing = replacingInputs[after.type] ?? [];
+    const replaceOnChanges = [...replacing, ...after.options.replaceOnChanges];
+    if (after.type === "aws:ec2/instance:Instance" && after.inputs.userDataReplaceOnChange) replaceOnChanges.push("userData");
+    if (replaceOnChanges.includes("*") || changed.some((input) => replaceOnChanges.includes(input))) return "replace";
+    if (after.type === "aws:ec2/instance:Instance" && changed.some((input) => stopStartInputs.includes(input))) return "update (stop and start)";
+    return "update";
+}
+
+/** Assets compare by path (under mocks, a promise of it); a change of their content shows in their triggers. */
+function comparable(value: unknown): unknown {
+    if (value !== null && typeof value === "object" && (value as { __pulumiAsset?: boolean }).__pulumiAsset) return String((value as { path?: unknown }).path);
+    return value;
+}
+
+function isCloudResource(resource: RegisteredResource): boolean {
+    return !resource.type.startsWith("wss-edge:") && !resource.type.startsWith("pulumi:");
+}
+
+/** The `type::name` key of a resource, as plans and `replaced` name them. */
+export const resourceKey = (type: string, name: string) => `${type}::${name}`;
+
+/** The resources given an action, as names, sorted. */
+export function withAction(plan: Plan, ...actions: Action[]): string[] {
+    return [...plan.entries()]
+        .filter(([, action]) => actions.includes(action))
+        .map(([key]) => key.split("::")[1])
+        .sort();
+}
+
+export interface ProgramState {
+    readonly config: Record<string, string>;
+    readonly options?: Omit<RunOptions, "registered" | "replaced">;
+    /** What the cloud replaced between the runs (`pulumi up --replace`, a lost VM, a renewed certificate), as `type::name`. */
+    readonly replaced?: readonly string[];
+}
+
+/**
+ * The plan from `before` to `after`, with what a replacement does to its dependents: the program
+ * runs again, the replaced resources now reporting new IDs and outputs, until no new replacement
+ * follows (at most five rounds).
+ */
+export async function planBetween(before: ProgramState, after: ProgramState): Promise<Plan> {
+    const first = await runEdgeProgram(before.config, before.options);
+    const replaced = new Set(after.replaced ?? []);
+    for (let round = 0; round < 5; round++) {
+        const second = await runEdgeProgram(after.config, { ...after.options, replaced: [...replaced] });
+        const plan = new Map(planChanges(first.resources, second.resources));
+        for (const [key] of plan) if (after.replaced?.includes(key)) plan.set(key, "replace");
+        const more = [...plan.entries()].filter(([key, action]) => action === "replace" && !replaced.has(key)).map(([key]) => key);
+        if (more.length === 0) return plan;
+        for (const key of more) replaced.add(key);
+    }
+    throw new Error("planBetween: replacements did not settle in five rounds");
+}
