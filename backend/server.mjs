@@ -1,7 +1,7 @@
 // The backend WebSocket app behind the edge: WSS with mutual TLS (only clients holding a
 // certificate from the edge's CA get in, i.e. the proxy), a hello naming the backend and the
 // headers and TLS connection it saw, echo, and pings that keep NGINX's idle timer from closing
-// live sockets.
+// live sockets. SIGHUP reloads the certificate and keys without closing any socket.
 //
 // Configuration (environment):
 //   BACKEND_NAME            name sent in the hello (default: the host name)
@@ -31,14 +31,29 @@ const config = {
 /** Headers the edge sets and the hello reports back, so a client can see what the backend saw. */
 const reportedHeaders = ["host", "upgrade", "connection", "x-forwarded-for", "x-forwarded-proto", "x-real-ip"];
 
-const server = createServer({
-    cert: readFileSync(join(config.tlsDir, "server.crt")),
-    key: readFileSync(join(config.tlsDir, "server.key")),
-    ca: readFileSync(join(config.tlsDir, "client-ca.crt")),
-    requestCert: true,
-    rejectUnauthorized: true,
-    minVersion: "TLSv1.2",
-    sessionTimeout: config.tlsSessionSeconds,
+/** The TLS context from the files as they are now; built again on SIGHUP, when a deploy has renewed them. */
+function tlsContext() {
+    return {
+        cert: readFileSync(join(config.tlsDir, "server.crt")),
+        key: readFileSync(join(config.tlsDir, "server.key")),
+        ca: readFileSync(join(config.tlsDir, "client-ca.crt")),
+        minVersion: "TLSv1.2",
+        sessionTimeout: config.tlsSessionSeconds,
+    };
+}
+
+const server = createServer({ ...tlsContext(), requestCert: true, rejectUnauthorized: true });
+
+// A renewed certificate: new connections get it, open sockets keep theirs. A file that doesn't
+// load (half-written, wrong key) leaves the current context serving and says why.
+process.on("SIGHUP", () => {
+    try {
+        server.setSecureContext(tlsContext());
+        server.setTicketKeys(randomBytes(48));
+        console.log(JSON.stringify({ event: "tls-reloaded", backend: config.name }));
+    } catch (error) {
+        console.error(JSON.stringify({ event: "tls-reload-failed", backend: config.name, error: String(error) }));
+    }
 });
 
 // The edge resumes its TLS 1.2 sessions with us; those connections' keys derive from the session's

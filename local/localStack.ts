@@ -1,21 +1,26 @@
 import { ChildProcess, execFileSync, spawn } from "node:child_process";
 import { closeSync, existsSync, openSync, readFileSync } from "node:fs";
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { X509Certificate } from "node:crypto";
 import { request } from "node:https";
+import { connect as tlsConnect } from "node:tls";
 import { createServer } from "node:net";
 import { join, resolve } from "node:path";
 import { encodeDeployBundle, releaseFiles } from "../deploy/deployBundle";
+import { healthGateTimeoutSeconds } from "../host/backendHost";
+import { edgeDeployScript } from "../host/proxyHost";
 import { EdgeHostProfile, backendPingIntervalSeconds, edgeConfigSpec } from "../nginx/edgeConfigFromSettings";
 import { UpstreamServer } from "../nginx/edgeConfigSpec";
 import { healthPath, renderNginxConfig } from "../nginx/renderNginxConfig";
 import { backendTlsFiles } from "../pki/certificateLayout";
-import { LocalPki, issueWithOpenSsl } from "../pki/openSslIssuer";
-import { edgePkiSpec } from "../pki/pkiSpec";
+import { LocalCertificate, LocalPki, issueWithOpenSsl } from "../pki/openSslIssuer";
+import { backendServerName, edgePkiSpec } from "../pki/pkiSpec";
 import { EdgeSettings, RawSettings, validateSettings } from "../settings/edgeSettings";
 
 export const repositoryRoot = resolve(__dirname, "..");
 const backendEntry = join(repositoryRoot, "backend", "server.mjs");
-const deployScript = join(repositoryRoot, "deploy", "deploy-edge-config.sh");
+const deployScript = join(repositoryRoot, edgeDeployScript);
+const healthGateScript = join(repositoryRoot, "deploy", "backend-health-gate.sh");
 
 export interface LocalStackOptions {
     /** Holds keys, releases, logs and outputs.json. Its path must be plain (letters, digits, `_.-/`). */
@@ -39,13 +44,15 @@ export interface LocalStackOutputs {
     readonly healthUrl: string;
     /** Path of the CA certificate that clients trust. */
     readonly caCertificatePem: string;
-    readonly backends: readonly { readonly name: string; readonly address: string; readonly pid: number }[];
+    readonly backends: readonly { readonly name: string; readonly address: string; readonly pid: number; readonly entry: string }[];
     readonly nginxPidFile: string;
 }
 
 interface RunningBackend {
     readonly name: string;
     readonly port: number;
+    /** The app's entry point (backend/server.mjs unless a replacement rolled another version in). */
+    readonly entry: string;
     process: ChildProcess | undefined;
     pid: number;
 }
@@ -106,7 +113,7 @@ export class LocalStack {
             endpoint: `wss://localhost:${this.edgePort}/`,
             healthUrl: `https://localhost:${this.edgePort}${healthPath}`,
             caCertificatePem: this.pki.caCertificatePath,
-            backends: this.backends.map((b) => ({ name: b.name, address: `${this.bindAddress}:${b.port}`, pid: b.pid })),
+            backends: this.backends.map((b) => ({ name: b.name, address: `${this.bindAddress}:${b.port}`, pid: b.pid, entry: b.entry })),
             nginxPidFile: this.nginxPidFile,
         };
     }
@@ -160,23 +167,40 @@ export class LocalStack {
         if (this.pki.backendCertificates.length <= index) await this.issuePki(index + 1);
         const name = this.pki.backendCertificates[index].name;
         const port = await freePort(this.bindAddress);
-        const backend: RunningBackend = { name, port, process: undefined, pid: 0 };
+        const backend: RunningBackend = { name, port, entry: backendEntry, process: undefined, pid: 0 };
         this.backends.push(backend);
         await this.launchBackend(backend);
         return name;
     }
 
-    private async launchBackend(backend: RunningBackend): Promise<void> {
-        const index = this.backends.indexOf(backend);
-        const certificate = this.pki.backendCertificates[index];
-        const tlsDir = join(this.stateDir, "backends", backend.name);
+    /** The certificate this stack issued for backend `name`. */
+    private backendCertificate(name: string): LocalCertificate {
+        const certificate = this.pki.backendCertificates.find((c) => c.name === name);
+        if (!certificate) throw new Error(`local stack: no certificate issued for ${name}`);
+        return certificate;
+    }
+
+    /** Writes a backend's TLS files, each renamed into place so a reload never reads half of one. */
+    private async writeBackendTls(name: string): Promise<string> {
+        const certificate = this.backendCertificate(name);
+        const tlsDir = join(this.stateDir, "backends", name);
         await mkdir(tlsDir, { recursive: true, mode: 0o700 });
-        await writeFile(join(tlsDir, backendTlsFiles.certificate), certificate.certificatePem);
-        await writeFile(join(tlsDir, backendTlsFiles.key), certificate.privateKeyPem, { mode: 0o600 });
-        await writeFile(join(tlsDir, backendTlsFiles.clientCa), this.pki.caCertificatePem);
+        for (const [file, content] of [
+            [backendTlsFiles.certificate, certificate.certificatePem],
+            [backendTlsFiles.clientCa, this.pki.caCertificatePem],
+            [backendTlsFiles.key, certificate.privateKeyPem],
+        ]) {
+            await writeFile(join(tlsDir, `.${file}.next`), content, { mode: 0o600 });
+            await rename(join(tlsDir, `.${file}.next`), join(tlsDir, file));
+        }
+        return tlsDir;
+    }
+
+    private async launchBackend(backend: RunningBackend): Promise<void> {
+        const tlsDir = await this.writeBackendTls(backend.name);
         const log = openSync(join(this.stateDir, "backends", `${backend.name}.log`), "a");
         const pings = this.options.pingIntervalSeconds ?? backendPingIntervalSeconds(this.settings);
-        const child = spawn(process.execPath, [backendEntry], {
+        const child = spawn(process.execPath, [backend.entry], {
             env: { ...process.env, BACKEND_NAME: backend.name, HOST: this.bindAddress, PORT: String(backend.port), TLS_DIR: tlsDir, PING_INTERVAL_SECONDS: String(pings) },
             stdio: ["ignore", log, log],
             // Its own process group: a Ctrl-C in the terminal reaches the stack, which then
@@ -229,7 +253,99 @@ export class LocalStack {
 
     /** Runs the deploy script with `bundle` on standard input; rejects with its stderr. */
     deployBundle(bundle: string): Promise<string> {
-        return runDeployScript(bundle, { WSS_EDGE_ROOT: this.edgeRoot, NGINX_BIN: this.options.nginx ?? "nginx" });
+        return runScript(deployScript, [], bundle, { WSS_EDGE_ROOT: this.edgeRoot, NGINX_BIN: this.options.nginx ?? "nginx" });
+    }
+
+    /**
+     * The health gate the AWS stack runs on the proxy before pointing NGINX at a backend, run
+     * here with the same script: /healthz over mutual TLS with the proxy's client certificate.
+     */
+    private async healthGate(backend: RunningBackend): Promise<string> {
+        const credentials = encodeDeployBundle({
+            "ca.crt": this.pki.caCertificatePem,
+            "client.crt": this.pki.proxyClientCertificate.certificatePem,
+            "client.key": this.pki.proxyClientCertificate.privateKeyPem,
+        });
+        const args = [backend.name, this.bindAddress, String(backend.port), backendServerName, String(healthGateTimeoutSeconds)];
+        const gate = new AbortController();
+        const child = backend.process;
+        if (!child || child.exitCode !== null) throw this.exitedWhileStarting(backend);
+        // A backend that dies while starting fails the gate at once instead of at its timeout.
+        const exited = new Promise<never>((_, fail) => child.once("exit", () => fail(this.exitedWhileStarting(backend))));
+        try {
+            return await Promise.race([runScript(healthGateScript, args, credentials, {}, gate.signal), exited]);
+        } finally {
+            gate.abort();
+        }
+    }
+
+    private exitedWhileStarting(backend: RunningBackend): Error {
+        return new Error(`local stack: backend ${backend.name} exited while starting; its log:\n${tail(join(this.stateDir, "backends", `${backend.name}.log`))}`);
+    }
+
+    /**
+     * A renewed certificate for backend `name`, as a deploy delivers it on AWS: new key and
+     * certificate written in place, then SIGHUP; the app serves new handshakes with them and
+     * keeps every open socket. Resolves once the backend presents the new certificate.
+     */
+    async renewBackendCertificate(name: string): Promise<LocalCertificate> {
+        const backend = this.backend(name);
+        await this.issuePki(this.pki.backendCertificates.length, [name]);
+        await this.writeBackendTls(name);
+        if (!backend.process) throw new Error(`local stack: backend ${name} is not running`);
+        backend.process.kill("SIGHUP");
+        const renewed = this.backendCertificate(name);
+        const expected = new X509Certificate(renewed.certificatePem).fingerprint256;
+        await waitUntil(5000, async () => (await this.backendCertificateFingerprint(backend)) === expected, `backend ${name} did not load its renewed certificate`);
+        return renewed;
+    }
+
+    /**
+     * Replaces backend `name` the way the AWS stack rolls one: a successor with a new
+     * certificate starts beside it, passes the health gate, takes its place in the upstream
+     * (same slot, so the same clients hash to it) with a reload, and only then is the old one
+     * stopped; its clients get 1001 and reconnect to the successor. Other backends are untouched.
+     * `entry` rolls another version of the app in (default: the one running). A successor that
+     * fails the gate is stopped, and the old backend keeps serving.
+     */
+    async replaceBackend(name: string, options: { readonly entry?: string } = {}): Promise<{ readonly oldPort: number; readonly newPort: number; readonly pid: number }> {
+        const index = this.backends.indexOf(this.backend(name));
+        const predecessor = this.backends[index];
+        await this.issuePki(this.pki.backendCertificates.length, [name]);
+        const entry = options.entry ? resolve(options.entry) : predecessor.entry;
+        const successor: RunningBackend = { name, port: await freePort(this.bindAddress), entry, process: undefined, pid: 0 };
+        await this.launchBackend(successor);
+        try {
+            await this.healthGate(successor);
+        } catch (error) {
+            if (successor.process) await terminate(successor.process, "SIGTERM");
+            throw error;
+        }
+        this.backends[index] = successor;
+        await this.deploy();
+        if (predecessor.process) await terminate(predecessor.process, "SIGTERM");
+        await this.writeState();
+        return { oldPort: predecessor.port, newPort: successor.port, pid: successor.pid };
+    }
+
+    /** SHA-256 fingerprint of the certificate a backend presents now (to the proxy's client certificate). */
+    private backendCertificateFingerprint(backend: RunningBackend): Promise<string | undefined> {
+        return new Promise((done) => {
+            const socket = tlsConnect({
+                host: this.bindAddress,
+                port: backend.port,
+                servername: backendServerName,
+                ca: this.pki.caCertificatePem,
+                cert: this.pki.proxyClientCertificate.certificatePem,
+                key: this.pki.proxyClientCertificate.privateKeyPem,
+            });
+            socket.setTimeout(2000, () => socket.destroy());
+            socket.once("secureConnect", () => {
+                done(socket.getPeerX509Certificate()?.fingerprint256);
+                socket.destroy();
+            });
+            socket.once("error", () => done(undefined));
+        });
     }
 
     /** Changes the number of NGINX workers and redeploys (a reload). */
@@ -269,7 +385,7 @@ export class LocalStack {
             ca: this.pki.caCertificatePem,
             cert: this.pki.proxyClientCertificate.certificatePem,
             key: this.pki.proxyClientCertificate.privateKeyPem,
-            servername: "backends.wss-edge.internal",
+            servername: backendServerName,
         });
         return response?.status === 200 ? (JSON.parse(response.body) as { sockets: number }).sockets : undefined;
     }
@@ -326,7 +442,7 @@ export async function stopDetachedStack(stateDir: string): Promise<string[]> {
         stopped.push(`nginx (pid ${master})`);
     }
     for (const backend of outputs.backends) {
-        if (isAlive(backend.pid) && isOurBackend(backend.pid)) {
+        if (isAlive(backend.pid) && isOurBackend(backend.pid, backend.entry ?? backendEntry)) {
             process.kill(backend.pid, "SIGTERM");
             await waitUntil(6000, async () => !isAlive(backend.pid), `backend ${backend.name} (pid ${backend.pid}) did not stop`).catch(() => process.kill(backend.pid, "SIGKILL"));
             stopped.push(`${backend.name} (pid ${backend.pid})`);
@@ -335,9 +451,9 @@ export async function stopDetachedStack(stateDir: string): Promise<string[]> {
     return stopped;
 }
 
-function isOurBackend(pid: number): boolean {
+function isOurBackend(pid: number, entry: string): boolean {
     try {
-        return readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(backendEntry);
+        return readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(entry);
     } catch {
         return false;
     }
@@ -385,16 +501,17 @@ export async function terminate(child: ChildProcess, signal: NodeJS.Signals): Pr
     clearTimeout(timer);
 }
 
-function runDeployScript(bundle: string, env: Record<string, string>): Promise<string> {
+/** Runs one of deploy/'s scripts with `stdin`; rejects with its stderr. */
+function runScript(script: string, args: readonly string[], stdin: string, env: Record<string, string>, signal?: AbortSignal): Promise<string> {
     return new Promise((done, fail) => {
-        const child = spawn("bash", [deployScript], { env: { ...process.env, ...env }, stdio: ["pipe", "pipe", "pipe"] });
+        const child = spawn("bash", [script, ...args], { env: { ...process.env, ...env }, stdio: ["pipe", "pipe", "pipe"], signal });
         let stdout = "";
         let stderr = "";
         child.stdout.on("data", (d) => (stdout += d));
         child.stderr.on("data", (d) => (stderr += d));
         child.on("error", fail);
         child.on("close", (code) => (code === 0 ? done(stdout) : fail(new DeployError(code ?? -1, stderr.trim()))));
-        child.stdin.end(bundle);
+        child.stdin.end(stdin);
     });
 }
 
