@@ -16,6 +16,7 @@ const systemPackages = [
     { binary: "nginx", pkg: "nginx-light", why: "the edge itself" },
     { binary: "openssl", pkg: "openssl", why: "issues the local PKI" },
     { binary: "flock", pkg: "util-linux", why: "the deploy script's lock" },
+    { binary: "curl", pkg: "curl", why: "the backends' health gate" },
     ...(purpose === "test" ? [{ binary: "sslscan", pkg: "sslscan", why: "the TLS audit test" }] : []),
     ...(purpose === "bench"
         ? [

@@ -319,6 +319,24 @@ describe("Pulumi.yaml", () => {
         assert.match(preview.env.PULUMI_ACCESS_TOKEN, /secrets\.PULUMI_ACCESS_TOKEN/);
     });
 
+    it("gives the job that runs the PR's code as root a read-only token and no cloud identity; previews only its own branches", () => {
+        const workflow = parseYaml(readFileSync(join(__dirname, "..", ".github", "workflows", "pull-request.yml"), "utf8"));
+        assert.deepEqual(workflow.permissions, {});
+        assert.deepEqual(workflow.jobs.test.permissions, { contents: "read" });
+        assert.deepEqual(workflow.jobs.preview.permissions, { contents: "read", "id-token": "write", "pull-requests": "write" });
+        assert.equal(workflow.jobs.preview.if, "github.event.pull_request.head.repo.full_name == github.repository");
+        for (const job of Object.values<any>(workflow.jobs)) {
+            const node = job.steps.find((step: any) => String(step.uses).startsWith("actions/setup-node@"));
+            assert.ok(Number(node.with["node-version"]) >= 22, "a supported Node LTS, as @pulumi/pulumi requires");
+        }
+    });
+
+    it("declares the policy pack's own dependencies, at the versions the stack uses", () => {
+        const root = JSON.parse(readFileSync(join(__dirname, "..", "package.json"), "utf8"));
+        const pack = JSON.parse(readFileSync(join(__dirname, "..", "policy", "package.json"), "utf8"));
+        for (const name of ["@pulumi/policy", "@pulumi/pulumi", "@pulumi/aws"]) assert.equal(pack.dependencies[name], root.dependencies[name], name);
+    });
+
     it("has a dev stack whose settings validate", async () => {
         const config = Object.fromEntries(
             Object.entries<any>(dev.config)
