@@ -7,7 +7,7 @@ import { EdgeDeploy } from "./components/edgeDeploy";
 import { EdgeNetwork } from "./components/edgeNetwork";
 import { EdgePki } from "./components/edgePki";
 import { EdgeProxy } from "./components/edgeProxy";
-import { awsProxyHost, backendPingIntervalSeconds, edgeConfigSpec, proxySocketCeiling } from "./nginx/edgeConfigFromSettings";
+import { awsProxyHost, backendPingIntervalSeconds, edgeConfigSpec, socketCeiling } from "./nginx/edgeConfigFromSettings";
 import { healthPath, renderNginxConfig } from "./nginx/renderNginxConfig";
 import { edgePkiSpec } from "./pki/pkiSpec";
 import { loadEdgeSettings } from "./settings/pulumiSettings";
@@ -58,11 +58,10 @@ const backends = new BackendFleet("backends", {
 
 const publicName = settings.domainName ?? address.publicIp;
 const capacity = pulumi.all([proxy.memoryMiB, proxy.vcpus]).apply(([memoryMiB, vcpus]) => ({ memoryMiB, vcpus, backendCount: settings.backendCount }));
+const proxyHostProfile = capacity.apply(awsProxyHost);
 export const nginxConfig = pulumi
-    .all([pulumi.all(backends.privateIps), publicName, capacity])
-    .apply(([ips, name, proxyCapacity]) =>
-        renderNginxConfig(edgeConfigSpec(settings, ips.map((ip) => ({ address: ip, port: settings.backendPort })), awsProxyHost(proxyCapacity), [name])),
-    );
+    .all([pulumi.all(backends.privateIps), publicName, proxyHostProfile])
+    .apply(([ips, name, host]) => renderNginxConfig(edgeConfigSpec(settings, ips.map((ip) => ({ address: ip, port: settings.backendPort })), host, [name])));
 
 new EdgeDeploy("edge-deploy", {
     proxy,
@@ -82,7 +81,7 @@ export const healthUrl = pulumi.interpolate`https://${publicName}${healthPath}`;
 export const proxyPublicIp = proxy.publicIp;
 export const backendPrivateIps = pulumi.all(backends.privateIps);
 export const caCertificatePem = pki.caCertificatePem;
-/** WebSockets the proxy admits at once before answering 503: sized from its instance type's memory. */
-export const maxSockets = capacity.apply(proxySocketCeiling);
+/** WebSockets the proxy admits at once before answering 503: what its memory holds, or the maxSockets setting if lower. */
+export const maxSockets = proxyHostProfile.apply((host) => socketCeiling(settings, host));
 /** When each certificate expires (RFC 3339); a `pulumi up` in the last 30 days of a leaf renews it. */
 export const certificateExpiry = pki.expiry;

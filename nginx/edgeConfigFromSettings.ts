@@ -89,13 +89,22 @@ export function edgeConfigSpec(settings: EdgeSettings, backends: readonly Upstre
         timeouts: { idleSeconds: settings.idleTimeoutSeconds, connectSeconds: 5 },
         limits: {
             connectionsPerAddress: settings.connectionsPerAddress,
-            totalSockets: host.maxSockets,
+            totalSockets: socketCeiling(settings, host),
             largeHeaderBuffers: { count: 4, sizeKiB: 8 },
             clientHeaderTimeoutSeconds: 10,
         },
         workers: { ...host.workers, shutdownTimeoutSeconds: settings.drainTimeoutSeconds },
         paths: host.paths,
     };
+}
+
+/**
+ * What the edge admits at once: the host's ceiling (its memory), lowered by the `maxSockets`
+ * setting when that is smaller; a host without a ceiling (the local stack) takes the setting.
+ */
+export function socketCeiling(settings: Pick<EdgeSettings, "maxSockets">, host: Pick<EdgeHostProfile, "maxSockets">): number | undefined {
+    const limits = [host.maxSockets, settings.maxSockets || undefined].filter((n): n is number => n !== undefined);
+    return limits.length === 0 ? undefined : Math.min(...limits);
 }
 
 /**

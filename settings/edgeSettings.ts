@@ -28,6 +28,8 @@ export interface EdgeSettings {
     readonly backendTlsProtocol: BackendTlsProtocol;
     /** Sockets one client address may hold at once; 0 means no limit. */
     readonly connectionsPerAddress: number;
+    /** Sockets the edge admits at once; 0 means what the proxy's memory holds (see `proxySocketCeiling`). */
+    readonly maxSockets: number;
 }
 
 /**
@@ -48,6 +50,7 @@ export const settingDefaults = {
     tlsPolicy: "mozilla-intermediate",
     backendTlsProtocol: "TLSv1.2",
     connectionsPerAddress: "1000",
+    maxSockets: "0",
 } as const;
 
 export const settingKeys = [
@@ -67,6 +70,7 @@ export const settingKeys = [
     "tlsPolicy",
     "backendTlsProtocol",
     "connectionsPerAddress",
+    "maxSockets",
 ] as const;
 
 export type SettingKey = (typeof settingKeys)[number];
@@ -140,6 +144,7 @@ export function validateSettings(raw: RawSettings, namespace = "wss-edge"): Edge
     const backendTlsProtocol = read.oneOf("backendTlsProtocol", backendTlsProtocols);
     // NGINX refuses a limit_conn of 65536 or more.
     const connectionsPerAddress = read.integer("connectionsPerAddress", 0, 65535);
+    const maxSockets = read.integer("maxSockets", 0, 1000000);
 
     if (problems.length > 0) throw new SettingsError(namespace, problems);
     return {
@@ -158,6 +163,7 @@ export function validateSettings(raw: RawSettings, namespace = "wss-edge"): Edge
         tlsPolicy: tlsPolicy!,
         backendTlsProtocol: backendTlsProtocol!,
         connectionsPerAddress: connectionsPerAddress!,
+        maxSockets: maxSockets!,
     };
 }
 

@@ -106,3 +106,24 @@ describe("renewing a backend certificate under open sockets", async () => {
         pool.track(fresh);
     });
 });
+
+describe("an edge at its socket ceiling", async () => {
+    const stack = await startTestEdge({ settings: { maxSockets: "5" } });
+    const pool = new SocketPool();
+
+    it("answers 503 to one more upgrade, keeps the sockets it holds, and admits again once one closes", async () => {
+        const held = await Promise.all(Array.from({ length: 5 }, (_, i) => pool.open(stack, { localAddress: clientNetworkAddress(5000 + i) })));
+        await assert.rejects(connectToEdge(stack, { localAddress: clientNetworkAddress(5100) }), /answered 503 instead of 101/);
+        assert.ok(held.every((s) => s.socket.readyState === WebSocket.OPEN));
+        assert.equal((await echo(held[0].socket, "still served")).toString(), "still served");
+        held[4].socket.close(1000);
+        await eventually(5000, "a freed place is admitted again", async () => {
+            try {
+                pool.track(await connectToEdge(stack, { localAddress: clientNetworkAddress(5101) }));
+                return true;
+            } catch {
+                return false;
+            }
+        });
+    });
+});

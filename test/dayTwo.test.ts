@@ -148,6 +148,18 @@ describe("the rules behind the matrix, as the program states them", () => {
         assert.equal(association.options.deleteBeforeReplace, false);
     });
 
+    it("admits at most what the proxy's memory holds, or the maxSockets setting when lower", async () => {
+        const ceiling = async (config: Record<string, string>) => {
+            const { outputs } = await runEdgeProgram({ ...dev, ...config });
+            const limit = /limit_conn edge_sockets ([0-9]+);/.exec(String(outputs.nginxConfig))?.[1];
+            return [outputs.maxSockets, Number(limit)];
+        };
+        assert.deepEqual(await ceiling({}), [40960, 40960]);
+        assert.deepEqual(await ceiling({ maxSockets: "20000" }), [20000, 20000]);
+        assert.deepEqual(await ceiling({ maxSockets: "100000" }), [40960, 40960], "never more than the memory holds");
+        assert.deepEqual(await ceiling({ proxyInstanceType: "t3.small" }), [16384, 16384]);
+    });
+
     it("exports when every certificate expires", async () => {
         const { outputs } = await runEdgeProgram(dev, { validityEndTime: "2027-10-01T00:00:00Z" });
         assert.deepEqual(Object.keys(outputs.certificateExpiry as object).sort(), ["backend-1", "backend-2", "backend-3", "ca", "edge", "proxy-client"]);
