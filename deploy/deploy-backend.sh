@@ -66,7 +66,8 @@ install_tls() {
     for file in server.crt client-ca.crt server.key; do mv -f "$stage/tls/$file" "$root/tls/$file"; done
 }
 
-if running && cmp -s "$stage/backend.env" "$root/backend.env"; then
+same_app() { [ -f "$root/backend.env" ] && [ "$(<"$stage/backend.env")" = "$(<"$root/backend.env")" ]; }
+if running && same_app; then
     install_tls
     "$docker" kill --signal=HUP "$container" >/dev/null
     echo "deploy-backend: certificates reloaded by the running app; open sockets kept"
