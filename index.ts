@@ -10,10 +10,12 @@ import { EdgeProxy } from "./components/edgeProxy";
 import { awsProxyHost, backendPingIntervalSeconds, edgeConfigSpec, socketCeiling } from "./nginx/edgeConfigFromSettings";
 import { healthPath, renderNginxConfig } from "./nginx/renderNginxConfig";
 import { edgePkiSpec } from "./pki/pkiSpec";
-import { loadEdgeSettings } from "./settings/pulumiSettings";
+import { loadStackSettings } from "./settings/pulumiSettings";
 
 // Throws before any resource is registered when a setting is invalid.
-const settings = loadEdgeSettings();
+const settings = loadStackSettings();
+const userCertificate =
+    settings.tlsCertificate && settings.tlsPrivateKey ? { certificatePem: settings.tlsCertificate, privateKeyPem: settings.tlsPrivateKey } : undefined;
 
 const network = new EdgeNetwork("edge", {
     allowedCidrs: settings.allowedCidrs,
@@ -30,10 +32,10 @@ const pki = new EdgePki("edge", {
         edgeDnsNames: settings.domainName ? [settings.domainName] : [],
         edgeIpAddresses: [],
         backendCount: settings.backendCount,
-        userSuppliedEdgeCertificate: settings.userCertificate !== undefined,
+        userSuppliedEdgeCertificate: userCertificate !== undefined,
     }),
     edgeIpAddresses: [address.publicIp],
-    userCertificate: settings.userCertificate,
+    userCertificate,
 });
 
 const proxy = new EdgeProxy("edge-proxy", {

@@ -8,11 +8,12 @@
  */
 import { ChildProcess, execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { LocalStack, stopNginx, terminate } from "../local/localStack";
+import { LocalStack } from "../local/localStack";
+import { waitForPort } from "../local/ports";
+import { sleep, stopNginx, terminate } from "../local/processes";
 import { LoadFleet } from "./loadFleet";
 import { wssEdge } from "./proxies";
 
@@ -37,7 +38,6 @@ interface Snapshot {
 }
 
 const log = (line: string) => console.log(`[heap] ${line}`);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function main(): Promise<void> {
     const { values } = parseArgs({ options: { sockets: { type: "string", default: "1000" } } });
@@ -54,7 +54,8 @@ async function main(): Promise<void> {
         const config = join(stack.stateDir, "edge", "current", "nginx.conf");
         const massifOut = join(dir, "massif.out");
         profiled = spawn("valgrind", ["--tool=massif", "--vgdb=yes", "--threshold=0.1", `--massif-out-file=${massifOut}`, "nginx", "-c", config, "-g", "daemon off; master_process off;"], { stdio: ["ignore", "ignore", "inherit"] });
-        await waitForPort(stack.edgeAddress.port, 60000);
+        // NGINX under valgrind takes seconds to start.
+        await waitForPort("127.0.0.1", stack.edgeAddress.port, 60000);
         const target = wssEdge({ stack, dir, fileLimit: 0 }).target;
 
         // Warm up first: one-time allocations (caches, lazily built tables) belong to no socket.
@@ -153,23 +154,6 @@ function versionLine(): string {
     const nginx = execFileSync("sh", ["-c", "nginx -v 2>&1"], { encoding: "utf8" }).trim();
     const openssl = execFileSync("openssl", ["version"], { encoding: "utf8" }).trim();
     return `${nginx}; ${openssl}.`;
-}
-
-/** Waits until something accepts on the port (NGINX under valgrind takes seconds to start). */
-async function waitForPort(port: number, timeoutMs: number): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
-        const up = await new Promise<boolean>((resolve) => {
-            const socket = connect({ host: "127.0.0.1", port }, () => {
-                socket.destroy();
-                resolve(true);
-            });
-            socket.on("error", () => resolve(false));
-        });
-        if (up) return;
-        await sleep(250);
-    }
-    throw new Error(`NGINX under valgrind did not listen on port ${port} within ${timeoutMs / 1000} s`);
 }
 
 if (require.main === module) {

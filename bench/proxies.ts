@@ -1,7 +1,9 @@
 import { ChildProcess, execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { LocalStack, freePort, stopNginx, terminate } from "../local/localStack";
+import { LocalStack } from "../local/localStack";
+import { freePort } from "../local/ports";
+import { stopNginx, terminate } from "../local/processes";
 import { backendServerName } from "../pki/pkiSpec";
 import { TlsTarget } from "./loadClient";
 

@@ -13,6 +13,7 @@ import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { LocalStack } from "../local/localStack";
+import { sleep } from "../local/processes";
 import { LoadFleet } from "./loadFleet";
 import { planCpuPlacement } from "./cpuPlacement";
 import { BenchContext, ProxyUnderTest, caddy, cpuTimeMs, direct, haproxy, proportionalSetKiB, tutorial, wssEdge } from "./proxies";
@@ -72,7 +73,6 @@ const quickPlan: Plan = {
 };
 
 const log = (line: string) => console.log(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}`);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 
 async function main(): Promise<void> {

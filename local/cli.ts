@@ -1,78 +1,167 @@
 /**
- * The local stack's commands:
- *
- *   npm start            [-- --port 8443 --state .local]   run in the foreground; Ctrl-C stops everything
- *   npm run local:up     [-- --port 8443 --state .local]   start, return once healthy, keep running
- *   npm run local:down   [-- --state .local]               stop what local:up started
- *
- * The port also comes from EDGE_PORT. Outputs are printed and written to <state>/outputs.json.
+ * The local stack's commands: `start` (npm start), `up` (npm run local:up), `down` (npm run local:down).
+ * `--help` on any of them says how to use it.
  */
-import { parseArgs } from "node:util";
+import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { parse as parseYaml } from "yaml";
+import { RawSettings } from "../settings/edgeSettings";
+import { edgeSettingKeys, settingKeys } from "../settings/settingsTable";
 import { LocalStack, repositoryRoot, stopDetachedStack } from "./localStack";
 
-async function main(argv: string[]): Promise<number> {
+const usage = `usage:
+  npm start -- [options]            run the edge in the foreground; Ctrl-C (or closing the terminal) stops it
+  npm run local:up -- [options]     start it, return once it is healthy, leave it running
+  npm run local:down -- [--state DIR]
+                                    stop what local:up (or an npm start elsewhere) runs in DIR
+
+options:
+  --port N          TLS port of the edge (default 8443, or $EDGE_PORT)
+  --state DIR       the stack's own folder: keys, releases, logs, outputs.json and its lock
+                    (default .local). Two stacks side by side need two folders and two ports.
+  --set KEY=VALUE   an edge setting, as in Pulumi config; repeat for more. Lists are JSON.
+                    Edge settings: ${edgeSettingKeys.join(", ")}
+  --stack NAME      the edge settings of Pulumi.NAME.yaml, to run locally what that stack
+                    deploys (its AWS placement settings are listed and left out); --set wins
+  -h, --help        this text`;
+
+export class UsageError extends Error {}
+
+interface Invocation {
+    readonly command: "start" | "up" | "down" | "help";
+    readonly stateDir: string;
+    readonly port: number;
+    readonly settings: RawSettings;
+    /** AWS placement settings of --stack's file that the local stack leaves out. */
+    readonly ignored: readonly string[];
+}
+
+/** Reads the command line; throws a UsageError naming what is wrong. */
+export function parseInvocation(argv: readonly string[], env: NodeJS.ProcessEnv = process.env, root = repositoryRoot): Invocation {
     const [command, ...rest] = argv;
-    const { values } = parseArgs({
-        args: rest,
-        options: { port: { type: "string" }, state: { type: "string" } },
-    });
-    const stateDir = resolve(values.state ?? join(repositoryRoot, ".local"));
-    const portText = values.port ?? process.env.EDGE_PORT ?? "8443";
+    let parsed;
+    try {
+        parsed = parseArgs({
+            args: rest,
+            options: {
+                port: { type: "string" },
+                state: { type: "string" },
+                set: { type: "string", multiple: true },
+                stack: { type: "string" },
+                help: { type: "boolean", short: "h" },
+            },
+        });
+    } catch (error) {
+        throw new UsageError((error as Error).message);
+    }
+    const { values } = parsed;
+    if (values.help || command === "help" || command === "--help" || command === "-h") return { command: "help", stateDir: "", port: 0, settings: {}, ignored: [] };
+    if (command !== "start" && command !== "up" && command !== "down") throw new UsageError(command === undefined ? "which command: start, up or down?" : `unknown command ${JSON.stringify(command)}`);
+
+    const portText = values.port ?? env.EDGE_PORT ?? "8443";
     const port = Number(portText);
-    if (!Number.isInteger(port) || port < 1 || port > 65535) {
-        console.error(`local stack: port ${JSON.stringify(portText)} must be a whole number from 1 to 65535`);
+    if (!/^[0-9]+$/.test(portText) || port < 1 || port > 65535) throw new UsageError(`--port ${JSON.stringify(portText)} must be a whole number from 1 to 65535`);
+
+    const fromStack = values.stack === undefined ? { settings: {}, ignored: [] } : stackSettings(values.stack, root);
+    const settings: Record<string, string> = { ...fromStack.settings };
+    for (const assignment of values.set ?? []) {
+        const equals = assignment.indexOf("=");
+        if (equals < 1) throw new UsageError(`--set ${JSON.stringify(assignment)} must be KEY=VALUE, e.g. --set idleTimeoutSeconds=60`);
+        settings[assignment.slice(0, equals)] = assignment.slice(equals + 1);
+    }
+    return { command, stateDir: resolve(values.state ?? join(root, ".local")), port, settings: settings as RawSettings, ignored: fromStack.ignored };
+}
+
+/** The edge settings a stack file holds, as strings; its other keys of this project, by name. */
+function stackSettings(name: string, root: string): { settings: Record<string, string>; ignored: string[] } {
+    if (!/^[A-Za-z0-9_.-]+$/.test(name)) throw new UsageError(`--stack ${JSON.stringify(name)} is not a stack name`);
+    const path = join(root, `Pulumi.${name}.yaml`);
+    let file: { config?: Record<string, unknown> } | null;
+    try {
+        file = parseYaml(readFileSync(path, "utf8"));
+    } catch (error) {
+        throw new UsageError(`--stack ${name}: cannot read ${path}: ${(error as Error).message}`);
+    }
+    const settings: Record<string, string> = {};
+    const ignored: string[] = [];
+    for (const [fullKey, value] of Object.entries(file?.config ?? {})) {
+        const [namespace, key] = fullKey.includes(":") ? fullKey.split(":", 2) : ["wss-edge", fullKey];
+        if (namespace !== "wss-edge") continue;
+        if ((edgeSettingKeys as string[]).includes(key)) settings[key] = typeof value === "string" ? value : JSON.stringify(value);
+        else if ((settingKeys as string[]).includes(key)) ignored.push(key);
+        else settings[key] = typeof value === "string" ? value : JSON.stringify(value); // the validator names it
+    }
+    return { settings, ignored };
+}
+
+async function main(argv: string[]): Promise<number> {
+    let invocation: Invocation;
+    try {
+        invocation = parseInvocation(argv);
+    } catch (error) {
+        if (!(error instanceof UsageError)) throw error;
+        console.error(`local stack: ${error.message}\n\n${usage}`);
         return 2;
     }
-
-    switch (command) {
+    if (invocation.command === "help") {
+        console.log(usage);
+        return 0;
+    }
+    if (invocation.ignored.length > 0) console.log(`local stack: left out AWS placement settings of the stack file: ${invocation.ignored.join(", ")}`);
+    switch (invocation.command) {
         case "start":
-            return runInForeground(stateDir, port);
+            return runInForeground(invocation);
         case "up":
-            return startDetached(stateDir, port);
+            return startDetached(invocation);
         case "down": {
-            const stopped = await stopDetachedStack(stateDir);
-            console.log(stopped.length === 0 ? "local stack: nothing running" : `local stack: stopped ${stopped.join(", ")}`);
+            const stopped = await stopDetachedStack(invocation.stateDir);
+            console.log(stopped.length === 0 ? `local stack: nothing running in ${invocation.stateDir}` : `local stack: stopped ${stopped.join(", ")}`);
             return 0;
         }
-        default:
-            console.error("usage: local/cli.ts start|up|down [--port N] [--state DIR]");
-            return 2;
     }
 }
 
-async function runInForeground(stateDir: string, port: number): Promise<number> {
-    const stack = await LocalStack.start({ stateDir, edgePort: port });
+async function runInForeground({ stateDir, port, settings }: Invocation): Promise<number> {
+    let stack: LocalStack | undefined;
     let stopping = false;
+    let status: NodeJS.Timeout | undefined;
     const stop = async (signal: string) => {
         if (stopping) return;
         stopping = true;
+        if (status) clearInterval(status);
         process.stdout.write(`\nlocal stack: ${signal}, stopping…\n`);
-        clearInterval(status);
-        await stack.stop();
+        await stack?.stop();
         console.log("local stack: stopped, no process left behind");
         process.exit(0);
     };
-    process.on("SIGINT", () => void stop("SIGINT"));
-    process.on("SIGTERM", () => void stop("SIGTERM"));
+    // Ctrl-C, a kill, or the terminal closing: every one stops the stack first.
+    for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(signal, () => void stop(signal));
+
+    stack = await LocalStack.start({ stateDir, edgePort: port, settings });
     printOutputs(stack);
     console.log("\nCtrl-C stops the stack. Live sockets per backend:");
-
-    const status = setInterval(async () => {
-        const counts = await stack.backendSocketCounts();
+    const live = stack;
+    let last = "";
+    status = setInterval(async () => {
+        const counts = await live.backendSocketCounts();
         const line = Object.entries(counts)
             .map(([name, n]) => `${name} ${n === undefined ? "DOWN" : n}`)
             .join("  │  ");
-        if (!stopping) process.stdout.write(`\r\x1b[K${line}`);
+        if (stopping) return;
+        // On a terminal the line updates in place; into a file or a pipe, it is written when it changes.
+        if (process.stdout.isTTY) process.stdout.write(`\r\x1b[K${line}`);
+        else if (line !== last) process.stdout.write(`${line}\n`);
+        last = line;
     }, 1000);
     return new Promise(() => undefined);
 }
 
-async function startDetached(stateDir: string, port: number): Promise<number> {
+async function startDetached({ stateDir, port, settings }: Invocation): Promise<number> {
     // Backends run in their own process groups and NGINX daemonizes, so both outlive this process.
-    const stack = await LocalStack.start({ stateDir, edgePort: port });
+    const stack = await LocalStack.start({ stateDir, edgePort: port, settings });
     printOutputs(stack);
-    console.log("\nThe stack keeps running; `npm run local:down` stops it.");
+    console.log(`\nThe stack keeps running; \`npm run local:down -- --state ${stateDir}\` stops it.`);
     return 0;
 }
 
@@ -86,12 +175,14 @@ function printOutputs(stack: LocalStack): void {
     console.log(`\ntry: npm run smoke -- ${o.endpoint} --ca ${o.caCertificatePem}`);
 }
 
-main(process.argv.slice(2)).then(
-    (code) => {
-        if (code !== 0 || process.argv[2] !== "start") process.exit(code);
-    },
-    (error) => {
-        console.error((error as Error).message);
-        process.exit(1);
-    },
-);
+if (require.main === module) {
+    main(process.argv.slice(2)).then(
+        (code) => {
+            if (code !== 0 || process.argv[2] !== "start") process.exit(code);
+        },
+        (error) => {
+            console.error((error as Error).message);
+            process.exit(1);
+        },
+    );
+}

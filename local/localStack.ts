@@ -1,10 +1,7 @@
-import { ChildProcess, execFileSync, spawn } from "node:child_process";
+import { ChildProcess, spawn } from "node:child_process";
+import { X509Certificate } from "node:crypto";
 import { closeSync, existsSync, openSync, readFileSync } from "node:fs";
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
-import { X509Certificate } from "node:crypto";
-import { request } from "node:https";
-import { connect as tlsConnect } from "node:tls";
-import { createServer } from "node:net";
 import { join, resolve } from "node:path";
 import { encodeDeployBundle, releaseFiles } from "../deploy/deployBundle";
 import { healthGateTimeoutSeconds } from "../host/backendHost";
@@ -15,7 +12,11 @@ import { healthPath, renderNginxConfig } from "../nginx/renderNginxConfig";
 import { backendTlsFiles } from "../pki/certificateLayout";
 import { LocalCertificate, LocalPki, issueWithOpenSsl } from "../pki/openSslIssuer";
 import { backendServerName, edgePkiSpec } from "../pki/pkiSpec";
-import { EdgeSettings, RawSettings, validateSettings } from "../settings/edgeSettings";
+import { EdgeSettings, RawSettings, validateEdgeSettings } from "../settings/edgeSettings";
+import { canListen, freePort } from "./ports";
+import { httpsGet, peerCertificateFingerprint } from "./probes";
+import { commandLine, findBinary, hardFileLimit, isAlive, runScript, stopNginx, terminate, terminatePid, waitUntil } from "./processes";
+import { StateLock } from "./stateLock";
 
 export const repositoryRoot = resolve(__dirname, "..");
 const backendEntry = join(repositoryRoot, "backend", "server.mjs");
@@ -29,7 +30,7 @@ export interface LocalStackOptions {
     readonly edgePort: number;
     /** Address the edge and backends bind to (default 127.0.0.1). */
     readonly bindAddress?: string;
-    /** Stack settings, as in Pulumi config; the local stack needs no adminCidrs. */
+    /** Edge settings, as Pulumi config holds them (`--set key=value`); AWS placement settings are refused. */
     readonly settings?: RawSettings;
     /** Overrides the ping interval derived from the idle timeout; 0 turns pings off. */
     readonly pingIntervalSeconds?: number;
@@ -69,6 +70,9 @@ export class LocalStack {
     private edgePort = 0;
     private workerProcesses: number;
     private stopped = false;
+    /** Held from the first step of a start until stop: nothing of another stack is ever touched. */
+    private lock: StateLock | undefined;
+    private nginxBinary = "nginx";
 
     private constructor(private readonly options: LocalStackOptions) {
         this.workerProcesses = options.workerProcesses ?? 2;
@@ -128,11 +132,12 @@ export class LocalStack {
         if (!/^[A-Za-z0-9_./-]+$/.test(this.stateDir)) {
             throw new Error(`local stack: state folder ${JSON.stringify(this.stateDir)} must be a plain path (letters, digits, '_', '.', '-', '/'): NGINX config paths are written unquoted`);
         }
-        const nginx = this.options.nginx ?? "nginx";
-        requireBinary(nginx, "NGINX", "apt-get install -y nginx-light");
-        requireBinary("openssl", "openssl", "apt-get install -y openssl");
+        this.nginxBinary = requireBinary(this.options.nginx ?? "nginx", "NGINX", "nginx-light");
+        requireBinary("openssl", "openssl", "openssl");
+        this.settings = validateEdgeSettings(this.options.settings ?? {}, "local");
 
-        this.settings = validateSettings({ adminCidrs: '["127.0.0.0/8"]', ...this.options.settings }, "local");
+        await mkdir(this.stateDir, { recursive: true, mode: 0o700 });
+        this.lock = StateLock.acquire(this.stateDir);
         this.edgePort = this.options.edgePort || (await freePort(this.bindAddress));
         await assertPortFree(this.bindAddress, this.edgePort, "edge");
 
@@ -253,7 +258,7 @@ export class LocalStack {
 
     /** Runs the deploy script with `bundle` on standard input; rejects with its stderr. */
     deployBundle(bundle: string): Promise<string> {
-        return runScript(deployScript, [], bundle, { WSS_EDGE_ROOT: this.edgeRoot, NGINX_BIN: this.options.nginx ?? "nginx" });
+        return runScript(deployScript, [], bundle, { WSS_EDGE_ROOT: this.edgeRoot, NGINX_BIN: this.nginxBinary });
     }
 
     /**
@@ -296,7 +301,7 @@ export class LocalStack {
         backend.process.kill("SIGHUP");
         const renewed = this.backendCertificate(name);
         const expected = new X509Certificate(renewed.certificatePem).fingerprint256;
-        await waitUntil(5000, async () => (await this.backendCertificateFingerprint(backend)) === expected, `backend ${name} did not load its renewed certificate`);
+        await waitUntil(5000, async () => (await peerCertificateFingerprint(this.bindAddress, backend.port, this.asProxy())) === expected, `local stack: backend ${name} did not load its renewed certificate`);
         return renewed;
     }
 
@@ -328,24 +333,14 @@ export class LocalStack {
         return { oldPort: predecessor.port, newPort: successor.port, pid: successor.pid };
     }
 
-    /** SHA-256 fingerprint of the certificate a backend presents now (to the proxy's client certificate). */
-    private backendCertificateFingerprint(backend: RunningBackend): Promise<string | undefined> {
-        return new Promise((done) => {
-            const socket = tlsConnect({
-                host: this.bindAddress,
-                port: backend.port,
-                servername: backendServerName,
-                ca: this.pki.caCertificatePem,
-                cert: this.pki.proxyClientCertificate.certificatePem,
-                key: this.pki.proxyClientCertificate.privateKeyPem,
-            });
-            socket.setTimeout(2000, () => socket.destroy());
-            socket.once("secureConnect", () => {
-                done(socket.getPeerX509Certificate()?.fingerprint256);
-                socket.destroy();
-            });
-            socket.once("error", () => done(undefined));
-        });
+    /** TLS client options with which this stack talks to its backends as the proxy does. */
+    private asProxy() {
+        return {
+            ca: this.pki.caCertificatePem,
+            cert: this.pki.proxyClientCertificate.certificatePem,
+            key: this.pki.proxyClientCertificate.privateKeyPem,
+            servername: backendServerName,
+        };
     }
 
     /** Changes the number of NGINX workers and redeploys (a reload). */
@@ -356,22 +351,20 @@ export class LocalStack {
 
     /** Applies new settings (e.g. a shorter idle timeout) and redeploys. */
     async reconfigure(settings: RawSettings): Promise<string> {
-        this.settings = validateSettings({ adminCidrs: '["127.0.0.0/8"]', ...this.options.settings, ...settings }, "local");
+        this.settings = validateEdgeSettings({ ...this.options.settings, ...settings }, "local");
         return this.deploy();
     }
 
     async waitForBackend(backend: RunningBackend | string, timeoutMs = 10000): Promise<void> {
         const b = typeof backend === "string" ? this.backend(backend) : backend;
         await waitUntil(timeoutMs, async () => {
-            if (b.process === undefined || b.process.exitCode !== null) {
-                throw new Error(`local stack: backend ${b.name} exited while starting; its log:\n${tail(join(this.stateDir, "backends", `${b.name}.log`))}`);
-            }
+            if (b.process === undefined || b.process.exitCode !== null) throw this.exitedWhileStarting(b);
             return (await this.backendHealth(b)) !== undefined;
-        }, `backend ${b.name} on ${this.bindAddress}:${b.port} did not become healthy`);
+        }, `local stack: backend ${b.name} on ${this.bindAddress}:${b.port} did not become healthy`);
     }
 
     private async waitForEdge(): Promise<void> {
-        await waitUntil(10000, async () => (await httpsGet(this.bindAddress, this.edgePort, healthPath, { ca: this.pki.caCertificatePem, servername: "localhost" }))?.status === 200, `edge on ${this.bindAddress}:${this.edgePort} did not answer ${healthPath}; see ${join(this.edgeRoot, "logs", "error.log")}`);
+        await waitUntil(10000, async () => (await httpsGet(this.bindAddress, this.edgePort, healthPath, { ca: this.pki.caCertificatePem, servername: "localhost" }))?.status === 200, `local stack: edge on ${this.bindAddress}:${this.edgePort} did not answer ${healthPath}; see ${join(this.edgeRoot, "logs", "error.log")}`);
     }
 
     /** Sockets each backend holds now, from its own /healthz (undefined when it is down). */
@@ -381,12 +374,7 @@ export class LocalStack {
     }
 
     private async backendHealth(b: RunningBackend): Promise<number | undefined> {
-        const response = await httpsGet(this.bindAddress, b.port, healthPath, {
-            ca: this.pki.caCertificatePem,
-            cert: this.pki.proxyClientCertificate.certificatePem,
-            key: this.pki.proxyClientCertificate.privateKeyPem,
-            servername: backendServerName,
-        });
+        const response = await httpsGet(this.bindAddress, b.port, healthPath, this.asProxy());
         return response?.status === 200 ? (JSON.parse(response.body) as { sockets: number }).sockets : undefined;
     }
 
@@ -416,198 +404,80 @@ export class LocalStack {
         return pid > 0 && isAlive(pid) ? pid : undefined;
     }
 
-    /** Stops NGINX and every backend this stack started. Safe to call more than once. */
+    /**
+     * Stops NGINX and every backend this stack started, and frees its folder. Safe to call more
+     * than once; a stack that never got its folder's lock touches nothing.
+     */
     async stop(): Promise<void> {
         if (this.stopped) return;
         this.stopped = true;
+        if (!this.lock) return;
         const master = this.nginxMasterPid();
         if (master !== undefined) await stopNginx(master);
         await Promise.all(this.backends.map((b) => (b.process ? terminate(b.process, "SIGTERM") : undefined)));
+        this.lock.release();
     }
 
+    /** Writes outputs.json, and names in the lock every process that holds this stack. */
     private async writeState(): Promise<void> {
         await writeFile(join(this.stateDir, "outputs.json"), JSON.stringify(this.outputs, null, 2) + "\n");
-    }
-}
-
-/** Stops a stack that `npm run local:up` left running, from its outputs.json. */
-export async function stopDetachedStack(stateDir: string): Promise<string[]> {
-    const outputsPath = join(stateDir, "outputs.json");
-    if (!existsSync(outputsPath)) return [];
-    const outputs = JSON.parse(await readFile(outputsPath, "utf8")) as LocalStackOutputs;
-    const stopped: string[] = [];
-    const master = existsSync(outputs.nginxPidFile) ? Number(readFileSync(outputs.nginxPidFile, "utf8").trim()) : 0;
-    if (master > 0 && isAlive(master)) {
-        await stopNginx(master);
-        stopped.push(`nginx (pid ${master})`);
-    }
-    for (const backend of outputs.backends) {
-        if (isAlive(backend.pid) && isOurBackend(backend.pid, backend.entry ?? backendEntry)) {
-            process.kill(backend.pid, "SIGTERM");
-            await waitUntil(6000, async () => !isAlive(backend.pid), `backend ${backend.name} (pid ${backend.pid}) did not stop`).catch(() => process.kill(backend.pid, "SIGKILL"));
-            stopped.push(`${backend.name} (pid ${backend.pid})`);
-        }
-    }
-    return stopped;
-}
-
-function isOurBackend(pid: number, entry: string): boolean {
-    try {
-        return readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(entry);
-    } catch {
-        return false;
-    }
-}
-
-/** NGINX's fast shutdown (SIGTERM) for the master; its workers go with it. */
-export async function stopNginx(master: number): Promise<void> {
-    const workers = childPids(master);
-    try {
-        process.kill(master, "SIGTERM");
-    } catch {
-        return; // already gone
-    }
-    try {
-        await waitUntil(5000, async () => !isAlive(master), `nginx master ${master} did not stop`);
-    } catch {
-        for (const pid of [master, ...workers]) if (isAlive(pid)) process.kill(pid, "SIGKILL");
-    }
-}
-
-function childPids(pid: number): number[] {
-    try {
-        return readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number);
-    } catch {
-        return [];
-    }
-}
-
-function isAlive(pid: number): boolean {
-    try {
-        process.kill(pid, 0);
-        return !readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.startsWith("Z");
-    } catch {
-        return false;
-    }
-}
-
-/** Sends `signal`, waits for the exit, and kills the process if it takes longer than 6 s. */
-export async function terminate(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise<void>((done) => child.once("exit", () => done()));
-    child.kill(signal);
-    const timer = setTimeout(() => child.kill("SIGKILL"), 6000);
-    await exited;
-    clearTimeout(timer);
-}
-
-/** Runs one of deploy/'s scripts with `stdin`; rejects with its stderr. */
-function runScript(script: string, args: readonly string[], stdin: string, env: Record<string, string>, signal?: AbortSignal): Promise<string> {
-    return new Promise((done, fail) => {
-        const child = spawn("bash", [script, ...args], { env: { ...process.env, ...env }, stdio: ["pipe", "pipe", "pipe"], signal });
-        let stdout = "";
-        let stderr = "";
-        child.stdout.on("data", (d) => (stdout += d));
-        child.stderr.on("data", (d) => (stderr += d));
-        child.on("error", fail);
-        child.on("close", (code) => (code === 0 ? done(stdout) : fail(new DeployError(code ?? -1, stderr.trim()))));
-        child.stdin.end(stdin);
-    });
-}
-
-export class DeployError extends Error {
-    constructor(
-        readonly exitCode: number,
-        readonly stderr: string,
-    ) {
-        super(`deploy failed (exit ${exitCode}):\n${stderr}`);
-        this.name = "DeployError";
-    }
-}
-
-/** The per-process descriptor limit here, and connections per worker that fit in it. */
-function localWorkerLimits(): { connections: number; fileLimit: number } {
-    let hard = 1024;
-    try {
-        const out = execFileSync("sh", ["-c", "ulimit -Hn"], { encoding: "utf8" }).trim();
-        hard = out === "unlimited" ? 1048576 : Number(out);
-    } catch {
-        // keep the conservative default
-    }
-    const fileLimit = Math.min(hard, 1048576);
-    return { fileLimit, connections: Math.max(512, fileLimit - 200) };
-}
-
-function requireBinary(binary: string, what: string, install: string): void {
-    try {
-        execFileSync("sh", ["-c", `command -v "$1"`, "sh", binary], { stdio: "ignore" });
-    } catch {
-        throw new Error(`local stack: ${what} ('${binary}') is not installed. Install it with: ${install}`);
+        const master = this.nginxMasterPid();
+        this.lock?.record({ pids: [process.pid, ...(master ? [master] : []), ...this.backends.map((b) => b.pid)], port: this.edgePort });
     }
 }
 
 /**
- * A port free for listening on `host`, chosen below the kernel's ephemeral range: a port picked
- * inside it can be taken as the source port of an outgoing connection before we bind it.
+ * Stops a stack that `npm run local:up` (or an `npm start` in another terminal) left running in
+ * `stateDir`, and frees the folder. Only processes that stack recorded are touched, each checked
+ * to still be what it was (a reused pid is left alone).
  */
-export async function freePort(host: string): Promise<number> {
-    const [ephemeralLow] = readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/).map(Number);
-    const low = 10000;
-    const high = ephemeralLow - 1;
-    for (let attempt = 0; attempt < 100 && high > low; attempt++) {
-        const port = low + Math.floor(Math.random() * (high - low));
-        if (await canListen(host, port)) return port;
+export async function stopDetachedStack(stateDir: string): Promise<string[]> {
+    const stopped: string[] = [];
+    const holder = StateLock.read(stateDir);
+    // A foreground `npm start`: ask it to stop its own stack, as Ctrl-C would.
+    const starter = holder?.pids[0];
+    if (starter !== undefined && starter !== process.pid && isAlive(starter) && commandLine(starter).includes(join("local", "cli.ts"))) {
+        await terminatePid(starter, "SIGTERM", 20000);
+        stopped.push(`npm start (pid ${starter})`);
     }
-    throw new Error(`local stack: no free port between ${low} and ${high} on ${host}`);
+    const outputsPath = join(stateDir, "outputs.json");
+    if (existsSync(outputsPath)) {
+        const outputs = JSON.parse(await readFile(outputsPath, "utf8")) as LocalStackOutputs;
+        const master = existsSync(outputs.nginxPidFile) ? Number(readFileSync(outputs.nginxPidFile, "utf8").trim()) : 0;
+        if (isAlive(master) && commandLine(master).startsWith("nginx: master process")) {
+            await stopNginx(master);
+            stopped.push(`nginx (pid ${master})`);
+        }
+        for (const backend of outputs.backends) {
+            if (isAlive(backend.pid) && commandLine(backend.pid).includes(backend.entry ?? backendEntry)) {
+                await terminatePid(backend.pid, "SIGTERM");
+                stopped.push(`${backend.name} (pid ${backend.pid})`);
+            }
+        }
+    }
+    StateLock.remove(stateDir);
+    return stopped;
 }
 
-function canListen(host: string, port: number): Promise<boolean> {
-    return new Promise((done) => {
-        const server = createServer();
-        server.once("error", () => done(false));
-        server.listen(port, host, () => server.close(() => done(true)));
-    });
+/** Descriptors per worker and connections that fit in them, under this machine's hard limit. */
+function localWorkerLimits(): { connections: number; fileLimit: number } {
+    const fileLimit = Math.min(hardFileLimit(), 1048576);
+    return { fileLimit, connections: Math.max(512, fileLimit - 200) };
+}
+
+function requireBinary(binary: string, what: string, pkg: string): string {
+    const path = findBinary(binary);
+    if (!path) {
+        const install = `apt-get update && apt-get install -y ${pkg}`;
+        throw new Error(`local stack: ${what} ('${binary}') is not installed. Install it with: ${process.getuid?.() === 0 ? install : `sudo sh -c '${install}'`}`);
+    }
+    return path;
 }
 
 async function assertPortFree(host: string, port: number, what: string): Promise<void> {
-    await new Promise<void>((done, fail) => {
-        const server = createServer();
-        server.once("error", (error: NodeJS.ErrnoException) =>
-            fail(new Error(`local stack: the ${what} port ${host}:${port} is taken (${error.code}); pick another with --port or EDGE_PORT`)),
-        );
-        server.listen(port, host, () => server.close(() => done()));
-    });
-}
-
-async function waitUntil(timeoutMs: number, check: () => Promise<boolean>, message: string): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
-        if (await check()) return;
-        await new Promise((r) => setTimeout(r, 100));
+    if (!(await canListen(host, port))) {
+        throw new Error(`local stack: the ${what} port ${host}:${port} is taken; pick another with --port or EDGE_PORT`);
     }
-    throw new Error(`local stack: ${message} within ${timeoutMs / 1000} s`);
-}
-
-interface TlsClientOptions {
-    ca: string;
-    cert?: string;
-    key?: string;
-    servername: string;
-}
-
-/** GET over HTTPS; undefined when the server is unreachable or the handshake fails. */
-function httpsGet(host: string, port: number, path: string, tls: TlsClientOptions): Promise<{ status: number; body: string } | undefined> {
-    return new Promise((done) => {
-        // Host as a client of the endpoint sends it: the edge answers only for its own names.
-        const req = request({ host, port, path, ...tls, headers: { host: tls.servername }, timeout: 2000 }, (res) => {
-            let body = "";
-            res.on("data", (d) => (body += d));
-            res.on("end", () => done({ status: res.statusCode ?? 0, body }));
-        });
-        req.on("error", () => done(undefined));
-        req.on("timeout", () => req.destroy());
-        req.end();
-    });
 }
 
 function tail(path: string, lines = 20): string {

@@ -2,7 +2,7 @@ import { edgeTlsFiles } from "../pki/certificateLayout";
 import { backendServerName } from "../pki/pkiSpec";
 import { EdgeSettings } from "../settings/edgeSettings";
 import { EdgeConfigSpec, UpstreamServer } from "./edgeConfigSpec";
-import { isIpLiteral } from "./renderNginxConfig";
+import { isIpLiteral } from "../settings/addresses";
 import { tlsPolicies } from "./tlsPolicy";
 
 /** What differs between the machines the edge runs on: ports, process limits, file places. */

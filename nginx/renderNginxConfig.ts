@@ -1,4 +1,4 @@
-import { isIP } from "node:net";
+import { isHostName, isIpLiteral } from "../settings/addresses";
 import { EdgeConfigSpec, UpstreamServer } from "./edgeConfigSpec";
 import { BackendTlsProtocol, backendTls12Ciphers, backendTlsProtocols } from "./tlsPolicy";
 
@@ -50,7 +50,7 @@ export function renderNginxConfig(spec: EdgeConfigSpec): string {
         `    client_header_timeout ${v.positiveInt("limits.clientHeaderTimeoutSeconds", limits.clientHeaderTimeoutSeconds)}s;`,
         `    large_client_header_buffers ${v.positiveInt("limits.largeHeaderBuffers.count", limits.largeHeaderBuffers.count)} ${v.positiveInt("limits.largeHeaderBuffers.sizeKiB", limits.largeHeaderBuffers.sizeKiB)}k;`,
         ...connectionLimitZone(v, limits.connectionsPerAddress),
-        ...totalSocketZone(limits.totalSockets),
+        ...totalSocketZone(v, limits.totalSockets),
         "",
         "    # --- WebSocket upgrade ------------------------------------------------------------",
         "    # Forward the client's Connection intent instead of forcing \"upgrade\": plain requests",
@@ -214,20 +214,43 @@ function connectionLimit(v: ValueGuard, perAddress: number): string[] {
     ];
 }
 
-function totalSocketZone(total: number | undefined): string[] {
+/** NGINX refuses a limit_conn of 65536 or more for one key. */
+const maxConnectionsPerKey = 65535;
+
+/**
+ * How the edge's socket ceiling is counted: by one key when it fits NGINX's limit, otherwise
+ * spread over 10 or 100 keys by the last digits of the connection's serial number, which NGINX
+ * hands out in turn, so each key holds an even share.
+ */
+function socketBuckets(total: number): { digits: number; perBucket: number } {
+    const digits = total <= maxConnectionsPerKey ? 0 : total <= 10 * maxConnectionsPerKey ? 1 : 2;
+    return { digits, perBucket: Math.ceil(total / 10 ** digits) };
+}
+
+function totalSocketZone(v: ValueGuard, total: number | undefined): string[] {
     if (total === undefined) return [];
+    const { digits } = socketBuckets(v.positiveInt("limits.totalSockets", total));
+    if (digits === 0) {
+        return ["    # One counter for the whole edge, shared by every worker: its key is the same for all.", "    limit_conn_zone $server_port zone=edge_sockets:1m;"];
+    }
     return [
-        "    # One counter for the whole edge, shared by every worker: its key is the same for all.",
-        "    limit_conn_zone $server_port zone=edge_sockets:1m;",
+        `    # The edge's ceiling is above what NGINX counts under one key (65535): ${10 ** digits} counters,`,
+        "    # by the last digits of each connection's serial number, share it evenly.",
+        "    map $connection $edge_socket_bucket {",
+        "        default 0;",
+        `        ~(${"[0-9]".repeat(digits)})$ $1;`,
+        "    }",
+        "    limit_conn_zone $edge_socket_bucket zone=edge_sockets:1m;",
     ];
 }
 
 function totalSocketLimit(v: ValueGuard, total: number | undefined): string[] {
     if (total === undefined) return [];
+    const { digits, perBucket } = socketBuckets(v.positiveInt("limits.totalSockets", total));
     return [
         "        # What this host's memory holds (instance memory, measured cost per socket); beyond it",
-        "        # new connections get 503 instead of the host running out of memory.",
-        `        limit_conn edge_sockets ${v.positiveInt("limits.totalSockets", total)};`,
+        `        # new connections get 503 instead of the host running out of memory.${digits === 0 ? "" : ` Per counter, of ${10 ** digits}.`}`,
+        `        limit_conn edge_sockets ${perBucket};`,
     ];
 }
 
@@ -302,15 +325,4 @@ class ValueGuard {
         if (!isIpLiteral(a) && !isHostName(a)) throw new RenderError(field, a, "an IP address or a DNS host name");
         return a;
     }
-}
-
-export function isHostName(name: string): boolean {
-    if (name.length === 0 || name.length > 253) return false;
-    return name
-        .split(".")
-        .every((label) => /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/.test(label));
-}
-
-export function isIpLiteral(a: string): boolean {
-    return isIP(a) !== 0;
 }

@@ -1,3 +1,5 @@
+import { BackendTlsProtocol, TlsPolicyName, backendTlsProtocols } from "../settings/settingsTable";
+
 /**
  * TLS policies as data, after Mozilla's server-side TLS guidelines
  * (https://ssl-config.mozilla.org/guidelines/6.0.json). The renderer writes the
@@ -52,15 +54,15 @@ export const mozillaModern: TlsPolicy = {
     deviations: mozillaIntermediate.deviations,
 };
 
-export const tlsPolicies = {
+/** The policies by the names the `tlsPolicy` setting takes. */
+export const tlsPolicies: Readonly<Record<TlsPolicyName, TlsPolicy>> = {
     "mozilla-intermediate": mozillaIntermediate,
     "mozilla-modern": mozillaModern,
-} as const;
+};
 
-export type TlsPolicyName = keyof typeof tlsPolicies;
-
-/**
- * What the proxy may speak to the backends: one protocol, so every connection behaves alike.
+/*
+ * What the proxy may speak to the backends (the `backendTlsProtocol` setting): one protocol, so
+ * every connection behaves alike.
  * NGINX 1.22 keeps one session per backend and worker and offers it on the next connection.
  * - TLSv1.2: every connection after the first resumes it: no key exchange, no certificate
  *   parsing or checking, about 60% fewer instructions per new WebSocket on the proxy. Resumed
@@ -71,9 +73,8 @@ export type TlsPolicyName = keyof typeof tlsPolicies;
  *   once and Node's server issues no ticket on a resumed connection, so every other handshake
  *   to a backend is a full one.
  */
-export const backendTlsProtocols = ["TLSv1.2", "TLSv1.3"] as const;
-
-export type BackendTlsProtocol = (typeof backendTlsProtocols)[number];
+export { backendTlsProtocols };
+export type { BackendTlsProtocol, TlsPolicyName };
 
 /** The ECDHE and AEAD suites of Mozilla's intermediate list that the backends' ECDSA certificates can serve. */
 export const backendTls12Ciphers = mozillaIntermediate.tls12Ciphers.filter((c) => c.startsWith("ECDHE-ECDSA-"));

@@ -1,5 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
-import { EdgeSettings, RawSettings, SettingsError, SettingKey, secretSettingKeys, validateSettings } from "./edgeSettings";
+import { RawSettings, SettingsError, validateSettings } from "./edgeSettings";
+import { SettingKey, StackSettings, secretSettingKeys } from "./settingsTable";
 
 /** Whether the stack holds `key` encrypted. Exported by the runtime, not declared in its types. */
 const isConfigSecret = (require("@pulumi/pulumi/runtime/config") as { isConfigSecret: (key: string) => boolean }).isConfigSecret;
@@ -10,7 +11,7 @@ const isConfigSecret = (require("@pulumi/pulumi/runtime/config") as { isConfigSe
  * `pulumi.secret` before any resource sees them. A secret key set in plain text is refused:
  * it would sit unencrypted in the stack file (Pulumi.yaml cannot declare it secret, see there).
  */
-export function loadEdgeSettings(): EdgeSettings {
+export function loadStackSettings(): StackSettings {
     const namespace = pulumi.getProject();
     const raw: Record<string, string> = {};
     for (const [fullKey, value] of Object.entries(pulumi.runtime.allConfig())) {

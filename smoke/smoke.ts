@@ -8,6 +8,7 @@
  * Exits 0 when everything held, 1 otherwise.
  */
 import { readFileSync } from "node:fs";
+import { isIP } from "node:net";
 import { parseArgs } from "node:util";
 import { close, connect, echo } from "./edgeClient";
 
@@ -50,6 +51,7 @@ async function main(argv: string[]): Promise<number> {
     const checks: Check[] = [];
     const check = (name: string, ok: boolean, detail: string) => checks.push({ name, ok, detail });
     const started = Date.now();
+    let hint: string | undefined;
     try {
         const first = await connect(url, { ca });
         check("upgrade", first.upgrade.statusCode === 101, `HTTP ${first.upgrade.statusCode} ${first.upgrade.headers.upgrade ?? ""}`.trim());
@@ -71,14 +73,32 @@ async function main(argv: string[]): Promise<number> {
         }
     } catch (error) {
         check("connect", false, (error as Error).message);
+        hint = connectHint(error as NodeJS.ErrnoException, url, ca !== undefined);
     }
 
     const width = Math.max(...checks.map((c) => c.name.length));
     console.log(`smoke ${url} (${Date.now() - started} ms)`);
     for (const c of checks) console.log(`  ${c.ok ? "ok  " : "FAIL"} ${c.name.padEnd(width)}  ${c.detail}`);
+    if (hint) console.log(`hint: ${hint}`);
     const failed = checks.filter((c) => !c.ok).length;
     console.log(failed === 0 ? "smoke passed" : `smoke failed: ${failed} check(s)`);
     return failed === 0 ? 0 : 1;
+}
+
+/** What to do about a failed connection, when its cause is one a user commonly meets. */
+function connectHint(error: NodeJS.ErrnoException, url: string, caGiven: boolean): string | undefined {
+    const host = new URL(url).hostname.replace(/^\[|\]$/g, "");
+    const text = `${error.code ?? ""} ${error.message}`;
+    if (isIP(host) && /UNRECOGNIZED_NAME|unrecognized name|alert number 112|alert internal error|alert number 80/i.test(text)) {
+        return `the edge refuses handshakes for names it does not serve, and a client that dials an IP address sends none: connect by the edge's name (its endpoint output, e.g. wss://localhost:${new URL(url).port || 443}/)`;
+    }
+    if (/SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT|DEPTH_ZERO_SELF_SIGNED_CERT|CERT_UNTRUSTED/.test(text)) {
+        return caGiven
+            ? "the edge's certificate does not chain to the --ca given: pass this stack's caCertificatePem"
+            : "the edge's certificate comes from the stack's own CA: pass --ca <caCertificatePem> (npm start prints its path; on AWS: pulumi stack output caCertificatePem > edge-ca.pem)";
+    }
+    if (/ERR_TLS_CERT_ALTNAME_INVALID/.test(text)) return `the edge's certificate does not name ${host}: use the host name of its endpoint output`;
+    return undefined;
 }
 
 main(process.argv.slice(2)).then(

@@ -1,13 +1,15 @@
 // The commands a user types: `npm start` brings the edge up and prints its outputs, the smoke
-// client passes against it (and fails against something that is not an edge), and Ctrl-C
-// leaves no process behind.
+// client passes against it (and fails, with a hint, against what is not a reachable edge), two
+// stacks run side by side without touching each other, and Ctrl-C or a closed terminal leave no
+// process behind.
 import assert from "node:assert/strict";
 import { ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
-import { freePort } from "../local/localStack";
+import { freePort } from "../local/ports";
+import { isAlive, waitUntil } from "../local/processes";
 
 const root = join(__dirname, "..");
 const tsx = (args: string[]) => spawn(process.execPath, ["--import", "tsx", ...args], { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
@@ -22,36 +24,65 @@ function run(args: string[]): Promise<{ code: number | null; output: string }> {
     });
 }
 
-const alive = (pid: number) => {
-    try {
-        process.kill(pid, 0);
-        return !/\) Z /.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
-    } catch {
-        return false;
+/** A foreground `npm start`, its output so far, and the processes its outputs.json names. */
+class Foreground {
+    readonly child: ChildProcess;
+    output = "";
+
+    constructor(readonly state: string, readonly port: number, extra: string[] = []) {
+        this.child = tsx(["local/cli.ts", "start", "--port", String(port), "--state", state, ...extra]);
+        this.child.stdout!.on("data", (d) => (this.output += d));
+        this.child.stderr!.on("data", (d) => (this.output += d));
+        after(() => {
+            if (this.child.exitCode === null) this.child.kill("SIGKILL");
+        });
     }
+
+    /** Resolves once the stack serves; fails with its output if it exits first. */
+    async ready(): Promise<void> {
+        await waitUntil(30000, () => {
+            if (this.child.exitCode !== null) throw new Error(`npm start exited ${this.child.exitCode}:\n${this.output}`);
+            return this.output.includes("Ctrl-C stops the stack");
+        }, "npm start did not come up");
+    }
+
+    get pids(): number[] {
+        const outputs = JSON.parse(readFileSync(join(this.state, "outputs.json"), "utf8"));
+        return [Number(readFileSync(outputs.nginxPidFile, "utf8")), ...outputs.backends.map((b: { pid: number }) => b.pid)];
+    }
+
+    async signal(signal: NodeJS.Signals): Promise<number | null> {
+        const exited = new Promise<number | null>((resolve) => this.child.once("exit", (code) => resolve(code)));
+        this.child.kill(signal);
+        return exited;
+    }
+}
+
+const scratch = (name: string) => {
+    const dir = mkdtempSync(join(tmpdir(), `wss-edge-${name}-`));
+    after(() => rmSync(dir, { recursive: true, force: true }));
+    return dir;
 };
 
 describe("npm start, the smoke client and Ctrl-C", async () => {
-    const state = mkdtempSync(join(tmpdir(), "wss-edge-cli-"));
+    const state = scratch("cli");
     const port = await freePort("127.0.0.1");
-    let start: ChildProcess | undefined;
-    after(() => {
-        if (start && start.exitCode === null) start.kill("SIGKILL");
-        rmSync(state, { recursive: true, force: true });
-    });
+    const start = new Foreground(state, port, ["--set", "idleTimeoutSeconds=60"]);
 
-    it("starts the stack in the foreground and prints the AWS stack's outputs", async () => {
-        start = tsx(["local/cli.ts", "start", "--port", String(port), "--state", state]);
-        let output = "";
-        start.stdout!.on("data", (d) => (output += d));
-        start.stderr!.on("data", (d) => (output += d));
-        for (let i = 0; i < 200 && !output.includes("Ctrl-C stops the stack"); i++) await new Promise((r) => setTimeout(r, 100));
-        assert.match(output, new RegExp(`endpoint\\s+wss://localhost:${port}/`));
-        assert.match(output, /healthUrl\s+https:\/\/localhost:\d+\/healthz/);
-        assert.match(output, /caCertificatePem\s+\S+\/pki\/ca\.crt/);
+    it("starts the stack in the foreground with the settings given, and prints the AWS stack's outputs", async () => {
+        await start.ready();
+        assert.match(start.output, new RegExp(`endpoint\\s+wss://localhost:${port}/`));
+        assert.match(start.output, /healthUrl\s+https:\/\/localhost:\d+\/healthz/);
+        assert.match(start.output, /caCertificatePem\s+\S+\/pki\/ca\.crt/);
         const outputs = JSON.parse(readFileSync(join(state, "outputs.json"), "utf8"));
         assert.equal(outputs.endpoint, `wss://localhost:${port}/`);
         assert.equal(outputs.backends.length, 3);
+        assert.match(readFileSync(join(state, "edge", "current", "nginx.conf"), "utf8"), /proxy_read_timeout 60s;/);
+    });
+
+    it("writes its status line without terminal escapes when its output is not a terminal", async () => {
+        await waitUntil(5000, () => /backend-1 \d+ {2}│/.test(start.output), "a status line");
+        assert.doesNotMatch(start.output, /\x1b\[/);
     });
 
     it("passes the smoke test against it, and fails one against a port that is no edge", async () => {
@@ -64,14 +95,75 @@ describe("npm start, the smoke client and Ctrl-C", async () => {
         assert.match(failed.output, /FAIL\s+connect/);
     });
 
+    it("tells a smoke user who dials the IP address to use the name, and one without --ca to pass it", async () => {
+        const byAddress = await run(["smoke/smoke.ts", `wss://127.0.0.1:${port}/`, "--ca", join(state, "pki", "ca.crt")]);
+        assert.equal(byAddress.code, 1);
+        assert.match(byAddress.output, /hint: the edge refuses handshakes for names it does not serve.*wss:\/\/localhost:\d+\//);
+        const withoutCa = await run(["smoke/smoke.ts", `wss://localhost:${port}/`]);
+        assert.equal(withoutCa.code, 1);
+        assert.match(withoutCa.output, /hint: .*pass --ca <caCertificatePem>/);
+    });
+
     it("stops everything it started on Ctrl-C (SIGINT), leaving no process behind", async () => {
-        const outputs = JSON.parse(readFileSync(join(state, "outputs.json"), "utf8"));
-        const master = Number(readFileSync(outputs.nginxPidFile, "utf8"));
-        const pids: number[] = [master, ...outputs.backends.map((b: { pid: number }) => b.pid)];
-        assert.ok(pids.every(alive));
-        const exited = new Promise<number | null>((resolve) => start!.once("exit", (code) => resolve(code)));
-        start!.kill("SIGINT");
-        assert.equal(await exited, 0);
-        assert.deepEqual(pids.filter(alive), [], "no process left");
+        const pids = start.pids;
+        assert.ok(pids.every(isAlive));
+        assert.equal(await start.signal("SIGINT"), 0);
+        assert.deepEqual(pids.filter(isAlive), [], "no process left");
+    });
+});
+
+describe("two stacks in one clone", async () => {
+    const [first, second] = [scratch("first"), scratch("second")];
+    const [firstPort, secondPort] = [await freePort("127.0.0.1"), await freePort("127.0.0.1")];
+    const a = new Foreground(first, firstPort);
+
+    it("a second start in the first one's folder is refused and touches nothing of it", async () => {
+        await a.ready();
+        const pids = a.pids;
+        const lock = readFileSync(join(first, "stack.lock"), "utf8");
+        const master = readFileSync(join(first, "edge", "current", "nginx.conf"), "utf8");
+        const refused = await run(["local/cli.ts", "up", "--port", String(secondPort), "--state", first]);
+        assert.equal(refused.code, 1);
+        assert.match(refused.output, new RegExp(`${first} belongs to a running stack \\(edge on port ${firstPort}.*--state ${first}-2`));
+        assert.deepEqual(pids.filter((pid) => !isAlive(pid)), [], "every process of the first stack lives");
+        assert.equal(readFileSync(join(first, "stack.lock"), "utf8"), lock);
+        assert.equal(readFileSync(join(first, "edge", "current", "nginx.conf"), "utf8"), master, "its config was not redeployed");
+        assert.equal((await run(["smoke/smoke.ts", `wss://localhost:${firstPort}/`, "--ca", join(first, "pki", "ca.crt"), "--reconnects", "0"])).code, 0);
+    });
+
+    it("a second start on the first one's port fails and stops only what it started", async () => {
+        const pids = a.pids;
+        const refused = await run(["local/cli.ts", "up", "--port", String(firstPort), "--state", second]);
+        assert.equal(refused.code, 1);
+        assert.match(refused.output, new RegExp(`the edge port 127\\.0\\.0\\.1:${firstPort} is taken`));
+        assert.deepEqual(pids.filter((pid) => !isAlive(pid)), []);
+        assert.equal((await run(["smoke/smoke.ts", `wss://localhost:${firstPort}/`, "--ca", join(first, "pki", "ca.crt"), "--reconnects", "0"])).code, 0);
+    });
+
+    it("runs beside it with its own folder and port, and each stops on its own", async () => {
+        const up = await run(["local/cli.ts", "up", "--port", String(secondPort), "--state", second]);
+        assert.equal(up.code, 0, up.output);
+        const secondPids = JSON.parse(readFileSync(join(second, "stack.lock"), "utf8")).pids.slice(1) as number[];
+        for (const [port, state] of [[firstPort, first], [secondPort, second]] as const) {
+            assert.equal((await run(["smoke/smoke.ts", `wss://localhost:${port}/`, "--ca", join(state, "pki", "ca.crt"), "--reconnects", "0"])).code, 0, `stack on ${port}`);
+        }
+        const down = await run(["local/cli.ts", "down", "--state", second]);
+        assert.equal(down.code, 0);
+        assert.deepEqual(secondPids.filter(isAlive), [], "the second stack is gone");
+        assert.ok(a.pids.every(isAlive), "the first stack is untouched");
+        assert.equal((await run(["smoke/smoke.ts", `wss://localhost:${firstPort}/`, "--ca", join(first, "pki", "ca.crt"), "--reconnects", "0"])).code, 0);
+    });
+
+    it("stops everything when its terminal closes (SIGHUP), and frees its folder", async () => {
+        const pids = a.pids;
+        assert.equal(await a.signal("SIGHUP"), 0);
+        assert.deepEqual(pids.filter(isAlive), []);
+        assert.throws(() => readFileSync(join(first, "stack.lock")), /ENOENT/);
+    });
+
+    it("refuses an AWS placement setting by name", async () => {
+        const refused = await run(["local/cli.ts", "up", "--port", String(secondPort), "--state", second, "--set", "backendInstanceType=t3.small"]);
+        assert.equal(refused.code, 1);
+        assert.match(refused.output, /local:backendInstanceType = "t3\.small": places the AWS stack .*the local stack does not take it/);
     });
 });

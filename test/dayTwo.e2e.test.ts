@@ -8,17 +8,9 @@ import { dirname, join } from "node:path";
 import { after, describe, it } from "node:test";
 import WebSocket from "ws";
 import { LocalStack } from "../local/localStack";
+import { waitUntil } from "../local/processes";
 import { EdgeSession, echo } from "../smoke/edgeClient";
 import { SocketPool, clientNetworkAddress, connectToEdge, startTestEdge } from "./support/localEdge";
-
-/** Resolves once `check` holds, polling every 50 ms, or fails after `timeoutMs`. */
-async function eventually(timeoutMs: number, what: string, check: () => boolean | Promise<boolean>): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!(await check())) {
-        if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what}`);
-        await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-}
 
 /** A socket and the client network it came from. */
 interface Client {
@@ -53,7 +45,7 @@ describe("replacing a backend under 1,000 open sockets", async () => {
         assert.notEqual(pid, oldPid);
 
         // The predecessor sends 1001 to each of its clients as it stops.
-        await eventually(10000, "every socket on the old backend-2 closed", () => onReplaced.every((s) => pool.closed.has(s.socket)));
+        await waitUntil(10000, () => onReplaced.every((s) => pool.closed.has(s.socket)), "every socket on the old backend-2 closed");
         assert.deepEqual(new Set(onReplaced.map((s) => pool.closed.get(s.socket))), new Set([1001]));
         const lost = untouched.filter((s) => s.socket.readyState !== WebSocket.OPEN);
         assert.equal(lost.length, 0, `${lost.length} sockets closed on untouched backends`);
@@ -117,13 +109,13 @@ describe("an edge at its socket ceiling", async () => {
         assert.ok(held.every((s) => s.socket.readyState === WebSocket.OPEN));
         assert.equal((await echo(held[0].socket, "still served")).toString(), "still served");
         held[4].socket.close(1000);
-        await eventually(5000, "a freed place is admitted again", async () => {
+        await waitUntil(5000, async () => {
             try {
                 pool.track(await connectToEdge(stack, { localAddress: clientNetworkAddress(5101) }));
                 return true;
             } catch {
                 return false;
             }
-        });
+        }, "a freed place admitted again");
     });
 });

@@ -6,9 +6,9 @@ import { existsSync, readFileSync, readdirSync, readlinkSync, writeFileSync, chm
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import WebSocket from "ws";
-import { DeployError } from "../local/localStack";
+import { ScriptError, waitUntil } from "../local/processes";
 import { close, echo } from "../smoke/edgeClient";
-import { SocketPool, connectToEdge, sleep, startTestEdge } from "./support/localEdge";
+import { SocketPool, connectToEdge, startTestEdge } from "./support/localEdge";
 
 describe("deploying a release with the deploy script", async () => {
     const stack = await startTestEdge({ settings: { backendCount: "2" } });
@@ -38,7 +38,7 @@ describe("deploying a release with the deploy script", async () => {
         const before = current();
         const broken = stack.renderConfig().replace("proxy_http_version 1.1;", "proxy_http_version 1.1;\n            proxy_bogus_directive on;");
         await assert.rejects(stack.deployConfig(broken), (error: Error) => {
-            assert.ok(error instanceof DeployError);
+            assert.ok(error instanceof ScriptError);
             assert.notEqual(error.exitCode, 0);
             assert.match(error.stderr, /\[emerg\] \d+#\d+: unknown directive "proxy_bogus_directive"/);
             assert.match(error.stderr, /the running config is unchanged/);
@@ -70,10 +70,11 @@ describe("deploying a release with the deploy script", async () => {
             stdio: ["pipe", "ignore", "ignore"],
             detached: true,
         });
-        deploy.stdin.end(`nginx.conf ${Buffer.from(stack.renderConfig().replace("120s", "240s")).toString("base64")}\n`);
+        // A release that differs from the current one, whatever the tests before left current.
+        const changed = stack.renderConfig().replace(/proxy_read_timeout \d+s;/, "proxy_read_timeout 240s;");
+        deploy.stdin.end(`nginx.conf ${Buffer.from(changed).toString("base64")}\n`);
         try {
-            for (let i = 0; i < 100 && !existsSync(marker); i++) await sleep(50);
-            assert.ok(existsSync(marker), "the deploy reached nginx -t");
+            await waitUntil(5000, () => existsSync(marker), "the deploy did not reach nginx -t");
             assert.ok(readdirSync(join(edgeRoot, "releases")).some((name) => name.startsWith(".staging.")), "a staged release exists");
         } finally {
             process.kill(-deploy.pid!, "SIGKILL");

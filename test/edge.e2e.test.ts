@@ -10,7 +10,8 @@ import { createInterface } from "node:readline";
 import { describe, it } from "node:test";
 import { connect as tlsConnect } from "node:tls";
 import WebSocket from "ws";
-import { repositoryRoot, terminate } from "../local/localStack";
+import { repositoryRoot } from "../local/localStack";
+import { terminate, waitUntil } from "../local/processes";
 import { close, echo } from "../smoke/edgeClient";
 import { SocketPool, clientNetworkAddress, connectToEdge, sleep, startTestEdge } from "./support/localEdge";
 
@@ -105,8 +106,9 @@ describe("the local edge", async () => {
         const sessions = await Promise.all(Array.from({ length: 200 }, (_, i) => pool.open(stack, { localAddress: clientNetworkAddress(300 + (i % 40)) })));
         const added = await stack.addBackend();
         await stack.waitForBackend(added);
+        // The deploy returns once the reload took effect (old workers shutting down); an echo on
+        // every socket then proves each one still carries traffic.
         await stack.deploy();
-        await sleep(1000);
         const closedDuringReload = sessions.filter((s) => s.socket.readyState !== WebSocket.OPEN);
         assert.equal(closedDuringReload.length, 0);
         const echoes = await Promise.all(sessions.map((s, i) => echo(s.socket, `after reload ${i}`)));
@@ -220,9 +222,12 @@ describe("mutual TLS between the edge and the backends", async () => {
                     socket.once("error", reject);
                 });
             const first = await dial();
+            const issuedAt = Date.now();
             assert.equal((await dial(first.session)).resumed, true, "resumed within the session's lifetime");
-            await sleep(4500);
-            assert.equal((await dial(first.session)).resumed, false, "a session older than TLS_SESSION_SECONDS was resumed");
+            // Sessions expire after 2 s and the ticket key changes every 2 s: by 2 × 2 s + 1 s at the
+            // latest, the first session must be refused.
+            await waitUntil(5000, async () => !(await dial(first.session)).resumed, "a session older than TLS_SESSION_SECONDS was still resumed");
+            assert.ok(Date.now() - issuedAt >= 1500, "refused only once its lifetime had passed");
         } finally {
             await backend.stop();
         }
@@ -252,14 +257,14 @@ describe("idle sockets", async () => {
     ]);
 
     it("stay open past the read timeout while the backend pings, and close at it when it does not", async () => {
+        const idleMs = 10 * 1000;
         const [kept, dropped] = await Promise.all([connectToEdge(pinging), connectToEdge(silent)]);
         const openedAt = Date.now();
         const droppedAfter = new Promise<number>((resolve) => dropped.socket.once("close", () => resolve(Date.now() - openedAt)));
-        await sleep(13000);
+        const elapsed = await Promise.race([droppedAfter, sleep(idleMs + 3000).then(() => Infinity)]);
+        assert.ok(elapsed >= idleMs - 500 && elapsed <= idleMs + 2500, `the silent socket closed after ${elapsed} ms, not at the ${idleMs / 1000} s timeout`);
         assert.equal(kept.socket.readyState, WebSocket.OPEN, "the pinged socket outlived proxy_read_timeout");
         assert.equal((await echo(kept.socket, "awake")).toString(), "awake");
-        const elapsed = await droppedAfter;
-        assert.ok(elapsed >= 9500 && elapsed <= 12500, `the silent socket closed after ${elapsed} ms, not at the 10 s timeout`);
         await close(kept.socket);
     });
 });

@@ -6,6 +6,7 @@ import { connect as tlsConnect } from "node:tls";
 import { describe, it } from "node:test";
 import WebSocket from "ws";
 import { close, echo } from "../smoke/edgeClient";
+import { waitUntil } from "../local/processes";
 import { SocketPool, clientNetworkAddress, connectToEdge, sleep, startTestEdge } from "./support/localEdge";
 
 const liveWorkers = (master: number) =>
@@ -79,7 +80,7 @@ describe("NGINX under change", async () => {
             // A real change each time, so every reload starts new workers.
             await stack.reconfigure({ idleTimeoutSeconds: String(300 + (reload % 2)) });
         }
-        await sleep(500);
+        // Each deploy returned once its reload had taken effect; the echoes prove every socket works.
         assert.equal(sessions.filter((s) => s.socket.readyState !== WebSocket.OPEN).length, 0);
         const echoes = await Promise.all(sessions.map((s, i) => echo(s.socket, `after 20 reloads ${i}`)));
         assert.ok(echoes.every((data, i) => data.toString() === `after 20 reloads ${i}`));
@@ -118,7 +119,15 @@ describe("an NGINX worker killed", async () => {
             const [victim, survivor] = liveWorkers(master);
             assert.ok(victim && survivor, "two workers");
             process.kill(victim, "SIGKILL");
-            await sleep(1000);
+            // The kernel closes every socket of the dead worker at once: wait until the master has
+            // started a new worker and the count of closed clients has held still for 250 ms.
+            const closedNow = () => sessions.filter((s) => s.socket.readyState !== WebSocket.OPEN).length;
+            let last = { count: -1, since: Date.now() };
+            await waitUntil(5000, () => {
+                const count = closedNow();
+                if (count !== last.count) last = { count, since: Date.now() };
+                return count > 0 && Date.now() - last.since >= 250 && liveWorkers(master).length === 2;
+            }, "the victim's clients saw their close, and a new worker started");
             const closed = sessions.filter((s) => s.socket.readyState !== WebSocket.OPEN);
             assert.ok(closed.length > 0 && closed.length < sessions.length, `${closed.length} of ${sessions.length} closed`);
             const respawned = liveWorkers(master);

@@ -111,6 +111,17 @@ describe("renderNginxConfig", () => {
         assert.doesNotMatch(render({}, localHost), /edge_sockets/, "the local stack has no memory budget of a VM");
     });
 
+    it("counts a ceiling above NGINX's 65,535 per key on 10 or 100 keys, by the last digits of the connection serial", async () => {
+        const ceiling = (maxSockets: string) => renderNginxConfig(specFor({ maxSockets }, localHost));
+        assert.match(ceiling("65535"), /limit_conn_zone \$server_port zone=edge_sockets:1m;[\s\S]*limit_conn edge_sockets 65535;/);
+        assert.match(ceiling("90112"), /map \$connection \$edge_socket_bucket \{\n\s+default 0;\n\s+~\(\[0-9\]\)\$ \$1;\n\s+\}\n\s+limit_conn_zone \$edge_socket_bucket zone=edge_sockets:1m;[\s\S]*limit_conn edge_sockets 9012;/);
+        assert.match(ceiling("1000000"), /~\(\[0-9\]\[0-9\]\)\$ \$1;[\s\S]*limit_conn edge_sockets 10000;/);
+        for (const maxSockets of ["90112", "1000000"]) {
+            const result = await nginxTest(ceiling(maxSockets));
+            assert.ok(result.ok, result.output);
+        }
+    });
+
     it("sizes the socket ceiling from memory, bounded by the ports towards the backends and the VM's descriptors", () => {
         const ceiling = (memoryMiB: number, backendCount = 3) => proxySocketCeiling({ memoryMiB, vcpus: 2, backendCount });
         assert.equal(ceiling(2048), 16384);

@@ -56,4 +56,4 @@ export class SocketPool {
     }
 }
 
-export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+export { sleep } from "../../local/processes";

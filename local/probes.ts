@@ -1,0 +1,39 @@
+/** What the local stack asks its edge and its backends, over TLS. */
+import { request } from "node:https";
+import { connect as tlsConnect } from "node:tls";
+
+export interface TlsClientOptions {
+    readonly ca: string;
+    readonly cert?: string;
+    readonly key?: string;
+    readonly servername: string;
+}
+
+/** GET over HTTPS; undefined when the server is unreachable or the handshake fails. */
+export function httpsGet(host: string, port: number, path: string, tls: TlsClientOptions): Promise<{ status: number; body: string } | undefined> {
+    return new Promise((done) => {
+        // Host as a client of the endpoint sends it: the edge answers only for its own names.
+        const req = request({ host, port, path, ...tls, headers: { host: tls.servername }, timeout: 2000 }, (res) => {
+            let body = "";
+            res.on("data", (d) => (body += d));
+            res.on("end", () => done({ status: res.statusCode ?? 0, body }));
+        });
+        req.on("error", () => done(undefined));
+        req.on("timeout", () => req.destroy());
+        req.end();
+    });
+}
+
+/** SHA-256 fingerprint of the certificate a TLS server presents now; undefined if the handshake fails. */
+export function peerCertificateFingerprint(host: string, port: number, tls: TlsClientOptions): Promise<string | undefined> {
+    return new Promise((done) => {
+        const socket = tlsConnect({ host, port, ...tls });
+        socket.setTimeout(2000, () => socket.destroy());
+        socket.once("secureConnect", () => {
+            done(socket.getPeerX509Certificate()?.fingerprint256);
+            socket.destroy();
+        });
+        socket.once("error", () => done(undefined));
+        socket.once("close", () => done(undefined));
+    });
+}

@@ -1,0 +1,212 @@
+/**
+ * Every setting of the stack, declared once: its kind (which gives its TypeScript type and its
+ * validation), default, bounds, description, whether it is secret, and its scope:
+ *
+ * - `edge`: how the edge behaves (timeouts, TLS, limits, fleet size). Pulumi and the local stack
+ *   (`--set key=value`) both take these.
+ * - `aws`: where and on what the AWS stack runs (instance types, ranges, names, images). Only
+ *   Pulumi takes these.
+ *
+ * `Pulumi.yaml`'s `config:` block is generated from this table (`npm run settings:pulumi-yaml`),
+ * and a test fails when it is stale. To add a setting: add a row here, regenerate Pulumi.yaml,
+ * then use it where it belongs (the renderer's spec for an edge setting, index.ts for an AWS one).
+ */
+
+interface Common {
+    readonly scope: "edge" | "aws";
+    /** One or two sentences, as `pulumi config` and the README show them. */
+    readonly description: string;
+}
+
+export type SettingDefinition =
+    | (Common & { readonly kind: "integer"; readonly default: number; readonly min: number; readonly max: number })
+    | (Common & { readonly kind: "boolean"; readonly default: boolean })
+    | (Common & { readonly kind: "choice"; readonly default: string; readonly choices: readonly string[] })
+    | (Common & { readonly kind: "instanceType"; readonly default: string })
+    /** A fully qualified DNS name; "" (the default) means none. */
+    | (Common & { readonly kind: "dnsName"; readonly default: "" })
+    /** A container image reference; "" (the default) means none. */
+    | (Common & { readonly kind: "imageReference"; readonly default: "" })
+    /** CIDR blocks, IPv4 or IPv6; without a default, every stack must set it. */
+    | (Common & { readonly kind: "cidrList"; readonly default?: readonly string[]; readonly allowWorld: boolean })
+    /** PEM text, always secret: never declared in Pulumi.yaml (a secret key can have no default there). */
+    | (Common & { readonly kind: "pem"; readonly secret: true; readonly pem: "certificate" | "privateKey" });
+
+export const settingsTable = {
+    backendCount: {
+        scope: "edge",
+        kind: "integer",
+        default: 3,
+        min: 1,
+        max: 20,
+        description: "Number of backend instances (1 to 20), spread over the region's availability zones.",
+    },
+    backendInstanceType: {
+        scope: "aws",
+        kind: "instanceType",
+        default: "t3.small",
+        description: "EC2 instance type of the backends. Graviton types (t4g, c7g, a1…) get an arm64 image.",
+    },
+    proxyInstanceType: {
+        scope: "aws",
+        kind: "instanceType",
+        default: "c6i.large",
+        description: "EC2 instance type of the NGINX proxy. Its memory sets how many WebSockets NGINX admits (40,960 on c6i.large; see the README's capacity table).",
+    },
+    backendPort: {
+        scope: "aws",
+        kind: "integer",
+        default: 8443,
+        min: 1,
+        max: 65535,
+        description: "Port the backends serve WSS on (1 to 65535). Only the proxy's security group may reach it.",
+    },
+    domainName: {
+        scope: "aws",
+        kind: "dnsName",
+        default: "",
+        description: "Public DNS name of the edge (point it at the proxyPublicIp output). Without it, clients use the Elastic IP.",
+    },
+    allowedCidrs: {
+        scope: "aws",
+        kind: "cidrList",
+        default: ["0.0.0.0/0", "::/0"],
+        allowWorld: true,
+        description: "IPv4 and IPv6 ranges allowed on 443 (and 80 when httpRedirect is on).",
+    },
+    adminCidrs: {
+        scope: "aws",
+        kind: "cidrList",
+        allowWorld: false,
+        description: "Required. Ranges allowed to SSH to the proxy; the deploy connects from one of them. Never /0.",
+    },
+    tlsCertificate: {
+        scope: "aws",
+        kind: "pem",
+        secret: true,
+        pem: "certificate",
+        description: "PEM certificate chain for domainName from a public CA, set with --secret together with tlsPrivateKey; otherwise the stack's CA issues one.",
+    },
+    tlsPrivateKey: {
+        scope: "aws",
+        kind: "pem",
+        secret: true,
+        pem: "privateKey",
+        description: "PEM private key of tlsCertificate, set with --secret.",
+    },
+    backendImage: {
+        scope: "aws",
+        kind: "imageReference",
+        default: "",
+        description: "Your own backend image (e.g. ghcr.io/acme/ws-app:1.4). Without it, backend/ is built and pushed to an ECR repository of the stack.",
+    },
+    idleTimeoutSeconds: {
+        scope: "edge",
+        kind: "integer",
+        default: 300,
+        min: 10,
+        max: 86400,
+        description: "Seconds a socket may go without data from the backend before NGINX closes it (10 to 86400). Backends ping every third of it, at most every 30 s.",
+    },
+    drainTimeoutSeconds: {
+        scope: "edge",
+        kind: "integer",
+        default: 3600,
+        min: 1,
+        max: 7 * 86400,
+        description: "Seconds NGINX workers retired by a reload keep their open sockets before closing them (worker_shutdown_timeout).",
+    },
+    httpRedirect: {
+        scope: "edge",
+        kind: "boolean",
+        default: false,
+        description: "Open port 80 and redirect it to HTTPS.",
+    },
+    tlsPolicy: {
+        scope: "edge",
+        kind: "choice",
+        default: "mozilla-intermediate",
+        choices: ["mozilla-intermediate", "mozilla-modern"],
+        description: "TLS policy of the public listener, mozilla-intermediate (TLS 1.2 and 1.3) or mozilla-modern (TLS 1.3 only).",
+    },
+    backendTlsProtocol: {
+        scope: "edge",
+        kind: "choice",
+        default: "TLSv1.2",
+        choices: ["TLSv1.2", "TLSv1.3"],
+        description: "Protocol from the proxy to the backends. TLSv1.2 resumes every backend session (about 60% less proxy CPU per new WebSocket; session keys reused for up to 5 minutes); TLSv1.3 gives every connection its own keys.",
+    },
+    connectionsPerAddress: {
+        scope: "edge",
+        kind: "integer",
+        default: 1000,
+        // NGINX refuses a limit_conn of 65536 or more.
+        min: 0,
+        max: 65535,
+        description: "Sockets one client address may hold at once (limit_conn), 0 to 65535; 0 turns the limit off. Keep it high for clients behind carrier NAT.",
+    },
+    maxSockets: {
+        scope: "edge",
+        kind: "integer",
+        default: 0,
+        min: 0,
+        max: 1000000,
+        description: "WebSockets the edge admits at once before answering 503; 0 means what the proxy's memory holds (the maxSockets output). A larger value than that is lowered to it.",
+    },
+} as const satisfies Record<string, SettingDefinition>;
+
+type Table = typeof settingsTable;
+export type SettingKey = keyof Table;
+
+/** The TypeScript type a kind of setting validates to. */
+type ValueOf<D> = D extends { readonly kind: "integer" }
+    ? number
+    : D extends { readonly kind: "boolean" }
+      ? boolean
+      : D extends { readonly kind: "choice"; readonly choices: readonly (infer C)[] }
+        ? C
+        : D extends { readonly kind: "cidrList" }
+          ? readonly string[]
+          : D extends { readonly kind: "dnsName" | "imageReference" | "pem" }
+            ? string | undefined
+            : string;
+
+/** Every setting, validated and typed. */
+export type StackSettings = { readonly [K in SettingKey]: ValueOf<Table[K]> };
+
+type KeysOfScope<S> = { [K in SettingKey]: Table[K]["scope"] extends S ? K : never }[SettingKey];
+export type EdgeSettingKey = KeysOfScope<"edge">;
+/** The settings of the edge's behaviour: what the local stack takes, and what the renderer's spec reads. */
+export type EdgeSettings = { readonly [K in EdgeSettingKey]: StackSettings[K] };
+
+export const settingKeys = Object.keys(settingsTable) as SettingKey[];
+export const edgeSettingKeys = settingKeys.filter((key) => settingsTable[key].scope === "edge") as EdgeSettingKey[];
+export const secretSettingKeys: ReadonlySet<SettingKey> = new Set(settingKeys.filter((key) => "secret" in settingsTable[key]));
+
+/** Choices of a `choice` setting, as their union type. */
+export const choicesOf = <K extends { [P in SettingKey]: Table[P] extends { kind: "choice" } ? P : never }[SettingKey]>(key: K) =>
+    settingsTable[key].choices as unknown as readonly StackSettings[K][];
+
+export type TlsPolicyName = StackSettings["tlsPolicy"];
+export type BackendTlsProtocol = StackSettings["backendTlsProtocol"];
+export const backendTlsProtocols = choicesOf("backendTlsProtocol");
+
+/**
+ * The `config:` block of Pulumi.yaml, as the table gives it: every setting but the secret ones,
+ * with its Pulumi type, its default (none for a required one) and its description.
+ */
+export function pulumiConfigBlock(): Record<string, { type: string; items?: { type: string }; default?: unknown; description: string }> {
+    const block: ReturnType<typeof pulumiConfigBlock> = {};
+    for (const key of settingKeys) {
+        const setting: SettingDefinition = settingsTable[key];
+        if (setting.kind === "pem") continue;
+        const type = setting.kind === "integer" ? "integer" : setting.kind === "boolean" ? "boolean" : setting.kind === "cidrList" ? "array" : "string";
+        block[key] = {
+            type,
+            ...(type === "array" ? { items: { type: "string" } } : {}),
+            ...(setting.default === undefined ? {} : { default: setting.default }),
+            description: setting.description,
+        };
+    }
+    return block;
+}
