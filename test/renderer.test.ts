@@ -1,11 +1,13 @@
 // The rendered nginx.conf: what it must say, what it must never say, and that NGINX accepts it.
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { after, describe, it } from "node:test";
 import { awsProxyHost, edgeConfigSpec, proxySocketCeiling } from "../nginx/edgeConfigFromSettings";
 import { EdgeConfigSpec } from "../nginx/edgeConfigSpec";
 import { RenderError, renderNginxConfig } from "../nginx/renderNginxConfig";
 import { mozillaIntermediate } from "../nginx/tlsPolicy";
 import { RawSettings, validateSettings } from "../settings/edgeSettings";
+import { defaultConfig, goldenPath } from "./golden/defaultConfig";
 import { isRoot, nginxTest, removeTestPki, scratchLocalHost } from "./support/nginxCheck";
 
 /** The proxy VM of the default stack: c6i.large (4 GiB, 2 vCPUs) in front of 3 backends. */
@@ -141,8 +143,19 @@ describe("renderNginxConfig", () => {
         assert.match(byAddress, /listen 443 ssl default_server reuseport;\n[\s\S]*server_name 198\.51\.100\.7;/);
     });
 
-    it("gives the same bytes for the same spec", () => {
-        assert.equal(render({ idleTimeoutSeconds: "900" }), config);
+    it("renders the default stack's config exactly as reviewed in test/golden/default.nginx.conf (after an intended change: npm run golden:update)", () => {
+        assert.equal(defaultConfig(), readFileSync(goldenPath, "utf8"));
+    });
+
+    it("guards the comments it writes too: a newline in a policy's name or deviation cannot start a directive", () => {
+        const spec = specFor();
+        for (const [field, policy] of [
+            ["tls.policy.name", { ...spec.tls.policy, name: "mine\nuser root;" }],
+            ["tls.policy.deviations[1]", { ...spec.tls.policy, deviations: ["fine", "also fine\r\nssl_protocols SSLv3;"] }],
+            ["tls.policy.guidelinesVersion", { ...spec.tls.policy, guidelinesVersion: "6.0\u2028x" }],
+        ] as const) {
+            assert.throws(() => renderNginxConfig({ ...spec, tls: { ...spec.tls, policy: policy } }), (error: Error) => error instanceof RenderError && error.field === field);
+        }
     });
 
     it("writes IPv6 backends in brackets", () => {

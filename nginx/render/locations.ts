@@ -1,0 +1,46 @@
+import { EdgeConfigSpec } from "../edgeConfigSpec";
+import { backendTlsDirectives } from "./tls";
+import { upstreamName } from "./upstream";
+import { ValueGuard } from "./valueGuard";
+
+export const healthPath = "/healthz";
+
+/** The edge's own health answer, and the WebSocket proxy to the backends. */
+export function locations(v: ValueGuard, spec: EdgeConfigSpec): string[] {
+    const { timeouts, upstream } = spec;
+    const idle = v.positiveInt("timeouts.idleSeconds", timeouts.idleSeconds);
+    const connect = v.positiveInt("timeouts.connectSeconds", timeouts.connectSeconds);
+    return [
+        "        # Answered by NGINX itself: says the edge is up, whatever the backends are doing.",
+        `        location = ${healthPath} {`,
+        "            access_log off;",
+        "            default_type text/plain;",
+        '            return 200 "ok\\n";',
+        "        }",
+        "",
+        "        location / {",
+        `            proxy_pass https://${upstreamName};`,
+        "            proxy_http_version 1.1;",
+        "            proxy_set_header Upgrade $http_upgrade;",
+        "            proxy_set_header Connection $connection_upgrade;",
+        "            proxy_set_header Host $host;",
+        "            # This is the first hop: replace whatever the client sent, so it cannot forge it.",
+        "            proxy_set_header X-Forwarded-For $remote_addr;",
+        "            proxy_set_header X-Forwarded-Proto $scheme;",
+        "            proxy_set_header X-Real-IP $remote_addr;",
+        "",
+        "            # An upgraded socket closes when the backend sends nothing for this long; the",
+        "            # backends ping well inside it, so only dead sockets hit it.",
+        `            proxy_read_timeout ${idle}s;`,
+        `            proxy_send_timeout ${idle}s;`,
+        `            proxy_connect_timeout ${connect}s;`,
+        "            # A refused connection or failed TLS handshake with one backend tries the next;",
+        "            # nothing has reached the client yet, so the retry is invisible to it.",
+        "            proxy_next_upstream error timeout http_502 http_503;",
+        `            proxy_next_upstream_tries ${Math.min(3, upstream.servers.length)};`,
+        `            proxy_next_upstream_timeout ${connect * 2}s;`,
+        "",
+        ...backendTlsDirectives(v, spec),
+        "        }",
+    ];
+}

@@ -1,0 +1,59 @@
+import { EdgeConfigSpec } from "../edgeConfigSpec";
+import { connectionLimits } from "./httpContext";
+import { locations } from "./locations";
+import { RenderError, ValueGuard } from "./valueGuard";
+
+/** The servers: one refusing unknown names (when the edge has names), the edge itself, and the HTTP redirect. */
+export function servers(v: ValueGuard, spec: EdgeConfigSpec): string[] {
+    if (spec.serverNames.length === 0) throw new RenderError("serverNames", "[]", "at least one name");
+    const address = spec.listen.address === undefined ? "" : `${v.address("listen.address", spec.listen.address)}:`;
+    const port = v.port("listen.port", spec.listen.port);
+    return [
+        ...unknownNameServer(spec, address, port),
+        "    server {",
+        ...tlsListen(spec, address, port, !spec.rejectUnknownNames),
+        "        # No http2 here: NGINX 1.22 cannot carry WebSockets over HTTP/2, and a client",
+        "        # that negotiated h2 through ALPN could not upgrade.",
+        `        server_name ${spec.serverNames.map((n) => v.serverName("serverNames", n)).join(" ")};`,
+        "",
+        `        ssl_certificate ${v.path("tls.certificate", spec.tls.certificate)};`,
+        `        ssl_certificate_key ${v.path("tls.certificateKey", spec.tls.certificateKey)};`,
+        `        add_header Strict-Transport-Security "max-age=${v.positiveInt("tls.policy.hstsMaxAgeSeconds", spec.tls.policy.hstsMaxAgeSeconds)}" always;`,
+        ...connectionLimits(v, spec),
+        "",
+        ...locations(v, spec),
+        "    }",
+        ...httpRedirectServer(v, spec.httpRedirectPort, spec.listen.ipv6 && spec.listen.address === undefined, port),
+    ];
+}
+
+/**
+ * The TLS listen lines. The first server on a port carries its options: `default_server`, and
+ * `reuseport`, so the kernel spreads connections evenly over the workers.
+ */
+function tlsListen(spec: EdgeConfigSpec, address: string, port: number, first: boolean): string[] {
+    const options = first ? " default_server reuseport" : "";
+    return [`        listen ${address}${port} ssl${options};`, ...(spec.listen.ipv6 && spec.listen.address === undefined ? [`        listen [::]:${port} ssl${options};`] : [])];
+}
+
+function unknownNameServer(spec: EdgeConfigSpec, address: string, port: number): string[] {
+    if (!spec.rejectUnknownNames) return [];
+    return [
+        "    # Handshakes naming no host of this edge (scanners, misdirected clients) are refused",
+        "    # before any certificate is shown; a request whose Host is not this edge's, on a",
+        "    # connection made for one of its names, is refused too.",
+        "    server {",
+        ...tlsListen(spec, address, port, true),
+        "        ssl_reject_handshake on;",
+        "        return 421;",
+        "    }",
+        "",
+    ];
+}
+
+function httpRedirectServer(v: ValueGuard, port: number | undefined, ipv6: boolean, tlsPort: number): string[] {
+    if (port === undefined) return [];
+    const p = v.port("httpRedirectPort", port);
+    const target = tlsPort === 443 ? "https://$host$request_uri" : `https://$host:${tlsPort}$request_uri`;
+    return ["", "    # Plain HTTP only ever redirects to the TLS listener.", "    server {", `        listen ${p};`, ...(ipv6 ? [`        listen [::]:${p};`] : []), `        return 301 ${target};`, "    }"];
+}
