@@ -15,7 +15,9 @@ import { loadStackSettings } from "./settings/pulumiSettings";
 // Throws before any resource is registered when a setting is invalid.
 const settings = loadStackSettings();
 const userCertificate =
-    settings.tlsCertificate && settings.tlsPrivateKey ? { certificatePem: settings.tlsCertificate, privateKeyPem: settings.tlsPrivateKey } : undefined;
+    settings.tlsCertificate && settings.tlsPrivateKey
+        ? { certificatePem: settings.tlsCertificate, privateKeyPem: settings.tlsPrivateKey }
+        : undefined;
 
 const network = new EdgeNetwork("edge", {
     allowedCidrs: settings.allowedCidrs,
@@ -59,11 +61,20 @@ const backends = new BackendFleet("backends", {
 });
 
 const publicName = settings.domainName ?? address.publicIp;
-const capacity = pulumi.all([proxy.memoryMiB, proxy.vcpus]).apply(([memoryMiB, vcpus]) => ({ memoryMiB, vcpus, backendCount: settings.backendCount }));
+const capacity = pulumi
+    .all([proxy.memoryMiB, proxy.vcpus])
+    .apply(([memoryMiB, vcpus]) => ({ memoryMiB, vcpus, backendCount: settings.backendCount }));
 const proxyHostProfile = capacity.apply(awsProxyHost);
-export const nginxConfig = pulumi
-    .all([pulumi.all(backends.privateIps), publicName, proxyHostProfile])
-    .apply(([ips, name, host]) => renderNginxConfig(edgeConfigSpec(settings, ips.map((ip) => ({ address: ip, port: settings.backendPort })), host, [name])));
+export const nginxConfig = pulumi.all([pulumi.all(backends.privateIps), publicName, proxyHostProfile]).apply(([ips, name, host]) =>
+    renderNginxConfig(
+        edgeConfigSpec(
+            settings,
+            ips.map((ip) => ({ address: ip, port: settings.backendPort })),
+            host,
+            [name],
+        ),
+    ),
+);
 
 new EdgeDeploy("edge-deploy", {
     proxy,

@@ -67,7 +67,7 @@ const sockets = new WebSocketServer({ server, maxPayload: config.maxPayloadBytes
 server.on("request", (request, response) => {
     if (request.url === "/healthz") {
         response.writeHead(200, { "content-type": "application/json" });
-        response.end(JSON.stringify({ status: "ok", backend: config.name, sockets: sockets.clients.size }) + "\n");
+        response.end(`${JSON.stringify({ status: "ok", backend: config.name, sockets: sockets.clients.size })}\n`);
     } else {
         response.writeHead(426, { "content-type": "text/plain", upgrade: "websocket" });
         response.end("this endpoint speaks WebSocket\n");
@@ -81,7 +81,15 @@ sockets.on("connection", (socket, request) => {
     socket.on("error", () => socket.terminate());
     const headers = Object.fromEntries(reportedHeaders.filter((h) => h in request.headers).map((h) => [h, request.headers[h]]));
     const tls = { protocol: request.socket.getProtocol(), resumed: request.socket.isSessionReused() };
-    socket.send(JSON.stringify({ type: "hello", backend: config.name, headers, peer: request.socket.getPeerCertificate().subject?.CN ?? null, tls }));
+    socket.send(
+        JSON.stringify({
+            type: "hello",
+            backend: config.name,
+            headers,
+            peer: request.socket.getPeerCertificate().subject?.CN ?? null,
+            tls,
+        }),
+    );
 });
 
 if (config.pingIntervalSeconds > 0) {

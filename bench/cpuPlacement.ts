@@ -27,7 +27,9 @@ export function planCpuPlacement(cores: number): CpuPlacement | undefined {
     try {
         execFileSync("taskset", ["-V"], { stdio: "ignore" });
     } catch {
-        throw new Error("bench: taskset (util-linux) is needed to give the proxy its own cores; install it with: apt-get install -y util-linux, or run with --shared-cores");
+        throw new Error(
+            "bench: taskset (util-linux) is needed to give the proxy its own cores; install it with: apt-get install -y util-linux, or run with --shared-cores",
+        );
     }
     const proxyCount = Math.floor(cores / 2);
     const range = (first: number, last: number) => (first === last ? `${first}` : `${first}-${last}`);
@@ -45,6 +47,8 @@ export function planCpuPlacement(cores: number): CpuPlacement | undefined {
         loadCores,
         proxyCoreCount: proxyCount,
         pinLoad: (pid) => pin(loadCores, pid),
-        pinProxy: (pids) => pids.forEach((pid) => pin(proxyCores, pid)),
+        pinProxy: (pids) => {
+            for (const pid of pids) pin(proxyCores, pid);
+        },
     };
 }

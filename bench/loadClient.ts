@@ -18,10 +18,31 @@ export interface TlsTarget {
 }
 
 export type Command =
-    | { readonly cmd: "open"; readonly target: TlsTarget; readonly count: number; readonly addresses: readonly string[]; readonly concurrency: number; readonly deadlineMs: number }
-    | { readonly cmd: "sessions"; readonly target: TlsTarget; readonly count: number; readonly addresses: readonly string[]; readonly concurrency: number; readonly resume: boolean; readonly deadlineMs: number }
+    | {
+          readonly cmd: "open";
+          readonly target: TlsTarget;
+          readonly count: number;
+          readonly addresses: readonly string[];
+          readonly concurrency: number;
+          readonly deadlineMs: number;
+      }
+    | {
+          readonly cmd: "sessions";
+          readonly target: TlsTarget;
+          readonly count: number;
+          readonly addresses: readonly string[];
+          readonly concurrency: number;
+          readonly resume: boolean;
+          readonly deadlineMs: number;
+      }
     | { readonly cmd: "echo"; readonly sockets: number; readonly size: number; readonly durationMs: number }
-    | { readonly cmd: "throughput"; readonly sockets: number; readonly size: number; readonly inflight: number; readonly durationMs: number }
+    | {
+          readonly cmd: "throughput";
+          readonly sockets: number;
+          readonly size: number;
+          readonly inflight: number;
+          readonly durationMs: number;
+      }
     | { readonly cmd: "status" }
     | { readonly cmd: "reconnect"; readonly target: TlsTarget; readonly addresses: readonly string[]; readonly deadlineMs: number }
     | { readonly cmd: "close" };
@@ -57,8 +78,20 @@ function rawSession(target: TlsTarget, index: number, localAddress: string, sess
         let received = Buffer.alloc(0);
         const timer = setTimeout(() => finish(new Error("session timed out")), 15000);
         const tcp = netConnect({ host: url.hostname, port: Number(url.port), localAddress });
-        const socket = tlsConnect({ socket: tcp, servername: target.servername, ca: target.ca, cert: target.cert, key: target.key, session, ALPNProtocols: ["http/1.1"] }, () =>
-            socket.write(`GET / HTTP/1.1\r\nHost: ${target.servername}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${randomBytes(16).toString("base64")}\r\nSec-WebSocket-Version: 13\r\n\r\n`),
+        const socket = tlsConnect(
+            {
+                socket: tcp,
+                servername: target.servername,
+                ca: target.ca,
+                cert: target.cert,
+                key: target.key,
+                session,
+                ALPNProtocols: ["http/1.1"],
+            },
+            () =>
+                socket.write(
+                    `GET / HTTP/1.1\r\nHost: ${target.servername}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${randomBytes(16).toString("base64")}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+                ),
         );
         const finish = (error?: Error) => {
             clearTimeout(timer);
@@ -73,7 +106,8 @@ function rawSession(target: TlsTarget, index: number, localAddress: string, sess
             received = Buffer.concat([received, chunk]);
             const end = received.indexOf("\r\n\r\n");
             if (end < 0) return;
-            if (!received.subarray(0, 13).toString().startsWith("HTTP/1.1 101")) return finish(new Error(`HTTP ${received.subarray(9, 12)}`));
+            if (!received.subarray(0, 13).toString().startsWith("HTTP/1.1 101"))
+                return finish(new Error(`HTTP ${received.subarray(9, 12)}`));
             const frame = received.subarray(end + 4);
             if (frame.length < 2) return;
             const short = frame[1] & 0x7f;
@@ -192,7 +226,12 @@ async function handle(command: Command): Promise<Record<string, unknown>> {
             const started = Date.now();
             await pool(command.count, command.concurrency, started + command.deadlineMs, async (i) => {
                 try {
-                    const issued = await rawSession(command.target, i, command.addresses[i % command.addresses.length], command.resume ? session : undefined);
+                    const issued = await rawSession(
+                        command.target,
+                        i,
+                        command.addresses[i % command.addresses.length],
+                        command.resume ? session : undefined,
+                    );
                     if (command.resume) session = issued;
                     done++;
                 } catch (e) {
@@ -221,7 +260,13 @@ async function handle(command: Command): Promise<Record<string, unknown>> {
                 }),
             );
             const sorted = Float64Array.from(samples).sort();
-            return { sockets: sockets.length, messages: samples.length, p50us: percentile(sorted, 0.5), p99us: percentile(sorted, 0.99), p999us: percentile(sorted, 0.999) };
+            return {
+                sockets: sockets.length,
+                messages: samples.length,
+                p50us: percentile(sorted, 0.5),
+                p99us: percentile(sorted, 0.99),
+                p999us: percentile(sorted, 0.999),
+            };
         }
         case "throughput": {
             const sockets = held.slice(0, command.sockets).filter((h) => h.socket.readyState === WebSocket.OPEN);

@@ -1,6 +1,6 @@
-import { ChildProcess, fork } from "node:child_process";
+import { type ChildProcess, fork } from "node:child_process";
 import { join } from "node:path";
-import { Command, Reply } from "./loadClient";
+import type { Command, Reply } from "./loadClient";
 
 /**
  * Several load-generator processes: each holds at most what one process's descriptor limit

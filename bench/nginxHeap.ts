@@ -6,7 +6,7 @@
  * idle WSS sockets open, and attributes the difference per socket to what allocated it.
  * Results: bench/results/nginx-heap.md. Slow under valgrind, so not part of `npm run bench`.
  */
-import { ChildProcess, execFileSync, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -19,14 +19,20 @@ import { wssEdge } from "./proxies";
 
 /** What a reader can act on, matched against an allocation's call stack (first match wins). */
 const categories: { readonly name: string; readonly stack: RegExp }[] = [
-    { name: "NGINX TLS write buffer on the backend leg (16 KiB, fixed in NGINX 1.22: no directive sets it)", stack: /ngx_ssl_send_chain.*ngx_chain_writer/ },
+    {
+        name: "NGINX TLS write buffer on the backend leg (16 KiB, fixed in NGINX 1.22: no directive sets it)",
+        stack: /ngx_ssl_send_chain.*ngx_chain_writer/,
+    },
     { name: "NGINX TLS write buffer on the client leg (`ssl_buffer_size`)", stack: /ngx_ssl_send_chain.*ngx_http_write_filter/ },
     { name: "OpenSSL connection objects, one per TLS leg (`SSL_new`)", stack: /SSL_new|SSL_set_SSL_CTX/ },
     { name: "OpenSSL record ciphers (AES-GCM contexts, two per leg)", stack: /EVP_CipherInit/ },
     { name: "OpenSSL read buffers still held between reads", stack: /SSL_read/ },
     { name: "OpenSSL state kept from the handshakes (session, peer certificate, keys)", stack: /SSL_do_handshake|ngx_ssl_handshake/ },
     { name: "NGINX memory pools (connection, request, upstream)", stack: /ngx_memalign|ngx_create_pool/ },
-    { name: "NGINX large pool allocations (header and proxy buffers: `client_header_buffer_size`, `proxy_buffer_size`)", stack: /ngx_alloc/ },
+    {
+        name: "NGINX large pool allocations (header and proxy buffers: `client_header_buffer_size`, `proxy_buffer_size`)",
+        stack: /ngx_alloc/,
+    },
     { name: "other OpenSSL", stack: /libcrypto|libssl/ },
 ];
 
@@ -42,7 +48,8 @@ const log = (line: string) => console.log(`[heap] ${line}`);
 async function main(): Promise<void> {
     const { values } = parseArgs({ options: { sockets: { type: "string", default: "1000" } } });
     const sockets = Number(values.sockets);
-    if (!Number.isInteger(sockets) || sockets < 100 || sockets > 5000) throw new Error(`--sockets must be a whole number from 100 to 5000 (one NGINX process under valgrind), got ${values.sockets}`);
+    if (!Number.isInteger(sockets) || sockets < 100 || sockets > 5000)
+        throw new Error(`--sockets must be a whole number from 100 to 5000 (one NGINX process under valgrind), got ${values.sockets}`);
     const dir = mkdtempSync(join(tmpdir(), "wss-edge-heap-"));
     const stack = await LocalStack.start({ stateDir: join(dir, "stack"), edgePort: 0, workerProcesses: 1 });
     const fleet = await LoadFleet.start(1);
@@ -53,7 +60,21 @@ async function main(): Promise<void> {
         if (master) await stopNginx(master);
         const config = join(stack.stateDir, "edge", "current", "nginx.conf");
         const massifOut = join(dir, "massif.out");
-        profiled = spawn("valgrind", ["--tool=massif", "--vgdb=yes", "--threshold=0.1", `--massif-out-file=${massifOut}`, "nginx", "-c", config, "-g", "daemon off; master_process off;"], { stdio: ["ignore", "ignore", "inherit"] });
+        profiled = spawn(
+            "valgrind",
+            [
+                "--tool=massif",
+                "--vgdb=yes",
+                "--threshold=0.1",
+                `--massif-out-file=${massifOut}`,
+                "nginx",
+                "-c",
+                config,
+                "-g",
+                "daemon off; master_process off;",
+            ],
+            { stdio: ["ignore", "ignore", "inherit"] },
+        );
         // NGINX under valgrind takes seconds to start.
         await waitForPort("127.0.0.1", stack.edgeAddress.port, 60000);
         const target = wssEdge({ stack, dir, fileLimit: 0 }).target;
@@ -63,8 +84,16 @@ async function main(): Promise<void> {
         await fleet.send(0, { cmd: "close" });
         await sleep(2000);
         const before = snapshot(profiled.pid!, join(dir, "before"));
-        const opened = await fleet.send(0, { cmd: "open", target, count: sockets, addresses: LoadFleet.addresses(0), concurrency: 8, deadlineMs: 600000 });
-        if ((opened.opened as number) !== sockets) throw new Error(`only ${opened.opened} of ${sockets} sockets opened: ${JSON.stringify(opened.errors)}`);
+        const opened = await fleet.send(0, {
+            cmd: "open",
+            target,
+            count: sockets,
+            addresses: LoadFleet.addresses(0),
+            concurrency: 8,
+            deadlineMs: 600000,
+        });
+        if ((opened.opened as number) !== sockets)
+            throw new Error(`only ${opened.opened} of ${sockets} sockets opened: ${JSON.stringify(opened.errors)}`);
         await sleep(3000);
         const after = snapshot(profiled.pid!, join(dir, "after"));
         await fleet.send(0, { cmd: "close" });

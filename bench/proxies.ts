@@ -1,11 +1,11 @@
-import { ChildProcess, execFileSync, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { LocalStack } from "../local/localStack";
+import type { LocalStack } from "../local/localStack";
 import { freePort } from "../local/ports";
 import { stopNginx, terminate } from "../local/processes";
 import { backendServerName } from "../pki/pkiSpec";
-import { TlsTarget } from "./loadClient";
+import type { TlsTarget } from "./loadClient";
 
 /** One way of putting TLS WebSockets in front of the three backends. */
 export interface ProxyUnderTest {
@@ -61,7 +61,8 @@ export function direct({ stack }: BenchContext): ProxyUnderTest {
 export function wssEdge({ stack }: BenchContext): ProxyUnderTest {
     return {
         name: "wss-edge",
-        description: "this project's NGINX config (ECDSA P-256, TLS 1.2/1.3, reuseport; mTLS to the backends over TLS 1.2, sessions resumed)",
+        description:
+            "this project's NGINX config (ECDSA P-256, TLS 1.2/1.3, reuseport; mTLS to the backends over TLS 1.2, sessions resumed)",
         target: { urls: [`wss://127.0.0.1:${stack.edgeAddress.port}/`], ca: stack.certificates.caCertificatePem, servername: "localhost" },
         processes: () => pidsUnder(stack.nginxMasterPid() ?? 0),
         stop: async () => undefined,
@@ -78,7 +79,27 @@ export function wssEdge({ stack }: BenchContext): ProxyUnderTest {
 export async function tutorial({ stack, dir }: BenchContext): Promise<ProxyUnderTest> {
     const root = join(dir, "tutorial");
     mkdirSync(join(root, "tmp"), { recursive: true });
-    execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:4096", "-keyout", join(root, "key.pem"), "-out", join(root, "cert.pem"), "-days", "365", "-nodes", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"], { stdio: "ignore" });
+    execFileSync(
+        "openssl",
+        [
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:4096",
+            "-keyout",
+            join(root, "key.pem"),
+            "-out",
+            join(root, "cert.pem"),
+            "-days",
+            "365",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+        ],
+        { stdio: "ignore" },
+    );
     writeFileSync(join(root, "client.pem"), stack.certificates.proxyClientCertificate.certificatePem);
     writeFileSync(join(root, "client.key"), stack.certificates.proxyClientCertificate.privateKeyPem, { mode: 0o600 });
     const port = await freePort("127.0.0.1");
@@ -95,7 +116,8 @@ ip_hash; server 127.0.0.1:${p1}; server 127.0.0.1:${p2}; server 127.0.0.1:${p3};
     const pidFile = join(root, "nginx.pid");
     return {
         name: "tutorial",
-        description: "the tutorial's config as written (RSA-4096, TLSv1-1.2, Connection \"upgrade\", NGINX defaults: 1 worker, 512 connections)",
+        description:
+            'the tutorial\'s config as written (RSA-4096, TLSv1-1.2, Connection "upgrade", NGINX defaults: 1 worker, 512 connections)',
         target: { urls: [`wss://127.0.0.1:${port}/`], ca: readFileSync(join(root, "cert.pem"), "utf8"), servername: "localhost" },
         processes: () => pidsUnder(readPid(pidFile)),
         socketCeiling: { sockets: 256, why: "NGINX's default worker_connections 512 and 1 worker, which the tutorial keeps" },
@@ -116,12 +138,17 @@ export async function haproxy({ stack, dir, fileLimit }: BenchContext, instances
     mkdirSync(root, { recursive: true });
     const pki = stack.certificates;
     writeFileSync(join(root, "edge.pem"), pki.edgeCertificateChainPem + pki.edgePrivateKeyPem, { mode: 0o600 });
-    writeFileSync(join(root, "client.pem"), pki.proxyClientCertificate.certificatePem + pki.proxyClientCertificate.privateKeyPem, { mode: 0o600 });
+    writeFileSync(join(root, "client.pem"), pki.proxyClientCertificate.certificatePem + pki.proxyClientCertificate.privateKeyPem, {
+        mode: 0o600,
+    });
     writeFileSync(join(root, "ca.crt"), pki.caCertificatePem);
     const port = await freePort("127.0.0.1");
     const perProcess = Math.floor((fileLimit - 200) / 2);
     const servers = backendPorts(stack)
-        .map((p, i) => `    server b${i + 1} 127.0.0.1:${p} ssl verify required ca-file ${root}/ca.crt crt ${root}/client.pem sni str(${backendServerName}) verifyhost ${backendServerName}`)
+        .map(
+            (p, i) =>
+                `    server b${i + 1} 127.0.0.1:${p} ssl verify required ca-file ${root}/ca.crt crt ${root}/client.pem sni str(${backendServerName}) verifyhost ${backendServerName}`,
+        )
         .join("\n");
     writeFileSync(
         join(root, "haproxy.cfg"),
@@ -146,14 +173,19 @@ backend wss
 ${servers}
 `,
     );
-    const children: ChildProcess[] = Array.from({ length: instances }, () => spawn("haproxy", ["-db", "-f", join(root, "haproxy.cfg")], { stdio: ["ignore", "ignore", "inherit"] }));
+    const children: ChildProcess[] = Array.from({ length: instances }, () =>
+        spawn("haproxy", ["-db", "-f", join(root, "haproxy.cfg")], { stdio: ["ignore", "ignore", "inherit"] }),
+    );
     await new Promise((r) => setTimeout(r, 500));
     return {
         name: "haproxy",
         description: `HAProxy 2.6 (balance source, timeout tunnel, ssl verify required + client certificate), ${instances} process(es) sharing the port`,
         target: { urls: [`wss://127.0.0.1:${port}/`], ca: pki.caCertificatePem, servername: "localhost" },
         processes: () => children.map((c) => c.pid!).filter(Boolean),
-        socketCeiling: { sockets: perProcess * instances, why: `${instances} process(es) × ${perProcess} (the ${fileLimit}-descriptor limit per process)` },
+        socketCeiling: {
+            sockets: perProcess * instances,
+            why: `${instances} process(es) × ${perProcess} (the ${fileLimit}-descriptor limit per process)`,
+        },
         stop: async () => {
             await Promise.all(children.map((c) => terminate(c, "SIGTERM")));
         },
@@ -171,7 +203,9 @@ export async function caddy({ stack, dir, fileLimit }: BenchContext): Promise<Pr
     writeFileSync(join(root, "client.key"), pki.proxyClientCertificate.privateKeyPem, { mode: 0o600 });
     writeFileSync(join(root, "ca.crt"), pki.caCertificatePem);
     const port = await freePort("127.0.0.1");
-    const upstreams = backendPorts(stack).map((p) => `127.0.0.1:${p}`).join(" ");
+    const upstreams = backendPorts(stack)
+        .map((p) => `127.0.0.1:${p}`)
+        .join(" ");
     writeFileSync(
         join(root, "Caddyfile"),
         `{

@@ -4,7 +4,9 @@ import { join } from "node:path";
 export interface ProxyResult {
     name: string;
     description: string;
-    sessions: Partial<Record<"full" | "resumed", { perSecond: number; failed: number; proxyCpuMsPerSession: number; generatorCores: number }>>;
+    sessions: Partial<
+        Record<"full" | "resumed", { perSecond: number; failed: number; proxyCpuMsPerSession: number; generatorCores: number }>
+    >;
     latency: { sockets: number; size: number; p50us: number; p99us: number; p999us: number; generatorCores: number }[];
     throughput?: Throughput;
     holding: { sockets: number; failed: number; proxyMemoryKiB: number; kibPerSocket?: number; generatorCores: number }[];
@@ -33,7 +35,10 @@ export interface BenchResults {
     results: ProxyResult[];
 }
 
-const fmt = (n: number | undefined, digits = 0) => (n === undefined || !Number.isFinite(n) ? "–" : n.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits }));
+const fmt = (n: number | undefined, digits = 0) =>
+    n === undefined || !Number.isFinite(n)
+        ? "–"
+        : n.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits });
 const perCpuSecond = (cpuMsPerSession: number | undefined) => (cpuMsPerSession ? 1000 / cpuMsPerSession : undefined);
 const ratio = (a: number | undefined, b: number | undefined) => (a === undefined || b === undefined || !b ? undefined : a / b);
 
@@ -57,7 +62,10 @@ export function summarize(report: BenchResults) {
             sessionsVsTutorial: ratio(r.sessions.full?.perSecond, tutorial?.sessions.full?.perSecond),
             // What the proxy could accept if it, not the generator, were the limit: sessions per second of its own CPU.
             sessionsPerProxyCpuSecond: perCpuSecond(r.sessions.full?.proxyCpuMsPerSession),
-            capacityVsTutorial: ratio(perCpuSecond(r.sessions.full?.proxyCpuMsPerSession), perCpuSecond(tutorial?.sessions.full?.proxyCpuMsPerSession)),
+            capacityVsTutorial: ratio(
+                perCpuSecond(r.sessions.full?.proxyCpuMsPerSession),
+                perCpuSecond(tutorial?.sessions.full?.proxyCpuMsPerSession),
+            ),
             p99Sockets: p99At(r)?.sockets,
             p99us: p99At(r)?.p99us,
             // Only against direct at the same socket count (a proxy with a low ceiling stops earlier).
@@ -81,8 +89,8 @@ export function markdown(report: BenchResults): string {
         "",
         `Ratios compare configurations measured in this same run; absolute numbers on a small machine are noisy. CPU placement: ${report.machine.cpuPlacement ?? "shared"}. ` +
             "The generator's own CPU use is recorded with every scenario in the JSON: where it is near its cores' capacity, the generator, not the proxy, set the rate. " +
-            "Throughput \"× direct\" is the median over rounds that alternate with direct connections to the same backends (lowest and highest round in brackets), not a comparison with the direct row, which ran minutes apart. " +
-            "\"Sessions per proxy CPU-s\" is the new-session rate the proxy would reach if its CPU were the limit (full handshakes, from its own CPU accounting).",
+            'Throughput "× direct" is the median over rounds that alternate with direct connections to the same backends (lowest and highest round in brackets), not a comparison with the direct row, which ran minutes apart. ' +
+            '"Sessions per proxy CPU-s" is the new-session rate the proxy would reach if its CPU were the limit (full handshakes, from its own CPU accounting).',
         "",
         "| Configuration | Sockets held | Drops in hold | Proxy KiB/socket | Sessions/s (full) | Sessions/s (resumed) | × tutorial | Sessions per proxy CPU-s | × tutorial | p99 echo µs (sockets) | p99 × direct | Msg/s | × direct | Proxy CPU µs/msg | Storm s |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -95,19 +103,26 @@ export function markdown(report: BenchResults): string {
         "",
         "| Configuration | Sockets | Size | p50 | p99 | p99.9 |",
         "|---|---|---|---|---|---|",
-        ...report.results.flatMap((r) => r.latency.map((l) => `| ${r.name} | ${fmt(l.sockets)} | ${l.size} B | ${fmt(l.p50us)} | ${fmt(l.p99us)} | ${fmt(l.p999us)} |`)),
+        ...report.results.flatMap((r) =>
+            r.latency.map((l) => `| ${r.name} | ${fmt(l.sockets)} | ${l.size} B | ${fmt(l.p50us)} | ${fmt(l.p99us)} | ${fmt(l.p999us)} |`),
+        ),
         "",
         "## Sockets held, step by step",
         "",
         "| Configuration | Sockets | Failed to open | Proxy memory MiB | KiB/socket |",
         "|---|---|---|---|---|",
-        ...report.results.flatMap((r) => r.holding.map((h) => `| ${r.name} | ${fmt(h.sockets)} | ${fmt(h.failed)} | ${fmt(h.proxyMemoryKiB / 1024, 1)} | ${fmt(h.kibPerSocket, 1)} |`)),
+        ...report.results.flatMap((r) =>
+            r.holding.map(
+                (h) =>
+                    `| ${r.name} | ${fmt(h.sockets)} | ${fmt(h.failed)} | ${fmt(h.proxyMemoryKiB / 1024, 1)} | ${fmt(h.kibPerSocket, 1)} |`,
+            ),
+        ),
         "",
         "## Notes",
         "",
-        ...report.results.map((r) => `- **${r.name}**: ${r.description}.${r.notes.length ? " " + r.notes.join(" ") : ""}`),
+        ...report.results.map((r) => `- **${r.name}**: ${r.description}.${r.notes.length ? ` ${r.notes.join(" ")}` : ""}`),
         "",
-        "![chart](" + (report.plan === "quick" ? "quick.svg" : "latest.svg") + ")",
+        `![chart](${report.plan === "quick" ? "quick.svg" : "latest.svg"})`,
         "",
     ];
     return lines.join("\n");
@@ -138,7 +153,9 @@ export function svgChart(report: BenchResults): string {
             const w = v === undefined || !Number.isFinite(v) ? 0 : Math.max(1, (v / max) * (width - 190));
             parts.push(`<text x="${x0}" y="${y + 14}">${r.name}</text>`);
             parts.push(`<rect x="${x0 + 90}" y="${y}" width="${w.toFixed(1)}" height="16" fill="${colors[i % colors.length]}"/>`);
-            parts.push(`<text x="${x0 + 96 + w}" y="${y + 13}">${v === undefined || !Number.isFinite(v) ? "n/a" : fmt(v, panel.digits)}</text>`);
+            parts.push(
+                `<text x="${x0 + 96 + w}" y="${y + 13}">${v === undefined || !Number.isFinite(v) ? "n/a" : fmt(v, panel.digits)}</text>`,
+            );
         });
     });
     const totalWidth = 2 * width + 20;
@@ -153,7 +170,7 @@ ${parts.join("\n")}
 export function writeReport(report: BenchResults, dir: string, stem: string): string[] {
     mkdirSync(dir, { recursive: true });
     const files = [join(dir, `${stem}.json`), join(dir, `${stem}.md`), join(dir, `${stem}.svg`)];
-    writeFileSync(files[0], JSON.stringify(report, null, 2) + "\n");
+    writeFileSync(files[0], `${JSON.stringify(report, null, 2)}\n`);
     writeFileSync(files[1], markdown(report));
     writeFileSync(files[2], svgChart(report));
     return files;

@@ -14,11 +14,21 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { LocalStack } from "../local/localStack";
 import { sleep } from "../local/processes";
-import { LoadFleet } from "./loadFleet";
 import { planCpuPlacement } from "./cpuPlacement";
-import { BenchContext, ProxyUnderTest, caddy, cpuTimeMs, direct, haproxy, proportionalSetKiB, tutorial, wssEdge } from "./proxies";
-import { BenchResults, ProxyResult, Throughput, writeReport } from "./report";
-import { Reply, TlsTarget } from "./loadClient";
+import type { Reply, TlsTarget } from "./loadClient";
+import { LoadFleet } from "./loadFleet";
+import {
+    type BenchContext,
+    caddy,
+    cpuTimeMs,
+    direct,
+    haproxy,
+    type ProxyUnderTest,
+    proportionalSetKiB,
+    tutorial,
+    wssEdge,
+} from "./proxies";
+import { type BenchResults, type ProxyResult, type Throughput, writeReport } from "./report";
 
 interface Plan {
     readonly socketSteps: readonly number[];
@@ -29,7 +39,13 @@ interface Plan {
     readonly latencySeconds: number;
     readonly messageSizes: readonly number[];
     /** Rounds alternate with direct connections to the same backends; see measureThroughput. */
-    readonly throughput: { readonly sockets: number; readonly size: number; readonly inflight: number; readonly seconds: number; readonly rounds: number };
+    readonly throughput: {
+        readonly sockets: number;
+        readonly size: number;
+        readonly inflight: number;
+        readonly seconds: number;
+        readonly rounds: number;
+    };
     readonly stormSockets: number;
     readonly loadProcesses: number;
     /** NGINX workers for holding sockets: enough that each stays under the descriptor limit. */
@@ -76,15 +92,25 @@ const log = (line: string) => console.log(`[bench ${new Date().toISOString().sli
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 
 async function main(): Promise<void> {
-    const { values } = parseArgs({ options: { quick: { type: "boolean", default: false }, only: { type: "string" }, "shared-cores": { type: "boolean", default: false } } });
+    const { values } = parseArgs({
+        options: {
+            quick: { type: "boolean", default: false },
+            only: { type: "string" },
+            "shared-cores": { type: "boolean", default: false },
+        },
+    });
     const plan = values.quick ? quickPlan : fullPlan;
     const only = values.only?.split(",");
     const fileLimit = Number(execFileSync("sh", ["-c", "ulimit -Hn"], { encoding: "utf8" }).trim());
     const dir = mkdtempSync(join(tmpdir(), "wss-edge-bench-"));
     const placement = values["shared-cores"] ? undefined : planCpuPlacement(cpus().length);
     placement?.pinLoad(process.pid);
-    const cpuNote = placement ? `proxy on core(s) ${placement.proxyCores}, generator and backends on ${placement.loadCores}` : "proxy, generator and backends share all cores";
-    log(`plan: ${values.quick ? "quick" : "full"}; ${cpus().length} cores (${cpuNote}); ${fileLimit} descriptors per process; state in ${dir}`);
+    const cpuNote = placement
+        ? `proxy on core(s) ${placement.proxyCores}, generator and backends on ${placement.loadCores}`
+        : "proxy, generator and backends share all cores";
+    log(
+        `plan: ${values.quick ? "quick" : "full"}; ${cpus().length} cores (${cpuNote}); ${fileLimit} descriptors per process; state in ${dir}`,
+    );
 
     // One worker per proxy core, as `worker_processes auto` gives on a VM that size; more only to hold sockets.
     const workers = placement?.proxyCoreCount ?? cpus().length;
@@ -124,49 +150,100 @@ async function main(): Promise<void> {
     const report: BenchResults = {
         date: new Date().toISOString(),
         plan: values.quick ? "quick" : "full",
-        machine: { cores: cpus().length, cpuPlacement: cpuNote, model: cpus()[0]?.model ?? "unknown", fileLimitPerProcess: fileLimit, nginx: versionOf("nginx", ["-v"]), haproxy: versionOf("haproxy", ["-v"]), caddy: versionOf("caddy", ["version"]), node: process.version },
+        machine: {
+            cores: cpus().length,
+            cpuPlacement: cpuNote,
+            model: cpus()[0]?.model ?? "unknown",
+            fileLimitPerProcess: fileLimit,
+            nginx: versionOf("nginx", ["-v"]),
+            haproxy: versionOf("haproxy", ["-v"]),
+            caddy: versionOf("caddy", ["version"]),
+            node: process.version,
+        },
         results,
     };
     const written = writeReport(report, join(__dirname, "results"), values.quick ? "quick" : "latest");
     log(`results: ${written.join(", ")}`);
 }
 
-async function measure(proxy: ProxyUnderTest, directTarget: TlsTarget, stack: LocalStack, fleet: LoadFleet, plan: Plan, nginxWorkers: number): Promise<ProxyResult> {
+async function measure(
+    proxy: ProxyUnderTest,
+    directTarget: TlsTarget,
+    stack: LocalStack,
+    fleet: LoadFleet,
+    plan: Plan,
+    nginxWorkers: number,
+): Promise<ProxyResult> {
     const result: ProxyResult = { name: proxy.name, description: proxy.description, sessions: {}, latency: [], holding: [], notes: [] };
     const target = proxy.target;
     // Memory before any socket: later scenarios leave heap behind that holding would then reuse.
     let baselineKiB = proportionalSetKiB(proxy.processes());
     const proxyCpu = () => cpuTimeMs(proxy.processes());
-    const generatorShare = (replies: { cpuMs: number; wallMs: number }[]) => sum(replies.map((r) => r.cpuMs)) / Math.max(...replies.map((r) => r.wallMs));
+    const generatorShare = (replies: { cpuMs: number; wallMs: number }[]) =>
+        sum(replies.map((r) => r.cpuMs)) / Math.max(...replies.map((r) => r.wallMs));
 
     // 1. New sessions per second, without and with TLS session resumption.
     for (const resume of [false, true]) {
         const per = Math.ceil(plan.sessions / fleet.size);
         const cpuBefore = proxyCpu();
-        const replies = await fleet.all((n) => ({ cmd: "sessions", target, count: per, addresses: LoadFleet.addresses(n), concurrency: plan.sessionConcurrency, resume, deadlineMs: 120000 }));
+        const replies = await fleet.all((n) => ({
+            cmd: "sessions",
+            target,
+            count: per,
+            addresses: LoadFleet.addresses(n),
+            concurrency: plan.sessionConcurrency,
+            resume,
+            deadlineMs: 120000,
+        }));
         const sessions = sum(replies.map((r) => r.sessions as number));
         const seconds = Math.max(...replies.map((r) => r.seconds as number));
         const failed = sum(replies.map((r) => r.failed as number));
-        result.sessions[resume ? "resumed" : "full"] = { perSecond: sessions / seconds, failed, proxyCpuMsPerSession: (proxyCpu() - cpuBefore) / Math.max(1, sessions), generatorCores: generatorShare(replies) };
-        log(`  sessions ${resume ? "resumed" : "full handshake"}: ${(sessions / seconds).toFixed(0)}/s (${failed} failed, generator ${generatorShare(replies).toFixed(2)} cores)`);
+        result.sessions[resume ? "resumed" : "full"] = {
+            perSecond: sessions / seconds,
+            failed,
+            proxyCpuMsPerSession: (proxyCpu() - cpuBefore) / Math.max(1, sessions),
+            generatorCores: generatorShare(replies),
+        };
+        log(
+            `  sessions ${resume ? "resumed" : "full handshake"}: ${(sessions / seconds).toFixed(0)}/s (${failed} failed, generator ${generatorShare(replies).toFixed(2)} cores)`,
+        );
     }
 
     // 2. Echo latency, and 3. throughput, on sockets held by the first generator process.
     const latencyMax = Math.max(...plan.latencySockets, plan.throughput.sockets);
-    const opened = await fleet.send(0, { cmd: "open", target, count: Math.min(latencyMax, proxy.socketCeiling?.sockets ?? Infinity), addresses: LoadFleet.addresses(0), concurrency: 50, deadlineMs: 60000 });
-    if ((opened.failed as number) > 0) result.notes.push(`latency sockets: ${opened.failed} of ${latencyMax} failed to open (${JSON.stringify(opened.errors)})`);
+    const opened = await fleet.send(0, {
+        cmd: "open",
+        target,
+        count: Math.min(latencyMax, proxy.socketCeiling?.sockets ?? Infinity),
+        addresses: LoadFleet.addresses(0),
+        concurrency: 50,
+        deadlineMs: 60000,
+    });
+    if ((opened.failed as number) > 0)
+        result.notes.push(`latency sockets: ${opened.failed} of ${latencyMax} failed to open (${JSON.stringify(opened.errors)})`);
     for (const sockets of plan.latencySockets) {
         for (const size of plan.messageSizes) {
             const reply = await fleet.send(0, { cmd: "echo", sockets, size, durationMs: plan.latencySeconds * 1000 });
-            result.latency.push({ sockets: reply.sockets as number, size, p50us: reply.p50us as number, p99us: reply.p99us as number, p999us: reply.p999us as number, generatorCores: reply.cpuMs / reply.wallMs });
+            result.latency.push({
+                sockets: reply.sockets as number,
+                size,
+                p50us: reply.p50us as number,
+                p99us: reply.p99us as number,
+                p999us: reply.p999us as number,
+                generatorCores: reply.cpuMs / reply.wallMs,
+            });
         }
         const row = result.latency.filter((l) => l.sockets <= sockets).at(-2);
         if (row) log(`  echo at ${row.sockets} sockets, 64 B: p50 ${row.p50us.toFixed(0)} µs, p99 ${row.p99us.toFixed(0)} µs`);
     }
     result.throughput = await measureThroughput(proxy, directTarget, fleet, plan.throughput);
     const tp = result.throughput;
-    const paired = tp.vsDirect ? `, ${tp.vsDirect.median.toFixed(2)}× direct (rounds ${tp.vsDirect.min.toFixed(2)}–${tp.vsDirect.max.toFixed(2)})` : "";
-    log(`  throughput: ${tp.messagesPerSecond.toFixed(0)} msg/s${paired}, ${tp.megabytesPerSecond.toFixed(1)} MB/s, proxy ${tp.proxyCpuUsPerMessage?.toFixed(1) ?? "-"} µs CPU/msg, generator ${tp.generatorCores.toFixed(2)} cores`);
+    const paired = tp.vsDirect
+        ? `, ${tp.vsDirect.median.toFixed(2)}× direct (rounds ${tp.vsDirect.min.toFixed(2)}–${tp.vsDirect.max.toFixed(2)})`
+        : "";
+    log(
+        `  throughput: ${tp.messagesPerSecond.toFixed(0)} msg/s${paired}, ${tp.megabytesPerSecond.toFixed(1)} MB/s, proxy ${tp.proxyCpuUsPerMessage?.toFixed(1) ?? "-"} µs CPU/msg, generator ${tp.generatorCores.toFixed(2)} cores`,
+    );
     await fleet.all(() => ({ cmd: "close" }));
     await sleep(plan.settleMs);
 
@@ -175,7 +252,9 @@ async function measure(proxy: ProxyUnderTest, directTarget: TlsTarget, stack: Lo
         await stack.setWorkerProcesses(plan.nginxWorkersForHolding);
         await sleep(plan.settleMs);
         baselineKiB = proportionalSetKiB(proxy.processes()); // fresh workers, no sockets yet
-        result.notes.push(`sockets held with ${plan.nginxWorkersForHolding} workers, so that none exceeds the per-process descriptor limit; the other scenarios ran with ${nginxWorkers}, one per proxy core`);
+        result.notes.push(
+            `sockets held with ${plan.nginxWorkersForHolding} workers, so that none exceeds the per-process descriptor limit; the other scenarios ran with ${nginxWorkers}, one per proxy core`,
+        );
     }
     let held = 0;
     const ceiling = proxy.socketCeiling?.sockets ?? Infinity;
@@ -186,13 +265,28 @@ async function measure(proxy: ProxyUnderTest, directTarget: TlsTarget, stack: Lo
         }
         const step = Math.min(planned, ceiling);
         const per = Math.ceil((step - held) / fleet.size);
-        const replies = await fleet.all((n) => ({ cmd: "open", target, count: per, addresses: LoadFleet.addresses(n), concurrency: 64, deadlineMs: 600000 }));
+        const replies = await fleet.all((n) => ({
+            cmd: "open",
+            target,
+            count: per,
+            addresses: LoadFleet.addresses(n),
+            concurrency: 64,
+            deadlineMs: 600000,
+        }));
         const failed = sum(replies.map((r) => r.failed as number));
         held += sum(replies.map((r) => r.opened as number));
         await sleep(plan.settleMs);
         const kib = proportionalSetKiB(proxy.processes());
-        result.holding.push({ sockets: held, failed, proxyMemoryKiB: kib, kibPerSocket: proxy.processes().length > 0 ? (kib - baselineKiB) / Math.max(1, held) : undefined, generatorCores: generatorShare(replies) });
-        log(`  holding ${held} sockets (${failed} failed): proxy ${(kib / 1024).toFixed(0)} MiB, ${proxy.processes().length ? ((kib - baselineKiB) / held).toFixed(1) : "-"} KiB/socket`);
+        result.holding.push({
+            sockets: held,
+            failed,
+            proxyMemoryKiB: kib,
+            kibPerSocket: proxy.processes().length > 0 ? (kib - baselineKiB) / Math.max(1, held) : undefined,
+            generatorCores: generatorShare(replies),
+        });
+        log(
+            `  holding ${held} sockets (${failed} failed): proxy ${(kib / 1024).toFixed(0)} MiB, ${proxy.processes().length ? ((kib - baselineKiB) / held).toFixed(1) : "-"} KiB/socket`,
+        );
         if (failed > step * 0.01) {
             result.notes.push(`stopped at ${held} sockets: ${failed} failed to open (${JSON.stringify(replies.map((r) => r.errors))})`);
             break;
@@ -210,7 +304,14 @@ async function measure(proxy: ProxyUnderTest, directTarget: TlsTarget, stack: Lo
         result.notes.push("reconnect storm: not applicable without a proxy to move clients to live backends");
     } else {
         const per = Math.ceil(Math.min(plan.stormSockets, proxy.socketCeiling?.sockets ?? Infinity) / fleet.size);
-        await fleet.all((n) => ({ cmd: "open", target, count: per, addresses: LoadFleet.addresses(n), concurrency: 64, deadlineMs: 120000 }));
+        await fleet.all((n) => ({
+            cmd: "open",
+            target,
+            count: per,
+            addresses: LoadFleet.addresses(n),
+            concurrency: 64,
+            deadlineMs: 120000,
+        }));
         const victim = stack.backendNames()[0];
         await stack.stopBackend(victim, "SIGTERM");
         const restart = stack.restartBackend(victim);
@@ -218,7 +319,12 @@ async function measure(proxy: ProxyUnderTest, directTarget: TlsTarget, stack: Lo
         await restart;
         const dropped = sum(storm.map((s) => s.dropped as number));
         const served = sum(storm.map((s) => s.served as number));
-        result.storm = { sockets: per * fleet.size, reconnecting: dropped, served, secondsUntilAllServed: Math.max(...storm.map((s) => s.lastServedMs as number)) / 1000 };
+        result.storm = {
+            sockets: per * fleet.size,
+            reconnecting: dropped,
+            served,
+            secondsUntilAllServed: Math.max(...storm.map((s) => s.lastServedMs as number)) / 1000,
+        };
         log(`  storm: ${dropped} reconnecting, ${served} served again within ${result.storm.secondsUntilAllServed.toFixed(2)} s`);
     }
     if (proxy.name === "wss-edge" && plan.nginxWorkersForHolding !== nginxWorkers) await stack.setWorkerProcesses(nginxWorkers);
@@ -232,14 +338,36 @@ async function measure(proxy: ProxyUnderTest, directTarget: TlsTarget, stack: Lo
  * sockets to the same backends, held by the last generator process, and the ratio is the median
  * of the side-by-side pairs; the JSON keeps every round.
  */
-async function measureThroughput(proxy: ProxyUnderTest, directTarget: TlsTarget, fleet: LoadFleet, plan: Plan["throughput"]): Promise<Throughput> {
+async function measureThroughput(
+    proxy: ProxyUnderTest,
+    directTarget: TlsTarget,
+    fleet: LoadFleet,
+    plan: Plan["throughput"],
+): Promise<Throughput> {
     const paired = proxy.name !== "direct";
     const directGenerator = fleet.size - 1;
     if (paired) {
-        const opened = await fleet.send(directGenerator, { cmd: "open", target: directTarget, count: plan.sockets, addresses: LoadFleet.addresses(directGenerator), concurrency: 50, deadlineMs: 60000 });
-        if ((opened.opened as number) < plan.sockets) throw new Error(`bench: only ${opened.opened} of ${plan.sockets} direct sockets opened for the throughput baseline (${JSON.stringify(opened.errors)})`);
+        const opened = await fleet.send(directGenerator, {
+            cmd: "open",
+            target: directTarget,
+            count: plan.sockets,
+            addresses: LoadFleet.addresses(directGenerator),
+            concurrency: 50,
+            deadlineMs: 60000,
+        });
+        if ((opened.opened as number) < plan.sockets)
+            throw new Error(
+                `bench: only ${opened.opened} of ${plan.sockets} direct sockets opened for the throughput baseline (${JSON.stringify(opened.errors)})`,
+            );
     }
-    const round = (generator: number) => fleet.send(generator, { cmd: "throughput", sockets: plan.sockets, size: plan.size, inflight: plan.inflight, durationMs: plan.seconds * 1000 });
+    const round = (generator: number) =>
+        fleet.send(generator, {
+            cmd: "throughput",
+            sockets: plan.sockets,
+            size: plan.size,
+            inflight: plan.inflight,
+            durationMs: plan.seconds * 1000,
+        });
     const perSecond = (reply: { messages: number; wallMs: number }) => reply.messages / (reply.wallMs / 1000);
     let proxyCpuMs = 0;
     const throughProxy = async () => {
@@ -265,7 +393,12 @@ async function measureThroughput(proxy: ProxyUnderTest, directTarget: TlsTarget,
             directMessagesPerSecond = await straight();
             through = await throughProxy();
         }
-        rounds.push({ messages: through.messages as number, wallMs: through.wallMs, generatorCpuMs: through.cpuMs, directMessagesPerSecond });
+        rounds.push({
+            messages: through.messages as number,
+            wallMs: through.wallMs,
+            generatorCpuMs: through.cpuMs,
+            directMessagesPerSecond,
+        });
     }
     const messages = sum(rounds.map((r) => r.messages));
     const wallMs = sum(rounds.map((r) => r.wallMs));

@@ -1,17 +1,17 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import * as aws from "@pulumi/aws";
 import * as command from "@pulumi/command";
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import * as tls from "@pulumi/tls";
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { encodeDeployBundle } from "../deploy/deployBundle";
 import { backendDeployCommand, backendDeployScript, backendHealthGateCommand, backendHost, backendUserData } from "../host/backendHost";
 import { backendTlsFiles } from "../pki/certificateLayout";
 import { backendServerName } from "../pki/pkiSpec";
 import { sha256 } from "./edgeDeploy";
-import { EdgeProxy } from "./edgeProxy";
-import { IssuedCertificate } from "./edgePki";
+import type { IssuedCertificate } from "./edgePki";
+import type { EdgeProxy } from "./edgeProxy";
 import { cpuArchitecture, hardenedInstanceSettings } from "./instanceDefaults";
 
 export interface BackendFleetArgs {
@@ -72,7 +72,11 @@ export class BackendFleet extends pulumi.ComponentResource {
                 { imageTagMutability: "MUTABLE", imageScanningConfiguration: { scanOnPush: true }, forceDelete: true },
                 { parent: this },
             );
-            new aws.ecr.LifecyclePolicy(`${name}-app`, { repository: this.repository.name, policy: JSON.stringify(ecrLifecycle) }, { parent: this });
+            new aws.ecr.LifecyclePolicy(
+                `${name}-app`,
+                { repository: this.repository.name, policy: JSON.stringify(ecrLifecycle) },
+                { parent: this },
+            );
             const credentials = aws.ecr.getAuthorizationTokenOutput({ registryId: this.repository.registryId }, { parent: this });
             const image = new docker.Image(
                 `${name}-app`,
@@ -81,7 +85,11 @@ export class BackendFleet extends pulumi.ComponentResource {
                     // checkout in the state would show as a change from every other checkout.
                     build: { context: "backend", platform: `linux/${architecture === "arm64" ? "arm64" : "amd64"}` },
                     imageName: pulumi.interpolate`${this.repository.repositoryUrl}:backend`,
-                    registry: { server: this.repository.repositoryUrl, username: credentials.userName, password: pulumi.secret(credentials.password) },
+                    registry: {
+                        server: this.repository.repositoryUrl,
+                        username: credentials.userName,
+                        password: pulumi.secret(credentials.password),
+                    },
                     // Pull-request previews need no Docker engine and stay fast.
                     buildOnPreview: false,
                 },
@@ -91,7 +99,11 @@ export class BackendFleet extends pulumi.ComponentResource {
 
             // The only thing a backend host may do in AWS: pull its image. It reads no secret from
             // AWS at all; its key comes with its deploy, so no backend can read another's key.
-            const role = new aws.iam.Role(`${name}-instance`, { assumeRolePolicy: aws.iam.assumeRolePolicyForPrincipal({ Service: "ec2.amazonaws.com" }) }, { parent: this });
+            const role = new aws.iam.Role(
+                `${name}-instance`,
+                { assumeRolePolicy: aws.iam.assumeRolePolicyForPrincipal({ Service: "ec2.amazonaws.com" }) },
+                { parent: this },
+            );
             rolePolicy = new aws.iam.RolePolicy(
                 `${name}-instance`,
                 {
@@ -100,7 +112,11 @@ export class BackendFleet extends pulumi.ComponentResource {
                         Version: "2012-10-17",
                         Statement: [
                             { Effect: "Allow", Action: ["ecr:GetAuthorizationToken"], Resource: "*" },
-                            { Effect: "Allow", Action: ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"], Resource: this.repository.arn },
+                            {
+                                Effect: "Allow",
+                                Action: ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
+                                Resource: this.repository.arn,
+                            },
                         ],
                     },
                 },
@@ -146,7 +162,11 @@ export class BackendFleet extends pulumi.ComponentResource {
                     // Egress only (image pulls): the security group admits nothing but the proxy.
                     associatePublicIpAddress: true,
                     ...hardenedInstanceSettings,
-                    userData: pulumi.secret(pulumi.all([hostKey.privateKeyOpenssh, hostKey.publicKeyOpenssh]).apply(([privateKeyOpenssh, publicKeyOpenssh]) => backendUserData({ privateKeyOpenssh, publicKeyOpenssh }))),
+                    userData: pulumi.secret(
+                        pulumi
+                            .all([hostKey.privateKeyOpenssh, hostKey.publicKeyOpenssh])
+                            .apply(([privateKeyOpenssh, publicKeyOpenssh]) => backendUserData({ privateKeyOpenssh, publicKeyOpenssh })),
+                    ),
                     userDataReplaceOnChange: true,
                     tags: { Name: `${pulumi.getProject()}-${pulumi.getStack()}-${cert.name}`, Role: "wss-edge-backend" },
                 },
@@ -171,37 +191,48 @@ export class BackendFleet extends pulumi.ComponentResource {
             };
             const copyScript = new command.remote.CopyToRemote(
                 `${name}-${cert.name}-script`,
-                { connection, source: new pulumi.asset.FileAsset(backendDeployScript), remotePath: backendHost.deployScriptPath, triggers: [sha256(scriptText), instance.id] },
+                {
+                    connection,
+                    source: new pulumi.asset.FileAsset(backendDeployScript),
+                    remotePath: backendHost.deployScriptPath,
+                    triggers: [sha256(scriptText), instance.id],
+                },
                 { parent: this, dependsOn: previousGate ? [previousGate] : [] },
             );
 
-            const settings = pulumi.all([this.imageReference, this.repository?.repositoryUrl]).apply(([image, repositoryUrl]) =>
-                [
-                    `IMAGE=${image}`,
-                    `REGISTRY=${repositoryUrl ? repositoryUrl.split("/")[0] : ""}`,
-                    `BACKEND_NAME=${cert.name}`,
-                    `PORT=${args.port}`,
-                    `PING_INTERVAL_SECONDS=${args.pingIntervalSeconds}`,
-                    "",
-                ].join("\n"),
-            );
+            const settings = pulumi
+                .all([this.imageReference, this.repository?.repositoryUrl])
+                .apply(([image, repositoryUrl]) =>
+                    [
+                        `IMAGE=${image}`,
+                        `REGISTRY=${repositoryUrl ? repositoryUrl.split("/")[0] : ""}`,
+                        `BACKEND_NAME=${cert.name}`,
+                        `PORT=${args.port}`,
+                        `PING_INTERVAL_SECONDS=${args.pingIntervalSeconds}`,
+                        "",
+                    ].join("\n"),
+                );
             const release = pulumi.secret(
-                pulumi.all([settings, cert.certificatePem, cert.privateKeyPem, args.caCertificatePem]).apply(([env, certificatePem, keyPem, caPem]) =>
-                    encodeDeployBundle({
-                        "backend.env": env,
-                        [`tls/${backendTlsFiles.certificate}`]: certificatePem,
-                        [`tls/${backendTlsFiles.key}`]: keyPem,
-                        [`tls/${backendTlsFiles.clientCa}`]: caPem,
-                    }),
-                ),
+                pulumi
+                    .all([settings, cert.certificatePem, cert.privateKeyPem, args.caCertificatePem])
+                    .apply(([env, certificatePem, keyPem, caPem]) =>
+                        encodeDeployBundle({
+                            "backend.env": env,
+                            [`tls/${backendTlsFiles.certificate}`]: certificatePem,
+                            [`tls/${backendTlsFiles.key}`]: keyPem,
+                            [`tls/${backendTlsFiles.clientCa}`]: caPem,
+                        }),
+                    ),
             );
             // Public material only, readable in a preview: what a new run of the deploy is for.
-            const triggers = pulumi.all([settings, cert.certificatePem, args.caCertificatePem, instance.id]).apply(([env, certificatePem, caPem, instanceId]) => [
-                `app:${sha256(env)}`,
-                `certificates:${sha256(certificatePem + caPem)}`,
-                `script:${sha256(scriptText)}`,
-                `instance:${instanceId}`,
-            ]);
+            const triggers = pulumi
+                .all([settings, cert.certificatePem, args.caCertificatePem, instance.id])
+                .apply(([env, certificatePem, caPem, instanceId]) => [
+                    `app:${sha256(env)}`,
+                    `certificates:${sha256(certificatePem + caPem)}`,
+                    `script:${sha256(scriptText)}`,
+                    `instance:${instanceId}`,
+                ]);
             const deploy = new command.remote.Command(
                 `${name}-${cert.name}-deploy`,
                 { connection, create: backendDeployCommand, stdin: release, triggers, logging: "stdoutAndStderr" },
@@ -223,14 +254,28 @@ export class BackendFleet extends pulumi.ComponentResource {
         }
         this.privateIps = this.backends.map((b) => b.privateIp);
 
-        this.registerOutputs({ privateIps: this.privateIps, imageReference: this.imageReference, repositoryUrl: this.repository?.repositoryUrl });
+        this.registerOutputs({
+            privateIps: this.privateIps,
+            imageReference: this.imageReference,
+            repositoryUrl: this.repository?.repositoryUrl,
+        });
     }
 }
 
 /** Keeps the 10 newest images (instances run the newest by digest) and drops untagged ones after a week. */
 const ecrLifecycle = {
     rules: [
-        { rulePriority: 1, description: "Untagged images after 7 days", selection: { tagStatus: "untagged", countType: "sinceImagePushed", countUnit: "days", countNumber: 7 }, action: { type: "expire" } },
-        { rulePriority: 2, description: "Only the 10 newest images", selection: { tagStatus: "any", countType: "imageCountMoreThan", countNumber: 10 }, action: { type: "expire" } },
+        {
+            rulePriority: 1,
+            description: "Untagged images after 7 days",
+            selection: { tagStatus: "untagged", countType: "sinceImagePushed", countUnit: "days", countNumber: 7 },
+            action: { type: "expire" },
+        },
+        {
+            rulePriority: 2,
+            description: "Only the 10 newest images",
+            selection: { tagStatus: "any", countType: "imageCountMoreThan", countNumber: 10 },
+            action: { type: "expire" },
+        },
     ],
 };

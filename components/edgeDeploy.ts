@@ -1,11 +1,11 @@
-import * as command from "@pulumi/command";
-import * as pulumi from "@pulumi/pulumi";
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import * as command from "@pulumi/command";
+import * as pulumi from "@pulumi/pulumi";
 import { encodeDeployBundle, releaseFiles } from "../deploy/deployBundle";
 import { edgeDeployScript, proxyDeployCommand, proxyHost } from "../host/proxyHost";
-import { EdgeProxy } from "./edgeProxy";
+import type { EdgeProxy } from "./edgeProxy";
 
 export interface EdgeTlsFiles {
     readonly certificateChainPem: pulumi.Input<string>;
@@ -55,15 +55,37 @@ export class EdgeDeploy extends pulumi.ComponentResource {
 
         const release = pulumi.secret(
             pulumi
-                .all([args.nginxConfig, tls.certificateChainPem, tls.privateKeyPem, tls.backendCaPem, tls.proxyClientCertificatePem, tls.proxyClientKeyPem])
+                .all([
+                    args.nginxConfig,
+                    tls.certificateChainPem,
+                    tls.privateKeyPem,
+                    tls.backendCaPem,
+                    tls.proxyClientCertificatePem,
+                    tls.proxyClientKeyPem,
+                ])
                 .apply(([nginxConfig, certificateChainPem, privateKeyPem, backendCaPem, proxyClientCertificatePem, proxyClientKeyPem]) =>
-                    encodeDeployBundle(releaseFiles({ nginxConfig, certificateChainPem, privateKeyPem, backendCaPem, proxyClientCertificatePem, proxyClientKeyPem })),
+                    encodeDeployBundle(
+                        releaseFiles({
+                            nginxConfig,
+                            certificateChainPem,
+                            privateKeyPem,
+                            backendCaPem,
+                            proxyClientCertificatePem,
+                            proxyClientKeyPem,
+                        }),
+                    ),
                 ),
         );
         // Hashes of public material only, so the trigger diff in a preview stays readable. Keys
         // change only together with their certificates.
         this.triggers = pulumi
-            .all([args.nginxConfig, pulumi.unsecret(pulumi.output(tls.certificateChainPem)), tls.backendCaPem, tls.proxyClientCertificatePem, proxy.instance.id])
+            .all([
+                args.nginxConfig,
+                pulumi.unsecret(pulumi.output(tls.certificateChainPem)),
+                tls.backendCaPem,
+                tls.proxyClientCertificatePem,
+                proxy.instance.id,
+            ])
             .apply(([config, chain, backendCa, clientCert, instanceId]) => [
                 `config:${sha256(config)}`,
                 `certificates:${sha256(chain + backendCa + clientCert)}`,
@@ -73,7 +95,13 @@ export class EdgeDeploy extends pulumi.ComponentResource {
 
         this.deploy = new command.remote.Command(
             name,
-            { connection: proxy.connection, create: proxyDeployCommand, stdin: release, triggers: this.triggers, logging: "stdoutAndStderr" },
+            {
+                connection: proxy.connection,
+                create: proxyDeployCommand,
+                stdin: release,
+                triggers: this.triggers,
+                logging: "stdoutAndStderr",
+            },
             { parent: this, dependsOn: pulumi.output(args.after ?? []).apply((after) => [copyScript, ...after]) },
         );
 

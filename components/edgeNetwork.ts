@@ -1,6 +1,6 @@
+import { isIPv6 } from "node:net";
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
-import { isIPv6 } from "node:net";
 
 export interface EdgeNetworkArgs {
     /** Who may connect on 443 (and on 80 when `httpRedirect`). */
@@ -29,7 +29,15 @@ export class EdgeNetwork extends pulumi.ComponentResource {
         const vpc = aws.ec2.getVpcOutput({ default: true }, invokeOpts);
         this.vpcId = vpc.id;
         this.subnetIds = aws.ec2
-            .getSubnetsOutput({ filters: [{ name: "vpc-id", values: [vpc.id] }, { name: "default-for-az", values: ["true"] }] }, invokeOpts)
+            .getSubnetsOutput(
+                {
+                    filters: [
+                        { name: "vpc-id", values: [vpc.id] },
+                        { name: "default-for-az", values: ["true"] },
+                    ],
+                },
+                invokeOpts,
+            )
             .ids.apply((ids) => [...ids].sort());
 
         const publicPorts = [443, ...(args.httpRedirect ? [80] : [])];
@@ -46,7 +54,13 @@ export class EdgeNetwork extends pulumi.ComponentResource {
                         toPort: port,
                         ...splitCidrs(args.allowedCidrs),
                     })),
-                    { description: "SSH for admins and the deploy", protocol: "tcp", fromPort: 22, toPort: 22, ...splitCidrs(args.adminCidrs) },
+                    {
+                        description: "SSH for admins and the deploy",
+                        protocol: "tcp",
+                        fromPort: 22,
+                        toPort: 22,
+                        ...splitCidrs(args.adminCidrs),
+                    },
                 ],
                 egress: [allEgress("Backends, package mirrors")],
             },

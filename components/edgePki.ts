@@ -1,7 +1,7 @@
+import { X509Certificate } from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
 import * as tls from "@pulumi/tls";
-import { X509Certificate } from "node:crypto";
-import { CertificateSpec, PkiSpec } from "../pki/pkiSpec";
+import type { CertificateSpec, PkiSpec } from "../pki/pkiSpec";
 
 export interface EdgePkiArgs {
     readonly spec: PkiSpec;

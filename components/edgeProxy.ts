@@ -1,5 +1,5 @@
 import * as aws from "@pulumi/aws";
-import * as command from "@pulumi/command";
+import type * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import * as tls from "@pulumi/tls";
 import { proxyHost, proxyUserData } from "../host/proxyHost";
@@ -66,7 +66,11 @@ export class EdgeProxy extends pulumi.ComponentResource {
                 keyName: keyPair.keyName,
                 ...hardenedInstanceSettings,
                 // Holds the SSH host key (cloud-init's documented way to preset one), so it is a secret.
-                userData: pulumi.secret(pulumi.all([hostKey.privateKeyOpenssh, hostKey.publicKeyOpenssh]).apply(([privateKeyOpenssh, publicKeyOpenssh]) => proxyUserData({ privateKeyOpenssh, publicKeyOpenssh }))),
+                userData: pulumi.secret(
+                    pulumi
+                        .all([hostKey.privateKeyOpenssh, hostKey.publicKeyOpenssh])
+                        .apply(([privateKeyOpenssh, publicKeyOpenssh]) => proxyUserData({ privateKeyOpenssh, publicKeyOpenssh })),
+                ),
                 // cloud-init runs user data once per instance: an edited one only takes effect on a new VM.
                 userDataReplaceOnChange: true,
                 tags: { Name: `${pulumi.getProject()}-${pulumi.getStack()}-proxy`, Role: "wss-edge-proxy" },

@@ -31,15 +31,13 @@ export function releaseFiles(release: EdgeRelease): Record<string, string> {
  * or in user data.
  */
 export function encodeDeployBundle(files: Readonly<Record<string, string>>): string {
-    return (
-        Object.keys(files)
-            .sort()
-            .map((path) => {
-                if (!isBundlePath(path)) throw new Error(`deploy bundle: ${JSON.stringify(path)} is not a safe relative path`);
-                return `${path} ${Buffer.from(files[path], "utf8").toString("base64")}`;
-            })
-            .join("\n") + "\n"
-    );
+    return `${Object.keys(files)
+        .sort()
+        .map((path) => {
+            if (!isBundlePath(path)) throw new Error(`deploy bundle: ${JSON.stringify(path)} is not a safe relative path`);
+            return `${path} ${Buffer.from(files[path], "utf8").toString("base64")}`;
+        })
+        .join("\n")}\n`;
 }
 
 /** Same rule the deploy script enforces: relative, no `..`, plain characters. */

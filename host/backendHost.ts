@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { SshHostKey, renderCloudConfig } from "./cloudConfig";
+import { renderCloudConfig, type SshHostKey } from "./cloudConfig";
 import { waitForFirstBoot } from "./proxyHost";
 import { inlineScript } from "./remoteScript";
 

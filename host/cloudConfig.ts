@@ -32,7 +32,9 @@ export function renderCloudConfig(config: CloudConfig): string {
         "  ed25519_private: |",
         literalBlock(config.hostKey.privateKeyOpenssh, 4),
         `  ed25519_public: ${JSON.stringify(config.hostKey.publicKeyOpenssh.trim())}`,
-        ...(config.packages && config.packages.length > 0 ? ["package_update: true", "packages:", ...config.packages.map((p) => `  - ${JSON.stringify(p)}`)] : []),
+        ...(config.packages && config.packages.length > 0
+            ? ["package_update: true", "packages:", ...config.packages.map((p) => `  - ${JSON.stringify(p)}`)]
+            : []),
         ...(config.files && config.files.length > 0 ? ["write_files:"] : []),
         ...(config.files ?? []).flatMap((file) => [
             `  - path: ${JSON.stringify(file.path)}`,

@@ -1,4 +1,4 @@
-import { SshHostKey, renderCloudConfig } from "./cloudConfig";
+import { renderCloudConfig, type SshHostKey } from "./cloudConfig";
 
 /**
  * Facts about the proxy VM (Debian 12's cloud image), in one place: the user data, the deploy's

@@ -6,7 +6,7 @@ import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { parse as parseYaml } from "yaml";
-import { RawSettings } from "../settings/edgeSettings";
+import type { RawSettings } from "../settings/edgeSettings";
 import { edgeSettingKeys, settingKeys } from "../settings/settingsTable";
 import { LocalStack, repositoryRoot, stopDetachedStack } from "./localStack";
 
@@ -40,28 +40,16 @@ interface Invocation {
 /** Reads the command line; throws a UsageError naming what is wrong. */
 export function parseInvocation(argv: readonly string[], env: NodeJS.ProcessEnv = process.env, root = repositoryRoot): Invocation {
     const [command, ...rest] = argv;
-    let parsed;
-    try {
-        parsed = parseArgs({
-            args: rest,
-            options: {
-                port: { type: "string" },
-                state: { type: "string" },
-                set: { type: "string", multiple: true },
-                stack: { type: "string" },
-                help: { type: "boolean", short: "h" },
-            },
-        });
-    } catch (error) {
-        throw new UsageError((error as Error).message);
-    }
-    const { values } = parsed;
-    if (values.help || command === "help" || command === "--help" || command === "-h") return { command: "help", stateDir: "", port: 0, settings: {}, ignored: [] };
-    if (command !== "start" && command !== "up" && command !== "down") throw new UsageError(command === undefined ? "which command: start, up or down?" : `unknown command ${JSON.stringify(command)}`);
+    const values = readOptions(rest);
+    if (values.help || command === "help" || command === "--help" || command === "-h")
+        return { command: "help", stateDir: "", port: 0, settings: {}, ignored: [] };
+    if (command !== "start" && command !== "up" && command !== "down")
+        throw new UsageError(command === undefined ? "which command: start, up or down?" : `unknown command ${JSON.stringify(command)}`);
 
     const portText = values.port ?? env.EDGE_PORT ?? "8443";
     const port = Number(portText);
-    if (!/^[0-9]+$/.test(portText) || port < 1 || port > 65535) throw new UsageError(`--port ${JSON.stringify(portText)} must be a whole number from 1 to 65535`);
+    if (!/^[0-9]+$/.test(portText) || port < 1 || port > 65535)
+        throw new UsageError(`--port ${JSON.stringify(portText)} must be a whole number from 1 to 65535`);
 
     const fromStack = values.stack === undefined ? { settings: {}, ignored: [] } : stackSettings(values.stack, root);
     const settings: Record<string, string> = { ...fromStack.settings };
@@ -70,7 +58,30 @@ export function parseInvocation(argv: readonly string[], env: NodeJS.ProcessEnv 
         if (equals < 1) throw new UsageError(`--set ${JSON.stringify(assignment)} must be KEY=VALUE, e.g. --set idleTimeoutSeconds=60`);
         settings[assignment.slice(0, equals)] = assignment.slice(equals + 1);
     }
-    return { command, stateDir: resolve(values.state ?? join(root, ".local")), port, settings: settings as RawSettings, ignored: fromStack.ignored };
+    return {
+        command,
+        stateDir: resolve(values.state ?? join(root, ".local")),
+        port,
+        settings: settings as RawSettings,
+        ignored: fromStack.ignored,
+    };
+}
+
+function readOptions(args: string[]) {
+    try {
+        return parseArgs({
+            args,
+            options: {
+                port: { type: "string" },
+                state: { type: "string" },
+                set: { type: "string", multiple: true },
+                stack: { type: "string" },
+                help: { type: "boolean", short: "h" },
+            },
+        }).values;
+    } catch (error) {
+        throw new UsageError((error as Error).message);
+    }
 }
 
 /** The edge settings a stack file holds, as strings; its other keys of this project, by name. */
@@ -108,7 +119,8 @@ async function main(argv: string[]): Promise<number> {
         console.log(usage);
         return 0;
     }
-    if (invocation.ignored.length > 0) console.log(`local stack: left out AWS placement settings of the stack file: ${invocation.ignored.join(", ")}`);
+    if (invocation.ignored.length > 0)
+        console.log(`local stack: left out AWS placement settings of the stack file: ${invocation.ignored.join(", ")}`);
     switch (invocation.command) {
         case "start":
             return runInForeground(invocation);
@@ -116,7 +128,11 @@ async function main(argv: string[]): Promise<number> {
             return startDetached(invocation);
         case "down": {
             const stopped = await stopDetachedStack(invocation.stateDir);
-            console.log(stopped.length === 0 ? `local stack: nothing running in ${invocation.stateDir}` : `local stack: stopped ${stopped.join(", ")}`);
+            console.log(
+                stopped.length === 0
+                    ? `local stack: nothing running in ${invocation.stateDir}`
+                    : `local stack: stopped ${stopped.join(", ")}`,
+            );
             return 0;
         }
     }

@@ -1,4 +1,4 @@
-import { ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { X509Certificate } from "node:crypto";
 import { closeSync, existsSync, openSync, readFileSync } from "node:fs";
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
@@ -6,13 +6,13 @@ import { join, resolve } from "node:path";
 import { encodeDeployBundle, releaseFiles } from "../deploy/deployBundle";
 import { healthGateTimeoutSeconds } from "../host/backendHost";
 import { edgeDeployScript } from "../host/proxyHost";
-import { EdgeHostProfile, backendPingIntervalSeconds, edgeConfigSpec } from "../nginx/edgeConfigFromSettings";
-import { UpstreamServer } from "../nginx/edgeConfigSpec";
+import { backendPingIntervalSeconds, type EdgeHostProfile, edgeConfigSpec } from "../nginx/edgeConfigFromSettings";
+import type { UpstreamServer } from "../nginx/edgeConfigSpec";
 import { healthPath, renderNginxConfig } from "../nginx/renderNginxConfig";
 import { backendTlsFiles } from "../pki/certificateLayout";
-import { LocalCertificate, LocalPki, issueWithOpenSsl } from "../pki/openSslIssuer";
+import { issueWithOpenSsl, type LocalCertificate, type LocalPki } from "../pki/openSslIssuer";
 import { backendServerName, edgePkiSpec } from "../pki/pkiSpec";
-import { EdgeSettings, RawSettings, validateEdgeSettings } from "../settings/edgeSettings";
+import { type EdgeSettings, type RawSettings, validateEdgeSettings } from "../settings/edgeSettings";
 import { canListen, freePort } from "./ports";
 import { httpsGet, peerCertificateFingerprint } from "./probes";
 import { commandLine, findBinary, hardFileLimit, isAlive, runScript, stopNginx, terminate, terminatePid, waitUntil } from "./processes";
@@ -130,7 +130,9 @@ export class LocalStack {
 
     private async bringUp(): Promise<void> {
         if (!/^[A-Za-z0-9_./-]+$/.test(this.stateDir)) {
-            throw new Error(`local stack: state folder ${JSON.stringify(this.stateDir)} must be a plain path (letters, digits, '_', '.', '-', '/'): NGINX config paths are written unquoted`);
+            throw new Error(
+                `local stack: state folder ${JSON.stringify(this.stateDir)} must be a plain path (letters, digits, '_', '.', '-', '/'): NGINX config paths are written unquoted`,
+            );
         }
         this.nginxBinary = requireBinary(this.options.nginx ?? "nginx", "NGINX", "nginx-light");
         requireBinary("openssl", "openssl", "openssl");
@@ -153,7 +155,12 @@ export class LocalStack {
     }
 
     private async issuePki(backendCount: number, renew: readonly string[] = []): Promise<void> {
-        const spec = edgePkiSpec({ edgeDnsNames: ["localhost"], edgeIpAddresses: ["127.0.0.1", "::1"], backendCount, userSuppliedEdgeCertificate: false });
+        const spec = edgePkiSpec({
+            edgeDnsNames: ["localhost"],
+            edgeIpAddresses: ["127.0.0.1", "::1"],
+            backendCount,
+            userSuppliedEdgeCertificate: false,
+        });
         this.pki = await issueWithOpenSsl(spec, join(this.stateDir, "pki"), { renew });
     }
 
@@ -206,7 +213,14 @@ export class LocalStack {
         const log = openSync(join(this.stateDir, "backends", `${backend.name}.log`), "a");
         const pings = this.options.pingIntervalSeconds ?? backendPingIntervalSeconds(this.settings);
         const child = spawn(process.execPath, [backend.entry], {
-            env: { ...process.env, BACKEND_NAME: backend.name, HOST: this.bindAddress, PORT: String(backend.port), TLS_DIR: tlsDir, PING_INTERVAL_SECONDS: String(pings) },
+            env: {
+                ...process.env,
+                BACKEND_NAME: backend.name,
+                HOST: this.bindAddress,
+                PORT: String(backend.port),
+                TLS_DIR: tlsDir,
+                PING_INTERVAL_SECONDS: String(pings),
+            },
             stdio: ["ignore", log, log],
             // Its own process group: a Ctrl-C in the terminal reaches the stack, which then
             // stops the backends in order, instead of reaching everything at once.
@@ -285,7 +299,9 @@ export class LocalStack {
     }
 
     private exitedWhileStarting(backend: RunningBackend): Error {
-        return new Error(`local stack: backend ${backend.name} exited while starting; its log:\n${tail(join(this.stateDir, "backends", `${backend.name}.log`))}`);
+        return new Error(
+            `local stack: backend ${backend.name} exited while starting; its log:\n${tail(join(this.stateDir, "backends", `${backend.name}.log`))}`,
+        );
     }
 
     /**
@@ -301,7 +317,11 @@ export class LocalStack {
         backend.process.kill("SIGHUP");
         const renewed = this.backendCertificate(name);
         const expected = new X509Certificate(renewed.certificatePem).fingerprint256;
-        await waitUntil(5000, async () => (await peerCertificateFingerprint(this.bindAddress, backend.port, this.asProxy())) === expected, `local stack: backend ${name} did not load its renewed certificate`);
+        await waitUntil(
+            5000,
+            async () => (await peerCertificateFingerprint(this.bindAddress, backend.port, this.asProxy())) === expected,
+            `local stack: backend ${name} did not load its renewed certificate`,
+        );
         return renewed;
     }
 
@@ -313,7 +333,10 @@ export class LocalStack {
      * `entry` rolls another version of the app in (default: the one running). A successor that
      * fails the gate is stopped, and the old backend keeps serving.
      */
-    async replaceBackend(name: string, options: { readonly entry?: string } = {}): Promise<{ readonly oldPort: number; readonly newPort: number; readonly pid: number }> {
+    async replaceBackend(
+        name: string,
+        options: { readonly entry?: string } = {},
+    ): Promise<{ readonly oldPort: number; readonly newPort: number; readonly pid: number }> {
         const index = this.backends.indexOf(this.backend(name));
         const predecessor = this.backends[index];
         await this.issuePki(this.pki.backendCertificates.length, [name]);
@@ -357,14 +380,24 @@ export class LocalStack {
 
     async waitForBackend(backend: RunningBackend | string, timeoutMs = 10000): Promise<void> {
         const b = typeof backend === "string" ? this.backend(backend) : backend;
-        await waitUntil(timeoutMs, async () => {
-            if (b.process === undefined || b.process.exitCode !== null) throw this.exitedWhileStarting(b);
-            return (await this.backendHealth(b)) !== undefined;
-        }, `local stack: backend ${b.name} on ${this.bindAddress}:${b.port} did not become healthy`);
+        await waitUntil(
+            timeoutMs,
+            async () => {
+                if (b.process === undefined || b.process.exitCode !== null) throw this.exitedWhileStarting(b);
+                return (await this.backendHealth(b)) !== undefined;
+            },
+            `local stack: backend ${b.name} on ${this.bindAddress}:${b.port} did not become healthy`,
+        );
     }
 
     private async waitForEdge(): Promise<void> {
-        await waitUntil(10000, async () => (await httpsGet(this.bindAddress, this.edgePort, healthPath, { ca: this.pki.caCertificatePem, servername: "localhost" }))?.status === 200, `local stack: edge on ${this.bindAddress}:${this.edgePort} did not answer ${healthPath}; see ${join(this.edgeRoot, "logs", "error.log")}`);
+        await waitUntil(
+            10000,
+            async () =>
+                (await httpsGet(this.bindAddress, this.edgePort, healthPath, { ca: this.pki.caCertificatePem, servername: "localhost" }))
+                    ?.status === 200,
+            `local stack: edge on ${this.bindAddress}:${this.edgePort} did not answer ${healthPath}; see ${join(this.edgeRoot, "logs", "error.log")}`,
+        );
     }
 
     /** Sockets each backend holds now, from its own /healthz (undefined when it is down). */
@@ -420,7 +453,7 @@ export class LocalStack {
 
     /** Writes outputs.json, and names in the lock every process that holds this stack. */
     private async writeState(): Promise<void> {
-        await writeFile(join(this.stateDir, "outputs.json"), JSON.stringify(this.outputs, null, 2) + "\n");
+        await writeFile(join(this.stateDir, "outputs.json"), `${JSON.stringify(this.outputs, null, 2)}\n`);
         const master = this.nginxMasterPid();
         this.lock?.record({ pids: [process.pid, ...(master ? [master] : []), ...this.backends.map((b) => b.pid)], port: this.edgePort });
     }
@@ -469,7 +502,9 @@ function requireBinary(binary: string, what: string, pkg: string): string {
     const path = findBinary(binary);
     if (!path) {
         const install = `apt-get update && apt-get install -y ${pkg}`;
-        throw new Error(`local stack: ${what} ('${binary}') is not installed. Install it with: ${process.getuid?.() === 0 ? install : `sudo sh -c '${install}'`}`);
+        throw new Error(
+            `local stack: ${what} ('${binary}') is not installed. Install it with: ${process.getuid?.() === 0 ? install : `sudo sh -c '${install}'`}`,
+        );
     }
     return path;
 }

@@ -10,7 +10,12 @@ export interface TlsClientOptions {
 }
 
 /** GET over HTTPS; undefined when the server is unreachable or the handshake fails. */
-export function httpsGet(host: string, port: number, path: string, tls: TlsClientOptions): Promise<{ status: number; body: string } | undefined> {
+export function httpsGet(
+    host: string,
+    port: number,
+    path: string,
+    tls: TlsClientOptions,
+): Promise<{ status: number; body: string } | undefined> {
     return new Promise((done) => {
         // Host as a client of the endpoint sends it: the edge answers only for its own names.
         const req = request({ host, port, path, ...tls, headers: { host: tls.servername }, timeout: 2000 }, (res) => {

@@ -1,5 +1,5 @@
 /** Process control for the local stack, the tests and the benchmark: waiting, stopping, running scripts. */
-import { ChildProcess, execFileSync, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { accessSync, constants, readFileSync } from "node:fs";
 import { join } from "node:path";
 
@@ -85,7 +85,13 @@ export class ScriptError extends Error {
 }
 
 /** Runs a bash script with `stdin`; resolves with its stdout, rejects with a ScriptError. */
-export function runScript(script: string, args: readonly string[], stdin: string, env: Record<string, string>, signal?: AbortSignal): Promise<string> {
+export function runScript(
+    script: string,
+    args: readonly string[],
+    stdin: string,
+    env: Record<string, string>,
+    signal?: AbortSignal,
+): Promise<string> {
     return new Promise((done, fail) => {
         const child = spawn("bash", [script, ...args], { env: { ...process.env, ...env }, stdio: ["pipe", "pipe", "pipe"], signal });
         let stdout = "";

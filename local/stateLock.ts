@@ -49,7 +49,7 @@ export class StateLock {
             } catch (error) {
                 if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
                 const current = StateLock.read(stateDir);
-                if (current && current.pids.some(isAlive)) throw new StateInUseError(stateDir, current);
+                if (current?.pids.some(isAlive)) throw new StateInUseError(stateDir, current);
                 rmSync(path, { force: true }); // left by a stack whose processes are all gone
             }
         }

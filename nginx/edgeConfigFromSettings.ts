@@ -1,8 +1,8 @@
 import { edgeTlsFiles } from "../pki/certificateLayout";
 import { backendServerName } from "../pki/pkiSpec";
-import { EdgeSettings } from "../settings/edgeSettings";
-import { EdgeConfigSpec, UpstreamServer } from "./edgeConfigSpec";
 import { isIpLiteral } from "../settings/addresses";
+import type { EdgeSettings } from "../settings/edgeSettings";
+import type { EdgeConfigSpec, UpstreamServer } from "./edgeConfigSpec";
 import { tlsPolicies } from "./tlsPolicy";
 
 /** What differs between the machines the edge runs on: ports, process limits, file places. */
@@ -66,7 +66,12 @@ export function awsProxyHost(capacity: ProxyCapacity): EdgeHostProfile {
 const upstreamHealth = { maxFails: 3, failTimeoutSeconds: 10 };
 
 /** The renderer's spec for an edge in front of `backends`, on `host`. */
-export function edgeConfigSpec(settings: EdgeSettings, backends: readonly UpstreamServer[], host: EdgeHostProfile, serverNames: readonly string[]): EdgeConfigSpec {
+export function edgeConfigSpec(
+    settings: EdgeSettings,
+    backends: readonly UpstreamServer[],
+    host: EdgeHostProfile,
+    serverNames: readonly string[],
+): EdgeConfigSpec {
     return {
         serverNames,
         rejectUnknownNames: serverNames.every((name) => !isIpLiteral(name)),

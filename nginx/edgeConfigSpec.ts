@@ -1,4 +1,4 @@
-import { BackendTlsProtocol, TlsPolicy } from "./tlsPolicy";
+import type { BackendTlsProtocol, TlsPolicy } from "./tlsPolicy";
 
 /** One backend the edge proxies to. `address` is an IP literal or a host name. */
 export interface UpstreamServer {

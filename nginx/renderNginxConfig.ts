@@ -1,4 +1,4 @@
-import { EdgeConfigSpec } from "./edgeConfigSpec";
+import type { EdgeConfigSpec } from "./edgeConfigSpec";
 import { httpBasics } from "./render/httpContext";
 import { mainContext } from "./render/mainContext";
 import { servers } from "./render/servers";

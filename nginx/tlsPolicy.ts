@@ -1,4 +1,4 @@
-import { BackendTlsProtocol, TlsPolicyName, backendTlsProtocols } from "../settings/settingsTable";
+import { type BackendTlsProtocol, backendTlsProtocols, type TlsPolicyName } from "../settings/settingsTable";
 
 /**
  * TLS policies as data, after Mozilla's server-side TLS guidelines
@@ -37,9 +37,7 @@ export const mozillaIntermediate: TlsPolicy = {
     curves: ["X25519", "prime256v1", "secp384r1"],
     sessionTimeout: "1d",
     hstsMaxAgeSeconds: 63072000,
-    deviations: [
-        "X25519MLKEM768 omitted from the curves: it needs OpenSSL 3.5+, and Debian 12's nginx links OpenSSL 3.0.",
-    ],
+    deviations: ["X25519MLKEM768 omitted from the curves: it needs OpenSSL 3.5+, and Debian 12's nginx links OpenSSL 3.0."],
 };
 
 /** Mozilla "modern": TLS 1.3 only. For fleets whose clients are all recent. */
@@ -60,6 +58,7 @@ export const tlsPolicies: Readonly<Record<TlsPolicyName, TlsPolicy>> = {
     "mozilla-modern": mozillaModern,
 };
 
+export type { BackendTlsProtocol, TlsPolicyName };
 /*
  * What the proxy may speak to the backends (the `backendTlsProtocol` setting): one protocol, so
  * every connection behaves alike.
@@ -74,7 +73,6 @@ export const tlsPolicies: Readonly<Record<TlsPolicyName, TlsPolicy>> = {
  *   to a backend is a full one.
  */
 export { backendTlsProtocols };
-export type { BackendTlsProtocol, TlsPolicyName };
 
 /** The ECDHE and AEAD suites of Mozilla's intermediate list that the backends' ECDSA certificates can serve. */
 export const backendTls12Ciphers = mozillaIntermediate.tls12Ciphers.filter((c) => c.startsWith("ECDHE-ECDSA-"));

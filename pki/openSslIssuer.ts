@@ -3,7 +3,7 @@ import { randomBytes } from "node:crypto";
 import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { CertificateSpec, PkiSpec } from "./pkiSpec";
+import type { CertificateSpec, PkiSpec } from "./pkiSpec";
 
 const run = promisify(execFile);
 
@@ -29,7 +29,11 @@ export interface LocalPki {
  * its part of the spec is unchanged, so a restarted stack keeps the CA its users trust.
  * `renew` names leaves to issue afresh anyway (new key, new serial). Keys are written 0600.
  */
-export async function issueWithOpenSsl(spec: PkiSpec, dir: string, options: { openssl?: string; renew?: readonly string[] } = {}): Promise<LocalPki> {
+export async function issueWithOpenSsl(
+    spec: PkiSpec,
+    dir: string,
+    options: { openssl?: string; renew?: readonly string[] } = {},
+): Promise<LocalPki> {
     const openssl = options.openssl ?? "openssl";
     const renew = new Set(options.renew ?? []);
     if (!spec.edge) throw new Error("issueWithOpenSsl: the local stack always issues its own edge certificate");
@@ -40,12 +44,23 @@ export async function issueWithOpenSsl(spec: PkiSpec, dir: string, options: { op
     if (caFresh) {
         await generateKey(openssl, spec, caKey);
         await run(openssl, [
-            "req", "-x509", "-new", "-key", caKey, "-out", caCert,
-            "-subj", subject(spec.organization, spec.ca.commonName),
-            "-days", String(Math.ceil(spec.ca.validityHours / 24)),
-            "-addext", "basicConstraints=critical,CA:TRUE,pathlen:0",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
-            "-addext", "subjectKeyIdentifier=hash",
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            caKey,
+            "-out",
+            caCert,
+            "-subj",
+            subject(spec.organization, spec.ca.commonName),
+            "-days",
+            String(Math.ceil(spec.ca.validityHours / 24)),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE,pathlen:0",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
+            "-addext",
+            "subjectKeyIdentifier=hash",
         ]);
         await recordIssued(dir, "ca", { algorithm: spec.keyAlgorithm, organization: spec.organization, ca: spec.ca });
     }
@@ -63,10 +78,24 @@ export async function issueWithOpenSsl(spec: PkiSpec, dir: string, options: { op
         await run(openssl, ["req", "-new", "-key", key, "-out", csr, "-subj", subject(spec.organization, cert.commonName)]);
         await writeFile(extensions, leafExtensions(cert));
         await run(openssl, [
-            "x509", "-req", "-in", csr, "-CA", caCert, "-CAkey", caKey,
-            "-set_serial", `0x${randomBytes(16).toString("hex").replace(/^[89a-f]/, "1")}`,
-            "-days", String(Math.ceil(spec.leafValidityHours / 24)),
-            "-extfile", extensions, "-out", crt,
+            "x509",
+            "-req",
+            "-in",
+            csr,
+            "-CA",
+            caCert,
+            "-CAkey",
+            caKey,
+            "-set_serial",
+            `0x${randomBytes(16)
+                .toString("hex")
+                .replace(/^[89a-f]/, "1")}`,
+            "-days",
+            String(Math.ceil(spec.leafValidityHours / 24)),
+            "-extfile",
+            extensions,
+            "-out",
+            crt,
         ]);
         await recordIssued(dir, cert.name, issuedSpec);
         return { name: cert.name, certificatePem: await readFile(crt, "utf8"), privateKeyPem: await readFile(key, "utf8") };
@@ -106,8 +135,8 @@ async function generateKey(openssl: string, spec: PkiSpec, path: string): Promis
 }
 
 function subject(organization: string, commonName: string): string {
-    const escape = (s: string) => s.replace(/[/\\=]/g, (c) => `\\${c}`);
-    return `/O=${escape(organization)}/CN=${escape(commonName)}`;
+    const escaped = (s: string) => s.replace(/[/\\=]/g, (c) => `\\${c}`);
+    return `/O=${escaped(organization)}/CN=${escaped(commonName)}`;
 }
 
 function leafExtensions(cert: CertificateSpec): string {

@@ -1,5 +1,5 @@
 import * as aws from "@pulumi/aws";
-import { PolicyResource, ResourceValidationPolicy, StackValidationPolicy, validateResourceOfType } from "@pulumi/policy";
+import { type PolicyResource, type ResourceValidationPolicy, type StackValidationPolicy, validateResourceOfType } from "@pulumi/policy";
 
 /** An ingress rule as security groups and standalone rule resources both express it. */
 interface IngressRule {
@@ -11,20 +11,43 @@ interface IngressRule {
 }
 
 const worldRanges = ["0.0.0.0/0", "::/0"];
-const isOpenToWorld = (rule: IngressRule) => [...(rule.cidrBlocks ?? []), ...(rule.ipv6CidrBlocks ?? [])].some((c) => worldRanges.includes(c));
+const isOpenToWorld = (rule: IngressRule) =>
+    [...(rule.cidrBlocks ?? []), ...(rule.ipv6CidrBlocks ?? [])].some((c) => worldRanges.includes(c));
 const coversPort = (rule: IngressRule, port: number) =>
     rule.protocol === "-1" || rule.protocol === "all" || ((rule.fromPort ?? 0) <= port && port <= (rule.toPort ?? 65535));
-const portsOf = (rule: IngressRule) => (rule.protocol === "-1" ? "all ports" : rule.fromPort === rule.toPort ? `port ${rule.fromPort}` : `ports ${rule.fromPort}-${rule.toPort}`);
+const portsOf = (rule: IngressRule) =>
+    rule.protocol === "-1"
+        ? "all ports"
+        : rule.fromPort === rule.toPort
+          ? `port ${rule.fromPort}`
+          : `ports ${rule.fromPort}-${rule.toPort}`;
 
 /** Ingress rules of a security group, or of a standalone ingress rule resource. */
-function ingressRules(type: string, props: Record<string, any>): IngressRule[] {
+/** The properties of the resource types above that carry ingress rules. */
+interface RuleProps extends IngressRule {
+    readonly ingress?: IngressRule[];
+    readonly type?: string;
+    readonly ipProtocol?: string;
+    readonly cidrIpv4?: string;
+    readonly cidrIpv6?: string;
+}
+
+function ingressRules(type: string, props: RuleProps): IngressRule[] {
     switch (type) {
         case "aws:ec2/securityGroup:SecurityGroup":
             return props.ingress ?? [];
         case "aws:ec2/securityGroupRule:SecurityGroupRule":
             return props.type === "ingress" ? [props] : [];
         case "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule":
-            return [{ fromPort: props.fromPort, toPort: props.toPort, protocol: props.ipProtocol, cidrBlocks: props.cidrIpv4 ? [props.cidrIpv4] : [], ipv6CidrBlocks: props.cidrIpv6 ? [props.cidrIpv6] : [] }];
+            return [
+                {
+                    fromPort: props.fromPort,
+                    toPort: props.toPort,
+                    protocol: props.ipProtocol,
+                    cidrBlocks: props.cidrIpv4 ? [props.cidrIpv4] : [],
+                    ipv6CidrBlocks: props.cidrIpv6 ? [props.cidrIpv6] : [],
+                },
+            ];
         default:
             return [];
     }
@@ -41,8 +64,8 @@ export const worldIngressOnlyOnWebPorts: ResourceValidationPolicy = {
         const allowed = allowHttpRedirect ? [443, 80] : [443];
         for (const rule of ingressRules(args.type, args.props)) {
             if (!isOpenToWorld(rule)) continue;
-            const single = rule.protocol !== "-1" && rule.fromPort === rule.toPort;
-            if (!single || !allowed.includes(rule.fromPort!)) {
+            const single = rule.protocol !== "-1" && rule.fromPort !== undefined && rule.fromPort === rule.toPort;
+            if (!single || !allowed.includes(rule.fromPort ?? -1)) {
                 reportViolation(`${portsOf(rule)} is open to the whole internet; only ${allowed.join(" and ")} may be`);
             }
         }
@@ -55,7 +78,8 @@ export const sshNeverFromTheWorld: ResourceValidationPolicy = {
     enforcementLevel: "mandatory",
     validateResource: (args, reportViolation) => {
         for (const rule of ingressRules(args.type, args.props)) {
-            if (isOpenToWorld(rule) && coversPort(rule, 22)) reportViolation("SSH is open to the whole internet; admit your admin ranges only");
+            if (isOpenToWorld(rule) && coversPort(rule, 22))
+                reportViolation("SSH is open to the whole internet; admit your admin ranges only");
         }
     },
 };
@@ -65,7 +89,8 @@ export const imdsV2Required: ResourceValidationPolicy = {
     description: "Every instance requires IMDSv2 session tokens.",
     enforcementLevel: "mandatory",
     validateResource: validateResourceOfType(aws.ec2.Instance, (instance, _args, reportViolation) => {
-        if (instance.metadataOptions?.httpTokens !== "required") reportViolation("instance metadata must require IMDSv2 tokens (metadataOptions.httpTokens = \"required\")");
+        if (instance.metadataOptions?.httpTokens !== "required")
+            reportViolation('instance metadata must require IMDSv2 tokens (metadataOptions.httpTokens = "required")');
     }),
 };
 
@@ -74,7 +99,8 @@ export const rootVolumesEncrypted: ResourceValidationPolicy = {
     description: "Every instance's root volume is encrypted.",
     enforcementLevel: "mandatory",
     validateResource: validateResourceOfType(aws.ec2.Instance, (instance, _args, reportViolation) => {
-        if (instance.rootBlockDevice?.encrypted !== true) reportViolation("the root volume must be encrypted (rootBlockDevice.encrypted = true)");
+        if (instance.rootBlockDevice?.encrypted !== true)
+            reportViolation("the root volume must be encrypted (rootBlockDevice.encrypted = true)");
     }),
 };
 
@@ -84,11 +110,16 @@ export const backendsWithoutPublicIngress: StackValidationPolicy = {
     description: "Backend instances admit traffic only from other security groups (the proxy's), never from address ranges.",
     enforcementLevel: "mandatory",
     validateStack: (args, reportViolation) => {
-        for (const instance of args.resources.filter((r) => r.type === "aws:ec2/instance:Instance" && r.props.tags?.Role === "wss-edge-backend")) {
+        for (const instance of args.resources.filter(
+            (r) => r.type === "aws:ec2/instance:Instance" && r.props.tags?.Role === "wss-edge-backend",
+        )) {
             for (const group of securityGroupsOf(instance)) {
                 for (const rule of ingressRules(group.type, group.props)) {
                     if ((rule.cidrBlocks ?? []).length > 0 || (rule.ipv6CidrBlocks ?? []).length > 0) {
-                        reportViolation(`backend ${instance.name} is reachable from address ranges through ${group.name} (${portsOf(rule)})`, instance.urn);
+                        reportViolation(
+                            `backend ${instance.name} is reachable from address ranges through ${group.name} (${portsOf(rule)})`,
+                            instance.urn,
+                        );
                     }
                 }
             }
@@ -108,10 +139,18 @@ export const noPrivateKeysInOutputs: StackValidationPolicy = {
     validateStack: (args, reportViolation) => {
         for (const stack of args.resources.filter((r) => r.type === "pulumi:pulumi:Stack")) {
             for (const [name, value] of Object.entries(stack.props)) {
-                if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(JSON.stringify(value) ?? "")) reportViolation(`stack output "${name}" contains a private key`, stack.urn);
+                if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(JSON.stringify(value) ?? ""))
+                    reportViolation(`stack output "${name}" contains a private key`, stack.urn);
             }
         }
     },
 };
 
-export const edgePolicies = [worldIngressOnlyOnWebPorts, sshNeverFromTheWorld, imdsV2Required, rootVolumesEncrypted, backendsWithoutPublicIngress, noPrivateKeysInOutputs];
+export const edgePolicies = [
+    worldIngressOnlyOnWebPorts,
+    sshNeverFromTheWorld,
+    imdsV2Required,
+    rootVolumesEncrypted,
+    backendsWithoutPublicIngress,
+    noPrivateKeysInOutputs,
+];

@@ -42,6 +42,7 @@ function ipv6ToBigInt(a: string): bigint {
     const [head, tail] = a.includes("::") ? a.split("::") : [a, undefined];
     const headGroups = head ? head.split(":") : [];
     const tailGroups = tail ? tail.split(":") : [];
-    const groups = tail === undefined ? headGroups : [...headGroups, ...Array(8 - headGroups.length - tailGroups.length).fill("0"), ...tailGroups];
+    const groups =
+        tail === undefined ? headGroups : [...headGroups, ...Array(8 - headGroups.length - tailGroups.length).fill("0"), ...tailGroups];
     return groups.reduce((acc, g) => (acc << 16n) | BigInt(parseInt(g, 16)), 0n);
 }

@@ -1,5 +1,15 @@
 import { cidrProblem, isHostName } from "./addresses";
-import { EdgeSettingKey, EdgeSettings, SettingDefinition, SettingKey, StackSettings, edgeSettingKeys, secretSettingKeys, settingKeys, settingsTable } from "./settingsTable";
+import {
+    type EdgeSettingKey,
+    type EdgeSettings,
+    edgeSettingKeys,
+    type SettingDefinition,
+    type SettingKey,
+    type StackSettings,
+    secretSettingKeys,
+    settingKeys,
+    settingsTable,
+} from "./settingsTable";
 
 export type { EdgeSettings, SettingKey, StackSettings } from "./settingsTable";
 
@@ -32,13 +42,23 @@ export class SettingsError extends Error {
  */
 export function validateSettings(raw: RawSettings, namespace = "wss-edge"): StackSettings {
     const problems: SettingProblem[] = [];
-    const values = readAll(raw, settingKeys, problems, (key) => `is not a setting of this stack (known: ${settingKeys.join(", ")})`) as StackSettings;
+    const values = readAll(
+        raw,
+        settingKeys,
+        problems,
+        () => `is not a setting of this stack (known: ${settingKeys.join(", ")})`,
+    ) as StackSettings;
     if ((values.tlsCertificate === undefined) !== (values.tlsPrivateKey === undefined)) {
         const missing: SettingKey = values.tlsCertificate === undefined ? "tlsCertificate" : "tlsPrivateKey";
-        if (!problems.some((p) => p.key === missing)) problems.push({ key: missing, value: "(unset)", rule: "tlsCertificate and tlsPrivateKey are set together or not at all" });
+        if (!problems.some((p) => p.key === missing))
+            problems.push({ key: missing, value: "(unset)", rule: "tlsCertificate and tlsPrivateKey are set together or not at all" });
     }
     if (values.tlsCertificate !== undefined && values.domainName === undefined) {
-        problems.push({ key: "domainName", value: "(unset)", rule: "is required when tlsCertificate is set: the certificate is for that name" });
+        problems.push({
+            key: "domainName",
+            value: "(unset)",
+            rule: "is required when tlsCertificate is set: the certificate is for that name",
+        });
     }
     if (problems.length > 0) throw new SettingsError(namespace, problems);
     return values;
@@ -65,9 +85,18 @@ export function edgeSettingsOf(settings: StackSettings): EdgeSettings {
 }
 
 /** Reads `keys` from `raw` (defaults for what is absent), recording a problem for each bad or unexpected value. */
-function readAll(raw: RawSettings, keys: readonly SettingKey[], problems: SettingProblem[], unexpected: (key: string) => string): Record<string, unknown> {
+function readAll(
+    raw: RawSettings,
+    keys: readonly SettingKey[],
+    problems: SettingProblem[],
+    unexpected: (key: string) => string,
+): Record<string, unknown> {
     for (const key of Object.keys(raw).filter((k) => !(keys as string[]).includes(k))) {
-        problems.push({ key, value: secretSettingKeys.has(key as SettingKey) ? "[secret]" : JSON.stringify(raw[key as SettingKey]), rule: unexpected(key) });
+        problems.push({
+            key,
+            value: secretSettingKeys.has(key as SettingKey) ? "[secret]" : JSON.stringify(raw[key as SettingKey]),
+            rule: unexpected(key),
+        });
     }
     const values: Record<string, unknown> = {};
     for (const key of keys) {
@@ -82,7 +111,8 @@ function readAll(raw: RawSettings, keys: readonly SettingKey[], problems: Settin
             continue;
         }
         const parsed = parse(setting, text);
-        if ("rule" in parsed) problems.push({ key, value: secretSettingKeys.has(key) ? "[secret]" : JSON.stringify(text), rule: parsed.rule });
+        if ("rule" in parsed)
+            problems.push({ key, value: secretSettingKeys.has(key) ? "[secret]" : JSON.stringify(text), rule: parsed.rule });
         else values[key] = parsed.value;
     }
     return values;
@@ -90,8 +120,14 @@ function readAll(raw: RawSettings, keys: readonly SettingKey[], problems: Settin
 
 const instanceTypePattern = /^[a-z][a-z0-9-]*\.(nano|micro|small|medium|large|metal|[0-9]*xlarge|metal-[0-9]+xl)$/;
 const pemPatterns = {
-    certificate: { pattern: /^-----BEGIN CERTIFICATE-----\r?\n[\s\S]+-----END CERTIFICATE-----\s*$/, rule: "must be a PEM certificate (chain)" },
-    privateKey: { pattern: /^-----BEGIN (EC |RSA )?PRIVATE KEY-----\r?\n[\s\S]+-----END (EC |RSA )?PRIVATE KEY-----\s*$/, rule: "must be a PEM private key" },
+    certificate: {
+        pattern: /^-----BEGIN CERTIFICATE-----\r?\n[\s\S]+-----END CERTIFICATE-----\s*$/,
+        rule: "must be a PEM certificate (chain)",
+    },
+    privateKey: {
+        pattern: /^-----BEGIN (EC |RSA )?PRIVATE KEY-----\r?\n[\s\S]+-----END (EC |RSA )?PRIVATE KEY-----\s*$/,
+        rule: "must be a PEM private key",
+    },
 };
 
 /** One raw value, by the rules of its kind. */
@@ -100,20 +136,28 @@ function parse(setting: SettingDefinition, text: string): { value: unknown } | {
     switch (setting.kind) {
         case "integer": {
             const n = /^-?[0-9]+$/.test(text.trim()) ? Number(text.trim()) : NaN;
-            return Number.isSafeInteger(n) && n >= setting.min && n <= setting.max ? { value: n } : fail(`must be a whole number from ${setting.min} to ${setting.max}`);
+            return Number.isSafeInteger(n) && n >= setting.min && n <= setting.max
+                ? { value: n }
+                : fail(`must be a whole number from ${setting.min} to ${setting.max}`);
         }
         case "boolean":
             return text === "true" ? { value: true } : text === "false" ? { value: false } : fail("must be true or false");
         case "choice":
             return setting.choices.includes(text) ? { value: text } : fail(`must be one of ${setting.choices.join(", ")}`);
         case "instanceType":
-            return instanceTypePattern.test(text) ? { value: text } : fail("must look like an EC2 instance type, e.g. t3.small or c7gn.2xlarge");
+            return instanceTypePattern.test(text)
+                ? { value: text }
+                : fail("must look like an EC2 instance type, e.g. t3.small or c7gn.2xlarge");
         case "dnsName":
             if (text === "") return { value: undefined };
-            return isHostName(text) && text.includes(".") ? { value: text.toLowerCase() } : fail("must be a fully qualified DNS name such as ws.example.com");
+            return isHostName(text) && text.includes(".")
+                ? { value: text.toLowerCase() }
+                : fail("must be a fully qualified DNS name such as ws.example.com");
         case "imageReference":
             if (text === "") return { value: undefined };
-            return /^[a-z0-9][a-z0-9._\-/:@]{0,254}$/.test(text) ? { value: text } : fail("must be an image reference such as ghcr.io/acme/ws-app:1.4 (lowercase, no spaces or quotes)");
+            return /^[a-z0-9][a-z0-9._\-/:@]{0,254}$/.test(text)
+                ? { value: text }
+                : fail("must be an image reference such as ghcr.io/acme/ws-app:1.4 (lowercase, no spaces or quotes)");
         case "pem":
             if (text === "") return { value: undefined };
             return pemPatterns[setting.pem].pattern.test(text) ? { value: text } : fail(pemPatterns[setting.pem].rule);
@@ -136,7 +180,10 @@ function parseCidrList(text: string, allowWorld: boolean): { value: string[] } |
     for (const cidr of list as string[]) {
         const problem = cidrProblem(cidr);
         if (problem) return { rule: `${JSON.stringify(cidr)} ${problem}` };
-        if (!allowWorld && cidr.endsWith("/0")) return { rule: `${JSON.stringify(cidr)} opens SSH to the whole internet; name your own network, e.g. your office or VPN range` };
+        if (!allowWorld && cidr.endsWith("/0"))
+            return {
+                rule: `${JSON.stringify(cidr)} opens SSH to the whole internet; name your own network, e.g. your office or VPN range`,
+            };
     }
     return { value: list as string[] };
 }

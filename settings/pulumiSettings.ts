@@ -1,6 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
-import { RawSettings, SettingsError, validateSettings } from "./edgeSettings";
-import { SettingKey, StackSettings, secretSettingKeys } from "./settingsTable";
+import { type RawSettings, SettingsError, validateSettings } from "./edgeSettings";
+import { type SettingKey, type StackSettings, secretSettingKeys } from "./settingsTable";
 
 /** Whether the stack holds `key` encrypted. Exported by the runtime, not declared in its types. */
 const isConfigSecret = (require("@pulumi/pulumi/runtime/config") as { isConfigSecret: (key: string) => boolean }).isConfigSecret;
@@ -18,11 +18,17 @@ export function loadStackSettings(): StackSettings {
         const [ns, key] = fullKey.split(":", 2);
         if (ns === namespace) raw[key] = value;
     }
-    const plainSecrets = [...secretSettingKeys].filter((key) => raw[key] !== undefined && raw[key] !== "" && !isConfigSecret(`${namespace}:${key}`));
+    const plainSecrets = [...secretSettingKeys].filter(
+        (key) => raw[key] !== undefined && raw[key] !== "" && !isConfigSecret(`${namespace}:${key}`),
+    );
     if (plainSecrets.length > 0) {
         throw new SettingsError(
             namespace,
-            plainSecrets.map((key: SettingKey) => ({ key, value: "[secret]", rule: `is stored in plain text; set it with \`pulumi config set --secret ${key} …\`` })),
+            plainSecrets.map((key: SettingKey) => ({
+                key,
+                value: "[secret]",
+                rule: `is stored in plain text; set it with \`pulumi config set --secret ${key} …\``,
+            })),
         );
     }
     return validateSettings(raw as RawSettings, namespace);

@@ -51,7 +51,8 @@ export const settingsTable = {
         scope: "aws",
         kind: "instanceType",
         default: "c6i.large",
-        description: "EC2 instance type of the NGINX proxy. Its memory sets how many WebSockets NGINX admits (40,960 on c6i.large; see the README's capacity table).",
+        description:
+            "EC2 instance type of the NGINX proxy. Its memory sets how many WebSockets NGINX admits (40,960 on c6i.large; see the README's capacity table).",
     },
     backendPort: {
         scope: "aws",
@@ -85,7 +86,8 @@ export const settingsTable = {
         kind: "pem",
         secret: true,
         pem: "certificate",
-        description: "PEM certificate chain for domainName from a public CA, set with --secret together with tlsPrivateKey; otherwise the stack's CA issues one.",
+        description:
+            "PEM certificate chain for domainName from a public CA, set with --secret together with tlsPrivateKey; otherwise the stack's CA issues one.",
     },
     tlsPrivateKey: {
         scope: "aws",
@@ -98,7 +100,8 @@ export const settingsTable = {
         scope: "aws",
         kind: "imageReference",
         default: "",
-        description: "Your own backend image (e.g. ghcr.io/acme/ws-app:1.4). Without it, backend/ is built and pushed to an ECR repository of the stack.",
+        description:
+            "Your own backend image (e.g. ghcr.io/acme/ws-app:1.4). Without it, backend/ is built and pushed to an ECR repository of the stack.",
     },
     idleTimeoutSeconds: {
         scope: "edge",
@@ -106,7 +109,8 @@ export const settingsTable = {
         default: 300,
         min: 10,
         max: 86400,
-        description: "Seconds a socket may go without data from the backend before NGINX closes it (10 to 86400). Backends ping every third of it, at most every 30 s.",
+        description:
+            "Seconds a socket may go without data from the backend before NGINX closes it (10 to 86400). Backends ping every third of it, at most every 30 s.",
     },
     drainTimeoutSeconds: {
         scope: "edge",
@@ -134,7 +138,8 @@ export const settingsTable = {
         kind: "choice",
         default: "TLSv1.2",
         choices: ["TLSv1.2", "TLSv1.3"],
-        description: "Protocol from the proxy to the backends. TLSv1.2 resumes every backend session (about 60% less proxy CPU per new WebSocket; session keys reused for up to 5 minutes); TLSv1.3 gives every connection its own keys.",
+        description:
+            "Protocol from the proxy to the backends. TLSv1.2 resumes every backend session (about 60% less proxy CPU per new WebSocket; session keys reused for up to 5 minutes); TLSv1.3 gives every connection its own keys.",
     },
     connectionsPerAddress: {
         scope: "edge",
@@ -143,7 +148,8 @@ export const settingsTable = {
         // NGINX refuses a limit_conn of 65536 or more.
         min: 0,
         max: 65535,
-        description: "Sockets one client address may hold at once (limit_conn), 0 to 65535; 0 turns the limit off. Keep it high for clients behind carrier NAT.",
+        description:
+            "Sockets one client address may hold at once (limit_conn), 0 to 65535; 0 turns the limit off. Keep it high for clients behind carrier NAT.",
     },
     maxSockets: {
         scope: "edge",
@@ -151,7 +157,8 @@ export const settingsTable = {
         default: 0,
         min: 0,
         max: 1000000,
-        description: "WebSockets the edge admits at once before answering 503; 0 means what the proxy's memory holds (the maxSockets output). A larger value than that is lowered to it.",
+        description:
+            "WebSockets the edge admits at once before answering 503; 0 means what the proxy's memory holds (the maxSockets output). A larger value than that is lowered to it.",
     },
 } as const satisfies Record<string, SettingDefinition>;
 
@@ -200,7 +207,14 @@ export function pulumiConfigBlock(): Record<string, { type: string; items?: { ty
     for (const key of settingKeys) {
         const setting: SettingDefinition = settingsTable[key];
         if (setting.kind === "pem") continue;
-        const type = setting.kind === "integer" ? "integer" : setting.kind === "boolean" ? "boolean" : setting.kind === "cidrList" ? "array" : "string";
+        const type =
+            setting.kind === "integer"
+                ? "integer"
+                : setting.kind === "boolean"
+                  ? "boolean"
+                  : setting.kind === "cidrList"
+                    ? "array"
+                    : "string";
         block[key] = {
             type,
             ...(type === "array" ? { items: { type: "string" } } : {}),

@@ -2,33 +2,40 @@
 // stops at once with the exact command to run. Plain Node, no dependencies, so it works on
 // a fresh clone before `npm install`.
 //
-//   node setup/ensureSetup.mjs start|test|bench|heap
+//   node setup/ensureSetup.mjs start|test|bench|heap|lint
 import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
-const purpose = ["test", "bench", "heap"].find((p) => process.argv.includes(p)) ?? "start";
+const purpose = ["test", "bench", "heap", "lint"].find((p) => process.argv.includes(p)) ?? "start";
 
-// System packages: the binary each provides and the Debian package that has it.
-const systemPackages = [
-    { binary: "nginx", pkg: "nginx-light", why: "the edge itself" },
-    { binary: "openssl", pkg: "openssl", why: "issues the local PKI" },
-    { binary: "flock", pkg: "util-linux", why: "the deploy script's lock" },
-    { binary: "curl", pkg: "curl", why: "the backends' health gate" },
-    ...(purpose === "test" ? [{ binary: "sslscan", pkg: "sslscan", why: "the TLS audit test" }] : []),
-    ...(purpose === "bench"
-        ? [
-              { binary: "haproxy", pkg: "haproxy", why: "the HAProxy comparison" },
-              { binary: "caddy", pkg: "caddy", why: "the Caddy comparison" },
-          ]
-        : []),
-    ...(purpose === "heap" ? [{ binary: "valgrind", pkg: "valgrind", why: "the NGINX heap profile" }] : []),
-];
+// System packages: the binary each provides and the Debian package that has it. Lint and
+// format checks need none.
+const systemPackages =
+    purpose === "lint"
+        ? []
+        : [
+              { binary: "nginx", pkg: "nginx-light", why: "the edge itself" },
+              { binary: "openssl", pkg: "openssl", why: "issues the local PKI" },
+              { binary: "flock", pkg: "util-linux", why: "the deploy script's lock" },
+              { binary: "curl", pkg: "curl", why: "the backends' health gate" },
+              ...(purpose === "test" ? [{ binary: "sslscan", pkg: "sslscan", why: "the TLS audit test" }] : []),
+              ...(purpose === "bench"
+                  ? [
+                        { binary: "haproxy", pkg: "haproxy", why: "the HAProxy comparison" },
+                        { binary: "caddy", pkg: "caddy", why: "the Caddy comparison" },
+                    ]
+                  : []),
+              ...(purpose === "heap" ? [{ binary: "valgrind", pkg: "valgrind", why: "the NGINX heap profile" }] : []),
+          ];
 
+// Debian puts nginx and other daemons in /usr/sbin, which a non-root user's PATH often lacks;
+// the local stack looks there too.
 function has(binary) {
-    return spawnSync("sh", ["-c", 'command -v "$1"', "sh", binary], { stdio: "ignore" }).status === 0;
+    const path = `${process.env.PATH ?? ""}:/usr/local/sbin:/usr/sbin:/sbin`;
+    return spawnSync("sh", ["-c", 'command -v "$1"', "sh", binary], { stdio: "ignore", env: { ...process.env, PATH: path } }).status === 0;
 }
 
 function step(message) {
@@ -47,7 +54,7 @@ if (missing.length > 0) {
     const isRoot = process.getuid?.() === 0;
     if (!isRoot || !has("apt-get")) {
         step(`missing ${missing.map((p) => `${p.binary} (${p.why})`).join(", ")}.`);
-        step(`install with: ${isRoot ? "" : "sudo "}${command}`);
+        step(`install with: ${isRoot ? command : `sudo sh -c '${command}'`}`);
         process.exit(1);
     }
     step(`installing ${pkgs.join(", ")} with apt-get…`);

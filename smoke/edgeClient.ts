@@ -1,4 +1,4 @@
-import { IncomingMessage } from "node:http";
+import type { IncomingMessage } from "node:http";
 import WebSocket from "ws";
 
 /** The first message every backend sends. */
@@ -53,7 +53,9 @@ export function connect(url: string, options: EdgeConnectOptions = {}): Promise<
             reject(error);
         };
         socket.once("upgrade", (response) => (upgrade = response));
-        socket.once("unexpected-response", (_request, response) => fail(new Error(`${url} answered ${response.statusCode} instead of 101 Switching Protocols`)));
+        socket.once("unexpected-response", (_request, response) =>
+            fail(new Error(`${url} answered ${response.statusCode} instead of 101 Switching Protocols`)),
+        );
         socket.once("error", fail);
         socket.once("close", (code) => fail(new Error(`${url} closed (code ${code}) before the hello`)));
         socket.once("message", (data) => {
@@ -64,7 +66,8 @@ export function connect(url: string, options: EdgeConnectOptions = {}): Promise<
             try {
                 const hello = JSON.parse(data.toString()) as BackendHello;
                 if (hello.type !== "hello") throw new Error(`first message is ${JSON.stringify(hello).slice(0, 80)}, not a hello`);
-                resolve({ socket, hello, upgrade: upgrade! });
+                if (!upgrade) throw new Error(`${url} sent a message without a 101 upgrade`);
+                resolve({ socket, hello, upgrade });
             } catch (error) {
                 fail(error as Error);
             }

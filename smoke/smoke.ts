@@ -54,7 +54,11 @@ async function main(argv: string[]): Promise<number> {
     let hint: string | undefined;
     try {
         const first = await connect(url, { ca });
-        check("upgrade", first.upgrade.statusCode === 101, `HTTP ${first.upgrade.statusCode} ${first.upgrade.headers.upgrade ?? ""}`.trim());
+        check(
+            "upgrade",
+            first.upgrade.statusCode === 101,
+            `HTTP ${first.upgrade.statusCode} ${first.upgrade.headers.upgrade ?? ""}`.trim(),
+        );
         check("hello", true, `backend ${first.hello.backend}, saw X-Forwarded-For ${first.hello.headers["x-forwarded-for"] ?? "(none)"}`);
         const text = `smoke ${Date.now()}`;
         const echoed = await echo(first.socket, text);
@@ -69,7 +73,11 @@ async function main(argv: string[]): Promise<number> {
         }
         if (reconnects > 0) {
             const moved = landed.filter((b) => b !== first.hello.backend);
-            check("sticky", moved.length === 0, moved.length === 0 ? `${reconnects} reconnects, all on ${first.hello.backend}` : `landed on ${landed.join(", ")}`);
+            check(
+                "sticky",
+                moved.length === 0,
+                moved.length === 0 ? `${reconnects} reconnects, all on ${first.hello.backend}` : `landed on ${landed.join(", ")}`,
+            );
         }
     } catch (error) {
         check("connect", false, (error as Error).message);
@@ -92,12 +100,17 @@ function connectHint(error: NodeJS.ErrnoException, url: string, caGiven: boolean
     if (isIP(host) && /UNRECOGNIZED_NAME|unrecognized name|alert number 112|alert internal error|alert number 80/i.test(text)) {
         return `the edge refuses handshakes for names it does not serve, and a client that dials an IP address sends none: connect by the edge's name (its endpoint output, e.g. wss://localhost:${new URL(url).port || 443}/)`;
     }
-    if (/SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT|DEPTH_ZERO_SELF_SIGNED_CERT|CERT_UNTRUSTED/.test(text)) {
+    if (
+        /SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT|DEPTH_ZERO_SELF_SIGNED_CERT|CERT_UNTRUSTED/.test(
+            text,
+        )
+    ) {
         return caGiven
             ? "the edge's certificate does not chain to the --ca given: pass this stack's caCertificatePem"
             : "the edge's certificate comes from the stack's own CA: pass --ca <caCertificatePem> (npm start prints its path; on AWS: pulumi stack output caCertificatePem > edge-ca.pem)";
     }
-    if (/ERR_TLS_CERT_ALTNAME_INVALID/.test(text)) return `the edge's certificate does not name ${host}: use the host name of its endpoint output`;
+    if (/ERR_TLS_CERT_ALTNAME_INVALID/.test(text))
+        return `the edge's certificate does not name ${host}: use the host name of its endpoint output`;
     return undefined;
 }
 

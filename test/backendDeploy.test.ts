@@ -3,7 +3,7 @@
 // not; the AWS stack runs them.)
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
@@ -23,16 +23,32 @@ const release = {
 };
 
 function deploy(bundle: string) {
-    const result = spawnSync("bash", [join(__dirname, "..", backendDeployScript)], { input: bundle, env: { ...process.env, WSS_BACKEND_ROOT: root }, encoding: "utf8" });
+    const result = spawnSync("bash", [join(__dirname, "..", backendDeployScript)], {
+        input: bundle,
+        env: { ...process.env, WSS_BACKEND_ROOT: root },
+        encoding: "utf8",
+    });
     return { status: result.status, stderr: result.stderr };
 }
 
 describe("deploy-backend.sh refuses a bad release and leaves the host as it was", () => {
     const cases: [string, string, RegExp][] = [
-        ["an unsafe path", encodeDeployBundle(release).replace("tls/server.key", "../../etc/cron.d/x"), /bundle: unsafe path '\.\.\/\.\.\/etc\/cron\.d\/x'/],
+        [
+            "an unsafe path",
+            encodeDeployBundle(release).replace("tls/server.key", "../../etc/cron.d/x"),
+            /bundle: unsafe path '\.\.\/\.\.\/etc\/cron\.d\/x'/,
+        ],
         ["a missing key", encodeDeployBundle({ ...release, "tls/server.key": "" }), /bundle: no tls\/server\.key/],
-        ["no app settings", encodeDeployBundle(Object.fromEntries(Object.entries(release).filter(([path]) => path !== "backend.env"))), /bundle: no backend\.env/],
-        ["a port that is not one", encodeDeployBundle({ ...release, "backend.env": release["backend.env"].replace("PORT=8443", "PORT=84a3") }), /PORT '84a3' is not a port/],
+        [
+            "no app settings",
+            encodeDeployBundle(Object.fromEntries(Object.entries(release).filter(([path]) => path !== "backend.env"))),
+            /bundle: no backend\.env/,
+        ],
+        [
+            "a port that is not one",
+            encodeDeployBundle({ ...release, "backend.env": release["backend.env"].replace("PORT=8443", "PORT=84a3") }),
+            /PORT '84a3' is not a port/,
+        ],
         ["an empty bundle", "", /bundle: empty/],
     ];
     for (const [what, bundle, message] of cases) {
@@ -41,7 +57,11 @@ describe("deploy-backend.sh refuses a bad release and leaves the host as it was"
             assert.equal(status, 1);
             assert.match(stderr, message);
             assert.equal(readFileSync(join(root, "tls", "server.crt"), "utf8"), "the certificate in use\n");
-            assert.deepEqual(readdirSync(root).filter((f) => f.startsWith(".staging")), [], "no staging left behind");
+            assert.deepEqual(
+                readdirSync(root).filter((f) => f.startsWith(".staging")),
+                [],
+                "no staging left behind",
+            );
         });
     }
 });

@@ -3,7 +3,7 @@
 // stacks run side by side without touching each other, and Ctrl-C or a closed terminal leave no
 // process behind.
 import assert from "node:assert/strict";
-import { ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -29,7 +29,11 @@ class Foreground {
     readonly child: ChildProcess;
     output = "";
 
-    constructor(readonly state: string, readonly port: number, extra: string[] = []) {
+    constructor(
+        readonly state: string,
+        readonly port: number,
+        extra: string[] = [],
+    ) {
         this.child = tsx(["local/cli.ts", "start", "--port", String(port), "--state", state, ...extra]);
         this.child.stdout!.on("data", (d) => (this.output += d));
         this.child.stderr!.on("data", (d) => (this.output += d));
@@ -40,10 +44,14 @@ class Foreground {
 
     /** Resolves once the stack serves; fails with its output if it exits first. */
     async ready(): Promise<void> {
-        await waitUntil(30000, () => {
-            if (this.child.exitCode !== null) throw new Error(`npm start exited ${this.child.exitCode}:\n${this.output}`);
-            return this.output.includes("Ctrl-C stops the stack");
-        }, "npm start did not come up");
+        await waitUntil(
+            30000,
+            () => {
+                if (this.child.exitCode !== null) throw new Error(`npm start exited ${this.child.exitCode}:\n${this.output}`);
+                return this.output.includes("Ctrl-C stops the stack");
+            },
+            "npm start did not come up",
+        );
     }
 
     get pids(): number[] {
@@ -82,6 +90,7 @@ describe("npm start, the smoke client and Ctrl-C", async () => {
 
     it("writes its status line without terminal escapes when its output is not a terminal", async () => {
         await waitUntil(5000, () => /backend-1 \d+ {2}│/.test(start.output), "a status line");
+        // biome-ignore lint/suspicious/noControlCharactersInRegex: an escape sequence is what must not be there.
         assert.doesNotMatch(start.output, /\x1b\[/);
     });
 
@@ -125,10 +134,18 @@ describe("two stacks in one clone", async () => {
         const refused = await run(["local/cli.ts", "up", "--port", String(secondPort), "--state", first]);
         assert.equal(refused.code, 1);
         assert.match(refused.output, new RegExp(`${first} belongs to a running stack \\(edge on port ${firstPort}.*--state ${first}-2`));
-        assert.deepEqual(pids.filter((pid) => !isAlive(pid)), [], "every process of the first stack lives");
+        assert.deepEqual(
+            pids.filter((pid) => !isAlive(pid)),
+            [],
+            "every process of the first stack lives",
+        );
         assert.equal(readFileSync(join(first, "stack.lock"), "utf8"), lock);
         assert.equal(readFileSync(join(first, "edge", "current", "nginx.conf"), "utf8"), master, "its config was not redeployed");
-        assert.equal((await run(["smoke/smoke.ts", `wss://localhost:${firstPort}/`, "--ca", join(first, "pki", "ca.crt"), "--reconnects", "0"])).code, 0);
+        assert.equal(
+            (await run(["smoke/smoke.ts", `wss://localhost:${firstPort}/`, "--ca", join(first, "pki", "ca.crt"), "--reconnects", "0"]))
+                .code,
+            0,
+        );
     });
 
     it("a second start on the first one's port fails and stops only what it started", async () => {
@@ -136,22 +153,40 @@ describe("two stacks in one clone", async () => {
         const refused = await run(["local/cli.ts", "up", "--port", String(firstPort), "--state", second]);
         assert.equal(refused.code, 1);
         assert.match(refused.output, new RegExp(`the edge port 127\\.0\\.0\\.1:${firstPort} is taken`));
-        assert.deepEqual(pids.filter((pid) => !isAlive(pid)), []);
-        assert.equal((await run(["smoke/smoke.ts", `wss://localhost:${firstPort}/`, "--ca", join(first, "pki", "ca.crt"), "--reconnects", "0"])).code, 0);
+        assert.deepEqual(
+            pids.filter((pid) => !isAlive(pid)),
+            [],
+        );
+        assert.equal(
+            (await run(["smoke/smoke.ts", `wss://localhost:${firstPort}/`, "--ca", join(first, "pki", "ca.crt"), "--reconnects", "0"]))
+                .code,
+            0,
+        );
     });
 
     it("runs beside it with its own folder and port, and each stops on its own", async () => {
         const up = await run(["local/cli.ts", "up", "--port", String(secondPort), "--state", second]);
         assert.equal(up.code, 0, up.output);
         const secondPids = JSON.parse(readFileSync(join(second, "stack.lock"), "utf8")).pids.slice(1) as number[];
-        for (const [port, state] of [[firstPort, first], [secondPort, second]] as const) {
-            assert.equal((await run(["smoke/smoke.ts", `wss://localhost:${port}/`, "--ca", join(state, "pki", "ca.crt"), "--reconnects", "0"])).code, 0, `stack on ${port}`);
+        for (const [port, state] of [
+            [firstPort, first],
+            [secondPort, second],
+        ] as const) {
+            assert.equal(
+                (await run(["smoke/smoke.ts", `wss://localhost:${port}/`, "--ca", join(state, "pki", "ca.crt"), "--reconnects", "0"])).code,
+                0,
+                `stack on ${port}`,
+            );
         }
         const down = await run(["local/cli.ts", "down", "--state", second]);
         assert.equal(down.code, 0);
         assert.deepEqual(secondPids.filter(isAlive), [], "the second stack is gone");
         assert.ok(a.pids.every(isAlive), "the first stack is untouched");
-        assert.equal((await run(["smoke/smoke.ts", `wss://localhost:${firstPort}/`, "--ca", join(first, "pki", "ca.crt"), "--reconnects", "0"])).code, 0);
+        assert.equal(
+            (await run(["smoke/smoke.ts", `wss://localhost:${firstPort}/`, "--ca", join(first, "pki", "ca.crt"), "--reconnects", "0"]))
+                .code,
+            0,
+        );
     });
 
     it("stops everything when its terminal closes (SIGHUP), and frees its folder", async () => {
@@ -162,7 +197,16 @@ describe("two stacks in one clone", async () => {
     });
 
     it("refuses an AWS placement setting by name", async () => {
-        const refused = await run(["local/cli.ts", "up", "--port", String(secondPort), "--state", second, "--set", "backendInstanceType=t3.small"]);
+        const refused = await run([
+            "local/cli.ts",
+            "up",
+            "--port",
+            String(secondPort),
+            "--state",
+            second,
+            "--set",
+            "backendInstanceType=t3.small",
+        ]);
         assert.equal(refused.code, 1);
         assert.match(refused.output, /local:backendInstanceType = "t3\.small": places the AWS stack .*the local stack does not take it/);
     });

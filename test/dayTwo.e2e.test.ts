@@ -7,10 +7,10 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { after, describe, it } from "node:test";
 import WebSocket from "ws";
-import { LocalStack } from "../local/localStack";
+import type { LocalStack } from "../local/localStack";
 import { waitUntil } from "../local/processes";
-import { EdgeSession, echo } from "../smoke/edgeClient";
-import { SocketPool, clientNetworkAddress, connectToEdge, startTestEdge } from "./support/localEdge";
+import { type EdgeSession, echo } from "../smoke/edgeClient";
+import { clientNetworkAddress, connectToEdge, SocketPool, startTestEdge } from "./support/localEdge";
 
 /** A socket and the client network it came from. */
 interface Client {
@@ -23,7 +23,11 @@ async function openFromDistinctNetworks(pool: SocketPool, stack: LocalStack, fir
     const clients: Client[] = [];
     for (let start = 0; start < count; start += 100) {
         const addresses = Array.from({ length: Math.min(100, count - start) }, (_, i) => clientNetworkAddress(first + start + i));
-        clients.push(...(await Promise.all(addresses.map(async (address) => ({ session: await pool.open(stack, { localAddress: address }), address })))));
+        clients.push(
+            ...(await Promise.all(
+                addresses.map(async (address) => ({ session: await pool.open(stack, { localAddress: address }), address })),
+            )),
+        );
     }
     return clients;
 }
@@ -37,7 +41,10 @@ describe("replacing a backend under 1,000 open sockets", async () => {
         const replacedClients = clients.filter((c) => c.session.hello.backend === "backend-2");
         const onReplaced = replacedClients.map((c) => c.session);
         const untouched = clients.filter((c) => c.session.hello.backend !== "backend-2").map((c) => c.session);
-        assert.ok(onReplaced.length > 100 && untouched.length > 400, `spread: ${onReplaced.length} on backend-2, ${untouched.length} elsewhere`);
+        assert.ok(
+            onReplaced.length > 100 && untouched.length > 400,
+            `spread: ${onReplaced.length} on backend-2, ${untouched.length} elsewhere`,
+        );
         const oldPid = stack.outputs.backends.find((b) => b.name === "backend-2")!.pid;
 
         const { oldPort, newPort, pid } = await stack.replaceBackend("backend-2");
@@ -67,8 +74,14 @@ describe("replacing a backend under 1,000 open sockets", async () => {
         const broken = join(mkdtempSync(join(tmpdir(), "wss-edge-broken-app-")), "server.mjs");
         writeFileSync(broken, 'console.error("cannot read my settings"); process.exit(3);\n');
         after(() => rmSync(dirname(broken), { recursive: true, force: true }));
-        await assert.rejects(stack.replaceBackend("backend-3", { entry: broken }), /backend backend-3 exited while starting; its log:\n[\s\S]*cannot read my settings/);
-        assert.deepEqual(stack.outputs.backends.find((b) => b.name === "backend-3"), before);
+        await assert.rejects(
+            stack.replaceBackend("backend-3", { entry: broken }),
+            /backend backend-3 exited while starting; its log:\n[\s\S]*cannot read my settings/,
+        );
+        assert.deepEqual(
+            stack.outputs.backends.find((b) => b.name === "backend-3"),
+            before,
+        );
         assert.equal(session.socket.readyState, WebSocket.OPEN);
         assert.equal((await echo(session.socket, "after a failed replacement")).toString(), "after a failed replacement");
     });
@@ -104,18 +117,24 @@ describe("an edge at its socket ceiling", async () => {
     const pool = new SocketPool();
 
     it("answers 503 to one more upgrade, keeps the sockets it holds, and admits again once one closes", async () => {
-        const held = await Promise.all(Array.from({ length: 5 }, (_, i) => pool.open(stack, { localAddress: clientNetworkAddress(5000 + i) })));
+        const held = await Promise.all(
+            Array.from({ length: 5 }, (_, i) => pool.open(stack, { localAddress: clientNetworkAddress(5000 + i) })),
+        );
         await assert.rejects(connectToEdge(stack, { localAddress: clientNetworkAddress(5100) }), /answered 503 instead of 101/);
         assert.ok(held.every((s) => s.socket.readyState === WebSocket.OPEN));
         assert.equal((await echo(held[0].socket, "still served")).toString(), "still served");
         held[4].socket.close(1000);
-        await waitUntil(5000, async () => {
-            try {
-                pool.track(await connectToEdge(stack, { localAddress: clientNetworkAddress(5101) }));
-                return true;
-            } catch {
-                return false;
-            }
-        }, "a freed place admitted again");
+        await waitUntil(
+            5000,
+            async () => {
+                try {
+                    pool.track(await connectToEdge(stack, { localAddress: clientNetworkAddress(5101) }));
+                    return true;
+                } catch {
+                    return false;
+                }
+            },
+            "a freed place admitted again",
+        );
     });
 });

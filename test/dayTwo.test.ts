@@ -6,11 +6,17 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { cpuArchitecture } from "../components/instanceDefaults";
 import { SettingsError } from "../settings/edgeSettings";
-import { Plan, ProgramState, planBetween, resourceKey, withAction } from "./support/changePlan";
-import { RegisteredResource, resolveOutput, runEdgeProgram } from "./support/pulumiProgram";
+import { type Plan, type ProgramState, planBetween, resourceKey, withAction } from "./support/changePlan";
+import { type RegisteredResource, resolveOutput, runEdgeProgram } from "./support/pulumiProgram";
 
 const dev = { adminCidrs: '["203.0.113.0/24"]' };
-const backendParts = (n: number) => [`backends-backend-${n}`, `backends-backend-${n}-deploy`, `backends-backend-${n}-health`, `backends-backend-${n}-host`, `backends-backend-${n}-script`];
+const backendParts = (n: number) => [
+    `backends-backend-${n}`,
+    `backends-backend-${n}-deploy`,
+    `backends-backend-${n}-health`,
+    `backends-backend-${n}-host`,
+    `backends-backend-${n}-script`,
+];
 const certificateParts = (name: string) => [`edge-${name}`, `edge-${name}`, `edge-${name}`]; // key, request, certificate
 
 /** Everything the plan touches, as `action name` lines, sorted. */
@@ -46,12 +52,22 @@ describe("the change matrix: what `pulumi up` does after each change", () => {
     });
 
     it("an edge setting (connectionsPerAddress): one deploy to the proxy, a reload", async () => {
-        assert.deepEqual(touched(await change({ config: dev }, { config: { ...dev, connectionsPerAddress: "500" } })), ["replace edge-deploy"]);
+        assert.deepEqual(touched(await change({ config: dev }, { config: { ...dev, connectionsPerAddress: "500" } })), [
+            "replace edge-deploy",
+        ]);
     });
 
     it("idleTimeoutSeconds: the proxy reloads, and the backends restart one by one for their new ping interval", async () => {
         const plan = await change({ config: dev }, { config: { ...dev, idleTimeoutSeconds: "60" } });
-        assert.deepEqual(withAction(plan, "replace"), ["backends-backend-1-deploy", "backends-backend-1-health", "backends-backend-2-deploy", "backends-backend-2-health", "backends-backend-3-deploy", "backends-backend-3-health", "edge-deploy"]);
+        assert.deepEqual(withAction(plan, "replace"), [
+            "backends-backend-1-deploy",
+            "backends-backend-1-health",
+            "backends-backend-2-deploy",
+            "backends-backend-2-health",
+            "backends-backend-3-deploy",
+            "backends-backend-3-health",
+            "edge-deploy",
+        ]);
         assert.deepEqual(withAction(plan, "update", "update (stop and start)", "create", "delete"), []);
     });
 
@@ -68,13 +84,22 @@ describe("the change matrix: what `pulumi up` does after each change", () => {
     });
 
     it("a new image of the user's own: each backend deployed and gated in turn; no instance, no proxy change", async () => {
-        const plan = await change({ config: { ...dev, backendImage: "ghcr.io/acme/ws-app:1.4" } }, { config: { ...dev, backendImage: "ghcr.io/acme/ws-app:1.5" } });
-        assert.deepEqual(touched(plan), [1, 2, 3].flatMap((n) => [`replace backends-backend-${n}-deploy`, `replace backends-backend-${n}-health`]));
+        const plan = await change(
+            { config: { ...dev, backendImage: "ghcr.io/acme/ws-app:1.4" } },
+            { config: { ...dev, backendImage: "ghcr.io/acme/ws-app:1.5" } },
+        );
+        assert.deepEqual(
+            touched(plan),
+            [1, 2, 3].flatMap((n) => [`replace backends-backend-${n}-deploy`, `replace backends-backend-${n}-health`]),
+        );
     });
 
     it("a rebuilt backend/ image (new digest): the same rolling deploy", async () => {
         const plan = await change({ config: dev }, { config: dev, replaced: [builtImage] });
-        assert.deepEqual(touched(plan), ["replace backends-app", ...[1, 2, 3].flatMap((n) => [`replace backends-backend-${n}-deploy`, `replace backends-backend-${n}-health`])]);
+        assert.deepEqual(touched(plan), [
+            "replace backends-app",
+            ...[1, 2, 3].flatMap((n) => [`replace backends-backend-${n}-deploy`, `replace backends-backend-${n}-health`]),
+        ]);
     });
 
     it("a new Amazon Linux or Debian AMI: nothing is replaced", async () => {
@@ -83,7 +108,11 @@ describe("the change matrix: what `pulumi up` does after each change", () => {
 
     it("a renewed backend certificate: only that backend's deploy (a TLS reload in the app) and gate", async () => {
         const plan = await change({ config: dev }, { config: dev, replaced: [certificate("edge-backend-2")] });
-        assert.deepEqual(touched(plan), ["replace backends-backend-2-deploy", "replace backends-backend-2-health", "replace edge-backend-2"]);
+        assert.deepEqual(touched(plan), [
+            "replace backends-backend-2-deploy",
+            "replace backends-backend-2-health",
+            "replace edge-backend-2",
+        ]);
     });
 
     it("a renewed edge certificate: one deploy to the proxy, a reload", async () => {
@@ -94,7 +123,16 @@ describe("the change matrix: what `pulumi up` does after each change", () => {
     it("a user-supplied certificate instead of the stack's: the issued one goes, one deploy to the proxy", async () => {
         const certificate = "-----BEGIN CERTIFICATE-----\nTUlJQg==\n-----END CERTIFICATE-----\n";
         const own = { ...dev, domainName: "ws.example.com" };
-        const plan = await change({ config: own }, { config: { ...own, tlsCertificate: certificate, tlsPrivateKey: "-----BEGIN PRIVATE KEY-----\nTUlJQg==\n-----END PRIVATE KEY-----\n" } });
+        const plan = await change(
+            { config: own },
+            {
+                config: {
+                    ...own,
+                    tlsCertificate: certificate,
+                    tlsPrivateKey: "-----BEGIN PRIVATE KEY-----\nTUlJQg==\n-----END PRIVATE KEY-----\n",
+                },
+            },
+        );
         assert.deepEqual(touched(plan), ["delete edge-edge", "delete edge-edge", "delete edge-edge", "replace edge-deploy"]);
     });
 
@@ -107,13 +145,22 @@ describe("the change matrix: what `pulumi up` does after each change", () => {
     it("a new proxy host key: the VM is replaced (user data), and each backend deploy runs again through it (a TLS reload, no restart)", async () => {
         const plan = await change({ config: dev }, { config: dev, replaced: [hostKey("edge-proxy-host")] });
         assert.deepEqual(withAction(plan, "replace"), ["edge-deploy", "edge-deploy-script", "edge-proxy", "edge-proxy", "edge-proxy-host"]);
-        assert.deepEqual(withAction(plan, "update"), [1, 2, 3].flatMap((n) => [`backends-backend-${n}-deploy`, `backends-backend-${n}-health`, `backends-backend-${n}-script`]).sort());
+        assert.deepEqual(
+            withAction(plan, "update"),
+            [1, 2, 3]
+                .flatMap((n) => [`backends-backend-${n}-deploy`, `backends-backend-${n}-health`, `backends-backend-${n}-script`])
+                .sort(),
+        );
     });
 
     it("backendInstanceType: each backend stopped and started in place, the next only once the one before passed its gate", async () => {
         const plan = await change({ config: dev }, { config: { ...dev, backendInstanceType: "t3.medium" } });
         assert.deepEqual(withAction(plan, "update (stop and start)"), ["backends-backend-1", "backends-backend-2", "backends-backend-3"]);
-        assert.deepEqual(withAction(plan, "replace"), ["backends-backend-1-health", "backends-backend-2-health", "backends-backend-3-health"]);
+        assert.deepEqual(withAction(plan, "replace"), [
+            "backends-backend-1-health",
+            "backends-backend-2-health",
+            "backends-backend-3-health",
+        ]);
         assert.deepEqual(withAction(plan, "create", "delete", "update"), []);
     });
 
@@ -130,7 +177,10 @@ describe("the rules behind the matrix, as the program states them", () => {
     it("protects the CA's key and certificate, so no change can replace what every client trusts", async () => {
         const { resources } = await runEdgeProgram(dev);
         const protectedOnes = resources.filter((r) => r.options.protect).map((r) => `${r.type} ${r.name}`);
-        assert.deepEqual(protectedOnes.sort(), ["tls:index/privateKey:PrivateKey edge-ca", "tls:index/selfSignedCert:SelfSignedCert edge-ca"]);
+        assert.deepEqual(protectedOnes.sort(), [
+            "tls:index/privateKey:PrivateKey edge-ca",
+            "tls:index/selfSignedCert:SelfSignedCert edge-ca",
+        ]);
     });
 
     it("ignores AMI changes on every instance, and replaces (not reboots) an instance whose user data changes", async () => {
@@ -162,7 +212,14 @@ describe("the rules behind the matrix, as the program states them", () => {
 
     it("exports when every certificate expires", async () => {
         const { outputs } = await runEdgeProgram(dev, { validityEndTime: "2027-10-01T00:00:00Z" });
-        assert.deepEqual(Object.keys(outputs.certificateExpiry as object).sort(), ["backend-1", "backend-2", "backend-3", "ca", "edge", "proxy-client"]);
+        assert.deepEqual(Object.keys(outputs.certificateExpiry as object).sort(), [
+            "backend-1",
+            "backend-2",
+            "backend-3",
+            "ca",
+            "edge",
+            "proxy-client",
+        ]);
         assert.equal((outputs.certificateExpiry as Record<string, string>)["backend-2"], "2027-10-01T00:00:00Z");
     });
 
@@ -171,8 +228,17 @@ describe("the rules behind the matrix, as the program states them", () => {
         const key = "-----BEGIN PRIVATE KEY-----\nTUlJQg==\n-----END PRIVATE KEY-----\n";
         const certificate = "-----BEGIN CERTIFICATE-----\nTUlJQg==\n-----END CERTIFICATE-----\n";
         await assert.rejects(
-            () => runEdgeProgram({ ...dev, domainName: "ws.example.com", tlsCertificate: certificate, tlsPrivateKey: key }, { registered, plaintext: ["tlsPrivateKey"] }),
-            (error: Error) => error instanceof SettingsError && /wss-edge:tlsPrivateKey = \[secret\]: is stored in plain text; set it with `pulumi config set --secret tlsPrivateKey/.test(error.message) && !error.message.includes("TUlJQg"),
+            () =>
+                runEdgeProgram(
+                    { ...dev, domainName: "ws.example.com", tlsCertificate: certificate, tlsPrivateKey: key },
+                    { registered, plaintext: ["tlsPrivateKey"] },
+                ),
+            (error: Error) =>
+                error instanceof SettingsError &&
+                /wss-edge:tlsPrivateKey = \[secret\]: is stored in plain text; set it with `pulumi config set --secret tlsPrivateKey/.test(
+                    error.message,
+                ) &&
+                !error.message.includes("TUlJQg"),
         );
         assert.deepEqual(registered, []);
     });
@@ -188,8 +254,11 @@ describe("the rules behind the matrix, as the program states them", () => {
     });
 
     it("classifies A1 and the g families as arm64, the rest as x86_64", () => {
-        assert.deepEqual(["a1.large", "t4g.small", "c7gn.2xlarge", "m6gd.large", "g5g.xlarge", "c6i.large", "g5.xlarge", "g4dn.xlarge", "t3.small"].map(cpuArchitecture), [
-            "arm64", "arm64", "arm64", "arm64", "arm64", "x86_64", "x86_64", "x86_64", "x86_64",
-        ]);
+        assert.deepEqual(
+            ["a1.large", "t4g.small", "c7gn.2xlarge", "m6gd.large", "g5g.xlarge", "c6i.large", "g5.xlarge", "g4dn.xlarge", "t3.small"].map(
+                cpuArchitecture,
+            ),
+            ["arm64", "arm64", "arm64", "arm64", "arm64", "x86_64", "x86_64", "x86_64", "x86_64"],
+        );
     });
 });

@@ -2,13 +2,13 @@
 // live with a reload; a bad or interrupted one leaves the running config serving.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { existsSync, readFileSync, readdirSync, readlinkSync, writeFileSync, chmodSync } from "node:fs";
+import { chmodSync, existsSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import WebSocket from "ws";
 import { ScriptError, waitUntil } from "../local/processes";
 import { close, echo } from "../smoke/edgeClient";
-import { SocketPool, connectToEdge, startTestEdge } from "./support/localEdge";
+import { connectToEdge, SocketPool, startTestEdge } from "./support/localEdge";
 
 describe("deploying a release with the deploy script", async () => {
     const stack = await startTestEdge({ settings: { backendCount: "2" } });
@@ -27,7 +27,10 @@ describe("deploying a release with the deploy script", async () => {
         assert.notEqual(current(), before);
         assert.match(readFileSync(join(edgeRoot, "current", "nginx.conf"), "utf8"), /proxy_read_timeout 120s;/);
         assert.equal(stack.nginxMasterPid(), master, "reloaded, not restarted");
-        assert.ok(workers(master).some((pid) => !oldWorkers.includes(pid)), "new workers took over");
+        assert.ok(
+            workers(master).some((pid) => !oldWorkers.includes(pid)),
+            "new workers took over",
+        );
         assert.equal(open.socket.readyState, WebSocket.OPEN);
         assert.equal((await echo(open.socket, "kept")).toString(), "kept");
         await close(open.socket);
@@ -36,7 +39,9 @@ describe("deploying a release with the deploy script", async () => {
     it("refuses a config NGINX rejects: non-zero exit, NGINX's own error, the old release still current and serving", async () => {
         const open = await pool.open(stack);
         const before = current();
-        const broken = stack.renderConfig().replace("proxy_http_version 1.1;", "proxy_http_version 1.1;\n            proxy_bogus_directive on;");
+        const broken = stack
+            .renderConfig()
+            .replace("proxy_http_version 1.1;", "proxy_http_version 1.1;\n            proxy_bogus_directive on;");
         await assert.rejects(stack.deployConfig(broken), (error: Error) => {
             assert.ok(error instanceof ScriptError);
             assert.notEqual(error.exitCode, 0);
@@ -75,7 +80,10 @@ describe("deploying a release with the deploy script", async () => {
         deploy.stdin.end(`nginx.conf ${Buffer.from(changed).toString("base64")}\n`);
         try {
             await waitUntil(5000, () => existsSync(marker), "the deploy did not reach nginx -t");
-            assert.ok(readdirSync(join(edgeRoot, "releases")).some((name) => name.startsWith(".staging.")), "a staged release exists");
+            assert.ok(
+                readdirSync(join(edgeRoot, "releases")).some((name) => name.startsWith(".staging.")),
+                "a staged release exists",
+            );
         } finally {
             process.kill(-deploy.pid!, "SIGKILL");
         }
@@ -86,6 +94,9 @@ describe("deploying a release with the deploy script", async () => {
 
         const output = await stack.deploy();
         assert.match(output, /is live/);
-        assert.ok(!readdirSync(join(edgeRoot, "releases")).some((name) => name.startsWith(".staging.")), "the leftover staging folder was cleared");
+        assert.ok(
+            !readdirSync(join(edgeRoot, "releases")).some((name) => name.startsWith(".staging.")),
+            "the leftover staging folder was cleared",
+        );
     });
 });

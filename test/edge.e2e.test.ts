@@ -13,7 +13,7 @@ import WebSocket from "ws";
 import { repositoryRoot } from "../local/localStack";
 import { terminate, waitUntil } from "../local/processes";
 import { close, echo } from "../smoke/edgeClient";
-import { SocketPool, clientNetworkAddress, connectToEdge, sleep, startTestEdge } from "./support/localEdge";
+import { clientNetworkAddress, connectToEdge, SocketPool, sleep, startTestEdge } from "./support/localEdge";
 
 describe("the local edge", async () => {
     const stack = await startTestEdge();
@@ -38,10 +38,19 @@ describe("the local edge", async () => {
 
     it("answers /healthz itself with HSTS", async () => {
         const { status, hsts } = await new Promise<{ status?: number; hsts?: string }>((resolve, reject) => {
-            request({ ...stack.edgeAddress, path: "/healthz", ca: stack.certificates.caCertificatePem, servername: "localhost", headers: { host: "localhost" } }, (res) => {
-                res.resume();
-                resolve({ status: res.statusCode, hsts: res.headers["strict-transport-security"] as string });
-            })
+            request(
+                {
+                    ...stack.edgeAddress,
+                    path: "/healthz",
+                    ca: stack.certificates.caCertificatePem,
+                    servername: "localhost",
+                    headers: { host: "localhost" },
+                },
+                (res) => {
+                    res.resume();
+                    resolve({ status: res.statusCode, hsts: res.headers["strict-transport-security"] as string });
+                },
+            )
                 .on("error", reject)
                 .end();
         });
@@ -87,7 +96,11 @@ describe("the local edge", async () => {
         const sessions = [];
         for (let batch = 0; batch < 10; batch++) {
             sessions.push(
-                ...(await Promise.all(Array.from({ length: 100 }, (_, i) => connectToEdge(stack, { localAddress: clientNetworkAddress(100 + ((batch * 100 + i) % 50)) })))),
+                ...(await Promise.all(
+                    Array.from({ length: 100 }, (_, i) =>
+                        connectToEdge(stack, { localAddress: clientNetworkAddress(100 + ((batch * 100 + i) % 50)) }),
+                    ),
+                )),
             );
         }
         try {
@@ -103,7 +116,9 @@ describe("the local edge", async () => {
     });
 
     it("keeps 200 open sockets through a reload that adds a fourth backend", async () => {
-        const sessions = await Promise.all(Array.from({ length: 200 }, (_, i) => pool.open(stack, { localAddress: clientNetworkAddress(300 + (i % 40)) })));
+        const sessions = await Promise.all(
+            Array.from({ length: 200 }, (_, i) => pool.open(stack, { localAddress: clientNetworkAddress(300 + (i % 40)) })),
+        );
         const added = await stack.addBackend();
         await stack.waitForBackend(added);
         // The deploy returns once the reload took effect (old workers shutting down); an echo on
@@ -125,7 +140,9 @@ describe("the local edge", async () => {
     });
 
     it("a backend stopping on SIGTERM says goodbye with close code 1001 to each of its clients", async () => {
-        const sessions = await Promise.all(Array.from({ length: 30 }, (_, n) => pool.open(stack, { localAddress: clientNetworkAddress(450 + n) })));
+        const sessions = await Promise.all(
+            Array.from({ length: 30 }, (_, n) => pool.open(stack, { localAddress: clientNetworkAddress(450 + n) })),
+        );
         const leaving = sessions[0].hello.backend;
         const theirs = sessions.filter((s) => s.hello.backend === leaving);
         const codes = theirs.map((s) => new Promise<number>((resolve) => s.socket.once("close", (code) => resolve(code))));
@@ -136,7 +153,9 @@ describe("the local edge", async () => {
     });
 
     it("moves a killed backend's clients to live backends within 2 s and leaves the others untouched", async () => {
-        const sessions = await Promise.all(Array.from({ length: 60 }, (_, n) => pool.open(stack, { localAddress: clientNetworkAddress(600 + n) })));
+        const sessions = await Promise.all(
+            Array.from({ length: 60 }, (_, n) => pool.open(stack, { localAddress: clientNetworkAddress(600 + n) })),
+        );
         const victim = sessions[0].hello.backend;
         const hit = sessions.filter((s) => s.hello.backend === victim);
         const spared = sessions.filter((s) => s.hello.backend !== victim);
@@ -144,8 +163,12 @@ describe("the local edge", async () => {
 
         const killedAt = Date.now();
         const moved = hit.map(async (s, i) => {
-            await new Promise((resolve) => (s.socket.readyState === WebSocket.CLOSED ? resolve(undefined) : s.socket.once("close", resolve)));
-            const again = await connectToEdge(stack, { localAddress: s.socket.url ? clientNetworkAddress(600 + sessions.indexOf(s)) : undefined });
+            await new Promise((resolve) =>
+                s.socket.readyState === WebSocket.CLOSED ? resolve(undefined) : s.socket.once("close", resolve),
+            );
+            const again = await connectToEdge(stack, {
+                localAddress: s.socket.url ? clientNetworkAddress(600 + sessions.indexOf(s)) : undefined,
+            });
             const elapsed = Date.now() - killedAt;
             await close(again.socket);
             return { backend: again.hello.backend, elapsed, i };
@@ -156,7 +179,10 @@ describe("the local edge", async () => {
             assert.notEqual(r.backend, victim);
             assert.ok(r.elapsed < 2000, `reconnected after ${r.elapsed} ms`);
         }
-        assert.ok(spared.every((s) => s.socket.readyState === WebSocket.OPEN), "clients of live backends stay connected");
+        assert.ok(
+            spared.every((s) => s.socket.readyState === WebSocket.OPEN),
+            "clients of live backends stay connected",
+        );
         const echoes = await Promise.all(spared.map((s) => echo(s.socket, "still here")));
         assert.ok(echoes.every((e) => e.toString() === "still here"));
         await stack.restartBackend(victim);
@@ -170,14 +196,22 @@ describe("mutual TLS between the edge and the backends", async () => {
         const backend = stack.backendAddress("backend-1");
         const url = `wss://${backend.host}:${backend.port}/`;
         const refused = await new Promise<string>((resolve) => {
-            const socket = new WebSocket(url, { ca: stack.certificates.caCertificatePem, servername: "backends.wss-edge.internal" } as WebSocket.ClientOptions);
+            const socket = new WebSocket(url, {
+                ca: stack.certificates.caCertificatePem,
+                servername: "backends.wss-edge.internal",
+            } as WebSocket.ClientOptions);
             socket.once("open", () => resolve("open"));
             socket.once("error", (e) => resolve(`error: ${e.message}`));
         });
         assert.match(refused, /^error: /);
         const { certificatePem, privateKeyPem } = stack.certificates.proxyClientCertificate;
         const accepted = await new Promise<string>((resolve) => {
-            const socket = new WebSocket(url, { ca: stack.certificates.caCertificatePem, servername: "backends.wss-edge.internal", cert: certificatePem, key: privateKeyPem } as WebSocket.ClientOptions);
+            const socket = new WebSocket(url, {
+                ca: stack.certificates.caCertificatePem,
+                servername: "backends.wss-edge.internal",
+                cert: certificatePem,
+                key: privateKeyPem,
+            } as WebSocket.ClientOptions);
             socket.once("open", () => {
                 socket.close();
                 resolve("open");
@@ -196,7 +230,10 @@ describe("mutual TLS between the edge and the backends", async () => {
             await close(socket);
         }
         // Each of the two workers keeps its own session; only its first connection may be a full handshake.
-        assert.ok(resumed.filter((r) => !r).length <= 2, `full handshakes to the backend: ${resumed.map((r) => (r ? "resumed" : "full")).join(", ")}`);
+        assert.ok(
+            resumed.filter((r) => !r).length <= 2,
+            `full handshakes to the backend: ${resumed.map((r) => (r ? "resumed" : "full")).join(", ")}`,
+        );
     });
 
     it("speaks TLS 1.3 to the backends when backendTlsProtocol says so", async () => {
@@ -214,7 +251,16 @@ describe("mutual TLS between the edge and the backends", async () => {
             const { certificatePem, privateKeyPem } = stack.certificates.proxyClientCertificate;
             const dial = (session?: Buffer) =>
                 new Promise<{ resumed: boolean; session: Buffer }>((resolve, reject) => {
-                    const socket = tlsConnect({ host: "127.0.0.1", port: backend.port, servername: "backends.wss-edge.internal", ca: stack.certificates.caCertificatePem, cert: certificatePem, key: privateKeyPem, maxVersion: "TLSv1.2", session });
+                    const socket = tlsConnect({
+                        host: "127.0.0.1",
+                        port: backend.port,
+                        servername: "backends.wss-edge.internal",
+                        ca: stack.certificates.caCertificatePem,
+                        cert: certificatePem,
+                        key: privateKeyPem,
+                        maxVersion: "TLSv1.2",
+                        session,
+                    });
                     socket.once("secureConnect", () => {
                         resolve({ resumed: socket.isSessionReused(), session: socket.getSession()! });
                         socket.end();
@@ -226,7 +272,11 @@ describe("mutual TLS between the edge and the backends", async () => {
             assert.equal((await dial(first.session)).resumed, true, "resumed within the session's lifetime");
             // Sessions expire after 2 s and the ticket key changes every 2 s: by 2 × 2 s + 1 s at the
             // latest, the first session must be refused.
-            await waitUntil(5000, async () => !(await dial(first.session)).resumed, "a session older than TLS_SESSION_SECONDS was still resumed");
+            await waitUntil(
+                5000,
+                async () => !(await dial(first.session)).resumed,
+                "a session older than TLS_SESSION_SECONDS was still resumed",
+            );
             assert.ok(Date.now() - issuedAt >= 1500, "refused only once its lifetime had passed");
         } finally {
             await backend.stop();
@@ -262,7 +312,10 @@ describe("idle sockets", async () => {
         const openedAt = Date.now();
         const droppedAfter = new Promise<number>((resolve) => dropped.socket.once("close", () => resolve(Date.now() - openedAt)));
         const elapsed = await Promise.race([droppedAfter, sleep(idleMs + 3000).then(() => Infinity)]);
-        assert.ok(elapsed >= idleMs - 500 && elapsed <= idleMs + 2500, `the silent socket closed after ${elapsed} ms, not at the ${idleMs / 1000} s timeout`);
+        assert.ok(
+            elapsed >= idleMs - 500 && elapsed <= idleMs + 2500,
+            `the silent socket closed after ${elapsed} ms, not at the ${idleMs / 1000} s timeout`,
+        );
         assert.equal(kept.socket.readyState, WebSocket.OPEN, "the pinged socket outlived proxy_read_timeout");
         assert.equal((await echo(kept.socket, "awake")).toString(), "awake");
         await close(kept.socket);
@@ -287,19 +340,45 @@ async function startLoneBackend(tlsDir: string, env: Record<string, string>): Pr
 }
 
 /** A WSS backend with a certificate from a CA the edge does not trust, counting upgrades. */
-async function startImpostor(stack: Awaited<ReturnType<typeof startTestEdge>>): Promise<{ port: number; upgrades: () => number; stop: () => Promise<void> }> {
+async function startImpostor(
+    stack: Awaited<ReturnType<typeof startTestEdge>>,
+): Promise<{ port: number; upgrades: () => number; stop: () => Promise<void> }> {
     const { execFileSync } = await import("node:child_process");
     const { mkdtempSync, readFileSync, rmSync } = await import("node:fs");
     const { tmpdir } = await import("node:os");
     const { join } = await import("node:path");
     const { createServer } = await import("node:https");
     const dir = mkdtempSync(join(tmpdir(), "wss-edge-impostor-"));
-    execFileSync("openssl", [
-        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1",
-        "-subj", "/CN=backends.wss-edge.internal", "-addext", "subjectAltName=DNS:backends.wss-edge.internal",
-        "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem"),
-    ], { stdio: "ignore" });
-    const server = createServer({ cert: readFileSync(join(dir, "cert.pem")), key: readFileSync(join(dir, "key.pem")), ca: stack.certificates.caCertificatePem, requestCert: true, rejectUnauthorized: true });
+    execFileSync(
+        "openssl",
+        [
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=backends.wss-edge.internal",
+            "-addext",
+            "subjectAltName=DNS:backends.wss-edge.internal",
+            "-keyout",
+            join(dir, "key.pem"),
+            "-out",
+            join(dir, "cert.pem"),
+        ],
+        { stdio: "ignore" },
+    );
+    const server = createServer({
+        cert: readFileSync(join(dir, "cert.pem")),
+        key: readFileSync(join(dir, "key.pem")),
+        ca: stack.certificates.caCertificatePem,
+        requestCert: true,
+        rejectUnauthorized: true,
+    });
     const sockets = new WebSocket.Server({ server });
     let upgrades = 0;
     sockets.on("connection", (socket) => {

@@ -2,12 +2,12 @@
 // reloaded again and again, a worker killed, certificates rotated.
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { connect as tlsConnect } from "node:tls";
 import { describe, it } from "node:test";
+import { connect as tlsConnect } from "node:tls";
 import WebSocket from "ws";
-import { close, echo } from "../smoke/edgeClient";
 import { waitUntil } from "../local/processes";
-import { SocketPool, clientNetworkAddress, connectToEdge, sleep, startTestEdge } from "./support/localEdge";
+import { close, echo } from "../smoke/edgeClient";
+import { clientNetworkAddress, connectToEdge, SocketPool, sleep, startTestEdge } from "./support/localEdge";
 
 const liveWorkers = (master: number) =>
     readFileSync(`/proc/${master}/task/${master}/children`, "utf8")
@@ -74,7 +74,13 @@ describe("NGINX under change", async () => {
     it("reloads 20 times in a row under 1,000 open sockets without closing one", async () => {
         const sessions = [];
         for (let batch = 0; batch < 10; batch++) {
-            sessions.push(...(await Promise.all(Array.from({ length: 100 }, (_, i) => pool.open(stack, { localAddress: clientNetworkAddress(800 + ((batch * 100 + i) % 60)) })))));
+            sessions.push(
+                ...(await Promise.all(
+                    Array.from({ length: 100 }, (_, i) =>
+                        pool.open(stack, { localAddress: clientNetworkAddress(800 + ((batch * 100 + i) % 60)) }),
+                    ),
+                )),
+            );
         }
         for (let reload = 0; reload < 20; reload++) {
             // A real change each time, so every reload starts new workers.
@@ -90,10 +96,13 @@ describe("NGINX under change", async () => {
     it("rotates the edge certificate: new handshakes get the new one, open sockets stay up", async () => {
         const serial = () =>
             new Promise<string>((resolve, reject) => {
-                const socket = tlsConnect({ ...stack.edgeAddress, servername: "localhost", ca: stack.certificates.caCertificatePem }, () => {
-                    resolve(socket.getPeerCertificate().serialNumber);
-                    socket.end();
-                });
+                const socket = tlsConnect(
+                    { ...stack.edgeAddress, servername: "localhost", ca: stack.certificates.caCertificatePem },
+                    () => {
+                        resolve(socket.getPeerCertificate().serialNumber);
+                        socket.end();
+                    },
+                );
                 socket.on("error", reject);
             });
         const open = await pool.open(stack);
@@ -113,7 +122,9 @@ describe("an NGINX worker killed", async () => {
     const stack = await startTestEdge({ workerProcesses: 2 });
 
     it("is respawned by the master; only its sockets close, and they reconnect at once", async () => {
-        const sessions = await Promise.all(Array.from({ length: 200 }, (_, i) => connectToEdge(stack, { localAddress: clientNetworkAddress(900 + (i % 50)) })));
+        const sessions = await Promise.all(
+            Array.from({ length: 200 }, (_, i) => connectToEdge(stack, { localAddress: clientNetworkAddress(900 + (i % 50)) })),
+        );
         try {
             const master = stack.nginxMasterPid()!;
             const [victim, survivor] = liveWorkers(master);
@@ -123,17 +134,23 @@ describe("an NGINX worker killed", async () => {
             // started a new worker and the count of closed clients has held still for 250 ms.
             const closedNow = () => sessions.filter((s) => s.socket.readyState !== WebSocket.OPEN).length;
             let last = { count: -1, since: Date.now() };
-            await waitUntil(5000, () => {
-                const count = closedNow();
-                if (count !== last.count) last = { count, since: Date.now() };
-                return count > 0 && Date.now() - last.since >= 250 && liveWorkers(master).length === 2;
-            }, "the victim's clients saw their close, and a new worker started");
+            await waitUntil(
+                5000,
+                () => {
+                    const count = closedNow();
+                    if (count !== last.count) last = { count, since: Date.now() };
+                    return count > 0 && Date.now() - last.since >= 250 && liveWorkers(master).length === 2;
+                },
+                "the victim's clients saw their close, and a new worker started",
+            );
             const closed = sessions.filter((s) => s.socket.readyState !== WebSocket.OPEN);
             assert.ok(closed.length > 0 && closed.length < sessions.length, `${closed.length} of ${sessions.length} closed`);
             const respawned = liveWorkers(master);
             assert.equal(respawned.length, 2, "the master started a new worker");
             assert.ok(respawned.includes(survivor) && !respawned.includes(victim));
-            const reconnected = await Promise.all(closed.map((_, i) => connectToEdge(stack, { localAddress: clientNetworkAddress(900 + (i % 50)) })));
+            const reconnected = await Promise.all(
+                closed.map((_, i) => connectToEdge(stack, { localAddress: clientNetworkAddress(900 + (i % 50)) })),
+            );
             assert.equal(reconnected.length, closed.length);
             await Promise.all(reconnected.map((s) => close(s.socket)));
             const open = sessions.filter((s) => s.socket.readyState === WebSocket.OPEN);

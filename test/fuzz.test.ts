@@ -5,9 +5,9 @@ import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
 import fc from "fast-check";
 import { awsProxyHost, edgeConfigSpec } from "../nginx/edgeConfigFromSettings";
-import { UpstreamServer } from "../nginx/edgeConfigSpec";
+import type { UpstreamServer } from "../nginx/edgeConfigSpec";
 import { RenderError, renderNginxConfig } from "../nginx/renderNginxConfig";
-import { RawSettings, SettingsError, validateSettings } from "../settings/edgeSettings";
+import { type RawSettings, SettingsError, type StackSettings, validateSettings } from "../settings/edgeSettings";
 import { settingKeys } from "../settings/settingsTable";
 import { nginxTest, removeTestPki, scratchLocalHost } from "./support/nginxCheck";
 
@@ -22,7 +22,26 @@ after(async () => {
 
 /** Strings that try to break out of a directive, a block, a quote or a variable. */
 const hostile = fc.oneof(
-    fc.constantFrom(";", "{", "}", '"', "'", "$host", "\n", "\r\n", " ", "\t", "\\", "#", "\u0000", "..", "/", "*", "ssl off;", "} server { listen 80;"),
+    fc.constantFrom(
+        ";",
+        "{",
+        "}",
+        '"',
+        "'",
+        "$host",
+        "\n",
+        "\r\n",
+        " ",
+        "\t",
+        "\\",
+        "#",
+        "\u0000",
+        "..",
+        "/",
+        "*",
+        "ssl off;",
+        "} server { listen 80;",
+    ),
     fc.string({ unit: "binary", maxLength: 12 }),
 );
 
@@ -56,39 +75,129 @@ const invalidValue = (valid: fc.Arbitrary<string>) =>
     fc.oneof(
         hostile,
         fc.tuple(valid, hostile, valid).map(([a, b, c]) => a + b + c),
-        fc.constantFrom("-1", "0", "1e3", "0x10", " 7", "3.5", "", "99999999", "[]", '["0.0.0.0/0"', '["10.0.0.1/8"]', '["1.2.3.4/33"]', "t3", "TRUE"),
+        fc.constantFrom(
+            "-1",
+            "0",
+            "1e3",
+            "0x10",
+            " 7",
+            "3.5",
+            "",
+            "99999999",
+            "[]",
+            '["0.0.0.0/0"',
+            '["10.0.0.1/8"]',
+            '["1.2.3.4/33"]',
+            "t3",
+            "TRUE",
+        ),
     );
 
 const validSettings = fc.record(validValues, { requiredKeys: ["adminCidrs"] });
 const mixedSettings = fc.record(
-    Object.fromEntries(Object.entries(validValues).map(([key, valid]) => [key, fc.oneof({ weight: 6, arbitrary: valid }, { weight: 1, arbitrary: invalidValue(valid) })])) as {
+    Object.fromEntries(
+        Object.entries(validValues).map(([key, valid]) => [
+            key,
+            fc.oneof({ weight: 6, arbitrary: valid }, { weight: 1, arbitrary: invalidValue(valid) }),
+        ]),
+    ) as {
         [K in keyof typeof validValues]: fc.Arbitrary<string>;
     },
     { requiredKeys: [] },
 );
 const rawSettings: fc.Arbitrary<RawSettings> = fc.oneof(validSettings, mixedSettings);
 const upstreams: fc.Arbitrary<UpstreamServer[]> = fc.array(
-    fc.record({ address: fc.oneof(ipv4, fc.constantFrom("2001:db8::1", "fd00::a", "backend.internal")), port: fc.integer({ min: 1, max: 65535 }) }),
+    fc.record({
+        address: fc.oneof(ipv4, fc.constantFrom("2001:db8::1", "fd00::a", "backend.internal")),
+        port: fc.integer({ min: 1, max: 65535 }),
+    }),
     { minLength: 1, maxLength: 8 },
 );
 
 /** Every directive name the renderer writes in any configuration. */
-const knownDirectives = new Set(
-    [
-        ...["user", "worker_processes", "worker_rlimit_nofile", "worker_shutdown_timeout", "pid", "error_log", "events", "worker_connections", "http"],
-        ...["server_tokens", "access_log", "client_header_timeout", "large_client_header_buffers", "limit_conn_zone", "limit_conn", "map", "default", "''"],
-        ...["client_body_temp_path", "proxy_temp_path", "fastcgi_temp_path", "uwsgi_temp_path", "scgi_temp_path", "upstream", "ip_hash", "server"],
-        ...["ssl_protocols", "ssl_ciphers", "ssl_ecdh_curve", "ssl_prefer_server_ciphers", "ssl_session_cache", "ssl_session_timeout", "ssl_session_tickets", "ssl_buffer_size"],
-        ...["listen", "server_name", "ssl_reject_handshake", "ssl_certificate", "ssl_certificate_key", "add_header", "location", "default_type", "return", "proxy_pass"],
-        ...["proxy_http_version", "proxy_set_header", "proxy_read_timeout", "proxy_send_timeout", "proxy_connect_timeout", "proxy_next_upstream"],
-        ...["proxy_next_upstream_tries", "proxy_next_upstream_timeout", "proxy_ssl_verify", "proxy_ssl_verify_depth", "proxy_ssl_trusted_certificate"],
-        ...["proxy_ssl_name", "proxy_ssl_server_name", "proxy_ssl_protocols", "proxy_ssl_certificate", "proxy_ssl_certificate_key", "proxy_ssl_session_reuse"],
-        "proxy_ssl_ciphers",
-        // The entries of the socket-ceiling map: the last one or two digits of a connection's serial.
-        "~([0-9])$",
-        "~([0-9][0-9])$",
+const knownDirectives = new Set([
+    ...[
+        "user",
+        "worker_processes",
+        "worker_rlimit_nofile",
+        "worker_shutdown_timeout",
+        "pid",
+        "error_log",
+        "events",
+        "worker_connections",
+        "http",
     ],
-);
+    ...[
+        "server_tokens",
+        "access_log",
+        "client_header_timeout",
+        "large_client_header_buffers",
+        "limit_conn_zone",
+        "limit_conn",
+        "map",
+        "default",
+        "''",
+    ],
+    ...[
+        "client_body_temp_path",
+        "proxy_temp_path",
+        "fastcgi_temp_path",
+        "uwsgi_temp_path",
+        "scgi_temp_path",
+        "upstream",
+        "ip_hash",
+        "server",
+    ],
+    ...[
+        "ssl_protocols",
+        "ssl_ciphers",
+        "ssl_ecdh_curve",
+        "ssl_prefer_server_ciphers",
+        "ssl_session_cache",
+        "ssl_session_timeout",
+        "ssl_session_tickets",
+        "ssl_buffer_size",
+    ],
+    ...[
+        "listen",
+        "server_name",
+        "ssl_reject_handshake",
+        "ssl_certificate",
+        "ssl_certificate_key",
+        "add_header",
+        "location",
+        "default_type",
+        "return",
+        "proxy_pass",
+    ],
+    ...[
+        "proxy_http_version",
+        "proxy_set_header",
+        "proxy_read_timeout",
+        "proxy_send_timeout",
+        "proxy_connect_timeout",
+        "proxy_next_upstream",
+    ],
+    ...[
+        "proxy_next_upstream_tries",
+        "proxy_next_upstream_timeout",
+        "proxy_ssl_verify",
+        "proxy_ssl_verify_depth",
+        "proxy_ssl_trusted_certificate",
+    ],
+    ...[
+        "proxy_ssl_name",
+        "proxy_ssl_server_name",
+        "proxy_ssl_protocols",
+        "proxy_ssl_certificate",
+        "proxy_ssl_certificate_key",
+        "proxy_ssl_session_reuse",
+    ],
+    "proxy_ssl_ciphers",
+    // The entries of the socket-ceiling map: the last one or two digits of a connection's serial.
+    "~([0-9])$",
+    "~([0-9][0-9])$",
+]);
 
 /** Structural check: balanced blocks, one directive per line ending in `;`, only known names. */
 function assertOnlyIntendedDirectives(config: string): void {
@@ -96,6 +205,7 @@ function assertOnlyIntendedDirectives(config: string): void {
     for (const raw of config.split("\n")) {
         const line = raw.trim();
         if (line === "" || line.startsWith("#")) continue;
+        // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this looks for.
         assert.doesNotMatch(line, /[\u0000-\u001f]/, `control character in ${JSON.stringify(line)}`);
         const name = line.split(/[\s;]/)[0];
         assert.ok(knownDirectives.has(name) || line === "}", `unexpected directive ${JSON.stringify(name)} in ${JSON.stringify(line)}`);
@@ -119,7 +229,7 @@ describe(`fuzzing settings and the renderer (seed ${seed}; FUZZ_SEED=<n> for ano
         let accepted = 0;
         fc.assert(
             fc.property(rawSettings, upstreams, (raw, servers) => {
-                let settings;
+                let settings: StackSettings;
                 try {
                     settings = validateSettings(raw);
                 } catch (error) {
@@ -164,7 +274,12 @@ describe(`fuzzing settings and the renderer (seed ${seed}; FUZZ_SEED=<n> for ano
     });
 
     it("refuses hostile values anywhere in a renderer spec, naming the field", () => {
-        const base = edgeConfigSpec(validateSettings({ adminCidrs: '["203.0.113.0/24"]' }), [{ address: "10.0.0.1", port: 8443 }], localHost, ["localhost"]);
+        const base = edgeConfigSpec(
+            validateSettings({ adminCidrs: '["203.0.113.0/24"]' }),
+            [{ address: "10.0.0.1", port: 8443 }],
+            localHost,
+            ["localhost"],
+        );
         const fields = {
             serverName: (v: string) => ({ ...base, serverNames: [v] }),
             certificate: (v: string) => ({ ...base, tls: { ...base.tls, certificate: v } }),

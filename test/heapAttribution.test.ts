@@ -30,13 +30,20 @@ describe("NGINX heap attribution", () => {
         const parsed = parseSnapshot(snapshot(16384, 7608, 100));
         assert.equal(parsed.heapBytes, 1000 + 16384 + 7608);
         assert.equal(parsed.extraBytes, 100);
-        assert.equal([...parsed.leaves.values()].reduce((a, b) => a + b, 0), parsed.heapBytes);
+        assert.equal(
+            [...parsed.leaves.values()].reduce((a, b) => a + b, 0),
+            parsed.heapBytes,
+        );
         assert.ok([...parsed.leaves.keys()].some((k) => k.includes("ngx_ssl_send_chain | ngx_chain_writer")));
     });
 
     it("charges the growth between snapshots to categories, per socket", () => {
         const sockets = 100;
-        const rows = attribute(parseSnapshot(snapshot(0, 0, 100)), parseSnapshot(snapshot(16384 * sockets, 7608 * 2 * sockets, 100 + 3000 * sockets)), sockets);
+        const rows = attribute(
+            parseSnapshot(snapshot(0, 0, 100)),
+            parseSnapshot(snapshot(16384 * sockets, 7608 * 2 * sockets, 100 + 3000 * sockets)),
+            sockets,
+        );
         const perSocket = (prefix: string) => rows.find((r) => r.name.startsWith(prefix))?.bytesPerSocket;
         assert.equal(perSocket("NGINX TLS write buffer on the backend leg"), 16384);
         assert.equal(perSocket("OpenSSL connection objects"), 7608 * 2);

@@ -28,7 +28,9 @@ describe("hostile input", async () => {
 
     it(`HTTP: connection flood from one address → limit_conn answers 503 past ${corpusConnectionsPerAddress}, other addresses unaffected`, async () => {
         const flooder = "127.66.0.1";
-        const held = await Promise.all(Array.from({ length: corpusConnectionsPerAddress }, () => connectToEdge(stack, { localAddress: flooder })));
+        const held = await Promise.all(
+            Array.from({ length: corpusConnectionsPerAddress }, () => connectToEdge(stack, { localAddress: flooder })),
+        );
         try {
             await assert.rejects(connectToEdge(stack, { localAddress: flooder }), /answered 503/);
             await stillServing();

@@ -2,14 +2,22 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { UsageError, parseInvocation } from "../local/cli";
+import { parseInvocation, UsageError } from "../local/cli";
 
 const root = join(__dirname, "..");
 const parse = (...argv: string[]) => parseInvocation(argv, {}, root);
 
 describe("local stack command line", () => {
     it("takes edge settings with --set, repeated, values kept as text", () => {
-        const { settings } = parse("start", "--set", "idleTimeoutSeconds=60", "--set", "tlsPolicy=mozilla-modern", "--set", "connectionsPerAddress=0");
+        const { settings } = parse(
+            "start",
+            "--set",
+            "idleTimeoutSeconds=60",
+            "--set",
+            "tlsPolicy=mozilla-modern",
+            "--set",
+            "connectionsPerAddress=0",
+        );
         assert.deepEqual(settings, { idleTimeoutSeconds: "60", tlsPolicy: "mozilla-modern", connectionsPerAddress: "0" });
     });
 
@@ -39,6 +47,10 @@ describe("local stack command line", () => {
         [["restart"], /unknown command "restart"/],
         [["start", "--bogus"], /Unknown option '--bogus'/],
     ] as const) {
-        it(`refuses ${argv.join(" ")}`, () => assert.throws(() => parse(...argv), (error: Error) => error instanceof UsageError && message.test(error.message)));
+        it(`refuses ${argv.join(" ")}`, () =>
+            assert.throws(
+                () => parse(...argv),
+                (error: Error) => error instanceof UsageError && message.test(error.message),
+            ));
     }
 });

@@ -3,10 +3,10 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { after, describe, it } from "node:test";
 import { awsProxyHost, edgeConfigSpec, proxySocketCeiling } from "../nginx/edgeConfigFromSettings";
-import { EdgeConfigSpec } from "../nginx/edgeConfigSpec";
+import type { EdgeConfigSpec } from "../nginx/edgeConfigSpec";
 import { RenderError, renderNginxConfig } from "../nginx/renderNginxConfig";
 import { mozillaIntermediate } from "../nginx/tlsPolicy";
-import { RawSettings, validateSettings } from "../settings/edgeSettings";
+import { type RawSettings, validateSettings } from "../settings/edgeSettings";
 import { defaultConfig, goldenPath } from "./golden/defaultConfig";
 import { isRoot, nginxTest, removeTestPki, scratchLocalHost } from "./support/nginxCheck";
 
@@ -56,7 +56,12 @@ describe("renderNginxConfig", () => {
     });
 
     it("passes Host, X-Forwarded-For, X-Forwarded-Proto and X-Real-IP, overwriting what the client sent", () => {
-        for (const header of ["Host \\$host", "X-Forwarded-For \\$remote_addr", "X-Forwarded-Proto \\$scheme", "X-Real-IP \\$remote_addr"]) {
+        for (const header of [
+            "Host \\$host",
+            "X-Forwarded-For \\$remote_addr",
+            "X-Forwarded-Proto \\$scheme",
+            "X-Real-IP \\$remote_addr",
+        ]) {
             assert.match(config, new RegExp(`proxy_set_header ${header};`));
         }
     });
@@ -64,7 +69,10 @@ describe("renderNginxConfig", () => {
     it("lists every backend in order in an ip_hash upstream with failure accounting", () => {
         const upstream = /upstream wss_backends \{([\s\S]*?)\n\s+\}/.exec(config)![1];
         assert.match(upstream, /^\s+ip_hash;$/m);
-        assert.deepEqual([...upstream.matchAll(/server (\S+) max_fails=3 fail_timeout=10s;/g)].map((m) => m[1]), ["10.0.1.21:8443", "10.0.2.22:8443", "10.0.3.23:8443"]);
+        assert.deepEqual(
+            [...upstream.matchAll(/server (\S+) max_fails=3 fail_timeout=10s;/g)].map((m) => m[1]),
+            ["10.0.1.21:8443", "10.0.2.22:8443", "10.0.3.23:8443"],
+        );
         assert.match(config, /proxy_next_upstream error timeout http_502 http_503;/);
     });
 
@@ -89,7 +97,10 @@ describe("renderNginxConfig", () => {
 
     it("speaks TLS 1.2 to the backends by default, with ECDHE-ECDSA AEAD suites only, resuming sessions", () => {
         assert.match(config, /^\s+proxy_ssl_protocols TLSv1\.2;$/m);
-        assert.match(config, /^\s+proxy_ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305;$/m);
+        assert.match(
+            config,
+            /^\s+proxy_ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305;$/m,
+        );
         assert.match(config, /^\s+proxy_ssl_session_reuse on;$/m);
     });
 
@@ -116,7 +127,10 @@ describe("renderNginxConfig", () => {
     it("counts a ceiling above NGINX's 65,535 per key on 10 or 100 keys, by the last digits of the connection serial", async () => {
         const ceiling = (maxSockets: string) => renderNginxConfig(specFor({ maxSockets }, localHost));
         assert.match(ceiling("65535"), /limit_conn_zone \$server_port zone=edge_sockets:1m;[\s\S]*limit_conn edge_sockets 65535;/);
-        assert.match(ceiling("90112"), /map \$connection \$edge_socket_bucket \{\n\s+default 0;\n\s+~\(\[0-9\]\)\$ \$1;\n\s+\}\n\s+limit_conn_zone \$edge_socket_bucket zone=edge_sockets:1m;[\s\S]*limit_conn edge_sockets 9012;/);
+        assert.match(
+            ceiling("90112"),
+            /map \$connection \$edge_socket_bucket \{\n\s+default 0;\n\s+~\(\[0-9\]\)\$ \$1;\n\s+\}\n\s+limit_conn_zone \$edge_socket_bucket zone=edge_sockets:1m;[\s\S]*limit_conn edge_sockets 9012;/,
+        );
         assert.match(ceiling("1000000"), /~\(\[0-9\]\[0-9\]\)\$ \$1;[\s\S]*limit_conn edge_sockets 10000;/);
         for (const maxSockets of ["90112", "1000000"]) {
             const result = await nginxTest(ceiling(maxSockets));
@@ -135,7 +149,8 @@ describe("renderNginxConfig", () => {
     });
 
     it("refuses handshakes for unknown names in a default server when the edge has DNS names", () => {
-        const reject = /server \{\n\s+listen 443 ssl default_server reuseport;\n\s+listen \[::\]:443 ssl default_server reuseport;\n\s+ssl_reject_handshake on;\n\s+return 421;\n\s+\}/;
+        const reject =
+            /server \{\n\s+listen 443 ssl default_server reuseport;\n\s+listen \[::\]:443 ssl default_server reuseport;\n\s+ssl_reject_handshake on;\n\s+return 421;\n\s+\}/;
         assert.match(config, reject);
         assert.equal(config.match(/reuseport/g)!.length, 2, "reuseport once per address:port");
         const byAddress = renderNginxConfig(specFor({}, vmHost, backends, ["198.51.100.7"]));
@@ -154,7 +169,10 @@ describe("renderNginxConfig", () => {
             ["tls.policy.deviations[1]", { ...spec.tls.policy, deviations: ["fine", "also fine\r\nssl_protocols SSLv3;"] }],
             ["tls.policy.guidelinesVersion", { ...spec.tls.policy, guidelinesVersion: "6.0\u2028x" }],
         ] as const) {
-            assert.throws(() => renderNginxConfig({ ...spec, tls: { ...spec.tls, policy: policy } }), (error: Error) => error instanceof RenderError && error.field === field);
+            assert.throws(
+                () => renderNginxConfig({ ...spec, tls: { ...spec.tls, policy: policy } }),
+                (error: Error) => error instanceof RenderError && error.field === field,
+            );
         }
     });
 
@@ -173,7 +191,10 @@ describe("renderNginxConfig", () => {
         const base = specFor();
         const attempts: [string, EdgeConfigSpec][] = [
             ["serverNames", { ...base, serverNames: ["ws.example.com; return 200"] }],
-            ["upstream.servers[1].address", { ...base, upstream: { ...base.upstream, servers: [backends[0], { address: "10.0.0.1 down", port: 1 }] } }],
+            [
+                "upstream.servers[1].address",
+                { ...base, upstream: { ...base.upstream, servers: [backends[0], { address: "10.0.0.1 down", port: 1 }] } },
+            ],
             ["tls.certificate", { ...base, tls: { ...base.tls, certificate: "tls/edge.crt;\nssl_verify off" } }],
             ["timeouts.idleSeconds", { ...base, timeouts: { ...base.timeouts, idleSeconds: 1.5 } }],
             ["backendTls.serverName", { ...base, backendTls: { ...base.backendTls, serverName: "$host" } }],
@@ -181,7 +202,11 @@ describe("renderNginxConfig", () => {
             ["paths.accessLog", { ...base, paths: { ...base.paths, accessLog: "/var/log/../../etc/passwd" } }],
         ];
         for (const [field, spec] of attempts) {
-            assert.throws(() => renderNginxConfig(spec), (e: Error) => e instanceof RenderError && e.field === field, field);
+            assert.throws(
+                () => renderNginxConfig(spec),
+                (e: Error) => e instanceof RenderError && e.field === field,
+                field,
+            );
         }
     });
 });

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { SettingsError, validateSettings } from "../settings/edgeSettings";
-import { RegisteredResource, runEdgeProgram } from "./support/pulumiProgram";
+import { type RegisteredResource, runEdgeProgram } from "./support/pulumiProgram";
 
 const valid = { adminCidrs: '["203.0.113.0/24"]' };
 
@@ -18,7 +18,11 @@ async function rejectsBeforeRegistration(config: Record<string, string>, key: st
             return true;
         },
     );
-    assert.deepEqual(registered.map((r) => r.name), [], "no resource registered");
+    assert.deepEqual(
+        registered.map((r) => r.name),
+        [],
+        "no resource registered",
+    );
 }
 
 describe("invalid settings stop the program before any resource is registered", () => {
@@ -34,7 +38,12 @@ describe("invalid settings stop the program before any resource is registered", 
         ["SSH open to the world", { adminCidrs: '["0.0.0.0/0"]' }, "adminCidrs", /opens SSH to the whole internet/],
         ["SSH open to all of IPv6", { adminCidrs: '["::/0"]' }, "adminCidrs", /opens SSH to the whole internet/],
         ["no admin range at all", { adminCidrs: "" }, "adminCidrs", /is required/],
-        ["certificate without its key", { domainName: "ws.example.com", tlsCertificate: "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n" }, "tlsPrivateKey", /set together/],
+        [
+            "certificate without its key",
+            { domainName: "ws.example.com", tlsCertificate: "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n" },
+            "tlsPrivateKey",
+            /set together/,
+        ],
         ["idle timeout too short for any ping", { idleTimeoutSeconds: "2" }, "idleTimeoutSeconds", /from 10 to 86400/],
         ["unknown TLS policy", { tlsPolicy: "legacy" }, "tlsPolicy", /one of mozilla-intermediate, mozilla-modern/],
         ["backend protocol spelt as a range", { backendTlsProtocol: "TLSv1.2 TLSv1.3" }, "backendTlsProtocol", /one of TLSv1\.2, TLSv1\.3/],
@@ -56,7 +65,8 @@ describe("invalid settings stop the program before any resource is registered", 
         ["a newline", "ws.example.com\nserver_name evil"],
         ["a dollar sign", "ws.$host.com"],
     ]) {
-        it(`rejects a domain name containing ${what}`, () => rejectsBeforeRegistration({ ...valid, domainName: bad }, "domainName", /fully qualified DNS name/));
+        it(`rejects a domain name containing ${what}`, () =>
+            rejectsBeforeRegistration({ ...valid, domainName: bad }, "domainName", /fully qualified DNS name/));
     }
 
     it("reports every problem at once, and never echoes a secret", () => {
@@ -64,7 +74,8 @@ describe("invalid settings stop the program before any resource is registered", 
             () => validateSettings({ backendPort: "0", backendCount: "99", tlsPrivateKey: "not a key", adminCidrs: '["10.1.2.3/8"]' }),
             (error: Error) => {
                 assert.match(error.message, /4 problems/);
-                for (const key of ["backendPort", "backendCount", "tlsPrivateKey", "adminCidrs"]) assert.match(error.message, new RegExp(`wss-edge:${key}`));
+                for (const key of ["backendPort", "backendCount", "tlsPrivateKey", "adminCidrs"])
+                    assert.match(error.message, new RegExp(`wss-edge:${key}`));
                 assert.match(error.message, /tlsPrivateKey = \[secret\]/);
                 assert.doesNotMatch(error.message, /not a key/);
                 return true;

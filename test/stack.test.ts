@@ -1,13 +1,21 @@
 // The AWS resource graph, proven under Pulumi's mocks: what `pulumi up` would register.
 import assert from "node:assert/strict";
-import { readFileSync, readdirSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { parse as parseYaml } from "yaml";
 import { pulumiConfigBlock, secretSettingKeys } from "../settings/settingsTable";
-import { projectConfigError } from "./support/pulumiProjectConfig";
 import { isRoot, nginxTest, removeTestPki } from "./support/nginxCheck";
-import { RegisteredResource, mockBackendIps, mockEdgeIp, resolveOutput, runEdgeProgram, secretness, waitForRPCs } from "./support/pulumiProgram";
+import {
+    mockBackendIps,
+    mockEdgeIp,
+    type RegisteredResource,
+    resolveOutput,
+    runEdgeProgram,
+    secretness,
+    waitForRPCs,
+} from "./support/pulumiProgram";
+import { projectConfigError } from "./support/pulumiProjectConfig";
 
 after(removeTestPki);
 
@@ -22,7 +30,13 @@ const named = (resources: RegisteredResource[], name: string) => {
 };
 /** The files of a deploy bundle (one `<path> <base64>` line each), decoded. */
 const bundleFiles = (bundle: string) =>
-    Object.fromEntries(bundle.trim().split("\n").map((line) => line.split(" ")).map(([path, content]) => [path, Buffer.from(content, "base64").toString()]));
+    Object.fromEntries(
+        bundle
+            .trim()
+            .split("\n")
+            .map((line) => line.split(" "))
+            .map(([path, content]) => [path, Buffer.from(content, "base64").toString()]),
+    );
 const securityGroup = (resources: RegisteredResource[], suffix: string) => {
     const found = ofType(resources, "aws:ec2/securityGroup:SecurityGroup").filter((r) => r.name.endsWith(suffix));
     assert.equal(found.length, 1, `one ${suffix} security group`);
@@ -39,14 +53,25 @@ describe("the AWS stack under mocks, default dev config", async () => {
     });
 
     it("spreads the backends over the availability zones' subnets in a stable order", async () => {
-        const subnets = await Promise.all(instances(resources).filter((r) => r.name.startsWith("backends")).map((r) => resolveOutput(r.inputs.subnetId)));
+        const subnets = await Promise.all(
+            instances(resources)
+                .filter((r) => r.name.startsWith("backends"))
+                .map((r) => resolveOutput(r.inputs.subnetId)),
+        );
         assert.deepEqual(subnets, ["subnet-a", "subnet-b", "subnet-c"]);
     });
 
     it("admits exactly 443 from everywhere and SSH from the admin range on the proxy; no port 80 without the redirect", () => {
         const proxy = securityGroup(resources, "-proxy");
         assert.deepEqual(
-            proxy.inputs.ingress.map((r: any) => ({ port: r.fromPort, to: r.toPort, protocol: r.protocol, v4: r.cidrBlocks, v6: r.ipv6CidrBlocks, groups: r.securityGroups })),
+            proxy.inputs.ingress.map((r: any) => ({
+                port: r.fromPort,
+                to: r.toPort,
+                protocol: r.protocol,
+                v4: r.cidrBlocks,
+                v6: r.ipv6CidrBlocks,
+                groups: r.securityGroups,
+            })),
             [
                 { port: 443, to: 443, protocol: "tcp", v4: ["0.0.0.0/0"], v6: ["::/0"], groups: undefined },
                 { port: 22, to: 22, protocol: "tcp", v4: ["203.0.113.0/24"], v6: [], groups: undefined },
@@ -57,7 +82,14 @@ describe("the AWS stack under mocks, default dev config", async () => {
     it("admits only the backend port and the deploy's SSH, only from the proxy's security group, on the backends", () => {
         const backend = securityGroup(resources, "-backend");
         assert.deepEqual(
-            backend.inputs.ingress.map((r: any) => ({ port: r.fromPort, to: r.toPort, protocol: r.protocol, groups: r.securityGroups, v4: r.cidrBlocks, v6: r.ipv6CidrBlocks })),
+            backend.inputs.ingress.map((r: any) => ({
+                port: r.fromPort,
+                to: r.toPort,
+                protocol: r.protocol,
+                groups: r.securityGroups,
+                v4: r.cidrBlocks,
+                v6: r.ipv6CidrBlocks,
+            })),
             [
                 { port: 8443, to: 8443, protocol: "tcp", groups: ["edge-proxy-id"], v4: undefined, v6: undefined },
                 { port: 22, to: 22, protocol: "tcp", groups: ["edge-proxy-id"], v4: undefined, v6: undefined },
@@ -76,12 +108,23 @@ describe("the AWS stack under mocks, default dev config", async () => {
         const keys = ofType(resources, "tls:index/privateKey:PrivateKey").filter((r) => r.inputs.algorithm !== "ED25519");
         assert.equal(keys.length, 6, "CA, edge, three backends, proxy client");
         assert.ok(keys.every((k) => k.inputs.algorithm === "ECDSA" && k.inputs.ecdsaCurve === "P256"));
-        assert.deepEqual(ofType(resources, "tls:index/selfSignedCert:SelfSignedCert").map((r) => [r.name, r.inputs.isCaCertificate]), [["edge-ca", true]]);
+        assert.deepEqual(
+            ofType(resources, "tls:index/selfSignedCert:SelfSignedCert").map((r) => [r.name, r.inputs.isCaCertificate]),
+            [["edge-ca", true]],
+        );
         const requests = Object.fromEntries(ofType(resources, "tls:index/certRequest:CertRequest").map((r) => [r.name, r.inputs]));
-        assert.deepEqual(Object.keys(requests).sort(), ["edge-backend-1", "edge-backend-2", "edge-backend-3", "edge-edge", "edge-proxy-client"]);
+        assert.deepEqual(Object.keys(requests).sort(), [
+            "edge-backend-1",
+            "edge-backend-2",
+            "edge-backend-3",
+            "edge-edge",
+            "edge-proxy-client",
+        ]);
         assert.deepEqual(requests["edge-edge"].ipAddresses, [mockEdgeIp]);
         assert.ok(requests["edge-backend-2"].dnsNames.includes("backends.wss-edge.internal"));
-        const usages = Object.fromEntries(ofType(resources, "tls:index/locallySignedCert:LocallySignedCert").map((r) => [r.name, r.inputs.allowedUses]));
+        const usages = Object.fromEntries(
+            ofType(resources, "tls:index/locallySignedCert:LocallySignedCert").map((r) => [r.name, r.inputs.allowedUses]),
+        );
         assert.ok(usages["edge-proxy-client"].includes("client_auth"));
         assert.ok(usages["edge-backend-1"].includes("server_auth") && !usages["edge-backend-1"].includes("client_auth"));
     });
@@ -92,7 +135,13 @@ describe("the AWS stack under mocks, default dev config", async () => {
         assert.equal(image.inputs.build.context, "backend");
         assert.equal(image.inputs.build.platform, "linux/amd64");
         const lifecycle = JSON.parse(ofType(resources, "aws:ecr/lifecyclePolicy:LifecyclePolicy")[0].inputs.policy);
-        assert.deepEqual(lifecycle.rules.map((r: any) => [r.selection.tagStatus, r.selection.countType, r.selection.countNumber]), [["untagged", "sinceImagePushed", 7], ["any", "imageCountMoreThan", 10]]);
+        assert.deepEqual(
+            lifecycle.rules.map((r: any) => [r.selection.tagStatus, r.selection.countType, r.selection.countNumber]),
+            [
+                ["untagged", "sinceImagePushed", 7],
+                ["any", "imageCountMoreThan", 10],
+            ],
+        );
         const env = bundleFiles(named(resources, "backends-backend-1-deploy").inputs.stdin)["backend.env"];
         assert.match(env, /^IMAGE=123456789012\.dkr\.ecr\.eu-west-1\.amazonaws\.com\/backends-app@sha256:[0-9a-f]{64}$/m);
         assert.match(env, /^REGISTRY=123456789012\.dkr\.ecr\.eu-west-1\.amazonaws\.com$/m);
@@ -103,8 +152,17 @@ describe("the AWS stack under mocks, default dev config", async () => {
     it("lets the backends' role do one thing, pull from their repository, and boots them only once it exists", async () => {
         const [policy] = ofType(resources, "aws:iam/rolePolicy:RolePolicy");
         const statements = (await resolveOutput<any>(policy.inputs.policy)).Statement;
-        assert.deepEqual(statements.flatMap((s: any) => s.Action).sort(), ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetAuthorizationToken", "ecr:GetDownloadUrlForLayer"]);
-        assert.equal(ofType(resources, "aws:ssm/parameter:Parameter").length, 0, "no key sits in AWS where another backend's role could read it");
+        assert.deepEqual(statements.flatMap((s: any) => s.Action).sort(), [
+            "ecr:BatchCheckLayerAvailability",
+            "ecr:BatchGetImage",
+            "ecr:GetAuthorizationToken",
+            "ecr:GetDownloadUrlForLayer",
+        ]);
+        assert.equal(
+            ofType(resources, "aws:ssm/parameter:Parameter").length,
+            0,
+            "no key sits in AWS where another backend's role could read it",
+        );
         for (const backend of instances(resources).filter((r) => r.name.startsWith("backends-"))) {
             assert.ok(backend.dependencies.includes(policy.urn), `${backend.name} waits for its role's policy`);
         }
@@ -113,8 +171,13 @@ describe("the AWS stack under mocks, default dev config", async () => {
     it("keeps private keys secret: TLS keys travel only on the deploys' stdin, user data holds only the host's SSH key", async () => {
         const commands = ofType(resources, "command:remote:Command");
         assert.deepEqual(commands.map((c) => c.name).sort(), [
-            "backends-backend-1-deploy", "backends-backend-1-health", "backends-backend-2-deploy", "backends-backend-2-health",
-            "backends-backend-3-deploy", "backends-backend-3-health", "edge-deploy",
+            "backends-backend-1-deploy",
+            "backends-backend-1-health",
+            "backends-backend-2-deploy",
+            "backends-backend-2-health",
+            "backends-backend-3-deploy",
+            "backends-backend-3-health",
+            "edge-deploy",
         ]);
         for (const command of commands) {
             assert.ok(command.inputs.stdin, `${command.name} has a release on stdin`);
@@ -127,7 +190,11 @@ describe("the AWS stack under mocks, default dev config", async () => {
         for (const instance of instances(resources)) {
             assert.ok(instance.secretInputs.has("userData"), `${instance.name}: its user data (with the SSH host key) is a secret`);
             const userData = await resolveOutput<string>(instance.inputs.userData);
-            assert.deepEqual([...userData.matchAll(/-----BEGIN ([A-Z ]*PRIVATE KEY)-----/g)].map((m) => m[1]), ["OPENSSH PRIVATE KEY"], instance.name);
+            assert.deepEqual(
+                [...userData.matchAll(/-----BEGIN ([A-Z ]*PRIVATE KEY)-----/g)].map((m) => m[1]),
+                ["OPENSSH PRIVATE KEY"],
+                instance.name,
+            );
         }
         for (const [name, value] of Object.entries(outputs)) {
             assert.doesNotMatch(JSON.stringify(value), /PRIVATE KEY/, `output ${name}`);
@@ -137,7 +204,14 @@ describe("the AWS stack under mocks, default dev config", async () => {
     it("marks every issued private key as a Pulumi secret and the CA certificate as plain", async () => {
         const { EdgePki } = await import("../components/edgePki");
         const { edgePkiSpec } = await import("../pki/pkiSpec");
-        const pki = new EdgePki("secretness", { spec: edgePkiSpec({ edgeDnsNames: ["ws.example.com"], edgeIpAddresses: [], backendCount: 1, userSuppliedEdgeCertificate: false }) });
+        const pki = new EdgePki("secretness", {
+            spec: edgePkiSpec({
+                edgeDnsNames: ["ws.example.com"],
+                edgeIpAddresses: [],
+                backendCount: 1,
+                userSuppliedEdgeCertificate: false,
+            }),
+        });
         assert.equal(await secretness(pki.edgePrivateKeyPem), true);
         assert.equal(await secretness(pki.backendCertificates[0].privateKeyPem), true);
         assert.equal(await secretness(pki.proxyClientCertificate.privateKeyPem), true);
@@ -152,12 +226,20 @@ describe("the AWS stack under mocks, default dev config", async () => {
         const deploy = named(resources, "edge-deploy");
         assert.match(deploy.inputs.create, /cloud-init status --wait/);
         assert.match(deploy.inputs.create, /\nsudo WSS_EDGE_SYSTEMD_UNIT=nginx bash \/home\/admin\/wss-edge\/deploy-edge-config\.sh$/);
-        assert.deepEqual(deploy.inputs.triggers.map((t: string) => t.split(":")[0]), ["config", "certificates", "script", "instance"]);
+        assert.deepEqual(
+            deploy.inputs.triggers.map((t: string) => t.split(":")[0]),
+            ["config", "certificates", "script", "instance"],
+        );
         assert.equal(deploy.inputs.connection.host, mockEdgeIp);
         assert.equal(deploy.inputs.connection.user, "admin");
         const hostKey = named(resources, "edge-proxy-host");
         assert.equal(hostKey.inputs.algorithm, "ED25519");
-        for (const resource of [copy, deploy]) assert.equal(resource.inputs.connection.hostKey, `ssh-ed25519 AAAA${Buffer.from("edge-proxy-host").toString("base64")}`, resource.name);
+        for (const resource of [copy, deploy])
+            assert.equal(
+                resource.inputs.connection.hostKey,
+                `ssh-ed25519 AAAA${Buffer.from("edge-proxy-host").toString("base64")}`,
+                resource.name,
+            );
     });
 
     it("reaches each backend through the proxy with both host keys pinned, and gates it from the proxy over mutual TLS", () => {
@@ -171,7 +253,12 @@ describe("the AWS stack under mocks, default dev config", async () => {
             assert.match(deploy.inputs.create, /\nsudo bash \/home\/ec2-user\/wss-edge\/deploy-backend\.sh$/);
             const gate = named(resources, `backends-${name}-health`);
             assert.equal(gate.inputs.connection.host, mockEdgeIp, "the gate runs on the proxy");
-            assert.match(gate.inputs.create, new RegExp(`backend-health-gate ${name} ${mockBackendIps[i].replace(/\./g, "\\.")} 8443 backends\\.wss-edge\\.internal 180$`));
+            assert.match(
+                gate.inputs.create,
+                new RegExp(
+                    `backend-health-gate ${name} ${mockBackendIps[i].replace(/\./g, "\\.")} 8443 backends\\.wss-edge\\.internal 180$`,
+                ),
+            );
             assert.deepEqual(Object.keys(bundleFiles(gate.inputs.stdin)).sort(), ["ca.crt", "client.crt", "client.key"]);
         }
     });
@@ -179,13 +266,20 @@ describe("the AWS stack under mocks, default dev config", async () => {
     it("rolls the backends one at a time, and deploys the edge's config only after every backend passed its gate", () => {
         const urn = (name: string) => named(resources, name).urn;
         assert.ok(!named(resources, "backends-backend-1-deploy").dependencies.some((d) => d.includes("-health")));
-        for (const [previous, next] of [["backend-1", "backend-2"], ["backend-2", "backend-3"]]) {
+        for (const [previous, next] of [
+            ["backend-1", "backend-2"],
+            ["backend-2", "backend-3"],
+        ]) {
             for (const step of [`backends-${next}`, `backends-${next}-deploy`]) {
-                assert.ok(named(resources, step).dependencies.includes(urn(`backends-${previous}-health`)), `${step} waits for ${previous}'s gate`);
+                assert.ok(
+                    named(resources, step).dependencies.includes(urn(`backends-${previous}-health`)),
+                    `${step} waits for ${previous}'s gate`,
+                );
             }
         }
         const deploy = named(resources, "edge-deploy");
-        for (const name of ["backend-1", "backend-2", "backend-3"]) assert.ok(deploy.dependencies.includes(urn(`backends-${name}-health`)), name);
+        for (const name of ["backend-1", "backend-2", "backend-3"])
+            assert.ok(deploy.dependencies.includes(urn(`backends-${name}-health`)), name);
     });
 
     it("exports the endpoint, health URL, addresses, CA and rendered config, none of them secret", async () => {
@@ -199,21 +293,30 @@ describe("the AWS stack under mocks, default dev config", async () => {
         }
     });
 
-    it("exports a rendered config that Debian's nginx -t accepts with real certificates", { skip: !isRoot && "needs root: the VM config uses /run and /var/log/nginx" }, async () => {
+    it("exports a rendered config that Debian's nginx -t accepts with real certificates", {
+        skip: !isRoot && "needs root: the VM config uses /run and /var/log/nginx",
+    }, async () => {
         const result = await nginxTest(String(outputs.nginxConfig));
         assert.ok(result.ok, result.output);
     });
 
     it("renders an upstream listing every backend's private IP in order, with the stack's port", () => {
         const servers = [...String(outputs.nginxConfig).matchAll(/^\s+server (\S+) max_fails/gm)].map((m) => m[1]);
-        assert.deepEqual(servers, mockBackendIps.slice(0, 3).map((ip) => `${ip}:8443`));
+        assert.deepEqual(
+            servers,
+            mockBackendIps.slice(0, 3).map((ip) => `${ip}:8443`),
+        );
         assert.match(String(outputs.nginxConfig), new RegExp(`server_name ${mockEdgeIp.replace(/\./g, "\\.")};`));
     });
 });
 
 describe("the AWS stack under mocks, other configs", () => {
     it("opens port 80 on the proxy only when the HTTP redirect is on", async () => {
-        const { resources, outputs } = await runEdgeProgram({ ...devConfig, httpRedirect: "true", allowedCidrs: '["192.0.2.0/24","2001:db8::/32"]' });
+        const { resources, outputs } = await runEdgeProgram({
+            ...devConfig,
+            httpRedirect: "true",
+            allowedCidrs: '["192.0.2.0/24","2001:db8::/32"]',
+        });
         const ports = securityGroup(resources, "-proxy").inputs.ingress.map((r: any) => [r.fromPort, r.cidrBlocks, r.ipv6CidrBlocks]);
         assert.deepEqual(ports, [
             [443, ["192.0.2.0/24"], ["2001:db8::/32"]],
@@ -251,8 +354,16 @@ describe("the AWS stack under mocks, other configs", () => {
 
     it("serves a user-supplied certificate instead of issuing an edge certificate", async () => {
         const certificate = "-----BEGIN CERTIFICATE-----\nTUlJQg==\n-----END CERTIFICATE-----\n";
-        const { resources } = await runEdgeProgram({ ...devConfig, domainName: "ws.example.com", tlsCertificate: certificate, tlsPrivateKey: "-----BEGIN PRIVATE KEY-----\nTUlJQg==\n-----END PRIVATE KEY-----\n" });
-        assert.equal(ofType(resources, "tls:index/certRequest:CertRequest").find((r) => r.name === "edge-edge"), undefined);
+        const { resources } = await runEdgeProgram({
+            ...devConfig,
+            domainName: "ws.example.com",
+            tlsCertificate: certificate,
+            tlsPrivateKey: "-----BEGIN PRIVATE KEY-----\nTUlJQg==\n-----END PRIVATE KEY-----\n",
+        });
+        assert.equal(
+            ofType(resources, "tls:index/certRequest:CertRequest").find((r) => r.name === "edge-edge"),
+            undefined,
+        );
         assert.equal(bundleFiles(named(resources, "edge-deploy").inputs.stdin)["tls/edge.crt"], certificate);
     });
 
@@ -260,7 +371,13 @@ describe("the AWS stack under mocks, other configs", () => {
         const { resources, outputs } = await runEdgeProgram({ ...devConfig, backendCount: "5", backendInstanceType: "c7g.large" });
         const backends = instances(resources).filter((r) => r.name.startsWith("backends"));
         assert.equal(backends.length, 5);
-        assert.deepEqual(await Promise.all(backends.map((r) => resolveOutput(r.inputs.subnetId))), ["subnet-a", "subnet-b", "subnet-c", "subnet-a", "subnet-b"]);
+        assert.deepEqual(await Promise.all(backends.map((r) => resolveOutput(r.inputs.subnetId))), [
+            "subnet-a",
+            "subnet-b",
+            "subnet-c",
+            "subnet-a",
+            "subnet-b",
+        ]);
         assert.equal(ofType(resources, "docker:index/image:Image")[0].inputs.build.platform, "linux/arm64");
         assert.equal((outputs.backendPrivateIps as string[]).length, 5);
     });
@@ -272,7 +389,8 @@ describe("Pulumi.yaml", () => {
 
     it("declares exactly what the settings table gives (regenerate with `npm run settings:pulumi-yaml`)", () => {
         assert.deepEqual(project.config, pulumiConfigBlock());
-        for (const key of secretSettingKeys) assert.ok(!(key in project.config), `${key}: a secret key cannot have a default, and without one every stack must set it`);
+        for (const key of secretSettingKeys)
+            assert.ok(!(key in project.config), `${key}: a secret key cannot have a default, and without one every stack must set it`);
     });
 
     const stackFiles = readdirSync(join(__dirname, "..")).filter((file) => /^Pulumi\.[^.]+\.yaml$/.test(file));
@@ -286,23 +404,45 @@ describe("Pulumi.yaml", () => {
 
     it("the CLI check, as transcribed, refuses what it refuses in the CLI: a key without default, a plain secret", () => {
         const declared = { domainName: { type: "string" as const }, adminCidrs: { type: "array" as const, items: { type: "string" } } };
-        assert.equal(projectConfigError("wss-edge", declared, "dev", {}), "Stack 'dev' is missing configuration values 'adminCidrs' and 'domainName'");
+        assert.equal(
+            projectConfigError("wss-edge", declared, "dev", {}),
+            "Stack 'dev' is missing configuration values 'adminCidrs' and 'domainName'",
+        );
         const withSecretDefault = { tlsPrivateKey: { type: "string" as const, secret: true, default: "" } };
-        assert.equal(projectConfigError("wss-edge", withSecretDefault, "dev", {}), "Stack 'dev' with configuration key 'tlsPrivateKey' must be encrypted as it's secret");
-        assert.equal(projectConfigError("wss-edge", withSecretDefault, "dev", { "wss-edge:tlsPrivateKey": { secure: "v1:abc" } }), undefined);
-        assert.equal(projectConfigError("wss-edge", { backendCount: { type: "integer" } }, "dev", { "wss-edge:backendCount": "three" }), "Stack 'dev' with configuration key 'backendCount' must be of type 'integer'");
-        assert.equal(projectConfigError("wss-edge", declared, "dev", { "wss-edge:domainName": "", "wss-edge:adminCidrs": ["203.0.113.0/24"] }), undefined);
+        assert.equal(
+            projectConfigError("wss-edge", withSecretDefault, "dev", {}),
+            "Stack 'dev' with configuration key 'tlsPrivateKey' must be encrypted as it's secret",
+        );
+        assert.equal(
+            projectConfigError("wss-edge", withSecretDefault, "dev", { "wss-edge:tlsPrivateKey": { secure: "v1:abc" } }),
+            undefined,
+        );
+        assert.equal(
+            projectConfigError("wss-edge", { backendCount: { type: "integer" } }, "dev", { "wss-edge:backendCount": "three" }),
+            "Stack 'dev' with configuration key 'backendCount' must be of type 'integer'",
+        );
+        assert.equal(
+            projectConfigError("wss-edge", declared, "dev", { "wss-edge:domainName": "", "wss-edge:adminCidrs": ["203.0.113.0/24"] }),
+            undefined,
+        );
     });
 
     it("a new stack needs only adminCidrs: every other key has a default", () => {
-        assert.equal(projectConfigError(project.name, project.config, "prod", {}), "Stack 'prod' is missing configuration value 'adminCidrs'");
+        assert.equal(
+            projectConfigError(project.name, project.config, "prod", {}),
+            "Stack 'prod' is missing configuration value 'adminCidrs'",
+        );
         assert.equal(projectConfigError(project.name, project.config, "prod", { "wss-edge:adminCidrs": ["198.51.100.0/24"] }), undefined);
     });
 
     it("is previewed on every pull request after the tests, commented on the PR, with the guardrails", () => {
         const workflow = parseYaml(readFileSync(join(__dirname, "..", ".github", "workflows", "pull-request.yml"), "utf8"));
         assert.ok("pull_request" in workflow.on);
-        assert.ok(workflow.jobs.test.steps.some((step: any) => /bash \.ci\/run/.test(step.run ?? "")), "the test job runs .ci/run");
+        assert.ok(
+            workflow.jobs.test.steps.some((step: any) => /bash \.ci\/run/.test(step.run ?? "")),
+            "the test job runs .ci/run",
+        );
+        assert.equal(workflow.jobs.test.container, "debian:12", "the tests run on the Debian the proxy VM runs, with its NGINX 1.22");
         assert.deepEqual(workflow.jobs.preview.needs, "test");
         const preview = workflow.jobs.preview.steps.find((step: any) => String(step.uses).startsWith("pulumi/actions@"));
         assert.equal(preview.with.command, "preview");
@@ -327,7 +467,8 @@ describe("Pulumi.yaml", () => {
     it("declares the policy pack's own dependencies, at the versions the stack uses", () => {
         const root = JSON.parse(readFileSync(join(__dirname, "..", "package.json"), "utf8"));
         const pack = JSON.parse(readFileSync(join(__dirname, "..", "policy", "package.json"), "utf8"));
-        for (const name of ["@pulumi/policy", "@pulumi/pulumi", "@pulumi/aws"]) assert.equal(pack.dependencies[name], root.dependencies[name], name);
+        for (const name of ["@pulumi/policy", "@pulumi/pulumi", "@pulumi/aws"])
+            assert.equal(pack.dependencies[name], root.dependencies[name], name);
     });
 
     it("has a dev stack whose settings validate", async () => {

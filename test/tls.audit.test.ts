@@ -18,12 +18,23 @@ describe("TLS audit of the edge", async () => {
     const { host, port } = stack.edgeAddress;
     await run("sslscan", ["--no-colour", "--sni-name=localhost", `--xml=${reportPath}`, `${host}:${port}`], { timeout: 120000 });
     const report = readFileSync(reportPath, "utf8");
-    const protocols = [...report.matchAll(/<protocol type="(\w+)" version="([\d.]+)" enabled="(\d)"/g)].map((m) => ({ name: `${m[1]}${m[2]}`, enabled: m[3] === "1" }));
-    const ciphers = [...report.matchAll(/<cipher status="(?:accepted|preferred)" sslversion="([^"]+)" bits="\d+" cipher="([^"]+)"/g)].map((m) => ({ version: m[1], name: m[2] }));
+    const protocols = [...report.matchAll(/<protocol type="(\w+)" version="([\d.]+)" enabled="(\d)"/g)].map((m) => ({
+        name: `${m[1]}${m[2]}`,
+        enabled: m[3] === "1",
+    }));
+    const ciphers = [...report.matchAll(/<cipher status="(?:accepted|preferred)" sslversion="([^"]+)" bits="\d+" cipher="([^"]+)"/g)].map(
+        (m) => ({ version: m[1], name: m[2] }),
+    );
 
     it("offers TLS 1.2 and 1.3 only", () => {
-        assert.deepEqual(protocols.filter((p) => p.enabled).map((p) => p.name), ["tls1.2", "tls1.3"]);
-        assert.ok(protocols.some((p) => p.name === "tls1.0" && !p.enabled) && protocols.some((p) => p.name === "tls1.1" && !p.enabled), "TLS 1.0 and 1.1 were probed and refused");
+        assert.deepEqual(
+            protocols.filter((p) => p.enabled).map((p) => p.name),
+            ["tls1.2", "tls1.3"],
+        );
+        assert.ok(
+            protocols.some((p) => p.name === "tls1.0" && !p.enabled) && protocols.some((p) => p.name === "tls1.1" && !p.enabled),
+            "TLS 1.0 and 1.1 were probed and refused",
+        );
     });
 
     it("has forward secrecy on every suite and no CBC, RSA key exchange, or export-grade suite", () => {
@@ -40,16 +51,29 @@ describe("TLS audit of the edge", async () => {
         // that skipped the check would have none, and fail here.
         const heartbleed = [...report.matchAll(/<heartbleed sslversion="([^"]+)" vulnerable="(\d)"/g)].map((m) => [m[1], m[2]]);
         assert.deepEqual(heartbleed.map(([version]) => version).sort(), ["TLSv1.2", "TLSv1.3"]);
-        assert.ok(heartbleed.every(([, vulnerable]) => vulnerable === "0"), JSON.stringify(heartbleed));
+        assert.ok(
+            heartbleed.every(([, vulnerable]) => vulnerable === "0"),
+            JSON.stringify(heartbleed),
+        );
         assert.match(report, /<renegotiation supported="0"/);
     });
 
     it("sends HSTS on its responses", async () => {
         const hsts = await new Promise<string | undefined>((resolve, reject) => {
-            request({ host, port, path: "/healthz", ca: stack.certificates.caCertificatePem, servername: "localhost", headers: { host: "localhost" } }, (res) => {
-                res.resume();
-                resolve(res.headers["strict-transport-security"] as string | undefined);
-            })
+            request(
+                {
+                    host,
+                    port,
+                    path: "/healthz",
+                    ca: stack.certificates.caCertificatePem,
+                    servername: "localhost",
+                    headers: { host: "localhost" },
+                },
+                (res) => {
+                    res.resume();
+                    resolve(res.headers["strict-transport-security"] as string | undefined);
+                },
+            )
                 .on("error", reject)
                 .end();
         });

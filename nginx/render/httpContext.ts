@@ -1,5 +1,5 @@
-import { EdgeConfigSpec } from "../edgeConfigSpec";
-import { ValueGuard } from "./valueGuard";
+import type { EdgeConfigSpec } from "../edgeConfigSpec";
+import type { ValueGuard } from "./valueGuard";
 
 /** What every request in the `http` context shares: logs, temp files, header limits, connection counters, the upgrade map. */
 export function httpBasics(v: ValueGuard, { paths, limits }: EdgeConfigSpec): string[] {
@@ -66,7 +66,10 @@ function totalSocketZone(v: ValueGuard, total: number | undefined): string[] {
     if (total === undefined) return [];
     const { digits } = socketBuckets(v.positiveInt("limits.totalSockets", total));
     if (digits === 0) {
-        return ["    # One counter for the whole edge, shared by every worker: its key is the same for all.", "    limit_conn_zone $server_port zone=edge_sockets:1m;"];
+        return [
+            "    # One counter for the whole edge, shared by every worker: its key is the same for all.",
+            "    limit_conn_zone $server_port zone=edge_sockets:1m;",
+        ];
     }
     return [
         `    # The edge's ceiling is above what NGINX counts under one key (65535): ${10 ** digits} counters,`,

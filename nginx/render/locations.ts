@@ -1,7 +1,7 @@
-import { EdgeConfigSpec } from "../edgeConfigSpec";
+import type { EdgeConfigSpec } from "../edgeConfigSpec";
 import { backendTlsDirectives } from "./tls";
 import { upstreamName } from "./upstream";
-import { ValueGuard } from "./valueGuard";
+import type { ValueGuard } from "./valueGuard";
 
 export const healthPath = "/healthz";
 

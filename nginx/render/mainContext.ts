@@ -1,5 +1,5 @@
-import { EdgeConfigSpec } from "../edgeConfigSpec";
-import { ValueGuard } from "./valueGuard";
+import type { EdgeConfigSpec } from "../edgeConfigSpec";
+import type { ValueGuard } from "./valueGuard";
 
 /** The main context and `events`: who runs NGINX, how many workers, their limits and files. */
 export function mainContext(v: ValueGuard, { workers, paths }: EdgeConfigSpec): string[] {

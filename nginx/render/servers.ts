@@ -1,7 +1,7 @@
-import { EdgeConfigSpec } from "../edgeConfigSpec";
+import type { EdgeConfigSpec } from "../edgeConfigSpec";
 import { connectionLimits } from "./httpContext";
 import { locations } from "./locations";
-import { RenderError, ValueGuard } from "./valueGuard";
+import { RenderError, type ValueGuard } from "./valueGuard";
 
 /** The servers: one refusing unknown names (when the edge has names), the edge itself, and the HTTP redirect. */
 export function servers(v: ValueGuard, spec: EdgeConfigSpec): string[] {
@@ -33,7 +33,10 @@ export function servers(v: ValueGuard, spec: EdgeConfigSpec): string[] {
  */
 function tlsListen(spec: EdgeConfigSpec, address: string, port: number, first: boolean): string[] {
     const options = first ? " default_server reuseport" : "";
-    return [`        listen ${address}${port} ssl${options};`, ...(spec.listen.ipv6 && spec.listen.address === undefined ? [`        listen [::]:${port} ssl${options};`] : [])];
+    return [
+        `        listen ${address}${port} ssl${options};`,
+        ...(spec.listen.ipv6 && spec.listen.address === undefined ? [`        listen [::]:${port} ssl${options};`] : []),
+    ];
 }
 
 function unknownNameServer(spec: EdgeConfigSpec, address: string, port: number): string[] {
@@ -55,5 +58,13 @@ function httpRedirectServer(v: ValueGuard, port: number | undefined, ipv6: boole
     if (port === undefined) return [];
     const p = v.port("httpRedirectPort", port);
     const target = tlsPort === 443 ? "https://$host$request_uri" : `https://$host:${tlsPort}$request_uri`;
-    return ["", "    # Plain HTTP only ever redirects to the TLS listener.", "    server {", `        listen ${p};`, ...(ipv6 ? [`        listen [::]:${p};`] : []), `        return 301 ${target};`, "    }"];
+    return [
+        "",
+        "    # Plain HTTP only ever redirects to the TLS listener.",
+        "    server {",
+        `        listen ${p};`,
+        ...(ipv6 ? [`        listen [::]:${p};`] : []),
+        `        return 301 ${target};`,
+        "    }",
+    ];
 }

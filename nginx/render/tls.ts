@@ -1,6 +1,6 @@
-import { EdgeConfigSpec } from "../edgeConfigSpec";
-import { BackendTlsProtocol, backendTls12Ciphers, backendTlsProtocols } from "../tlsPolicy";
-import { RenderError, ValueGuard } from "./valueGuard";
+import type { EdgeConfigSpec } from "../edgeConfigSpec";
+import { type BackendTlsProtocol, backendTls12Ciphers, backendTlsProtocols } from "../tlsPolicy";
+import { RenderError, type ValueGuard } from "./valueGuard";
 
 /** The public listener's TLS policy, as a named unit with its source and deviations. */
 export function tlsPolicyBlock(v: ValueGuard, { tls }: EdgeConfigSpec): string[] {
@@ -9,7 +9,9 @@ export function tlsPolicyBlock(v: ValueGuard, { tls }: EdgeConfigSpec): string[]
         `    # --- TLS policy: ${v.comment("tls.policy.name", policy.name)}, Mozilla guidelines ${v.comment("tls.policy.guidelinesVersion", policy.guidelinesVersion)} ----------------------`,
         ...policy.deviations.map((d, i) => `    # Deviation: ${v.comment(`tls.policy.deviations[${i}]`, d)}`),
         `    ssl_protocols ${policy.protocols.map((p) => v.word("tls.policy.protocols", p)).join(" ")};`,
-        ...(policy.tls12Ciphers.length > 0 ? [`    ssl_ciphers ${policy.tls12Ciphers.map((c) => v.word("tls.policy.tls12Ciphers", c)).join(":")};`] : []),
+        ...(policy.tls12Ciphers.length > 0
+            ? [`    ssl_ciphers ${policy.tls12Ciphers.map((c) => v.word("tls.policy.tls12Ciphers", c)).join(":")};`]
+            : []),
         `    ssl_ecdh_curve ${policy.curves.map((c) => v.word("tls.policy.curves", c)).join(":")};`,
         "    ssl_prefer_server_ciphers off;",
         `    ssl_session_cache shared:wss_edge_tls:${v.positiveInt("tls.sessionCacheMiB", tls.sessionCacheMiB)}m;`,
@@ -42,9 +44,13 @@ export function backendTlsDirectives(v: ValueGuard, { backendTls }: EdgeConfigSp
 
 /** The backend leg's protocol, and what choosing it means (see `backendTlsProtocols`). */
 function backendProtocol(v: ValueGuard, protocol: BackendTlsProtocol): string[] {
-    if (!backendTlsProtocols.includes(protocol)) throw new RenderError("backendTls.protocol", String(protocol), `one of ${backendTlsProtocols.join(", ")}`);
+    if (!backendTlsProtocols.includes(protocol))
+        throw new RenderError("backendTls.protocol", String(protocol), `one of ${backendTlsProtocols.join(", ")}`);
     if (protocol === "TLSv1.3") {
-        return ["            # TLS 1.3: fresh keys for every connection; every other handshake is a full one.", "            proxy_ssl_protocols TLSv1.3;"];
+        return [
+            "            # TLS 1.3: fresh keys for every connection; every other handshake is a full one.",
+            "            proxy_ssl_protocols TLSv1.3;",
+        ];
     }
     return [
         "            # TLS 1.2: each worker resumes its session with a backend on every connection, so a",

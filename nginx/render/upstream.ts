@@ -1,5 +1,5 @@
-import { EdgeConfigSpec, UpstreamServer } from "../edgeConfigSpec";
-import { RenderError, ValueGuard } from "./valueGuard";
+import type { EdgeConfigSpec, UpstreamServer } from "../edgeConfigSpec";
+import { RenderError, type ValueGuard } from "./valueGuard";
 
 export const upstreamName = "wss_backends";
 

@@ -51,7 +51,8 @@ export class ValueGuard {
      * let the rest be read as directives.
      */
     comment(field: string, text: string): string {
-        if (!/^[\x20-\x7e\u00a0-\uffff]*$/u.test(text) || /[\u2028\u2029\u0085]/.test(text)) throw new RenderError(field, text, "one line of printable text");
+        if (!/^[\x20-\x7e\u00a0-\uffff]*$/u.test(text) || /[\u2028\u2029\u0085]/.test(text))
+            throw new RenderError(field, text, "one line of printable text");
         return text;
     }
     address(field: string, a: string): string {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { Target, closeCodeOf, exchange, frame, statusOf, upgradeRequest } from "../support/rawClient";
+import { closeCodeOf, exchange, frame, statusOf, type Target, upgradeRequest } from "../support/rawClient";
 
 /**
  * Hostile input against the edge, each case with the outcome a user can rely on. The table in
@@ -49,35 +49,48 @@ export const hostileCorpus: HostileCase[] = [
         layer: "TLS",
         attempt: "handshake offering TLS 1.0 only",
         outcome: "handshake refused by NGINX (protocol version); nothing served",
-        run: (t) => expectRefusedHandshake(t, { tls: { minVersion: "TLSv1", maxVersion: "TLSv1", ciphers: "DEFAULT@SECLEVEL=0" } }).then(() => undefined),
+        run: (t) =>
+            expectRefusedHandshake(t, { tls: { minVersion: "TLSv1", maxVersion: "TLSv1", ciphers: "DEFAULT@SECLEVEL=0" } }).then(
+                () => undefined,
+            ),
     },
     {
         name: "TLS 1.1 ClientHello",
         layer: "TLS",
         attempt: "handshake offering TLS 1.1 only",
         outcome: "handshake refused by NGINX (protocol version); nothing served",
-        run: (t) => expectRefusedHandshake(t, { tls: { minVersion: "TLSv1.1", maxVersion: "TLSv1.1", ciphers: "DEFAULT@SECLEVEL=0" } }).then(() => undefined),
+        run: (t) =>
+            expectRefusedHandshake(t, { tls: { minVersion: "TLSv1.1", maxVersion: "TLSv1.1", ciphers: "DEFAULT@SECLEVEL=0" } }).then(
+                () => undefined,
+            ),
     },
     {
         name: "only CBC ciphers",
         layer: "TLS",
         attempt: "TLS 1.2 handshake offering only CBC suites (ECDHE-ECDSA-AES128-SHA, AES128-SHA)",
         outcome: "handshake refused: no shared cipher",
-        run: (t) => expectRefusedHandshake(t, { tls: { maxVersion: "TLSv1.2", ciphers: "ECDHE-ECDSA-AES128-SHA:AES128-SHA" } }).then(() => undefined),
+        run: (t) =>
+            expectRefusedHandshake(t, { tls: { maxVersion: "TLSv1.2", ciphers: "ECDHE-ECDSA-AES128-SHA:AES128-SHA" } }).then(
+                () => undefined,
+            ),
     },
     {
         name: "only suites without forward secrecy",
         layer: "TLS",
         attempt: "TLS 1.2 handshake offering only static-RSA AES-GCM suites",
         outcome: "handshake refused: no shared cipher",
-        run: (t) => expectRefusedHandshake(t, { tls: { maxVersion: "TLSv1.2", ciphers: "AES128-GCM-SHA256:AES256-GCM-SHA384" } }).then(() => undefined),
+        run: (t) =>
+            expectRefusedHandshake(t, { tls: { maxVersion: "TLSv1.2", ciphers: "AES128-GCM-SHA256:AES256-GCM-SHA384" } }).then(
+                () => undefined,
+            ),
     },
     {
         name: "wrong SNI",
         layer: "TLS",
         attempt: "handshake naming a host this edge does not serve",
         outcome: "handshake refused (ssl_reject_handshake) before any certificate is shown",
-        run: (t) => expectRefusedHandshake(t, { servername: "evil.example", tls: { checkServerIdentity: () => undefined } }).then(() => undefined),
+        run: (t) =>
+            expectRefusedHandshake(t, { servername: "evil.example", tls: { checkServerIdentity: () => undefined } }).then(() => undefined),
     },
     {
         name: "no SNI",
@@ -134,7 +147,12 @@ export const hostileCorpus: HostileCase[] = [
         layer: "HTTP",
         attempt: "Upgrade: h2c with HTTP2-Settings (cleartext HTTP/2 smuggling attempt)",
         outcome: "400 from the backend; never an HTTP/2 tunnel",
-        run: (t) => expectStatus(t, upgradeRequest({ Upgrade: "h2c", Connection: "Upgrade, HTTP2-Settings", "HTTP2-Settings": "AAMAAABkAARAAAAAAAIAAAAA" }), 400).then(() => undefined),
+        run: (t) =>
+            expectStatus(
+                t,
+                upgradeRequest({ Upgrade: "h2c", Connection: "Upgrade, HTTP2-Settings", "HTTP2-Settings": "AAMAAABkAARAAAAAAAIAAAAA" }),
+                400,
+            ).then(() => undefined),
     },
     {
         name: "HTTP/2 connection preface",
@@ -184,7 +202,11 @@ export const hostileCorpus: HostileCase[] = [
         attempt: "six 7 KiB headers (42 KiB in all)",
         outcome: "400 from NGINX",
         run: (t) =>
-            expectStatus(t, upgradeRequest(Object.fromEntries(Array.from({ length: 6 }, (_, i) => [`X-Padding-${i}`, "a".repeat(7 * 1024)]))), 400).then(() => undefined),
+            expectStatus(
+                t,
+                upgradeRequest(Object.fromEntries(Array.from({ length: 6 }, (_, i) => [`X-Padding-${i}`, "a".repeat(7 * 1024)]))),
+                400,
+            ).then(() => undefined),
     },
     {
         name: "request line too long",
@@ -198,21 +220,42 @@ export const hostileCorpus: HostileCase[] = [
         layer: "HTTP",
         attempt: "request smuggling shape: both Content-Length and Transfer-Encoding: chunked",
         outcome: "400 from NGINX; nothing reaches a backend",
-        run: (t) => expectStatus(t, h(["POST / HTTP/1.1", "Host: localhost", "Content-Length: 4", "Transfer-Encoding: chunked", "", "0", "", "GET /smuggled HTTP/1.1", "Host: localhost"]), 400).then(() => undefined),
+        run: (t) =>
+            expectStatus(
+                t,
+                h([
+                    "POST / HTTP/1.1",
+                    "Host: localhost",
+                    "Content-Length: 4",
+                    "Transfer-Encoding: chunked",
+                    "",
+                    "0",
+                    "",
+                    "GET /smuggled HTTP/1.1",
+                    "Host: localhost",
+                ]),
+                400,
+            ).then(() => undefined),
     },
     {
         name: "duplicate Content-Length",
         layer: "HTTP",
         attempt: "request smuggling shape: two Content-Length headers",
         outcome: "400 from NGINX (duplicate header line)",
-        run: (t) => expectStatus(t, h(["POST / HTTP/1.1", "Host: localhost", "Content-Length: 4", "Content-Length: 40", "", "abcd"]), 400).then(() => undefined),
+        run: (t) =>
+            expectStatus(t, h(["POST / HTTP/1.1", "Host: localhost", "Content-Length: 4", "Content-Length: 40", "", "abcd"]), 400).then(
+                () => undefined,
+            ),
     },
     {
         name: "unknown Transfer-Encoding",
         layer: "HTTP",
         attempt: "Transfer-Encoding: gzip, chunked",
         outcome: "501 from NGINX",
-        run: (t) => expectStatus(t, h(["POST / HTTP/1.1", "Host: localhost", "Transfer-Encoding: gzip, chunked", "", "0", ""]), 501).then(() => undefined),
+        run: (t) =>
+            expectStatus(t, h(["POST / HTTP/1.1", "Host: localhost", "Transfer-Encoding: gzip, chunked", "", "0", ""]), 501).then(
+                () => undefined,
+            ),
     },
     {
         name: "NUL byte in a header",

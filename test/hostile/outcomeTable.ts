@@ -1,4 +1,4 @@
-import { HostileCase } from "./corpus";
+import type { HostileCase } from "./corpus";
 
 /** docs/hostile-input.md, generated from the corpus so the table and the tests never drift. */
 export function outcomeTable(corpus: readonly HostileCase[]): string {

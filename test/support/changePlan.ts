@@ -21,7 +21,7 @@
  *   outputs, which `runUntilStable` feeds back by running the program again.
  */
 import { isDeepStrictEqual } from "node:util";
-import { RegisteredResource, RunOptions, runEdgeProgram } from "./pulumiProgram";
+import { type RegisteredResource, type RunOptions, runEdgeProgram } from "./pulumiProgram";
 
 export type Action = "same" | "create" | "delete" | "replace" | "update" | "update (stop and start)";
 
@@ -74,13 +74,15 @@ function actionFor(before: RegisteredResource, after: RegisteredResource): Actio
     const replaceOnChanges = [...replacing, ...after.options.replaceOnChanges];
     if (after.type === "aws:ec2/instance:Instance" && after.inputs.userDataReplaceOnChange) replaceOnChanges.push("userData");
     if (replaceOnChanges.includes("*") || changed.some((input) => replaceOnChanges.includes(input))) return "replace";
-    if (after.type === "aws:ec2/instance:Instance" && changed.some((input) => stopStartInputs.includes(input))) return "update (stop and start)";
+    if (after.type === "aws:ec2/instance:Instance" && changed.some((input) => stopStartInputs.includes(input)))
+        return "update (stop and start)";
     return "update";
 }
 
 /** Assets compare by path (under mocks, a promise of it); a change of their content shows in their triggers. */
 function comparable(value: unknown): unknown {
-    if (value !== null && typeof value === "object" && (value as { __pulumiAsset?: boolean }).__pulumiAsset) return String((value as { path?: unknown }).path);
+    if (value !== null && typeof value === "object" && (value as { __pulumiAsset?: boolean }).__pulumiAsset)
+        return String((value as { path?: unknown }).path);
     return value;
 }
 

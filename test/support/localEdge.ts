@@ -2,9 +2,9 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after } from "node:test";
-import WebSocket from "ws";
-import { LocalStack, LocalStackOptions } from "../../local/localStack";
-import { EdgeConnectOptions, EdgeSession, close, connect } from "../../smoke/edgeClient";
+import type WebSocket from "ws";
+import { LocalStack, type LocalStackOptions } from "../../local/localStack";
+import { close, connect, type EdgeConnectOptions, type EdgeSession } from "../../smoke/edgeClient";
 
 /**
  * Starts a local stack on free ports in a fresh state folder, stopped (and its folder

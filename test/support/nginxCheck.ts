@@ -4,9 +4,9 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { promisify } from "node:util";
-import { EdgeHostProfile } from "../../nginx/edgeConfigFromSettings";
 import { releaseFiles } from "../../deploy/deployBundle";
-import { LocalPki, issueWithOpenSsl } from "../../pki/openSslIssuer";
+import type { EdgeHostProfile } from "../../nginx/edgeConfigFromSettings";
+import { issueWithOpenSsl, type LocalPki } from "../../pki/openSslIssuer";
 import { edgePkiSpec } from "../../pki/pkiSpec";
 
 const run = promisify(execFile);
@@ -16,7 +16,12 @@ let pki: Promise<{ dir: string; pki: LocalPki }> | undefined;
 export function testPki(): Promise<{ dir: string; pki: LocalPki }> {
     pki ??= (async () => {
         const dir = await mkdtemp(join(tmpdir(), "wss-edge-pki-"));
-        const spec = edgePkiSpec({ edgeDnsNames: ["localhost"], edgeIpAddresses: ["127.0.0.1"], backendCount: 3, userSuppliedEdgeCertificate: false });
+        const spec = edgePkiSpec({
+            edgeDnsNames: ["localhost"],
+            edgeIpAddresses: ["127.0.0.1"],
+            backendCount: 3,
+            userSuppliedEdgeCertificate: false,
+        });
         return { dir, pki: await issueWithOpenSsl(spec, dir) };
     })();
     return pki;

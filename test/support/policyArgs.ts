@@ -1,4 +1,10 @@
-import { PolicyResource, ResourceValidationArgs, ResourceValidationPolicy, StackValidationArgs, StackValidationPolicy } from "@pulumi/policy";
+import type {
+    PolicyResource,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
+} from "@pulumi/policy";
 
 const emptyOptions = {
     protect: false,
@@ -14,7 +20,8 @@ const notApplicable = (reason?: string): never => {
     throw new NotApplicable(reason);
 };
 
-const isTypeOf = (type: string) => (resourceClass: any) => typeof resourceClass.isInstance === "function" && resourceClass.isInstance({ __pulumiType: type }) === true;
+const isTypeOf = (type: string) => (resourceClass: any) =>
+    typeof resourceClass.isInstance === "function" && resourceClass.isInstance({ __pulumiType: type }) === true;
 
 /** The args CrossGuard passes a resource policy, for one resource of `type` with `props`. */
 export function resourceArgs(type: string, props: Record<string, any>, config: Record<string, unknown> = {}): ResourceValidationArgs {
@@ -49,15 +56,25 @@ export function stackArgs(resources: StackResource[]): StackValidationArgs {
             urn: `urn:pulumi:test::wss-edge::${r.type}::${r.name}`,
             opts: emptyOptions,
             dependencies: [],
-            propertyDependencies: Object.fromEntries(Object.entries(r.propertyDependencies ?? {}).map(([k, deps]) => [k, deps.map(toPolicyResource)])),
+            propertyDependencies: Object.fromEntries(
+                Object.entries(r.propertyDependencies ?? {}).map(([k, deps]) => [k, deps.map(toPolicyResource)]),
+            ),
             isType: isTypeOf(r.type),
             asType: ((cls: any) => (isTypeOf(r.type)(cls) ? r.props : undefined)) as PolicyResource["asType"],
         }) as PolicyResource;
-    return { resources: resources.map(toPolicyResource), getConfig: <T>() => ({}) as T, stackTags: new Map<string, string>(), notApplicable } as unknown as StackValidationArgs;
+    return {
+        resources: resources.map(toPolicyResource),
+        getConfig: <T>() => ({}) as T,
+        stackTags: new Map<string, string>(),
+        notApplicable,
+    } as unknown as StackValidationArgs;
 }
 
 /** Runs one policy and returns the messages it reported. */
-export async function violationsOf(policy: ResourceValidationPolicy | StackValidationPolicy, args: ResourceValidationArgs | StackValidationArgs): Promise<string[]> {
+export async function violationsOf(
+    policy: ResourceValidationPolicy | StackValidationPolicy,
+    args: ResourceValidationArgs | StackValidationArgs,
+): Promise<string[]> {
     const found: string[] = [];
     const report = (message: string) => found.push(message);
     try {

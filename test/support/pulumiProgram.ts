@@ -15,7 +15,12 @@ export interface RegisteredResource {
     /** URNs of the resources this one waits for (its inputs' sources and `dependsOn`). */
     readonly dependencies: readonly string[];
     /** The resource options the engine receives, which decide what a later change does. */
-    readonly options: { readonly protect: boolean; readonly ignoreChanges: readonly string[]; readonly replaceOnChanges: readonly string[]; readonly deleteBeforeReplace: boolean };
+    readonly options: {
+        readonly protect: boolean;
+        readonly ignoreChanges: readonly string[];
+        readonly replaceOnChanges: readonly string[];
+        readonly deleteBeforeReplace: boolean;
+    };
 }
 
 /** What the engine receives with each registration besides the inputs, which Pulumi's mocks do not pass on. */
@@ -58,10 +63,7 @@ export interface RunOptions {
  * Runs index.ts under Pulumi's unit-test mocks with the given stack config (keys without the
  * project prefix), and returns every resource it registered and every output, resolved.
  */
-export async function runEdgeProgram(
-    config: Record<string, string>,
-    options: RunOptions = {},
-): Promise<ProgramRun> {
+export async function runEdgeProgram(config: Record<string, string>, options: RunOptions = {}): Promise<ProgramRun> {
     const resources: RegisteredResource[] = options.registered ?? [];
     const registrations = new Map<string, Pick<RegisteredResource, "urn" | "dependencies" | "options">>();
     pulumi.runtime.setAllConfig(
@@ -162,7 +164,13 @@ export const mockInstanceTypes: Record<string, { memorySize: number; defaultVcpu
  * What the cloud reports for a resource. A `replaced` one is a new object: new ID, new
  * address, new key or certificate.
  */
-function mockState(type: string, name: string, inputs: Record<string, any>, replaced: boolean, validityEndTime: string): Record<string, unknown> {
+function mockState(
+    type: string,
+    name: string,
+    inputs: Record<string, any>,
+    replaced: boolean,
+    validityEndTime: string,
+): Record<string, unknown> {
     if (replaced) name = `${name} (replaced)`;
     switch (type) {
         case "aws:ec2/instance:Instance": {
@@ -184,7 +192,11 @@ function mockState(type: string, name: string, inputs: Record<string, any>, repl
         case "tls:index/certRequest:CertRequest":
             return { certRequestPem: pem("CERTIFICATE REQUEST", `csr ${name}`) };
         case "aws:ecr/repository:Repository":
-            return { repositoryUrl: `123456789012.dkr.ecr.eu-west-1.amazonaws.com/${name}`, registryId: "123456789012", arn: `arn:aws:ecr:eu-west-1:123456789012:repository/${name}` };
+            return {
+                repositoryUrl: `123456789012.dkr.ecr.eu-west-1.amazonaws.com/${name}`,
+                registryId: "123456789012",
+                arn: `arn:aws:ecr:eu-west-1:123456789012:repository/${name}`,
+            };
         case "docker:index/image:Image":
             return { repoDigest: `${String(inputs.imageName).split(":")[0]}@sha256:${(replaced ? "cd" : "ab").repeat(32)}` };
         case "aws:ssm/parameter:Parameter":
@@ -210,7 +222,11 @@ function mockCall(token: string, inputs: Record<string, any>, amiRelease: string
         case "aws:ec2/getInstanceType:getInstanceType":
             return { ...mockInstanceTypes[String(inputs.instanceType)], instanceType: inputs.instanceType };
         case "aws:ecr/getAuthorizationToken:getAuthorizationToken":
-            return { userName: "AWS", password: "registry-password", proxyEndpoint: "https://123456789012.dkr.ecr.eu-west-1.amazonaws.com" };
+            return {
+                userName: "AWS",
+                password: "registry-password",
+                proxyEndpoint: "https://123456789012.dkr.ecr.eu-west-1.amazonaws.com",
+            };
         default:
             return {};
     }

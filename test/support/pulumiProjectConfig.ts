@@ -26,7 +26,8 @@ export interface ProjectConfigType {
 /** A stack file's value: a plain YAML value, or `{ secure: "v1:…" }` for an encrypted one. */
 type StackValue = unknown;
 
-const isSecure = (value: StackValue) => value !== null && typeof value === "object" && !Array.isArray(value) && "secure" in (value as object);
+const isSecure = (value: StackValue) =>
+    value !== null && typeof value === "object" && !Array.isArray(value) && "secure" in (value as object);
 
 /** The CLI's error for this stack, or undefined when `pulumi preview` would get past it. */
 export function projectConfigError(
@@ -52,7 +53,10 @@ export function projectConfigError(
     }
     if (missing.length > 0) {
         const values = missing.length === 1 ? "value" : "values";
-        const listed = missing.length === 1 ? `'${missing[0]}'` : missing.map((k, i) => (i === missing.length - 1 ? `and '${k}'` : `'${k}'`)).join(missing.length === 2 ? " " : ", ");
+        const listed =
+            missing.length === 1
+                ? `'${missing[0]}'`
+                : missing.map((k, i) => (i === missing.length - 1 ? `and '${k}'` : `'${k}'`)).join(missing.length === 2 ? " " : ", ");
         return `Stack '${stackName}' is missing configuration ${values} ${listed}`;
     }
 
@@ -61,7 +65,8 @@ export function projectConfigError(
         if (declared.type === undefined) continue;
         const value = stackValues.get(key.includes(":") ? key : `${projectName}:${key}`);
         if (value === undefined) continue;
-        if (declared.secret && !isSecure(value)) return `Stack '${stackName}' with configuration key '${key}' must be encrypted as it's secret`;
+        if (declared.secret && !isSecure(value))
+            return `Stack '${stackName}' with configuration key '${key}' must be encrypted as it's secret`;
         // An encrypted value is checked after decryption, which needs the stack's key; not here.
         if (isSecure(value)) continue;
         if (!matchesType(declared.type, declared.items, asConfigValue(value))) {
@@ -79,7 +84,8 @@ function asConfigValue(value: StackValue): unknown {
 
 function matchesType(type: string, items: { readonly type: string } | undefined, value: unknown): boolean {
     if (type === "string") return typeof value === "string";
-    if (type === "integer") return (typeof value === "number" && Number.isInteger(value)) || (typeof value === "string" && /^[+-]?[0-9]+$/.test(value));
+    if (type === "integer")
+        return (typeof value === "number" && Number.isInteger(value)) || (typeof value === "string" && /^[+-]?[0-9]+$/.test(value));
     if (type === "boolean") return value === "true" || value === "false" || typeof value === "boolean";
     if (!Array.isArray(value) || items === undefined) return false;
     return value.every((item) => matchesType(items.type, undefined, item));

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
-import { Socket, connect as tcpConnect } from "node:net";
-import { ConnectionOptions, TLSSocket, connect as tlsConnect } from "node:tls";
+import { type Socket, connect as tcpConnect } from "node:net";
+import { type ConnectionOptions, type TLSSocket, connect as tlsConnect } from "node:tls";
 
 export interface Target {
     readonly host: string;
@@ -62,7 +62,13 @@ export function exchange(target: Target, request: Buffer | string, options: Exch
             clearInterval(trickle);
             socket.destroy();
             const bytes = Buffer.concat(chunks);
-            resolve({ handshake, error, response: bytes.toString("latin1"), bytes, closedAfterMs: closed ? Date.now() - started : undefined });
+            resolve({
+                handshake,
+                error,
+                response: bytes.toString("latin1"),
+                bytes,
+                closedAfterMs: closed ? Date.now() - started : undefined,
+            });
         };
         const send = () => {
             if (options.trickle) {
