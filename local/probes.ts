@@ -1,4 +1,5 @@
 /** What the local stack asks its edge and its backends, over TLS. */
+import type { IncomingHttpHeaders } from "node:http";
 import { request } from "node:https";
 import { connect as tlsConnect } from "node:tls";
 
@@ -15,13 +16,13 @@ export function httpsGet(
     port: number,
     path: string,
     tls: TlsClientOptions,
-): Promise<{ status: number; body: string } | undefined> {
+): Promise<{ status: number; body: string; headers: IncomingHttpHeaders } | undefined> {
     return new Promise((done) => {
         // Host as a client of the endpoint sends it: the edge answers only for its own names.
         const req = request({ host, port, path, ...tls, headers: { host: tls.servername }, timeout: 2000 }, (res) => {
             let body = "";
             res.on("data", (d) => (body += d));
-            res.on("end", () => done({ status: res.statusCode ?? 0, body }));
+            res.on("end", () => done({ status: res.statusCode ?? 0, body, headers: res.headers }));
         });
         req.on("error", () => done(undefined));
         req.on("timeout", () => req.destroy());

@@ -4,7 +4,6 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
-import { request } from "node:https";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { describe, it } from "node:test";
@@ -13,7 +12,7 @@ import WebSocket from "ws";
 import { repositoryRoot } from "../local/localStack";
 import { terminate, waitUntil } from "../local/processes";
 import { close, echo } from "../smoke/edgeClient";
-import { clientNetworkAddress, connectToEdge, SocketPool, sleep, startTestEdge } from "./support/localEdge";
+import { clientNetworkAddress, connectToEdge, getFromEdge, SocketPool, sleep, startTestEdge } from "./support/localEdge";
 
 describe("the local edge", async () => {
     const stack = await startTestEdge();
@@ -37,23 +36,9 @@ describe("the local edge", async () => {
     });
 
     it("answers /healthz itself with HSTS", async () => {
-        const { status, hsts } = await new Promise<{ status?: number; hsts?: string }>((resolve, reject) => {
-            request(
-                {
-                    ...stack.edgeAddress,
-                    path: "/healthz",
-                    ca: stack.certificates.caCertificatePem,
-                    servername: "localhost",
-                    headers: { host: "localhost" },
-                },
-                (res) => {
-                    res.resume();
-                    resolve({ status: res.statusCode, hsts: res.headers["strict-transport-security"] as string });
-                },
-            )
-                .on("error", reject)
-                .end();
-        });
+        const answer = await getFromEdge(stack, "/healthz");
+        const status = answer?.status;
+        const hsts = answer?.headers["strict-transport-security"];
         assert.equal(status, 200);
         assert.equal(hsts, "max-age=63072000");
     });

@@ -3,11 +3,10 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { mkdirSync, readFileSync } from "node:fs";
-import { request } from "node:https";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { promisify } from "node:util";
-import { startTestEdge } from "./support/localEdge";
+import { getFromEdge, startTestEdge } from "./support/localEdge";
 
 const run = promisify(execFile);
 const reportPath = join(__dirname, "..", "test-results", "tls-audit.xml");
@@ -59,24 +58,7 @@ describe("TLS audit of the edge", async () => {
     });
 
     it("sends HSTS on its responses", async () => {
-        const hsts = await new Promise<string | undefined>((resolve, reject) => {
-            request(
-                {
-                    host,
-                    port,
-                    path: "/healthz",
-                    ca: stack.certificates.caCertificatePem,
-                    servername: "localhost",
-                    headers: { host: "localhost" },
-                },
-                (res) => {
-                    res.resume();
-                    resolve(res.headers["strict-transport-security"] as string | undefined);
-                },
-            )
-                .on("error", reject)
-                .end();
-        });
+        const hsts = (await getFromEdge(stack, "/healthz"))?.headers["strict-transport-security"];
         assert.match(hsts ?? "", /^max-age=\d{8,}/);
     });
 });

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { after } from "node:test";
 import type WebSocket from "ws";
 import { LocalStack, type LocalStackOptions } from "../../local/localStack";
+import { httpsGet } from "../../local/probes";
 import { close, connect, type EdgeConnectOptions, type EdgeSession } from "../../smoke/edgeClient";
 
 /**
@@ -24,6 +25,14 @@ export async function startTestEdge(options: Partial<LocalStackOptions> = {}): P
 /** A client address in its own /24 of 127.0.0.0/8, so ip_hash treats it as another network. */
 export function clientNetworkAddress(n: number): string {
     return `127.${10 + Math.floor(n / 250)}.${(n % 250) + 1}.1`;
+}
+
+/** GET `path` from the stack's edge over HTTPS, by its name, trusting its CA. */
+export function getFromEdge(stack: LocalStack, path: string) {
+    return httpsGet(stack.edgeAddress.host, stack.edgeAddress.port, path, {
+        ca: stack.certificates.caCertificatePem,
+        servername: "localhost",
+    });
 }
 
 /** Opens a session through the stack's edge. */
