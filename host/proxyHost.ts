@@ -84,4 +84,4 @@ export const waitForFirstBoot = [
 ].join("\n");
 
 /** The deploy step's command line: first boot done, then the deploy script with the release on stdin. */
-export const proxyDeployCommand = `${waitForFirstBoot}\nsudo WSS_EDGE_SYSTEMD_UNIT=${proxyHost.systemdUnit} bash ${proxyHost.deployScriptPath}`;
+export const proxyDeployCommand = `${waitForFirstBoot}\nsudo WSS_EDGE_ROOT=${proxyHost.releaseRoot} WSS_EDGE_SYSTEMD_UNIT=${proxyHost.systemdUnit} bash ${proxyHost.deployScriptPath}`;

@@ -11,6 +11,7 @@ import { connect as tlsConnect } from "node:tls";
 import WebSocket from "ws";
 import { repositoryRoot } from "../local/localStack";
 import { terminate, waitUntil } from "../local/processes";
+import { backendServerName } from "../pki/pkiSpec";
 import { close, echo } from "../smoke/edgeClient";
 import { clientNetworkAddress, connectToEdge, getFromEdge, SocketPool, sleep, startTestEdge } from "./support/localEdge";
 
@@ -183,7 +184,7 @@ describe("mutual TLS between the edge and the backends", async () => {
         const refused = await new Promise<string>((resolve) => {
             const socket = new WebSocket(url, {
                 ca: stack.certificates.caCertificatePem,
-                servername: "backends.wss-edge.internal",
+                servername: backendServerName,
             } as WebSocket.ClientOptions);
             socket.once("open", () => resolve("open"));
             socket.once("error", (e) => resolve(`error: ${e.message}`));
@@ -193,7 +194,7 @@ describe("mutual TLS between the edge and the backends", async () => {
         const accepted = await new Promise<string>((resolve) => {
             const socket = new WebSocket(url, {
                 ca: stack.certificates.caCertificatePem,
-                servername: "backends.wss-edge.internal",
+                servername: backendServerName,
                 cert: certificatePem,
                 key: privateKeyPem,
             } as WebSocket.ClientOptions);
@@ -239,7 +240,7 @@ describe("mutual TLS between the edge and the backends", async () => {
                     const socket = tlsConnect({
                         host: "127.0.0.1",
                         port: backend.port,
-                        servername: "backends.wss-edge.internal",
+                        servername: backendServerName,
                         ca: stack.certificates.caCertificatePem,
                         cert: certificatePem,
                         key: privateKeyPem,
@@ -347,9 +348,9 @@ async function startImpostor(
             "-days",
             "1",
             "-subj",
-            "/CN=backends.wss-edge.internal",
+            `/CN=${backendServerName}`,
             "-addext",
-            "subjectAltName=DNS:backends.wss-edge.internal",
+            `subjectAltName=DNS:${backendServerName}`,
             "-keyout",
             join(dir, "key.pem"),
             "-out",

@@ -225,7 +225,10 @@ describe("the AWS stack under mocks, default dev config", async () => {
         assert.equal(await copy.inputs.source.path, "deploy/deploy-edge-config.sh");
         const deploy = named(resources, "edge-deploy");
         assert.match(deploy.inputs.create, /cloud-init status --wait/);
-        assert.match(deploy.inputs.create, /\nsudo WSS_EDGE_SYSTEMD_UNIT=nginx bash \/home\/admin\/wss-edge\/deploy-edge-config\.sh$/);
+        assert.match(
+            deploy.inputs.create,
+            /\nsudo WSS_EDGE_ROOT=\/etc\/wss-edge WSS_EDGE_SYSTEMD_UNIT=nginx bash \/home\/admin\/wss-edge\/deploy-edge-config\.sh$/,
+        );
         assert.deepEqual(
             deploy.inputs.triggers.map((t: string) => t.split(":")[0]),
             ["config", "certificates", "script", "instance"],
