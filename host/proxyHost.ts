@@ -16,6 +16,9 @@ export const proxyHost = {
     fileLimit: 140000,
 } as const;
 
+/** Descriptors the VM must allow in all; the socket ceiling (nginx/edgeConfigFromSettings.ts) stays under half of it. */
+export const systemFileLimit = 1000000;
+
 /** The deploy script's path in this repository, relative to the project root (Pulumi's working directory). */
 export const edgeDeployScript = "deploy/deploy-edge-config.sh";
 
@@ -47,9 +50,15 @@ cat > /etc/sysctl.d/90-wss-edge.conf <<'SYSCTL'
 net.ipv4.ip_local_port_range = 1024 65000
 net.core.somaxconn = 4096
 net.ipv4.tcp_max_syn_backlog = 8192
-fs.file-max = 1000000
 SYSCTL
-sysctl --system >/dev/null
+# Ours only, failing loudly if one of them cannot be set (\`sysctl --system\` would fail the boot
+# over any key of any package's file, and report ours no better).
+sysctl -q -p /etc/sysctl.d/90-wss-edge.conf
+# Raise the system's descriptor limit where it is lower (never lower the kernel's own default).
+if [ "$(cat /proc/sys/fs/file-max)" -lt ${systemFileLimit} ]; then
+    echo "fs.file-max = ${systemFileLimit}" > /etc/sysctl.d/91-wss-edge-files.conf
+    sysctl -q -p /etc/sysctl.d/91-wss-edge-files.conf
+fi
 systemctl daemon-reload
 systemctl enable ${proxyHost.systemdUnit}
 `;

@@ -1,3 +1,4 @@
+import { systemFileLimit } from "../host/proxyHost";
 import { edgeTlsFiles } from "../pki/certificateLayout";
 import { backendServerName } from "../pki/pkiSpec";
 import { isIpLiteral } from "../settings/addresses";
@@ -30,8 +31,6 @@ export interface ProxyCapacity {
 export const proxyMemoryPerSocketKiB = 64;
 /** Ephemeral ports the proxy VM's sysctl opens (1024–65000): one per socket to each backend. */
 const portsPerBackend = 60000;
-/** Descriptors the VM allows in all (fs.file-max); every socket holds two. */
-const systemFileLimit = 1000000;
 
 /**
  * The most WebSockets the proxy admits, so that it never runs out of memory: what is left of

@@ -21,7 +21,14 @@ const systemPackages =
               { binary: "openssl", pkg: "openssl", why: "issues the local PKI" },
               { binary: "flock", pkg: "util-linux", why: "the deploy script's lock" },
               { binary: "curl", pkg: "curl", why: "the backends' health gate" },
-              ...(purpose === "test" ? [{ binary: "sslscan", pkg: "sslscan", why: "the TLS audit test" }] : []),
+              ...(purpose === "test"
+                  ? [
+                        { binary: "sslscan", pkg: "sslscan", why: "the TLS audit test" },
+                        { binary: "debootstrap", pkg: "debootstrap", why: "the VM twin's Debian 12 tree" },
+                        { binary: "systemd-nspawn", pkg: "systemd-container", why: "booting the VM twin" },
+                        { binary: "ssh", pkg: "openssh-client", why: "deploying to the VM twin" },
+                    ]
+                  : []),
               ...(purpose === "bench"
                   ? [
                         { binary: "haproxy", pkg: "haproxy", why: "the HAProxy comparison" },

@@ -1,4 +1,5 @@
 import type { IncomingMessage } from "node:http";
+import { isIP } from "node:net";
 import WebSocket from "ws";
 
 /** The first message every backend sends. */
@@ -17,6 +18,8 @@ export interface EdgeConnectOptions {
     readonly ca?: string | Buffer;
     /** Source address to connect from, e.g. 127.20.3.1 to look like another client network. */
     readonly localAddress?: string;
+    /** Connect to this address instead of resolving the URL's host (which still names the edge in SNI and Host), like curl's --resolve. */
+    readonly address?: string;
     readonly cert?: string | Buffer;
     readonly key?: string | Buffer;
     readonly headers?: Record<string, string>;
@@ -41,6 +44,7 @@ export function connect(url: string, options: EdgeConnectOptions = {}): Promise<
             cert: options.cert,
             key: options.key,
             localAddress: options.localAddress,
+            ...(options.address ? { lookup: fixedLookup(options.address) } : {}),
             headers: options.headers,
             handshakeTimeout: timeoutMs,
             maxPayload: options.maxPayload ?? 64 * 1024 * 1024,
@@ -101,4 +105,11 @@ export function close(socket: WebSocket): Promise<void> {
         });
         socket.close(1000);
     });
+}
+
+/** A DNS lookup that answers every name with `address`. */
+function fixedLookup(address: string) {
+    const family = isIP(address);
+    return (_host: string, options: { all?: boolean }, callback: (...args: unknown[]) => void) =>
+        options?.all ? callback(null, [{ address, family }]) : callback(null, address, family);
 }

@@ -1,7 +1,9 @@
 /**
  * Smoke test for a running edge, local or deployed:
  *
- *   npm run smoke -- <wss-url> [--ca <pem>] [--reconnects N]
+ *   npm run smoke -- <wss-url> [--ca <pem>] [--reconnects N] [--address IP]
+ *
+ * --address connects to IP instead of resolving the URL's host, which still names the edge (SNI, Host).
  *
  * Connects, checks the 101 upgrade and the backend's hello, does an echo round trip, then
  * reconnects N times and checks that each lands on the same backend (ip_hash stickiness).
@@ -22,10 +24,15 @@ async function main(argv: string[]): Promise<number> {
     const { values, positionals } = parseArgs({
         args: argv,
         allowPositionals: true,
-        options: { ca: { type: "string" }, reconnects: { type: "string", default: "5" }, help: { type: "boolean", short: "h" } },
+        options: {
+            ca: { type: "string" },
+            reconnects: { type: "string", default: "5" },
+            address: { type: "string" },
+            help: { type: "boolean", short: "h" },
+        },
     });
     if (values.help || positionals.length !== 1) {
-        console.error("usage: npm run smoke -- <wss-url> [--ca <pem>] [--reconnects N]");
+        console.error("usage: npm run smoke -- <wss-url> [--ca <pem>] [--reconnects N] [--address IP]");
         return values.help ? 0 : 2;
     }
     const url = positionals[0];
@@ -53,7 +60,7 @@ async function main(argv: string[]): Promise<number> {
     const started = Date.now();
     let hint: string | undefined;
     try {
-        const first = await connect(url, { ca });
+        const first = await connect(url, { ca, address: values.address });
         check(
             "upgrade",
             first.upgrade.statusCode === 101,
@@ -67,7 +74,7 @@ async function main(argv: string[]): Promise<number> {
 
         const landed: string[] = [];
         for (let i = 0; i < reconnects; i++) {
-            const again = await connect(url, { ca });
+            const again = await connect(url, { ca, address: values.address });
             landed.push(again.hello.backend);
             await close(again.socket);
         }

@@ -1,0 +1,196 @@
+// The proxy VM for real, on this machine: a Debian 12 twin booted by systemd-nspawn from the
+// stack's own user data, deployed to over SSH with its pinned host key, exactly as the stack's
+// remote commands do it (twin/). Its NGINX serves WebSocket clients from this machine, through to
+// backends on this machine; everything stays on the twin's link and is removed at the end.
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { after, describe, it } from "node:test";
+import { promisify } from "node:util";
+import WebSocket from "ws";
+import { renderCloudConfig } from "../host/cloudConfig";
+import { proxyFirstBootScript } from "../host/proxyHost";
+import { LocalStack } from "../local/localStack";
+import { findBinary, hardFileLimit } from "../local/processes";
+import { close, connect, type EdgeSession, echo } from "../smoke/edgeClient";
+import { bootProxyTwin, deployToTwin, gateBackends, TwinDeployError, twinConfig } from "../twin/twinEdge";
+import type { VmTwin } from "../twin/vmTwin";
+
+const run = promisify(execFile);
+const missing = ["systemd-nspawn", "debootstrap", "ssh", "sftp", "ssh-keyscan"].filter((binary) => !findBinary(binary));
+const skip =
+    process.getuid?.() !== 0
+        ? "needs root: network namespaces, an overlay mount, systemd-nspawn"
+        : missing.length > 0
+          ? `needs ${missing.join(", ")} (.ci/run installs them)`
+          : false;
+
+const workDir = mkdtempSync("/var/tmp/wss-edge-twin-test-");
+after(() => rmSync(workDir, { recursive: true, force: true }));
+
+/** A twin of the proxy VM from `userData` (the stack's by default), removed when the file ends. */
+async function twinOf(
+    name: string,
+    subnet: number,
+    instanceId: string,
+    userData?: Parameters<typeof bootProxyTwin>[0]["userData"],
+): Promise<VmTwin> {
+    let twin: VmTwin | undefined;
+    after(() => twin?.destroy());
+    twin = await bootProxyTwin({ name, subnet, workDir, instanceId, userData });
+    return twin;
+}
+
+/** The local stack's backends on the twin's link, stopped when the file ends. */
+async function backendsFor(twin: VmTwin): Promise<LocalStack> {
+    const stateDir = mkdtempSync(join(workDir, "backends-"));
+    let stack: LocalStack | undefined;
+    after(() => stack?.stop());
+    stack = await LocalStack.start({ stateDir, edgePort: 0, bindAddress: twin.hostAddress });
+    return stack;
+}
+
+const connectThrough = (twin: VmTwin, stack: LocalStack) =>
+    connect("wss://localhost/", { ca: stack.certificates.caCertificatePem, address: twin.address });
+
+describe("the proxy VM's twin", { skip }, async () => {
+    if (skip) return;
+    const twin = await twinOf("first", 11, "i-twin-first");
+    const stack = await backendsFor(twin);
+    await twin.waitForSsh();
+    const held: EdgeSession[] = [];
+    after(() => Promise.all(held.map((s) => close(s.socket))));
+
+    it("finishes first boot from the stack's user data, and answers SSH only with the host key the stack pinned", async () => {
+        const status = await twin.ssh("cloud-init status --wait --long");
+        assert.equal(status.code, 0, status.stdout + status.stderr);
+        assert.match(status.stdout, /status: done/);
+        // What the twin's sshd presents is the key the stack issued and preset in the user data.
+        const { stdout } = await run("ssh-keyscan", ["-t", "ed25519", twin.address]);
+        assert.equal(stdout.trim().split(/\s+/).slice(1, 3).join(" "), twin.options.hostPublicKey.split(/\s+/).slice(0, 2).join(" "));
+    });
+
+    it("takes the first deploy after every backend passed its health gate from the twin, and serves clients through it", async () => {
+        await gateBackends(twin, stack);
+        const output = await deployToTwin(twin, stack, twinConfig(stack));
+        assert.match(output, /release \w+ is live \(previous: none\)/);
+        for (let i = 0; i < 20; i++) held.push(await connectThrough(twin, stack));
+        assert.ok(held.every((s) => stack.backendNames().includes(s.hello.backend)));
+        assert.equal(held[0].hello.headers["x-forwarded-for"], twin.hostAddress, "the backend saw the client's own address");
+        assert.equal((await echo(held[0].socket, "through the twin")).toString(), "through the twin");
+    });
+
+    it("puts the user data's limits and network settings in force for NGINX", async () => {
+        const sysctls = await twin.ssh(
+            "cat /proc/sys/net/ipv4/ip_local_port_range /proc/sys/net/core/somaxconn /proc/sys/net/ipv4/tcp_max_syn_backlog",
+        );
+        assert.deepEqual(sysctls.stdout.trim().split(/\s+/), ["1024", "65000", "4096", "8192"]);
+        const limits = await twin.ssh(
+            `for pid in $(pgrep -f "nginx: (master|worker)"); do echo "$(cat /proc/$pid/cmdline | tr '\\0' ' ') $(grep 'Max open files' /proc/$pid/limits)"; done`,
+        );
+        const lines = limits.stdout.trim().split("\n");
+        assert.ok(
+            lines.some((l) => l.startsWith("nginx: master")) && lines.filter((l) => l.startsWith("nginx: worker")).length === 2,
+            limits.stdout,
+        );
+        // systemd's LimitNOFILE for the master, worker_rlimit_nofile for the workers; each capped by
+        // what this machine lets any process have (20,000 in this sandbox; nothing lower on EC2).
+        const openFiles = (line: string) => Number(/Max open files\s+(\d+)/.exec(line)?.[1]);
+        const workerLimit = Number(/^worker_rlimit_nofile (\d+);$/m.exec(twinConfig(stack))?.[1]);
+        for (const line of lines) {
+            const expected = Math.min(line.startsWith("nginx: master") ? 140000 : workerLimit, hardFileLimit());
+            assert.equal(openFiles(line), expected, line);
+        }
+        const unit = await twin.ssh("systemctl show nginx -p LimitNOFILE --value; systemctl show nginx -p ExecStart --value");
+        assert.match(unit.stdout, /^140000\n/);
+        assert.match(unit.stdout, /\/usr\/sbin\/nginx -c \/etc\/wss-edge\/current\/nginx\.conf/);
+    });
+
+    it("takes a second deploy with a changed setting as a reload: the open sockets stay", async () => {
+        const master = (await twin.ssh("cat /run/nginx.pid")).stdout.trim();
+        await deployToTwin(twin, stack, twinConfig(stack, { idleTimeoutSeconds: "120" }));
+        assert.equal((await twin.ssh("cat /run/nginx.pid")).stdout.trim(), master, "reloaded, not restarted");
+        assert.match((await twin.ssh("sudo cat /etc/wss-edge/current/nginx.conf")).stdout, /proxy_read_timeout 120s;/);
+        assert.equal(held.filter((s) => s.socket.readyState !== WebSocket.OPEN).length, 0);
+        const echoes = await Promise.all(held.map((s, i) => echo(s.socket, `after the second deploy ${i}`)));
+        assert.ok(echoes.every((data, i) => data.toString() === `after the second deploy ${i}`));
+    });
+
+    it("comes back serving the current release after a reboot, without running its user data again", async () => {
+        // A user data edited in place (on EC2: modify-instance-attribute while stopped) is not run again.
+        const edited = await twin.ssh(
+            "sudo sed -i 's|^runcmd:|runcmd:\\n  - [touch, /var/tmp/edited-user-data-ran]|' /var/lib/cloud/seed/nocloud/user-data",
+        );
+        assert.equal(edited.code, 0, edited.stderr);
+        await Promise.all(held.splice(0).map((s) => close(s.socket)));
+        await twin.stop();
+        await twin.start();
+        await twin.waitForSsh();
+        await waitForNginx(twin);
+        const session = await connectThrough(twin, stack);
+        assert.equal((await echo(session.socket, "after a reboot")).toString(), "after a reboot");
+        await close(session.socket);
+        assert.match(
+            (await twin.ssh("sudo cat /etc/wss-edge/current/nginx.conf")).stdout,
+            /proxy_read_timeout 120s;/,
+            "the release deployed before the reboot",
+        );
+        assert.equal(
+            (await twin.ssh("test -e /var/tmp/edited-user-data-ran")).code,
+            1,
+            "cloud-init ran the edited user data on the same instance",
+        );
+    });
+});
+
+describe("a replaced proxy VM (new user data, a lost instance)", { skip }, async () => {
+    if (skip) return;
+    const twin = await twinOf("second", 12, "i-twin-replacement");
+    const stack = await backendsFor(twin);
+
+    it("boots a new instance from the user data and is deployed to like the first", async () => {
+        await twin.waitForSsh();
+        await gateBackends(twin, stack);
+        assert.match(await deployToTwin(twin, stack, twinConfig(stack)), /is live \(previous: none\)/);
+        const session = await connectThrough(twin, stack);
+        assert.equal((await echo(session.socket, "on the new VM")).toString(), "on the new VM");
+        await close(session.socket);
+    });
+});
+
+describe("a first boot that fails", { skip }, async () => {
+    if (skip) return;
+    // The stack's own first-boot script, and then a step that fails, as a full disk or a
+    // missing package would make it.
+    const twin = await twinOf("failed", 13, "i-twin-failed", (hostKey) =>
+        renderCloudConfig({
+            purpose: "wss-edge proxy whose first boot fails",
+            hostKey,
+            files: [{ path: "/usr/local/sbin/wss-edge-first-boot", permissions: "0755", content: proxyFirstBootScript }],
+            runcmd: [["/usr/local/sbin/wss-edge-first-boot"], ["sh", "-c", "echo 'E: Unable to locate package nginx-bogus' >&2; exit 100"]],
+        }),
+    );
+    const stack = await backendsFor(twin);
+
+    it("fails the deploy with cloud-init's own account of it, not a later error", async () => {
+        await twin.waitForSsh();
+        await assert.rejects(deployToTwin(twin, stack, twinConfig(stack)), (error: Error) => {
+            assert.ok(error instanceof TwinDeployError, String(error));
+            assert.match(error.result.stderr, /wss-edge: first boot of wss-edge-proxy failed \(cloud-init status exit 1\)/);
+            assert.match(error.result.stderr, /status: error/);
+            assert.match(error.result.stderr, /E: Unable to locate package nginx-bogus/, "the failing step's own output");
+            assert.doesNotMatch(error.result.stderr, /deploy-edge-config/, "the deploy script never ran");
+            return true;
+        });
+    });
+});
+
+/** NGINX starts after the twin's boot; a reboot's clients wait for it like a load balancer's health check. */
+async function waitForNginx(twin: VmTwin): Promise<void> {
+    for (let i = 0; i < 60; i++) {
+        if ((await twin.ssh("systemctl is-active --quiet nginx")).code === 0) return;
+        await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+    throw new Error(`nginx did not come back after the reboot:\n${(await twin.ssh("sudo systemctl status nginx --no-pager")).stdout}`);
+}

@@ -1,0 +1,112 @@
+/**
+ * The proxy VM's twin on this machine:
+ *
+ *   npm run vm-twin -- up [--set KEY=VALUE …]   build (once) and boot it from the stack's user data,
+ *                                              deploy to it over SSH, serve until Ctrl-C
+ *   npm run vm-twin -- down                     remove what an `up` that did not end cleanly left
+ *
+ * Needs root (network namespaces, an overlay mount, systemd-nspawn).
+ */
+import { execFile } from "node:child_process";
+import { rm } from "node:fs/promises";
+import { join } from "node:path";
+import { parseArgs, promisify } from "node:util";
+import { LocalStack, repositoryRoot, stopDetachedStack } from "../local/localStack";
+import { commandLine, isAlive, terminatePid } from "../local/processes";
+import type { RawSettings } from "../settings/edgeSettings";
+import { bootProxyTwin, deployToTwin, gateBackends, twinConfig } from "./twinEdge";
+import type { VmTwin } from "./vmTwin";
+
+const run = promisify(execFile);
+const workDir = "/var/tmp/wss-edge-vm-twin/instances";
+const stateDir = join(repositoryRoot, ".local-vm-twin");
+const name = "proxy";
+const usage = `usage:
+  npm run vm-twin -- up [--set KEY=VALUE …]   boot the proxy VM's twin from the stack's user data, deploy
+                                             to it over SSH with its pinned host key, serve until Ctrl-C
+  npm run vm-twin -- down                     remove a twin (and its backends) left by an up that did not end cleanly`;
+
+async function main(argv: string[]): Promise<number> {
+    const [command, ...rest] = argv;
+    const { values } = parseArgs({
+        args: rest,
+        options: { set: { type: "string", multiple: true }, help: { type: "boolean", short: "h" } },
+    });
+    if (values.help || command === "--help" || command === "-h" || command === undefined) {
+        console.log(usage);
+        return command === undefined ? 2 : 0;
+    }
+    if (process.getuid?.() !== 0) {
+        console.error("vm twin: needs root (network namespaces, an overlay mount, systemd-nspawn)");
+        return 1;
+    }
+    if (command === "down") return down();
+    if (command !== "up") {
+        console.error(`vm twin: unknown command ${JSON.stringify(command)}\n\n${usage}`);
+        return 2;
+    }
+    const settings = Object.fromEntries(
+        (values.set ?? []).map((a) => [a.slice(0, a.indexOf("=")), a.slice(a.indexOf("=") + 1)]),
+    ) as RawSettings;
+    return up(settings);
+}
+
+async function up(settings: RawSettings): Promise<number> {
+    let twin: VmTwin | undefined;
+    let stack: LocalStack | undefined;
+    const stop = async () => {
+        await twin?.destroy();
+        await stack?.stop();
+        process.exit(0);
+    };
+    for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(signal, () => void stop());
+    try {
+        twin = await bootProxyTwin({
+            name,
+            subnet: 1,
+            workDir,
+            instanceId: `i-twin-${Date.now().toString(16)}`,
+            log: (line) => console.log(`vm twin: ${line}`),
+        });
+        stack = await LocalStack.start({ stateDir, edgePort: 0, bindAddress: twin.hostAddress, settings });
+        await twin.waitForSsh();
+        await gateBackends(twin, stack);
+        console.log((await deployToTwin(twin, stack, twinConfig(stack, settings))).trim());
+    } catch (error) {
+        // A failed start leaves nothing behind.
+        await twin?.destroy();
+        await stack?.stop();
+        throw error;
+    }
+    console.log(`twin              ${twin.address} (console: ${twin.consoleLog})`);
+    console.log(`endpoint          wss://localhost/ at ${twin.address}:443`);
+    console.log(`caCertificatePem  ${stack.certificates.caCertificatePath}`);
+    console.log(`\ntry: npm run smoke -- wss://localhost/ --address ${twin.address} --ca ${stack.certificates.caCertificatePath}`);
+    console.log("Ctrl-C stops the twin and removes it.");
+    return new Promise(() => undefined);
+}
+
+async function down(): Promise<number> {
+    const machine = `--machine=wss-twin-${name}`;
+    const { stdout } = await run("pgrep", ["-f", machine]).catch(() => ({ stdout: "" }));
+    for (const pid of stdout.split(/\s+/).filter(Boolean).map(Number)) {
+        if (isAlive(pid) && commandLine(pid).startsWith("systemd-nspawn")) await terminatePid(pid, "SIGTERM", 60000);
+    }
+    await run("umount", ["-l", join(workDir, name, "merged")]).catch(() => undefined);
+    await run("ip", ["netns", "delete", `wss-twin-${name}`]).catch(() => undefined);
+    await rm(join(workDir, name), { recursive: true, force: true });
+    await rm(join(workDir, `${name}-keys`), { recursive: true, force: true });
+    const stopped = await stopDetachedStack(stateDir);
+    console.log(`vm twin: removed; ${stopped.length > 0 ? `stopped ${stopped.join(", ")}` : "no backends were running"}`);
+    return 0;
+}
+
+main(process.argv.slice(2)).then(
+    (code) => {
+        if (code !== 0 || process.argv[2] !== "up") process.exit(code);
+    },
+    (error) => {
+        console.error((error as Error).message);
+        process.exit(1);
+    },
+);

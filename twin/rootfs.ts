@@ -1,0 +1,106 @@
+/**
+ * The VM twin's root file system: Debian 12 as the proxy's AMI has it where it matters here
+ * (systemd, cloud-init, OpenSSH, sudo, Debian's NGINX), built once per machine with debootstrap
+ * and cached. Everything a twin writes goes to an overlay of its own; this tree is never changed.
+ */
+import { execFile } from "node:child_process";
+import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
+import { mkdir, rename, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { proxyHost } from "../host/proxyHost";
+
+const run = promisify(execFile);
+
+/**
+ * The packages: what Debian's cloud image has that the proxy's user data and deploy use.
+ * python3-cffi-backend is named because cloud-init's dependencies fail to configure without it
+ * in a minbase system. nginx-light and curl are what the user data installs: present here, since
+ * the twin has no route to a package mirror, its `apt-get install` finds them installed.
+ */
+const packages = [
+    "systemd",
+    "systemd-sysv",
+    "dbus",
+    "cloud-init",
+    "openssh-server",
+    "sudo",
+    "python3-cffi-backend",
+    "iproute2",
+    "ca-certificates",
+    "util-linux",
+    "nginx-light",
+    "curl",
+    // cloud-init's locale module sets en_US.UTF-8, as the cloud image has it.
+    "locales",
+];
+const suite = "bookworm";
+const mirror = "http://deb.debian.org/debian";
+
+/**
+ * What the image gets on top of the packages, as Debian's cloud images set it: cloud-init reads
+ * NoCloud (the twin's seed) instead of EC2's metadata service, and creates the default user
+ * `admin` with passwordless sudo, given the key pair's public key.
+ */
+const cloudImageConfig: Record<string, string> = {
+    "etc/cloud/cloud.cfg.d/01_wss_edge_twin.cfg": [
+        "# The VM twin: NoCloud stands in for EC2's metadata service; the default user is Debian's",
+        "# cloud images' own.",
+        "datasource_list: [NoCloud, None]",
+        "# The twin's address is set from outside, on its network namespace; EC2's comes by DHCP.",
+        "network:",
+        "  config: disabled",
+        "# The host name resolves through /etc/hosts, as EC2's resolver does for the instance's name.",
+        "manage_etc_hosts: true",
+        "system_info:",
+        "  default_user:",
+        `    name: ${proxyHost.user}`,
+        '    sudo: "ALL=(ALL) NOPASSWD:ALL"',
+        "    groups: [adm, sudo]",
+        "    shell: /bin/bash",
+        "",
+    ].join("\n"),
+    // No mirror is reachable from the twin: apt sees none, and its `update` finds nothing to do.
+    "etc/apt/sources.list": "",
+    // Each instance gets its machine ID at its first boot, as on EC2.
+    "etc/machine-id": "",
+};
+
+/**
+ * Run in the tree (chroot) after the packages: the locale cloud-init sets (en_US.UTF-8) generated,
+ * as the cloud image has it; and what the packages' own first start left, which a cloud image has
+ * not: host keys, NGINX's default site, cloud-init's record of a boot.
+ */
+const imageSteps = [
+    "sed -i 's/^# *en_US.UTF-8 UTF-8/en_US.UTF-8 UTF-8/' /etc/locale.gen && locale-gen",
+    "rm -f /etc/ssh/ssh_host_* /etc/nginx/sites-enabled/default && rm -rf /var/lib/cloud/*",
+];
+
+/** Where the cached tree lives: one per package list and image setup, so a change to either builds a new one. */
+export function rootfsPath(cacheDir = "/var/tmp/wss-edge-vm-twin"): string {
+    const key = createHash("sha256").update(JSON.stringify({ suite, packages, cloudImageConfig, imageSteps })).digest("hex").slice(0, 12);
+    return join(cacheDir, `${suite}-${key}`, "rootfs");
+}
+
+/** The cached tree, built first if this machine has none (a minute or two, about 550 MB). */
+export async function ensureRootfs(log: (line: string) => void = () => undefined, cacheDir?: string): Promise<string> {
+    const rootfs = rootfsPath(cacheDir);
+    if (existsSync(join(rootfs, ".wss-edge-twin-complete"))) return rootfs;
+    const building = `${rootfs}.building`;
+    await rm(building, { recursive: true, force: true });
+    await mkdir(building, { recursive: true });
+    log(`building the twin's root file system with debootstrap (${suite}, once per machine) into ${rootfs}`);
+    await run("debootstrap", ["--variant=minbase", `--include=${packages.join(",")}`, suite, building, mirror], {
+        maxBuffer: 64 * 1024 * 1024,
+    });
+    for (const [path, content] of Object.entries(cloudImageConfig)) {
+        await mkdir(join(building, path, ".."), { recursive: true });
+        await writeFile(join(building, path), content);
+    }
+    for (const step of imageSteps) await run("chroot", [building, "sh", "-c", step]);
+    await writeFile(join(building, ".wss-edge-twin-complete"), `${new Date().toISOString()}\n`);
+    await rm(rootfs, { recursive: true, force: true });
+    await rename(building, rootfs);
+    return rootfs;
+}
