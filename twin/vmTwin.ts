@@ -96,6 +96,7 @@ export class VmTwin {
 
     /** First boot: a disk of its own over the cached tree, the NoCloud seed, the network, then systemd. */
     async create(): Promise<void> {
+        await this.removeLeftovers();
         await mkdir(join(this.dir, "upper"), { recursive: true });
         await mkdir(join(this.dir, "work"), { recursive: true });
         await mkdir(this.merged, { recursive: true });
@@ -171,6 +172,14 @@ export class VmTwin {
         this.nspawn = undefined;
         // SIGTERM asks the twin's systemd to power off; it gets 60 s before it is killed.
         if (nspawn) await terminate(nspawn, "SIGTERM", 60000);
+    }
+
+    /** What a twin of this name left when its run was killed: its mount, network and folder. */
+    private async removeLeftovers(): Promise<void> {
+        await run("umount", ["-l", this.merged]).catch(() => undefined);
+        await run("ip", ["netns", "delete", this.namespace]).catch(() => undefined);
+        await run("ip", ["link", "delete", this.hostVeth]).catch(() => undefined);
+        await rm(this.dir, { recursive: true, force: true });
     }
 
     /** Stops the twin and removes its disk and network: nothing of it is left. */
