@@ -16,14 +16,19 @@ export function httpsGet(
     port: number,
     path: string,
     tls: TlsClientOptions,
+    options: { readonly headers?: Record<string, string>; readonly localAddress?: string } = {},
 ): Promise<{ status: number; body: string; headers: IncomingHttpHeaders } | undefined> {
     return new Promise((done) => {
         // Host as a client of the endpoint sends it: the edge answers only for its own names.
-        const req = request({ host, port, path, ...tls, headers: { host: tls.servername }, timeout: 2000 }, (res) => {
-            let body = "";
-            res.on("data", (d) => (body += d));
-            res.on("end", () => done({ status: res.statusCode ?? 0, body, headers: res.headers }));
-        });
+        const headers = { host: tls.servername, ...options.headers };
+        const req = request(
+            { host, port, path, ...tls, headers, localAddress: options.localAddress, agent: false, timeout: 2000 },
+            (res) => {
+                let body = "";
+                res.on("data", (d) => (body += d));
+                res.on("end", () => done({ status: res.statusCode ?? 0, body, headers: res.headers }));
+            },
+        );
         req.on("error", () => done(undefined));
         req.on("timeout", () => req.destroy());
         req.end();

@@ -83,6 +83,8 @@ export function edgeConfigSpec(
             sessionCacheMiB: 20,
         },
         upstream: { servers: backends, ...upstreamHealth },
+        affinity: affinityOf(settings),
+        allowedOrigins: allowedOriginsOf(settings, serverNames, host.listen.port),
         backendTls: {
             trustedCertificate: edgeTlsFiles.backendCa,
             serverName: backendServerName,
@@ -109,6 +111,20 @@ export function edgeConfigSpec(
 export function socketCeiling(settings: Pick<EdgeSettings, "maxSockets">, host: Pick<EdgeHostProfile, "maxSockets">): number | undefined {
     const limits = [host.maxSockets, settings.maxSockets || undefined].filter((n): n is number => n !== undefined);
     return limits.length === 0 ? undefined : Math.min(...limits);
+}
+
+function affinityOf(settings: EdgeSettings): EdgeConfigSpec["affinity"] {
+    if (settings.affinity === "cookie")
+        return { kind: "cookie", cookieName: settings.affinityCookieName, maxAgeSeconds: settings.affinityCookieMaxAgeSeconds };
+    if (settings.affinity.startsWith("query:")) return { kind: "query", parameter: settings.affinity.slice("query:".length) };
+    return { kind: "client-address" };
+}
+
+/** The setting's origins; none given means the edge's own (each of its names, on its port). */
+function allowedOriginsOf(settings: EdgeSettings, serverNames: readonly string[], port: number): EdgeConfigSpec["allowedOrigins"] {
+    if (settings.allowedOrigins.includes("*")) return "any";
+    if (settings.allowedOrigins.length > 0) return settings.allowedOrigins;
+    return serverNames.map((name) => `https://${name}${port === 443 ? "" : `:${port}`}`);
 }
 
 /**

@@ -60,6 +60,15 @@ export interface EdgeConfigSpec {
         readonly connectSeconds: number;
     };
 
+    /** Which backend a socket goes to (see `affinity` in the settings table). */
+    readonly affinity:
+        | { readonly kind: "client-address" }
+        | { readonly kind: "cookie"; readonly cookieName: string; readonly maxAgeSeconds: number }
+        | { readonly kind: "query"; readonly parameter: string };
+
+    /** Origins whose pages may open sockets (exact, as browsers send them), or "any". */
+    readonly allowedOrigins: readonly string[] | "any";
+
     readonly limits: {
         /** Concurrent connections one client address may hold (limit_conn); 0 disables the limit. */
         readonly connectionsPerAddress: number;

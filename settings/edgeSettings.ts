@@ -163,7 +163,39 @@ function parse(setting: SettingDefinition, text: string): { value: unknown } | {
             return pemPatterns[setting.pem].pattern.test(text) ? { value: text } : fail(pemPatterns[setting.pem].rule);
         case "cidrList":
             return parseCidrList(text, setting.allowWorld);
+        case "pattern":
+            return new RegExp(setting.pattern).test(text) ? { value: text } : fail(setting.rule);
+        case "originList":
+            return parseOriginList(text);
     }
+}
+
+/** A JSON list of web origins as browsers send them (scheme, host, port if not the default), or ["*"]. */
+function parseOriginList(text: string): { value: string[] } | { rule: string } {
+    const rule = 'must be a list of origins, e.g. ["https://app.example.com"]';
+    let list: unknown;
+    try {
+        list = JSON.parse(text);
+    } catch {
+        return { rule };
+    }
+    if (!Array.isArray(list) || !list.every((o) => typeof o === "string")) return { rule };
+    if (list.includes("*")) return list.length === 1 ? { value: ["*"] } : { rule: '"*" allows every origin and stands alone' };
+    for (const origin of list as string[]) {
+        const match = /^(https?):\/\/([a-z0-9.-]+)(?::([0-9]{1,5}))?$/.exec(origin);
+        const port = match?.[3] === undefined ? undefined : Number(match[3]);
+        if (!match || !isHostName(match[2]) || (port !== undefined && (port < 1 || port > 65535))) {
+            return {
+                rule: `${JSON.stringify(origin)} is not an origin such as https://app.example.com or https://app.example.com:8443 (lowercase, no path)`,
+            };
+        }
+        if ((match[1] === "https" && port === 443) || (match[1] === "http" && port === 80)) {
+            return {
+                rule: `${JSON.stringify(origin)} names its scheme's default port, which browsers leave out: write ${match[1]}://${match[2]}`,
+            };
+        }
+    }
+    return { value: list as string[] };
 }
 
 function parseCidrList(text: string, allowWorld: boolean): { value: string[] } | { rule: string } {

@@ -29,6 +29,10 @@ export type SettingDefinition =
     | (Common & { readonly kind: "imageReference"; readonly default: "" })
     /** CIDR blocks, IPv4 or IPv6; without a default, every stack must set it. */
     | (Common & { readonly kind: "cidrList"; readonly default?: readonly string[]; readonly allowWorld: boolean })
+    /** Text of a given shape; `rule` says it in words. */
+    | (Common & { readonly kind: "pattern"; readonly default: string; readonly pattern: string; readonly rule: string })
+    /** Web origins (`https://host[:port]`), or `*`; the empty list has a meaning of its own, in the description. */
+    | (Common & { readonly kind: "originList"; readonly default: readonly string[] })
     /** PEM text, always secret: never declared in Pulumi.yaml (a secret key can have no default there). */
     | (Common & { readonly kind: "pem"; readonly secret: true; readonly pem: "certificate" | "privateKey" });
 
@@ -160,6 +164,38 @@ export const settingsTable = {
         description:
             "WebSockets the edge admits at once before answering 503; 0 means what the proxy's memory holds (the maxSockets output). A larger value than that is lowered to it.",
     },
+    affinity: {
+        scope: "edge",
+        kind: "pattern",
+        default: "client-address",
+        pattern: "^(client-address|cookie|query:[A-Za-z0-9_]{1,32})$",
+        rule: "must be client-address, cookie, or query:<name> (the query parameter's name: 1 to 32 letters, digits or _)",
+        description:
+            "Which backend a socket goes to: client-address (ip_hash), cookie (an affinity cookie the edge issues), or query:<name> (a query parameter such as ?room=, consistently hashed). See the README's affinity section.",
+    },
+    affinityCookieName: {
+        scope: "edge",
+        kind: "pattern",
+        default: "wss_affinity",
+        pattern: "^[A-Za-z0-9_]{1,32}$",
+        rule: "must be 1 to 32 letters, digits or _",
+        description: "Name of the affinity cookie (affinity: cookie).",
+    },
+    affinityCookieMaxAgeSeconds: {
+        scope: "edge",
+        kind: "integer",
+        default: 86400,
+        min: 60,
+        max: 2592000,
+        description: "How long a browser keeps its affinity cookie (affinity: cookie), 60 s to 30 days.",
+    },
+    allowedOrigins: {
+        scope: "edge",
+        kind: "originList",
+        default: [],
+        description:
+            'Web origins whose pages may open sockets, e.g. ["https://app.example.com"]; ["*"] allows any. Empty (the default): the edge\'s own origin only. Requests without Origin (native clients) always pass.',
+    },
 } as const satisfies Record<string, SettingDefinition>;
 
 type Table = typeof settingsTable;
@@ -172,7 +208,7 @@ type ValueOf<D> = D extends { readonly kind: "integer" }
       ? boolean
       : D extends { readonly kind: "choice"; readonly choices: readonly (infer C)[] }
         ? C
-        : D extends { readonly kind: "cidrList" }
+        : D extends { readonly kind: "cidrList" | "originList" }
           ? readonly string[]
           : D extends { readonly kind: "dnsName" | "imageReference" | "pem" }
             ? string | undefined
@@ -212,7 +248,7 @@ export function pulumiConfigBlock(): Record<string, { type: string; items?: { ty
                 ? "integer"
                 : setting.kind === "boolean"
                   ? "boolean"
-                  : setting.kind === "cidrList"
+                  : setting.kind === "cidrList" || setting.kind === "originList"
                     ? "array"
                     : "string";
         block[key] = {

@@ -27,6 +27,7 @@ const systemPackages =
                         { binary: "debootstrap", pkg: "debootstrap", why: "the VM twin's Debian 12 tree" },
                         { binary: "systemd-nspawn", pkg: "systemd-container", why: "booting the VM twin" },
                         { binary: "ssh", pkg: "openssh-client", why: "deploying to the VM twin" },
+                        { binary: "chromium", pkg: "chromium", why: "the browser tests" },
                     ]
                   : []),
               ...(purpose === "bench"

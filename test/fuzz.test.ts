@@ -68,6 +68,25 @@ const validValues = {
     backendTlsProtocol: fc.constantFrom("TLSv1.2", "TLSv1.3"),
     connectionsPerAddress: fc.integer({ min: 0, max: 65535 }).map(String),
     maxSockets: fc.integer({ min: 0, max: 1000000 }).map(String),
+    affinity: fc.oneof(
+        fc.constantFrom("client-address", "cookie"),
+        fc.stringMatching(/^[A-Za-z0-9_]{1,32}$/).map((name) => `query:${name}`),
+    ),
+    affinityCookieName: fc.stringMatching(/^[A-Za-z0-9_]{1,32}$/),
+    affinityCookieMaxAgeSeconds: fc.integer({ min: 60, max: 2592000 }).map(String),
+    allowedOrigins: fc.oneof(
+        fc.constant('["*"]'),
+        fc
+            .array(
+                fc.tuple(
+                    fc.constantFrom("https", "http"),
+                    hostName,
+                    fc.option(fc.integer({ min: 1, max: 65535 }).filter((p) => p !== 443 && p !== 80)),
+                ),
+                { maxLength: 3 },
+            )
+            .map((list) => JSON.stringify(list.map(([scheme, host, port]) => `${scheme}://${host}${port === null ? "" : `:${port}`}`))),
+    ),
 };
 
 /** Values that are out of range, malformed, or try to inject NGINX syntax around a valid one. */
@@ -194,24 +213,37 @@ const knownDirectives = new Set([
         "proxy_ssl_session_reuse",
     ],
     "proxy_ssl_ciphers",
-    // The entries of the socket-ceiling map: the last one or two digits of a connection's serial.
-    "~([0-9])$",
-    "~([0-9][0-9])$",
+    "hash",
+    "if",
 ]);
 
 /** Structural check: balanced blocks, one directive per line ending in `;`, only known names. */
 function assertOnlyIntendedDirectives(config: string): void {
     let depth = 0;
+    // Inside a map, each line is a pair: a source value (quoted, a regex, '' or default) and a result.
+    let mapDepth: number | undefined;
     for (const raw of config.split("\n")) {
         const line = raw.trim();
         if (line === "" || line.startsWith("#")) continue;
         // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this looks for.
         assert.doesNotMatch(line, /[\u0000-\u001f]/, `control character in ${JSON.stringify(line)}`);
+        if (mapDepth !== undefined && line !== "}") {
+            assert.match(
+                line,
+                /^(default|''|"[^"{};]*"|~\*?\S+)\s+(''|"[^"{}]*"|[^\s"{};]+);$/,
+                `not a map entry: ${JSON.stringify(line)}`,
+            );
+            continue;
+        }
         const name = line.split(/[\s;]/)[0];
         assert.ok(knownDirectives.has(name) || line === "}", `unexpected directive ${JSON.stringify(name)} in ${JSON.stringify(line)}`);
-        if (line.endsWith("{")) depth++;
-        else if (line === "}") depth--;
-        else assert.match(line, /^[^;{}]*;$/, `not a single directive: ${JSON.stringify(line)}`);
+        if (line.endsWith("{")) {
+            depth++;
+            if (name === "map") mapDepth = depth;
+        } else if (line === "}") {
+            if (mapDepth === depth) mapDepth = undefined;
+            depth--;
+        } else assert.match(line, /^[^;{}]*;$/, `not a single directive: ${JSON.stringify(line)}`);
         assert.ok(depth >= 0, "unbalanced braces");
     }
     assert.equal(depth, 0, "unbalanced braces");

@@ -1,8 +1,10 @@
 import type { EdgeConfigSpec } from "../edgeConfigSpec";
+import { affinityMaps, originPolicyMap } from "./affinity";
 import type { ValueGuard } from "./valueGuard";
 
 /** What every request in the `http` context shares: logs, temp files, header limits, connection counters, the upgrade map. */
-export function httpBasics(v: ValueGuard, { paths, limits }: EdgeConfigSpec): string[] {
+export function httpBasics(v: ValueGuard, spec: EdgeConfigSpec): string[] {
+    const { paths, limits } = spec;
     return [
         "    server_tokens off;",
         `    access_log ${v.path("paths.accessLog", paths.accessLog)};`,
@@ -19,6 +21,8 @@ export function httpBasics(v: ValueGuard, { paths, limits }: EdgeConfigSpec): st
         "        default upgrade;",
         "        ''      close;",
         "    }",
+        ...affinityMaps(v, spec),
+        ...originPolicyMap(v, spec),
     ];
 }
 

@@ -1,4 +1,5 @@
 import type { EdgeConfigSpec } from "../edgeConfigSpec";
+import { originPolicyCheck } from "./affinity";
 import { backendTlsDirectives } from "./tls";
 import { upstreamName } from "./upstream";
 import type { ValueGuard } from "./valueGuard";
@@ -19,6 +20,7 @@ export function locations(v: ValueGuard, spec: EdgeConfigSpec): string[] {
         "        }",
         "",
         "        location / {",
+        ...originPolicyCheck(spec),
         `            proxy_pass https://${upstreamName};`,
         "            proxy_http_version 1.1;",
         "            proxy_set_header Upgrade $http_upgrade;",

@@ -1,4 +1,5 @@
 import type { EdgeConfigSpec } from "../edgeConfigSpec";
+import { affinityCookieHeader } from "./affinity";
 import { connectionLimits } from "./httpContext";
 import { locations } from "./locations";
 import { RenderError, type ValueGuard } from "./valueGuard";
@@ -19,6 +20,7 @@ export function servers(v: ValueGuard, spec: EdgeConfigSpec): string[] {
         `        ssl_certificate ${v.path("tls.certificate", spec.tls.certificate)};`,
         `        ssl_certificate_key ${v.path("tls.certificateKey", spec.tls.certificateKey)};`,
         `        add_header Strict-Transport-Security "max-age=${v.positiveInt("tls.policy.hstsMaxAgeSeconds", spec.tls.policy.hstsMaxAgeSeconds)}" always;`,
+        ...affinityCookieHeader(spec),
         ...connectionLimits(v, spec),
         "",
         ...locations(v, spec),

@@ -55,6 +55,18 @@ export class ValueGuard {
             throw new RenderError(field, text, "one line of printable text");
         return text;
     }
+    /** The name part of an NGINX variable ($cookie_<name>, $arg_<name>). */
+    variableName(field: string, name: string): string {
+        if (!/^[A-Za-z0-9_]{1,32}$/.test(name)) throw new RenderError(field, name, "1 to 32 letters, digits or _");
+        return name;
+    }
+    /** A web origin as a browser sends it: scheme, host (or `*.` and a domain), optional port. */
+    origin(field: string, origin: string): string {
+        const match = /^https?:\/\/(\*\.)?([A-Za-z0-9.-]+)(:[0-9]{1,5})?$/.exec(origin);
+        if (!match || !isHostName(match[2]))
+            throw new RenderError(field, origin, "an origin such as https://app.example.com or https://*.example.com");
+        return origin;
+    }
     address(field: string, a: string): string {
         if (!isIpLiteral(a) && !isHostName(a)) throw new RenderError(field, a, "an IP address or a DNS host name");
         return a;

@@ -28,16 +28,15 @@ export function clientNetworkAddress(n: number): string {
 }
 
 /** GET `path` from the stack's edge over HTTPS, by its name, trusting its CA. */
-export function getFromEdge(stack: LocalStack, path: string) {
-    return httpsGet(stack.edgeAddress.host, stack.edgeAddress.port, path, {
-        ca: stack.certificates.caCertificatePem,
-        servername: "localhost",
-    });
+export function getFromEdge(stack: LocalStack, path: string, options: Parameters<typeof httpsGet>[4] = {}) {
+    const tls = { ca: stack.certificates.caCertificatePem, servername: "localhost" };
+    return httpsGet(stack.edgeAddress.host, stack.edgeAddress.port, path, tls, options);
 }
 
 /** Opens a session through the stack's edge. */
-export function connectToEdge(stack: LocalStack, options: EdgeConnectOptions = {}): Promise<EdgeSession> {
-    return connect(stack.outputs.endpoint, { ca: stack.certificates.caCertificatePem, ...options });
+export function connectToEdge(stack: LocalStack, options: EdgeConnectOptions & { readonly path?: string } = {}): Promise<EdgeSession> {
+    const url = new URL(options.path ?? "/", stack.outputs.endpoint).toString();
+    return connect(url, { ca: stack.certificates.caCertificatePem, ...options });
 }
 
 /** Keeps track of sockets a test opens, and closes whatever is left when the file ends. */

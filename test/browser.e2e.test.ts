@@ -1,0 +1,105 @@
+// Affinity cookies in a real browser: Debian's Chromium, headless, driven over the DevTools
+// protocol by puppeteer-core (which downloads nothing). It loads a page from the edge, opens
+// WebSockets from it, and we read back what it stored.
+import assert from "node:assert/strict";
+import { createHash, X509Certificate } from "node:crypto";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, describe, it } from "node:test";
+import puppeteer, { type Browser } from "puppeteer-core";
+import { startTestEdge } from "./support/localEdge";
+
+const chromium = "/usr/bin/chromium";
+
+/** Trusts the edge's certificate alone (by its public key), as a browser trusts a public CA's. */
+function spkiHash(certificatePem: string): string {
+    const der = new X509Certificate(certificatePem).publicKey.export({ type: "spki", format: "der" });
+    return createHash("sha256").update(der).digest("base64");
+}
+
+async function launch(trustedCertificatePem: string): Promise<Browser> {
+    const profile = mkdtempSync(join(tmpdir(), "wss-edge-chromium-"));
+    after(() => rmSync(profile, { recursive: true, force: true }));
+    return puppeteer.launch({
+        executablePath: chromium,
+        headless: true,
+        userDataDir: profile,
+        args: [
+            // As root, Chromium runs only without its sandbox.
+            ...(process.getuid?.() === 0 ? ["--no-sandbox"] : []),
+            "--disable-gpu",
+            "--no-first-run",
+            // This machine has no network but loopback: nothing of Chromium's own may call out.
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            `--ignore-certificate-errors-spki-list=${spkiHash(trustedCertificatePem)}`,
+        ],
+    });
+}
+
+describe("affinity cookie in Chromium", {
+    skip: !existsSync(chromium) && `${chromium} is not installed (.ci/run installs Debian's chromium)`,
+}, async () => {
+    const stack = await startTestEdge({ settings: { affinity: "cookie" } });
+    let browser: Browser;
+    try {
+        browser = await launch(stack.certificates.edgeCertificateChainPem);
+    } catch (error) {
+        it("launches Chromium", { skip: `Chromium could not start here: ${(error as Error).message.split("\n")[0]}` }, () => undefined);
+        return;
+    }
+    after(() => browser.close());
+    const origin = `https://localhost:${stack.edgeAddress.port}`;
+
+    it("stores the cookie the page load got, sends it on every socket, and stays on one backend across 8 reconnects", async () => {
+        const page = await browser.newPage();
+        await page.goto(`${origin}/`);
+        const backends = await page.evaluate(async (url: string) => {
+            const landed: string[] = [];
+            for (let i = 0; i < 9; i++) {
+                landed.push(
+                    await new Promise<string>((resolve, reject) => {
+                        const socket = new WebSocket(url);
+                        socket.onmessage = (event) => {
+                            resolve(JSON.parse(String(event.data)).backend);
+                            socket.close();
+                        };
+                        socket.onerror = () => reject(new Error("the socket failed"));
+                    }),
+                );
+            }
+            return landed;
+        }, `wss://localhost:${stack.edgeAddress.port}/`);
+        assert.equal(backends.length, 9);
+        assert.equal(new Set(backends).size, 1, `landed on ${backends.join(", ")}`);
+
+        const [cookie] = await browser.cookies();
+        assert.equal(cookie.name, "wss_affinity");
+        assert.match(cookie.value, /^[0-9a-f]{32}$/);
+        assert.equal(cookie.domain, "localhost");
+        assert.equal(cookie.path, "/");
+        assert.equal(cookie.secure, true);
+        assert.equal(cookie.httpOnly, true, "scripts of the page cannot read it");
+        assert.equal(cookie.sameSite, "Lax");
+        const lifetime = cookie.expires - Date.now() / 1000;
+        assert.ok(lifetime > 86300 && lifetime <= 86400, `kept for ${lifetime} s`);
+        assert.equal(await page.evaluate("document.cookie"), "", "HttpOnly: invisible to the page");
+    });
+
+    it("gets a 403 for a socket opened by a page of another origin", async () => {
+        const page = await browser.newPage();
+        // A page of another site (about:blank, served by nobody) opening a socket to the edge.
+        const outcome = await page.evaluate(
+            (url: string) =>
+                new Promise<string>((resolve) => {
+                    const socket = new WebSocket(url);
+                    socket.onopen = () => resolve("open");
+                    socket.onerror = () => resolve("refused");
+                }),
+            `wss://localhost:${stack.edgeAddress.port}/`,
+        );
+        assert.equal(outcome, "refused");
+    });
+});
