@@ -15,6 +15,8 @@ export interface TlsTarget {
     readonly cert?: string;
     readonly key?: string;
     readonly servername: string;
+    /** More request headers for each upgrade (e.g. a browser's Origin and Cookie). */
+    readonly headers?: Readonly<Record<string, string>>;
 }
 
 export type Command =
@@ -90,7 +92,7 @@ function rawSession(target: TlsTarget, index: number, localAddress: string, sess
             },
             () =>
                 socket.write(
-                    `GET / HTTP/1.1\r\nHost: ${target.servername}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${randomBytes(16).toString("base64")}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+                    `GET / HTTP/1.1\r\nHost: ${target.servername}\r\n${extraHeaders(target)}Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${randomBytes(16).toString("base64")}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
                 ),
         );
         const finish = (error?: Error) => {
@@ -117,6 +119,12 @@ function rawSession(target: TlsTarget, index: number, localAddress: string, sess
     });
 }
 
+function extraHeaders(target: TlsTarget): string {
+    return Object.entries(target.headers ?? {})
+        .map(([name, value]) => `${name}: ${value}\r\n`)
+        .join("");
+}
+
 function dial(target: TlsTarget, index: number, localAddress: string, timeoutMs = 15000): Promise<{ socket: WebSocket; backend: string }> {
     return new Promise((resolve, reject) => {
         const socket = new WebSocket(target.urls[index % target.urls.length], {
@@ -124,7 +132,7 @@ function dial(target: TlsTarget, index: number, localAddress: string, timeoutMs 
             cert: target.cert,
             key: target.key,
             servername: target.servername,
-            headers: { host: target.servername },
+            headers: { host: target.servername, ...target.headers },
             localAddress,
             handshakeTimeout: timeoutMs,
             perMessageDeflate: false,

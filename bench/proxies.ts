@@ -26,7 +26,7 @@ export interface BenchContext {
     readonly fileLimit: number;
 }
 
-const pidsUnder = (master: number): number[] => {
+export const pidsUnder = (master: number): number[] => {
     try {
         return [master, ...readFileSync(`/proc/${master}/task/${master}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number)];
     } catch {

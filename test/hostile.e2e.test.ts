@@ -4,25 +4,34 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
+import type { LocalStack } from "../local/localStack";
 import { close, echo } from "../smoke/edgeClient";
 import { corpusConnectionsPerAddress, hostileCorpus } from "./hostile/corpus";
 import { outcomeTable } from "./hostile/outcomeTable";
 import { connectToEdge, startTestEdge } from "./support/localEdge";
 
 describe("hostile input", async () => {
-    const stack = await startTestEdge({ settings: { connectionsPerAddress: String(corpusConnectionsPerAddress) } });
-    const target = { ...stack.edgeAddress, ca: stack.certificates.caCertificatePem };
+    // One edge per affinity mode the corpus needs, each with the corpus's per-address limit.
+    const edges = {
+        default: await startTestEdge({ settings: { connectionsPerAddress: String(corpusConnectionsPerAddress) } }),
+        cookie: await startTestEdge({ settings: { connectionsPerAddress: String(corpusConnectionsPerAddress), affinity: "cookie" } }),
+        "query:room": await startTestEdge({
+            settings: { connectionsPerAddress: String(corpusConnectionsPerAddress), affinity: "query:room" },
+        }),
+    };
+    const stack = edges.default;
 
-    const stillServing = async () => {
-        const { socket } = await connectToEdge(stack);
+    const stillServing = async (edge: LocalStack) => {
+        const { socket } = await connectToEdge(edge);
         assert.equal((await echo(socket, "legitimate")).toString(), "legitimate", "a legitimate socket still works");
         await close(socket);
     };
 
     for (const hostile of hostileCorpus.filter((c) => c.name !== "connection flood from one address")) {
         it(`${hostile.layer}: ${hostile.name} → ${hostile.outcome}`, async () => {
-            await hostile.run(target);
-            await stillServing();
+            const edge = edges[hostile.affinity ?? "default"];
+            await hostile.run({ ...edge.edgeAddress, ca: edge.certificates.caCertificatePem });
+            await stillServing(edge);
         });
     }
 
@@ -33,7 +42,7 @@ describe("hostile input", async () => {
         );
         try {
             await assert.rejects(connectToEdge(stack, { localAddress: flooder }), /answered 503/);
-            await stillServing();
+            await stillServing(stack);
         } finally {
             await Promise.all(held.map((s) => close(s.socket)));
         }

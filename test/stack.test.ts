@@ -336,6 +336,34 @@ describe("the AWS stack under mocks, other configs", () => {
         assert.equal(after[2], before[2]);
     });
 
+    it("renders each affinity mode and the origin policy into the config it deploys", async () => {
+        const config = async (settings: Record<string, string>) =>
+            String((await runEdgeProgram({ ...devConfig, ...settings })).outputs.nginxConfig);
+        const byAddress = await config({});
+        assert.match(byAddress, /^\s+ip_hash;$/m);
+        assert.match(
+            byAddress,
+            /map \$http_origin \$origin_allowed \{\n\s+''\s+1;\n\s+"https:\/\/198\.51\.100\.7" 1;\n\s+default\s+0;/,
+            "by default, the edge's own origin",
+        );
+        const byCookie = await config({
+            affinity: "cookie",
+            affinityCookieName: "sid",
+            affinityCookieMaxAgeSeconds: "3600",
+            domainName: "ws.example.com",
+        });
+        assert.match(byCookie, /^\s+hash \$affinity_key consistent;$/m);
+        assert.doesNotMatch(byCookie, /ip_hash/);
+        assert.match(byCookie, /"sid=\$request_id; Path=\/; Max-Age=3600; Secure; HttpOnly; SameSite=Lax"/);
+        assert.match(byCookie, /add_header Set-Cookie \$affinity_set_cookie always;/);
+        assert.match(byCookie, /"https:\/\/ws\.example\.com" 1;/);
+        const byRoom = await config({ affinity: "query:room", allowedOrigins: '["https://app.example.com"]' });
+        assert.match(byRoom, /map \$arg_room \$affinity_key \{/);
+        assert.match(byRoom, /"https:\/\/app\.example\.com" 1;/);
+        assert.doesNotMatch(byRoom, /198\.51\.100\.7" 1;/, "a list given replaces the default");
+        assert.doesNotMatch(await config({ allowedOrigins: '["*"]' }), /origin_allowed/);
+    });
+
     it("uses the domain name for the endpoint, the certificate and server_name", async () => {
         const { resources, outputs } = await runEdgeProgram({ ...devConfig, domainName: "ws.example.com" });
         assert.equal(outputs.endpoint, "wss://ws.example.com/");

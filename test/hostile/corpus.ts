@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
+import { close, connect } from "../../smoke/edgeClient";
 import { closeCodeOf, exchange, frame, statusOf, type Target, upgradeRequest } from "../support/rawClient";
 
 /**
@@ -14,6 +15,8 @@ export interface HostileCase {
     /** What happens, and who decides it. */
     readonly outcome: string;
     readonly run: (target: Target) => Promise<void>;
+    /** The affinity mode the edge runs for this case (default: client-address). */
+    readonly affinity?: "cookie" | "query:room";
 }
 
 /** The per-address limit the corpus stack runs with. */
@@ -41,6 +44,23 @@ const expectCloseCode = async (target: Target, frames: Buffer, code: number) => 
 };
 
 const h = (lines: string[]) => `${lines.join("\r\n")}\r\n\r\n`;
+
+const issuedCookie = /\r\nSet-Cookie: wss_affinity=[0-9a-f]{32}; Path=\/; Max-Age=\d+; Secure; HttpOnly; SameSite=Lax\r\n/i;
+
+/** Upgrades with a browser's Origin and `cookie`; expects a 101, and a fresh cookie when `reissued`. */
+const expectCookieUpgrade = async (target: Target, cookie: string, reissued: boolean) => {
+    const result = await exchange(target, upgradeRequest({ Origin: `https://localhost:${target.port}`, Cookie: cookie }));
+    assert.equal(statusOf(result.response), 101, `expected 101, got ${JSON.stringify(result.response.slice(0, 120))}`);
+    if (reissued) assert.match(result.response, issuedCookie, "a fresh cookie replaces it");
+    else assert.doesNotMatch(result.response, /Set-Cookie/i);
+};
+
+/** Upgrades to `path` (query mode); expects a 101 and no header of the client's making. */
+const expectQueryUpgrade = async (target: Target, path: string) => {
+    const result = await exchange(target, upgradeRequest({}, `GET ${path} HTTP/1.1`));
+    assert.equal(statusOf(result.response), 101, `expected 101, got ${JSON.stringify(result.response.slice(0, 120))}`);
+    assert.doesNotMatch(result.response, /^(X-Injected|Set-Cookie):/im);
+};
 
 export const hostileCorpus: HostileCase[] = [
     // --- TLS ------------------------------------------------------------------------------------
@@ -360,5 +380,87 @@ export const hostileCorpus: HostileCase[] = [
         attempt: "a close frame with code 999",
         outcome: "backend closes with 1002",
         run: (t) => expectCloseCode(t, frame({ opcode: 0x8, payload: Buffer.from([0x03, 0xe7]) }), 1002),
+    },
+    // --- Affinity -------------------------------------------------------------------------------
+    {
+        name: "forged affinity cookie",
+        layer: "HTTP",
+        affinity: "cookie",
+        attempt: "affinity: cookie; a browser upgrade with wss_affinity=../../etc/passwd",
+        outcome: "101, routed as a new browser's first socket; a fresh cookie replaces the forged one",
+        run: (t) => expectCookieUpgrade(t, "wss_affinity=../../etc/passwd", true),
+    },
+    {
+        name: "oversized affinity cookie",
+        layer: "HTTP",
+        affinity: "cookie",
+        attempt: "affinity: cookie; a 7 KiB cookie value of hex digits and a letter",
+        outcome: "101 with a fresh cookie (not hex: counts as none); 9 KiB and more: 400 from NGINX, like any header",
+        run: async (t) => {
+            await expectCookieUpgrade(t, `wss_affinity=${"a".repeat(7 * 1024)}g`, true);
+            await expectStatus(
+                t,
+                upgradeRequest({ Origin: `https://localhost:${t.port}`, Cookie: `wss_affinity=${"a".repeat(9 * 1024)}` }),
+                400,
+            );
+        },
+    },
+    {
+        name: "many affinity cookies",
+        layer: "HTTP",
+        affinity: "cookie",
+        attempt: "affinity: cookie; 120 wss_affinity cookies in one header (about 5.6 KiB), the first malformed",
+        outcome:
+            "101: only the first counts, and being malformed it is replaced by a fresh cookie (past 8 KiB of header: 400, like any header)",
+        run: (t) =>
+            expectCookieUpgrade(
+                t,
+                ["wss_affinity=zz", ...Array.from({ length: 119 }, (_, i) => `wss_affinity=${i.toString(16).padStart(32, "0")}`)].join(
+                    "; ",
+                ),
+                true,
+            ),
+    },
+    {
+        name: "a chosen affinity cookie",
+        layer: "HTTP",
+        affinity: "cookie",
+        attempt: `affinity: cookie; ${corpusConnectionsPerAddress + 1} sockets from one address, all with one hex value picked to aim at a backend`,
+        outcome: `it gets what one honest key gets: that backend, and no more than ${corpusConnectionsPerAddress} sockets per address (limit_conn: 503)`,
+        run: async (t) => {
+            const options = {
+                ca: t.ca,
+                address: t.host,
+                localAddress: "127.67.0.1",
+                headers: { Origin: `https://localhost:${t.port}`, Cookie: `wss_affinity=${"0".repeat(32)}` },
+            };
+            const url = `wss://localhost:${t.port}/`;
+            const held = await Promise.all(Array.from({ length: corpusConnectionsPerAddress }, () => connect(url, options)));
+            try {
+                assert.equal(new Set(held.map((s) => s.hello.backend)).size, 1, "one key, one backend");
+                await assert.rejects(connect(url, options), /answered 503/);
+            } finally {
+                await Promise.all(held.map((s) => close(s.socket)));
+            }
+        },
+    },
+    {
+        name: "oversized or encoded room",
+        layer: "HTTP",
+        affinity: "query:room",
+        attempt: "affinity: query:room; a 4 KiB room, and one of %00%0D%0AX-Injected:%201",
+        outcome: "101: hashed like any room; the encoded bytes stay encoded, no header is injected",
+        run: async (t) => {
+            await expectQueryUpgrade(t, `/?room=${"r".repeat(4096)}`);
+            await expectQueryUpgrade(t, "/?room=%00%0D%0AX-Injected:%201");
+        },
+    },
+    {
+        name: "many rooms in one query",
+        layer: "HTTP",
+        affinity: "query:room",
+        attempt: "affinity: query:room; ?room= repeated 300 times with different rooms",
+        outcome: "101: the first counts",
+        run: (t) => expectQueryUpgrade(t, `/?${Array.from({ length: 300 }, (_, i) => `room=r${i}`).join("&")}`),
     },
 ];
