@@ -11,11 +11,12 @@
 //   MAX_PAYLOAD_BYTES       largest message accepted; larger ones close the socket with 1009 (default 16 MiB)
 //   TLS_SESSION_SECONDS     how long a TLS session may be resumed, and how often the key that encrypts
 //                           session tickets is replaced (default 300)
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createServer } from "node:https";
 import { hostname } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { WebSocketServer } from "ws";
 
 const config = {
@@ -29,7 +30,24 @@ const config = {
 };
 
 /** Headers the edge sets and the hello reports back, so a client can see what the backend saw. */
-const reportedHeaders = ["host", "upgrade", "connection", "x-forwarded-for", "x-forwarded-proto", "x-real-ip"];
+const reportedHeaders = ["host", "upgrade", "connection", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-tls", "x-real-ip"];
+
+/**
+ * The page at / for a person with a browser: it opens a socket to this origin and shows, live, the
+ * backend it reached, the TLS of both legs, the round trip, and what a reconnect does. Its inline
+ * script and style are allowed by their hashes, and nothing else.
+ */
+const page = readFileSync(join(dirname(fileURLToPath(import.meta.url)), "page.html"));
+const inlineHash = (tag) => {
+    const body = new RegExp(`<${tag}>([\\s\\S]*?)</${tag}>`).exec(page.toString())[1];
+    return `'sha256-${createHash("sha256").update(body).digest("base64")}'`;
+};
+const pageHeaders = {
+    "content-type": "text/html; charset=utf-8",
+    "content-security-policy": `default-src 'none'; script-src ${inlineHash("script")}; style-src ${inlineHash("style")}; connect-src 'self'`,
+    "x-content-type-options": "nosniff",
+    "cache-control": "no-store",
+};
 
 /** The TLS context from the files as they are now; built again on SIGHUP, when a deploy has renewed them. */
 function tlsContext() {
@@ -65,7 +83,10 @@ ticketKeyRotation.unref();
 const sockets = new WebSocketServer({ server, maxPayload: config.maxPayloadBytes });
 
 server.on("request", (request, response) => {
-    if (request.url === "/healthz") {
+    if (request.method === "GET" && (request.url === "/" || request.url.startsWith("/?"))) {
+        response.writeHead(200, pageHeaders);
+        response.end(page);
+    } else if (request.url === "/healthz") {
         response.writeHead(200, { "content-type": "application/json" });
         response.end(`${JSON.stringify({ status: "ok", backend: config.name, sockets: sockets.clients.size })}\n`);
     } else {

@@ -3,7 +3,7 @@
 // WebSockets from it, and we read back what it stored.
 import assert from "node:assert/strict";
 import { createHash, X509Certificate } from "node:crypto";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
@@ -101,5 +101,43 @@ describe("affinity cookie in Chromium", {
             `wss://localhost:${stack.edgeAddress.port}/`,
         );
         assert.equal(outcome, "refused");
+    });
+});
+
+describe("the page at / in Chromium", {
+    skip: !existsSync(chromium) && `${chromium} is not installed (.ci/run installs Debian's chromium)`,
+}, async () => {
+    const stack = await startTestEdge();
+    let browser: Browser;
+    try {
+        browser = await launch(stack.certificates.edgeCertificateChainPem);
+    } catch (error) {
+        it("launches Chromium", { skip: `Chromium could not start here: ${(error as Error).message.split("\n")[0]}` }, () => undefined);
+        return;
+    }
+    after(() => browser.close());
+
+    it("connects to the edge and shows the backend, both TLS legs and a round trip; a reconnect lands on the same backend", async () => {
+        const page = await browser.newPage();
+        await page.setViewport({ width: 900, height: 640 });
+        const answer = await page.goto(`https://localhost:${stack.edgeAddress.port}/`);
+        assert.equal(answer?.status(), 200);
+        assert.match(String(answer?.headers()["content-security-policy"]), /^default-src 'none'; script-src 'sha256-/);
+        const text = (id: string) => page.$eval(`#${id}`, (element) => element.textContent ?? "");
+        await page.waitForFunction('/ms$/.test(document.getElementById("rtt").textContent)', { timeout: 10000 });
+        assert.equal(await text("state"), "open");
+        assert.match(await text("backend"), /^backend-[123]$/);
+        assert.match(await text("client-tls"), /^TLSv1\.[23]$/);
+        assert.match(await text("backend-tls"), /^TLSv1\.2/);
+        assert.match(await text("rtt"), /^\d+\.\d ms$/);
+        const first = await text("backend");
+        await page.click("#reconnect");
+        await page.waitForFunction('document.querySelectorAll("#history li").length === 2', { timeout: 10000 });
+        assert.match(
+            await page.$eval("#history li:last-child", (element) => element.textContent ?? ""),
+            new RegExp(`${first} \\(same backend\\)$`),
+        );
+        mkdirSync(join(__dirname, "..", "test-results"), { recursive: true });
+        await page.screenshot({ path: join(__dirname, "..", "test-results", "edge-page.png") });
     });
 });

@@ -30,6 +30,8 @@ export function locations(v: ValueGuard, spec: EdgeConfigSpec): string[] {
         "            proxy_set_header X-Forwarded-For $remote_addr;",
         "            proxy_set_header X-Forwarded-Proto $scheme;",
         "            proxy_set_header X-Real-IP $remote_addr;",
+        "            # The client leg's TLS version, for the backend's page to show.",
+        "            proxy_set_header X-Forwarded-Tls $ssl_protocol;",
         "",
         "            # An upgraded socket closes when the backend sends nothing for this long; the",
         "            # backends ping well inside it, so only dead sockets hit it.",
