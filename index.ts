@@ -4,6 +4,7 @@ import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 import { BackendFleet } from "./components/backendFleet";
 import { EdgeDeploy } from "./components/edgeDeploy";
+import { EdgeMonitoring } from "./components/edgeMonitoring";
 import { EdgeNetwork } from "./components/edgeNetwork";
 import { EdgePki } from "./components/edgePki";
 import { EdgeProxy } from "./components/edgeProxy";
@@ -89,6 +90,11 @@ new EdgeDeploy("edge-deploy", {
     after: backends.backends.map((b) => b.healthGate),
 });
 
+const monitoring = new EdgeMonitoring("edge", {
+    instances: [{ role: "proxy", instance: proxy.instance }, ...backends.backends.map((b) => ({ role: b.name, instance: b.instance }))],
+    alarmEmail: settings.alarmEmail,
+});
+
 export const endpoint = pulumi.interpolate`wss://${publicName}/`;
 export const healthUrl = pulumi.interpolate`https://${publicName}${healthPath}`;
 export const proxyPublicIp = proxy.publicIp;
@@ -96,5 +102,7 @@ export const backendPrivateIps = pulumi.all(backends.privateIps);
 export const caCertificatePem = pki.caCertificatePem;
 /** WebSockets the proxy admits at once before answering 503: what its memory holds, or the maxSockets setting if lower. */
 export const maxSockets = proxyHostProfile.apply((host) => socketCeiling(settings, host));
+/** The CloudWatch dashboard of the edge's instances. */
+export const dashboardUrl = monitoring.dashboardUrl;
 /** When each certificate expires (RFC 3339); a `pulumi up` in the last 30 days of a leaf renews it. */
 export const certificateExpiry = pki.expiry;

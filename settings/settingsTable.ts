@@ -189,6 +189,15 @@ export const settingsTable = {
         max: 2592000,
         description: "How long a browser keeps its affinity cookie (affinity: cookie), 60 s to 30 days.",
     },
+    alarmEmail: {
+        scope: "aws",
+        kind: "pattern",
+        default: "",
+        pattern: "^$|^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$",
+        rule: "must be an email address, such as ops@example.com",
+        description:
+            "Who is told by email when a proxy or backend fails its status checks (SNS asks them to confirm first). Empty: the alarms' topic has no subscriber.",
+    },
     allowedOrigins: {
         scope: "edge",
         kind: "originList",

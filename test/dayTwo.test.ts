@@ -11,6 +11,8 @@ import { type RegisteredResource, resolveOutput, runEdgeProgram } from "./suppor
 
 const dev = { adminCidrs: '["203.0.113.0/24"]' };
 const backendParts = (n: number) => [
+    `edge-backend-${n}-instance-check`,
+    `edge-backend-${n}-system-check`,
     `backends-backend-${n}`,
     `backends-backend-${n}-deploy`,
     `backends-backend-${n}-health`,
@@ -67,13 +69,13 @@ describe("the change matrix: what `pulumi up` does after each change", () => {
     it("backendCount 3 → 4: a new backend with its own certificate and gate; the others untouched; the proxy reloads", async () => {
         const plan = await change({ config: dev }, { config: { ...dev, backendCount: "4" } });
         assert.deepEqual(withAction(plan, "create"), [...backendParts(4), ...certificateParts("backend-4")].sort());
-        assert.deepEqual(withAction(plan, "replace", "update", "update (stop and start)", "delete"), ["edge-deploy"]);
+        assert.deepEqual(withAction(plan, "replace", "update", "update (stop and start)", "delete"), ["edge-dashboard", "edge-deploy"]);
     });
 
     it("backendCount 4 → 3: the fourth backend goes after the proxy stopped sending it new clients", async () => {
         const plan = await change({ config: { ...dev, backendCount: "4" } }, { config: dev });
         assert.deepEqual(withAction(plan, "delete"), [...backendParts(4), ...certificateParts("backend-4")].sort());
-        assert.deepEqual(withAction(plan, "replace", "update", "update (stop and start)", "create"), ["edge-deploy"]);
+        assert.deepEqual(withAction(plan, "replace", "update", "update (stop and start)", "create"), ["edge-dashboard", "edge-deploy"]);
     });
 
     it("a new image of the user's own: each backend deployed and gated in turn; no instance, no proxy change", async () => {
@@ -132,7 +134,16 @@ describe("the change matrix: what `pulumi up` does after each change", () => {
     it("a replaced or lost proxy VM: the address moves to the new one and it is deployed to; backends untouched", async () => {
         const plan = await change({ config: dev }, { config: dev, replaced: [instance("edge-proxy")] });
         // The instance and its address association, both named edge-proxy.
-        assert.deepEqual(touched(plan), ["replace edge-deploy", "replace edge-deploy-script", "replace edge-proxy", "replace edge-proxy"]);
+        assert.deepEqual(touched(plan), [
+            "replace edge-deploy",
+            "replace edge-deploy-script",
+            "replace edge-proxy",
+            "replace edge-proxy",
+            // The alarms and the dashboard follow the new instance ID.
+            "update edge-dashboard",
+            "update edge-proxy-instance-check",
+            "update edge-proxy-system-check",
+        ]);
     });
 
     it("a new proxy host key: the VM is replaced (user data), and each backend deploy runs again through it (a TLS reload, no restart)", async () => {
@@ -140,9 +151,16 @@ describe("the change matrix: what `pulumi up` does after each change", () => {
         assert.deepEqual(withAction(plan, "replace"), ["edge-deploy", "edge-deploy-script", "edge-proxy", "edge-proxy", "edge-proxy-host"]);
         assert.deepEqual(
             withAction(plan, "update"),
-            [1, 2, 3]
-                .flatMap((n) => [`backends-backend-${n}-deploy`, `backends-backend-${n}-health`, `backends-backend-${n}-script`])
-                .sort(),
+            [
+                ...[1, 2, 3].flatMap((n) => [
+                    `backends-backend-${n}-deploy`,
+                    `backends-backend-${n}-health`,
+                    `backends-backend-${n}-script`,
+                ]),
+                "edge-dashboard",
+                "edge-proxy-instance-check",
+                "edge-proxy-system-check",
+            ].sort(),
         );
     });
 

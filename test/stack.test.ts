@@ -285,13 +285,67 @@ describe("the AWS stack under mocks, default dev config", async () => {
             assert.ok(deploy.dependencies.includes(urn(`backends-${name}-health`)), name);
     });
 
+    it("raises an alarm when any instance fails its status checks, to one topic; the host check also recovers the instance", async () => {
+        const alarms = ofType(resources, "aws:cloudwatch/metricAlarm:MetricAlarm");
+        const topic = `arn:aws:sns:eu-west-1:123456789012:edge-alarms`;
+        const roles = ["proxy", "backend-1", "backend-2", "backend-3"];
+        assert.deepEqual(
+            alarms.map((a) => a.inputs.name).sort(),
+            roles.flatMap((r) => [`wss-edge-dev-${r}-instance-check`, `wss-edge-dev-${r}-system-check`]).sort(),
+        );
+        for (const alarm of alarms) {
+            assert.equal(alarm.inputs.namespace, "AWS/EC2");
+            assert.match(alarm.inputs.metricName, /^StatusCheckFailed_(Instance|System)$/);
+            assert.deepEqual(
+                [alarm.inputs.statistic, alarm.inputs.period, alarm.inputs.evaluationPeriods, alarm.inputs.threshold],
+                ["Maximum", 60, 2, 1],
+            );
+            assert.equal(alarm.inputs.comparisonOperator, "GreaterThanOrEqualToThreshold");
+            assert.equal(alarm.inputs.treatMissingData, "breaching", "a VM that stops reporting is not healthy");
+            assert.deepEqual(alarm.inputs.okActions, [topic]);
+            const recover = alarm.inputs.metricName === "StatusCheckFailed_System" ? ["arn:aws:automate:eu-west-1:ec2:recover"] : [];
+            assert.deepEqual(alarm.inputs.alarmActions, [topic, ...recover], alarm.inputs.name);
+        }
+        const instanceIds = Object.fromEntries(instances(resources).map((i) => [i.name, `${i.name}-id`]));
+        assert.equal(named(resources, "edge-proxy-instance-check").inputs.dimensions.InstanceId, instanceIds["edge-proxy"]);
+        assert.equal(named(resources, "edge-backend-2-system-check").inputs.dimensions.InstanceId, instanceIds["backends-backend-2"]);
+        assert.equal(ofType(resources, "aws:sns/topicSubscription:TopicSubscription").length, 0, "no subscriber unless alarmEmail is set");
+    });
+
+    it("keeps a dashboard of every instance's status checks, CPU and network, and exports its URL", () => {
+        const [dashboard] = ofType(resources, "aws:cloudwatch/dashboard:Dashboard");
+        const body = JSON.parse(dashboard.inputs.dashboardBody);
+        assert.deepEqual(
+            body.widgets.map((w: any) => w.properties.metrics[0][1]),
+            ["StatusCheckFailed", "CPUUtilization", "NetworkIn", "NetworkOut"],
+        );
+        for (const widget of body.widgets) {
+            assert.deepEqual(
+                widget.properties.metrics.map((m: any) => m[4].label),
+                ["proxy", "backend-1", "backend-2", "backend-3"],
+            );
+        }
+        assert.equal(
+            outputs.dashboardUrl,
+            "https://eu-west-1.console.aws.amazon.com/cloudwatch/home?region=eu-west-1#dashboards:name=wss-edge-dev",
+        );
+    });
+
     it("exports the endpoint, health URL, addresses, CA and rendered config, none of them secret", async () => {
         assert.equal(outputs.endpoint, `wss://${mockEdgeIp}/`);
         assert.equal(outputs.healthUrl, `https://${mockEdgeIp}/healthz`);
         assert.equal(outputs.proxyPublicIp, mockEdgeIp);
         assert.deepEqual(outputs.backendPrivateIps, mockBackendIps.slice(0, 3));
         assert.match(String(outputs.caCertificatePem), /^-----BEGIN CERTIFICATE-----/);
-        for (const name of ["endpoint", "healthUrl", "proxyPublicIp", "backendPrivateIps", "caCertificatePem", "nginxConfig"]) {
+        for (const name of [
+            "endpoint",
+            "healthUrl",
+            "proxyPublicIp",
+            "backendPrivateIps",
+            "caCertificatePem",
+            "nginxConfig",
+            "dashboardUrl",
+        ]) {
             assert.equal(await secretness(run.exports[name]), false, name);
         }
     });
@@ -334,6 +388,15 @@ describe("the AWS stack under mocks, other configs", () => {
         const after = named((await runEdgeProgram({ ...devConfig, idleTimeoutSeconds: "900" })).resources, "edge-deploy").inputs.triggers;
         assert.notEqual(after[0], before[0]);
         assert.equal(after[2], before[2]);
+    });
+
+    it("subscribes alarmEmail to the alarms' topic", async () => {
+        const { resources } = await runEdgeProgram({ ...devConfig, alarmEmail: "ops@example.com" });
+        const [subscription] = ofType(resources, "aws:sns/topicSubscription:TopicSubscription");
+        assert.deepEqual(
+            [subscription.inputs.protocol, subscription.inputs.endpoint, subscription.inputs.topic],
+            ["email", "ops@example.com", "arn:aws:sns:eu-west-1:123456789012:edge-alarms"],
+        );
     });
 
     it("renders each affinity mode and the origin policy into the config it deploys", async () => {

@@ -204,6 +204,8 @@ function mockState(
         case "aws:iam/role:Role":
         case "aws:iam/instanceProfile:InstanceProfile":
             return { arn: `arn:aws:iam::123456789012:role/${name}`, name };
+        case "aws:sns/topic:Topic":
+            return { arn: `arn:aws:sns:eu-west-1:123456789012:${name}` };
         case "aws:ec2/keyPair:KeyPair":
             return { keyName: name };
         default:

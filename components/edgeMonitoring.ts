@@ -1,0 +1,124 @@
+import * as aws from "@pulumi/aws";
+import * as pulumi from "@pulumi/pulumi";
+
+export interface MonitoredInstance {
+    /** What the alarm names it: "proxy", "backend-1"… */
+    readonly role: string;
+    readonly instance: aws.ec2.Instance;
+}
+
+export interface EdgeMonitoringArgs {
+    readonly instances: readonly MonitoredInstance[];
+    /** Who is told when an alarm fires or clears; without it, the topic has no subscriber yet. */
+    readonly alarmEmail?: string;
+}
+
+/** An instance whose status checks fail this many minutes in a row raises its alarm. */
+const failedMinutes = 2;
+
+/**
+ * Alarms and a dashboard for the edge's instances. Each instance has two alarms on EC2's status
+ * checks, both sent to one SNS topic: the instance check (the VM itself: kernel, memory, disk,
+ * network config) and the system check (the host under it), whose alarm also has EC2 recover the
+ * instance onto healthy hardware, keeping its ID, addresses and disk, so the edge comes back without
+ * a `pulumi up`. Missing data counts as failing: a VM that stopped reporting is not healthy.
+ */
+export class EdgeMonitoring extends pulumi.ComponentResource {
+    readonly topic: aws.sns.Topic;
+    readonly alarms: aws.cloudwatch.MetricAlarm[];
+    readonly dashboard: aws.cloudwatch.Dashboard;
+    /** Where a person opens the dashboard in the AWS console. */
+    readonly dashboardUrl: pulumi.Output<string>;
+
+    constructor(name: string, args: EdgeMonitoringArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("wss-edge:monitoring:EdgeMonitoring", name, {}, opts);
+        const region = aws.config.region ?? "us-east-1";
+        const prefix = `${pulumi.getProject()}-${pulumi.getStack()}`;
+
+        this.topic = new aws.sns.Topic(`${name}-alarms`, { displayName: `${prefix} alarms` }, { parent: this });
+        if (args.alarmEmail) {
+            new aws.sns.TopicSubscription(
+                `${name}-alarms-email`,
+                { topic: this.topic.arn, protocol: "email", endpoint: args.alarmEmail },
+                { parent: this },
+            );
+        }
+
+        this.alarms = args.instances.flatMap(({ role, instance }) => {
+            const common = {
+                namespace: "AWS/EC2",
+                dimensions: { InstanceId: instance.id },
+                statistic: "Maximum",
+                period: 60,
+                evaluationPeriods: failedMinutes,
+                threshold: 1,
+                comparisonOperator: "GreaterThanOrEqualToThreshold",
+                treatMissingData: "breaching",
+                okActions: [this.topic.arn],
+            };
+            return [
+                new aws.cloudwatch.MetricAlarm(
+                    `${name}-${role}-instance-check`,
+                    {
+                        ...common,
+                        name: `${prefix}-${role}-instance-check`,
+                        alarmDescription: `${role}: the VM fails EC2's instance status check (kernel, memory, disk or network inside it)`,
+                        metricName: "StatusCheckFailed_Instance",
+                        alarmActions: [this.topic.arn],
+                    },
+                    { parent: this },
+                ),
+                new aws.cloudwatch.MetricAlarm(
+                    `${name}-${role}-system-check`,
+                    {
+                        ...common,
+                        name: `${prefix}-${role}-system-check`,
+                        alarmDescription: `${role}: the host under the VM fails EC2's system status check; EC2 recovers the instance`,
+                        metricName: "StatusCheckFailed_System",
+                        alarmActions: [this.topic.arn, `arn:aws:automate:${region}:ec2:recover`],
+                    },
+                    { parent: this },
+                ),
+            ];
+        });
+
+        const instanceIds = pulumi.all(args.instances.map(({ role, instance }) => instance.id.apply((id) => ({ role, id }))));
+        this.dashboard = new aws.cloudwatch.Dashboard(
+            `${name}-dashboard`,
+            {
+                dashboardName: prefix,
+                dashboardBody: instanceIds.apply((ids) => JSON.stringify(dashboardBody(region, ids))),
+            },
+            { parent: this },
+        );
+        this.dashboardUrl = pulumi.interpolate`https://${region}.console.aws.amazon.com/cloudwatch/home?region=${region}#dashboards:name=${this.dashboard.dashboardName}`;
+
+        this.registerOutputs({ topicArn: this.topic.arn, dashboardUrl: this.dashboardUrl });
+    }
+}
+
+/** Status checks, CPU and network of every instance, a graph each. */
+function dashboardBody(region: string, instances: readonly { role: string; id: string }[]) {
+    const graph = (title: string, metric: string, stat: string, x: number, y: number) => ({
+        type: "metric",
+        x,
+        y,
+        width: 12,
+        height: 6,
+        properties: {
+            title,
+            region,
+            stat,
+            period: 60,
+            metrics: instances.map(({ role, id }) => ["AWS/EC2", metric, "InstanceId", id, { label: role }]),
+        },
+    });
+    return {
+        widgets: [
+            graph("Status check failed (1 = failing)", "StatusCheckFailed", "Maximum", 0, 0),
+            graph("CPU utilization (%)", "CPUUtilization", "Average", 12, 0),
+            graph("Network in (bytes)", "NetworkIn", "Sum", 0, 6),
+            graph("Network out (bytes)", "NetworkOut", "Sum", 12, 6),
+        ],
+    };
+}
