@@ -11,12 +11,16 @@
 //   MAX_PAYLOAD_BYTES       largest message accepted; larger ones close the socket with 1009 (default 16 MiB)
 //   TLS_SESSION_SECONDS     how long a TLS session may be resumed, and how often the key that encrypts
 //                           session tickets is replaced (default 300)
+//   METRICS_HOST, METRICS_PORT  where Prometheus metrics are served over plain HTTP, apart from the
+//                           WebSocket port (default 127.0.0.1:9464; METRICS_PORT=0 turns them off)
 import { createHash, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { createServer as createHttpServer } from "node:http";
 import { createServer } from "node:https";
 import { hostname } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
 import { WebSocketServer } from "ws";
 
 const config = {
@@ -27,6 +31,33 @@ const config = {
     pingIntervalSeconds: integerFromEnv("PING_INTERVAL_SECONDS", 30, 0, 3600),
     maxPayloadBytes: integerFromEnv("MAX_PAYLOAD_BYTES", 16 * 1024 * 1024, 1, 1024 * 1024 * 1024),
     tlsSessionSeconds: integerFromEnv("TLS_SESSION_SECONDS", 300, 1, 86400),
+    metricsHost: process.env.METRICS_HOST || "127.0.0.1",
+    metricsPort: integerFromEnv("METRICS_PORT", 9464, 0, 65535),
+};
+
+// What an operator asks of a backend: how many sockets it holds, how many it took and how (TLS
+// resumed or not), the messages in and out, and how sockets ended.
+const metrics = new Registry();
+collectDefaultMetrics({ register: metrics });
+const counters = {
+    connections: new Counter({
+        name: "wss_backend_connections_total",
+        help: "WebSockets accepted, by whether the edge resumed its TLS session",
+        labelNames: ["tls_resumed"],
+        registers: [metrics],
+    }),
+    received: new Counter({ name: "wss_backend_messages_received_total", help: "Messages received from clients", registers: [metrics] }),
+    sent: new Counter({
+        name: "wss_backend_messages_sent_total",
+        help: "Messages sent to clients (hello and echoes)",
+        registers: [metrics],
+    }),
+    closes: new Counter({
+        name: "wss_backend_closes_total",
+        help: "WebSockets closed, by close code",
+        labelNames: ["code"],
+        registers: [metrics],
+    }),
 };
 
 /** Headers the edge sets and the hello reports back, so a client can see what the backend saw. */
@@ -81,6 +112,14 @@ const ticketKeyRotation = setInterval(() => server.setTicketKeys(randomBytes(48)
 ticketKeyRotation.unref();
 
 const sockets = new WebSocketServer({ server, maxPayload: config.maxPayloadBytes });
+new Gauge({
+    name: "wss_backend_open_sockets",
+    help: "WebSockets open now",
+    registers: [metrics],
+    collect() {
+        this.set(sockets.clients.size);
+    },
+});
 
 server.on("request", (request, response) => {
     if (request.method === "GET" && (request.url === "/" || request.url.startsWith("/?"))) {
@@ -98,10 +137,17 @@ server.on("request", (request, response) => {
 sockets.on("connection", (socket, request) => {
     socket.isAlive = true;
     socket.on("pong", () => (socket.isAlive = true));
-    socket.on("message", (data, isBinary) => socket.send(data, { binary: isBinary }));
+    socket.on("message", (data, isBinary) => {
+        counters.received.inc();
+        counters.sent.inc();
+        socket.send(data, { binary: isBinary });
+    });
+    socket.on("close", (code) => counters.closes.inc({ code: String(code) }));
     socket.on("error", () => socket.terminate());
     const headers = Object.fromEntries(reportedHeaders.filter((h) => h in request.headers).map((h) => [h, request.headers[h]]));
     const tls = { protocol: request.socket.getProtocol(), resumed: request.socket.isSessionReused() };
+    counters.connections.inc({ tls_resumed: String(tls.resumed) });
+    counters.sent.inc();
     socket.send(
         JSON.stringify({
             type: "hello",
@@ -128,6 +174,28 @@ if (config.pingIntervalSeconds > 0) {
     timer.unref();
 }
 
+// Metrics on a port of their own, plain HTTP: never on the WebSocket port the edge proxies to.
+const metricsServer = createHttpServer(async (request, response) => {
+    if (request.url !== "/metrics") {
+        response.writeHead(404).end();
+        return;
+    }
+    response.writeHead(200, { "content-type": metrics.contentType });
+    response.end(await metrics.metrics());
+});
+if (config.metricsPort > 0) {
+    metricsServer.listen(config.metricsPort, config.metricsHost, () => {
+        console.log(
+            JSON.stringify({
+                event: "metrics-listening",
+                backend: config.name,
+                host: config.metricsHost,
+                port: metricsServer.address().port,
+            }),
+        );
+    });
+}
+
 server.listen(config.port, config.host, () => {
     const { port } = server.address();
     console.log(JSON.stringify({ event: "listening", backend: config.name, host: config.host, port }));
@@ -141,6 +209,7 @@ for (const signal of ["SIGTERM", "SIGINT"]) {
         // 1001 "going away": clients know to reconnect, and the edge sends them elsewhere.
         for (const socket of sockets.clients) socket.close(1001, "backend shutting down");
         server.close();
+        metricsServer.close();
         const deadline = setTimeout(() => process.exit(0), 5000);
         deadline.unref();
         const poll = setInterval(() => {

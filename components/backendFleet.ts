@@ -209,6 +209,7 @@ export class BackendFleet extends pulumi.ComponentResource {
                         `BACKEND_NAME=${cert.name}`,
                         `PORT=${args.port}`,
                         `PING_INTERVAL_SECONDS=${args.pingIntervalSeconds}`,
+                        `METRICS_PORT=${backendHost.metricsPort}`,
                         "",
                     ].join("\n"),
                 );

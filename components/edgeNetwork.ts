@@ -1,6 +1,8 @@
 import { isIPv6 } from "node:net";
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
+import { backendHost } from "../host/backendHost";
+import { proxyHost } from "../host/proxyHost";
 
 export interface EdgeNetworkArgs {
     /** Who may connect on 443 (and on 80 when `httpRedirect`). */
@@ -61,6 +63,13 @@ export class EdgeNetwork extends pulumi.ComponentResource {
                         toPort: 22,
                         ...splitCidrs(args.adminCidrs),
                     },
+                    {
+                        description: "NGINX's metrics, to the stack's own proxies",
+                        protocol: "tcp",
+                        fromPort: proxyHost.exporterPort,
+                        toPort: proxyHost.exporterPort,
+                        self: true,
+                    },
                 ],
                 egress: [allEgress("Backends, package mirrors")],
             },
@@ -77,6 +86,13 @@ export class EdgeNetwork extends pulumi.ComponentResource {
                         protocol: "tcp",
                         fromPort: args.backendPort,
                         toPort: args.backendPort,
+                        securityGroups: [this.proxySecurityGroup.id],
+                    },
+                    {
+                        description: "The app's metrics, to the edge proxy",
+                        protocol: "tcp",
+                        fromPort: backendHost.metricsPort,
+                        toPort: backendHost.metricsPort,
                         securityGroups: [this.proxySecurityGroup.id],
                     },
                     {

@@ -5,7 +5,7 @@
 #
 # The bundle has the edge release's format (deploy/deployBundle.ts): one line per file,
 # "<relative path> <base64 content>". Files: tls/server.crt, tls/server.key, tls/client-ca.crt,
-# and backend.env (IMAGE, REGISTRY, BACKEND_NAME, PORT, PING_INTERVAL_SECONDS).
+# and backend.env (IMAGE, REGISTRY, BACKEND_NAME, PORT, PING_INTERVAL_SECONDS, METRICS_PORT).
 #
 # What it does depends on what changed since the last release:
 #   - only certificates: the files are swapped in and the app is sent SIGHUP; it loads them for
@@ -92,9 +92,13 @@ if "$docker" inspect "$container" >/dev/null 2>&1; then
     "$docker" rm "$container" >/dev/null
 fi
 env_args=()
-for key in BACKEND_NAME PORT PING_INTERVAL_SECONDS; do env_args+=(-e "$key=$(setting "$key")"); done
+for key in BACKEND_NAME PORT PING_INTERVAL_SECONDS METRICS_PORT; do env_args+=(-e "$key=$(setting "$key")"); done
+metrics=$(setting METRICS_PORT)
+[[ "$metrics" =~ ^[0-9]+$ ]] || fail "backend.env: METRICS_PORT '$metrics' is not a port"
+# The metrics listen on all of the container's addresses; the security group admits the proxy's only.
 "$docker" run -d --name "$container" --restart=always --stop-timeout 10 \
-    -p "$port:$port" "${env_args[@]}" -v "$root/tls:/etc/wss-backend/tls:ro" "$image" >/dev/null
+    -p "$port:$port" -p "$metrics:$metrics" -e METRICS_HOST=0.0.0.0 "${env_args[@]}" \
+    -v "$root/tls:/etc/wss-backend/tls:ro" "$image" >/dev/null
 mv -f "$stage/backend.env" "$root/backend.env"
 
 for _ in $(seq 1 60); do

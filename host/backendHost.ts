@@ -12,6 +12,8 @@ export const backendHost = {
     root: "/etc/wss-backend",
     /** Where CopyToRemote puts the backend deploy script. */
     deployScriptPath: "/home/ec2-user/wss-edge/deploy-backend.sh",
+    /** The app's Prometheus metrics; the security group admits the proxy's only. */
+    metricsPort: 9464,
 } as const;
 
 /** Repository-relative paths of the scripts the backends' deploy runs (Pulumi's working directory is the project root). */

@@ -12,6 +12,10 @@ export const proxyHost = {
     /** Where CopyToRemote puts the deploy script. */
     deployScriptPath: "/home/admin/wss-edge/deploy-edge-config.sh",
     systemdUnit: "nginx",
+    /** NGINX's stub_status, on loopback, read by the metrics exporter. */
+    statusPort: 8081,
+    /** Where Debian's prometheus-nginx-exporter serves NGINX's metrics. */
+    exporterPort: 9113,
     /** Descriptors for NGINX's master and workers (systemd's LimitNOFILE and worker_rlimit_nofile). */
     fileLimit: 140000,
 } as const;
@@ -31,8 +35,14 @@ export const proxyFirstBootScript = `#!/bin/bash
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
-apt-get install -y -q nginx-light curl
+apt-get install -y -q nginx-light curl prometheus-nginx-exporter
 systemctl disable --now nginx
+# NGINX's metrics: stub_status on loopback (the deploy's config), exported on ${proxyHost.exporterPort} to the
+# stack's own security groups only. It waits for the first deploy to start NGINX.
+cat > /etc/default/prometheus-nginx-exporter <<'EXPORTER'
+ARGS="-nginx.scrape-uri=http://127.0.0.1:${proxyHost.statusPort}/stub_status -web.listen-address=:${proxyHost.exporterPort} -nginx.retries=1000 -nginx.retry-interval=5s"
+EXPORTER
+systemctl restart prometheus-nginx-exporter
 install -d -m 0700 ${proxyHost.releaseRoot}
 install -d /etc/systemd/system/nginx.service.d
 cat > /etc/systemd/system/nginx.service.d/wss-edge.conf <<'UNIT'

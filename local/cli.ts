@@ -156,14 +156,15 @@ async function runInForeground({ stateDir, port, settings }: Invocation): Promis
 
     stack = await LocalStack.start({ stateDir, edgePort: port, settings });
     printOutputs(stack);
-    console.log("\nCtrl-C stops the stack. Live sockets per backend:");
+    console.log("\nCtrl-C stops the stack. Live, from the metrics: NGINX's client connections, sockets per backend:");
     const live = stack;
     let last = "";
     status = setInterval(async () => {
-        const counts = await live.backendSocketCounts();
-        const line = Object.entries(counts)
-            .map(([name, n]) => `${name} ${n === undefined ? "DOWN" : n}`)
-            .join("  │  ");
+        const { nginxActive, backends } = await live.metricsSnapshot();
+        const line = [
+            `nginx ${nginxActive === undefined ? "DOWN" : nginxActive}`,
+            ...Object.entries(backends).map(([name, n]) => `${name} ${n === undefined ? "DOWN" : n}`),
+        ].join("  │  ");
         if (stopping) return;
         // On a terminal the line updates in place; into a file or a pipe, it is written when it changes.
         if (process.stdout.isTTY) process.stdout.write(`\r\x1b[K${line}`);
@@ -187,6 +188,7 @@ function printOutputs(stack: LocalStack): void {
     console.log(`healthUrl         ${o.healthUrl}`);
     console.log(`caCertificatePem  ${o.caCertificatePem}`);
     for (const b of o.backends) console.log(`backend           ${b.name} at ${b.address} (pid ${b.pid})`);
+    for (const m of o.metrics) console.log(`metrics           ${m.name} ${m.url}`);
     console.log(`outputs           ${join(stack.stateDir, "outputs.json")}`);
     console.log(`\ntry: npm run smoke -- ${o.endpoint} --ca ${o.caCertificatePem}`);
 }

@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { X509Certificate } from "node:crypto";
 import { closeSync, existsSync, openSync, readFileSync } from "node:fs";
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { get as httpGet } from "node:http";
 import { join, resolve } from "node:path";
 import { encodeDeployBundle, releaseFiles } from "../deploy/deployBundle";
 import { healthGateTimeoutSeconds } from "../host/backendHost";
@@ -47,11 +48,16 @@ export interface LocalStackOutputs {
     readonly caCertificatePem: string;
     readonly backends: readonly { readonly name: string; readonly address: string; readonly pid: number; readonly entry: string }[];
     readonly nginxPidFile: string;
+    /** Prometheus metrics: NGINX's (through its exporter) and each backend's, on loopback. */
+    readonly metrics: readonly { readonly name: string; readonly url: string }[];
+    readonly exporterPid: number;
 }
 
 interface RunningBackend {
     readonly name: string;
     readonly port: number;
+    /** Where its Prometheus metrics are served, on loopback. */
+    readonly metricsPort: number;
     /** The app's entry point (backend/server.mjs unless a replacement rolled another version in). */
     readonly entry: string;
     process: ChildProcess | undefined;
@@ -73,6 +79,11 @@ export class LocalStack {
     /** Held from the first step of a start until stop: nothing of another stack is ever touched. */
     private lock: StateLock | undefined;
     private nginxBinary = "nginx";
+    private exporterBinary = "prometheus-nginx-exporter";
+    private exporter: ChildProcess | undefined;
+    /** NGINX's stub_status (loopback) and the exporter's metrics port. */
+    private statusPort = 0;
+    private exporterPort = 0;
 
     private constructor(private readonly options: LocalStackOptions) {
         this.workerProcesses = options.workerProcesses ?? 2;
@@ -119,6 +130,11 @@ export class LocalStack {
             caCertificatePem: this.pki.caCertificatePath,
             backends: this.backends.map((b) => ({ name: b.name, address: `${this.bindAddress}:${b.port}`, pid: b.pid, entry: b.entry })),
             nginxPidFile: this.nginxPidFile,
+            metrics: [
+                { name: "nginx", url: `http://127.0.0.1:${this.exporterPort}/metrics` },
+                ...this.backends.map((b) => ({ name: b.name, url: `http://127.0.0.1:${b.metricsPort}/metrics` })),
+            ],
+            exporterPid: this.exporter?.pid ?? 0,
         };
     }
     get edgeAddress(): { host: string; port: number } {
@@ -136,12 +152,15 @@ export class LocalStack {
         }
         this.nginxBinary = requireBinary(this.options.nginx ?? "nginx", "NGINX", "nginx-light");
         requireBinary("openssl", "openssl", "openssl");
+        this.exporterBinary = requireBinary("prometheus-nginx-exporter", "NGINX's metrics exporter", "prometheus-nginx-exporter");
         this.settings = validateEdgeSettings(this.options.settings ?? {}, "local");
 
         await mkdir(this.stateDir, { recursive: true, mode: 0o700 });
         this.lock = StateLock.acquire(this.stateDir);
         this.edgePort = this.options.edgePort || (await freePort(this.bindAddress));
         await assertPortFree(this.bindAddress, this.edgePort, "edge");
+        this.statusPort = await freePort("127.0.0.1");
+        this.exporterPort = await freePort("127.0.0.1");
 
         await mkdir(join(this.edgeRoot, "run", "tmp"), { recursive: true, mode: 0o700 });
         await mkdir(join(this.edgeRoot, "logs"), { recursive: true });
@@ -151,7 +170,40 @@ export class LocalStack {
         await Promise.all(this.backends.map((b) => this.waitForBackend(b)));
         await this.deploy();
         await this.waitForEdge();
+        await this.startExporter();
         await this.writeState();
+    }
+
+    /**
+     * Debian's prometheus-nginx-exporter, reading NGINX's stub_status (loopback), serving
+     * Prometheus metrics on loopback: what the proxy VM runs beside NGINX.
+     */
+    private async startExporter(): Promise<void> {
+        const log = openSync(join(this.edgeRoot, "logs", "exporter.log"), "a");
+        const args = [
+            `-nginx.scrape-uri=http://127.0.0.1:${this.statusPort}/stub_status`,
+            `-web.listen-address=127.0.0.1:${this.exporterPort}`,
+        ];
+        this.exporter = spawn(this.exporterBinary, args, { stdio: ["ignore", log, log], detached: true });
+        closeSync(log);
+        await waitUntil(
+            10000,
+            async () => /^nginx_up 1$/m.test((await httpGetText(`http://127.0.0.1:${this.exporterPort}/metrics`)) ?? ""),
+            "local stack: NGINX's metrics exporter did not report NGINX up",
+        );
+    }
+
+    /** Sockets each backend and NGINX hold now, read from their Prometheus metrics (undefined when down). */
+    async metricsSnapshot(): Promise<{ readonly nginxActive?: number; readonly backends: Record<string, number | undefined> }> {
+        const value = (text: string | undefined, metric: string) => {
+            const match = text === undefined ? null : new RegExp(`^${metric} (\\S+)$`, "m").exec(text);
+            return match ? Number(match[1]) : undefined;
+        };
+        const [nginx, ...backends] = await Promise.all(this.outputs.metrics.map((m) => httpGetText(m.url)));
+        return {
+            nginxActive: value(nginx, "nginx_connections_active"),
+            backends: Object.fromEntries(this.backends.map((b, i) => [b.name, value(backends[i], "wss_backend_open_sockets")])),
+        };
     }
 
     private async issuePki(backendCount: number, renew: readonly string[] = []): Promise<void> {
@@ -179,7 +231,14 @@ export class LocalStack {
         if (this.pki.backendCertificates.length <= index) await this.issuePki(index + 1);
         const name = this.pki.backendCertificates[index].name;
         const port = await freePort(this.bindAddress);
-        const backend: RunningBackend = { name, port, entry: backendEntry, process: undefined, pid: 0 };
+        const backend: RunningBackend = {
+            name,
+            port,
+            metricsPort: await freePort("127.0.0.1"),
+            entry: backendEntry,
+            process: undefined,
+            pid: 0,
+        };
         this.backends.push(backend);
         await this.launchBackend(backend);
         return name;
@@ -220,6 +279,8 @@ export class LocalStack {
                 PORT: String(backend.port),
                 TLS_DIR: tlsDir,
                 PING_INTERVAL_SECONDS: String(pings),
+                METRICS_HOST: "127.0.0.1",
+                METRICS_PORT: String(backend.metricsPort),
             },
             stdio: ["ignore", log, log],
             // Its own process group: a Ctrl-C in the terminal reaches the stack, which then
@@ -238,6 +299,7 @@ export class LocalStack {
     renderConfig(upstreams: readonly UpstreamServer[] = this.backends.map((b) => ({ address: this.bindAddress, port: b.port }))): string {
         const host: EdgeHostProfile = {
             listen: { port: this.edgePort, address: this.bindAddress, ipv6: false },
+            statusListen: { address: "127.0.0.1", port: this.statusPort },
             workers: { processes: this.workerProcesses, ...localWorkerLimits() },
             paths: {
                 pidFile: this.nginxPidFile,
@@ -341,7 +403,14 @@ export class LocalStack {
         const predecessor = this.backends[index];
         await this.issuePki(this.pki.backendCertificates.length, [name]);
         const entry = options.entry ? resolve(options.entry) : predecessor.entry;
-        const successor: RunningBackend = { name, port: await freePort(this.bindAddress), entry, process: undefined, pid: 0 };
+        const successor: RunningBackend = {
+            name,
+            port: await freePort(this.bindAddress),
+            metricsPort: await freePort("127.0.0.1"),
+            entry,
+            process: undefined,
+            pid: 0,
+        };
         await this.launchBackend(successor);
         try {
             await this.healthGate(successor);
@@ -448,6 +517,7 @@ export class LocalStack {
         const master = this.nginxMasterPid();
         if (master !== undefined) await stopNginx(master);
         await Promise.all(this.backends.map((b) => (b.process ? terminate(b.process, "SIGTERM") : undefined)));
+        if (this.exporter) await terminate(this.exporter, "SIGTERM");
         this.lock.release();
     }
 
@@ -455,7 +525,11 @@ export class LocalStack {
     private async writeState(): Promise<void> {
         await writeFile(join(this.stateDir, "outputs.json"), `${JSON.stringify(this.outputs, null, 2)}\n`);
         const master = this.nginxMasterPid();
-        this.lock?.record({ pids: [process.pid, ...(master ? [master] : []), ...this.backends.map((b) => b.pid)], port: this.edgePort });
+        const exporter = this.exporter?.pid ? [this.exporter.pid] : [];
+        this.lock?.record({
+            pids: [process.pid, ...(master ? [master] : []), ...this.backends.map((b) => b.pid), ...exporter],
+            port: this.edgePort,
+        });
     }
 }
 
@@ -480,6 +554,10 @@ export async function stopDetachedStack(stateDir: string): Promise<string[]> {
         if (isAlive(master) && commandLine(master).startsWith("nginx: master process")) {
             await stopNginx(master);
             stopped.push(`nginx (pid ${master})`);
+        }
+        if (isAlive(outputs.exporterPid) && commandLine(outputs.exporterPid).includes("prometheus-nginx-exporter")) {
+            await terminatePid(outputs.exporterPid, "SIGTERM");
+            stopped.push(`prometheus-nginx-exporter (pid ${outputs.exporterPid})`);
         }
         for (const backend of outputs.backends) {
             if (isAlive(backend.pid) && commandLine(backend.pid).includes(backend.entry ?? backendEntry)) {
@@ -521,4 +599,17 @@ function tail(path: string, lines = 20): string {
     } catch {
         return "(no log)";
     }
+}
+
+/** A plain-HTTP GET's body (metrics on loopback); undefined when nothing answers. */
+function httpGetText(url: string): Promise<string | undefined> {
+    return new Promise((done) => {
+        const request = httpGet(url, { timeout: 2000 }, (response) => {
+            let body = "";
+            response.on("data", (d) => (body += d));
+            response.on("end", () => done(response.statusCode === 200 ? body : undefined));
+        });
+        request.on("error", () => done(undefined));
+        request.on("timeout", () => request.destroy());
+    });
 }

@@ -1,4 +1,4 @@
-import { systemFileLimit } from "../host/proxyHost";
+import { proxyHost, systemFileLimit } from "../host/proxyHost";
 import { edgeTlsFiles } from "../pki/certificateLayout";
 import { backendServerName } from "../pki/pkiSpec";
 import { isIpLiteral } from "../settings/addresses";
@@ -9,6 +9,8 @@ import { tlsPolicies } from "./tlsPolicy";
 /** What differs between the machines the edge runs on: ports, process limits, file places. */
 export interface EdgeHostProfile {
     readonly listen: EdgeConfigSpec["listen"];
+    /** Where NGINX answers stub_status for the host's metrics exporter (loopback). */
+    readonly statusListen?: EdgeConfigSpec["statusListen"];
     /** Port of the HTTP-to-HTTPS redirect, where the host offers one. */
     readonly httpRedirectPort?: number;
     readonly workers: Omit<EdgeConfigSpec["workers"], "shutdownTimeoutSeconds">;
@@ -55,6 +57,7 @@ export function awsProxyHost(capacity: ProxyCapacity): EdgeHostProfile {
     return {
         listen: { port: 443, ipv6: true },
         httpRedirectPort: 80,
+        statusListen: { address: "127.0.0.1", port: proxyHost.statusPort },
         workers: { user: "www-data", processes: Math.max(1, capacity.vcpus), connections, fileLimit: connections + 1024 },
         maxSockets,
         paths: { pidFile: "/run/nginx.pid", errorLog: "/var/log/nginx/error.log", accessLog: "/var/log/nginx/access.log" },
@@ -76,6 +79,7 @@ export function edgeConfigSpec(
         rejectUnknownNames: serverNames.every((name) => !isIpLiteral(name)),
         listen: host.listen,
         httpRedirectPort: settings.httpRedirect ? host.httpRedirectPort : undefined,
+        statusListen: host.statusListen,
         tls: {
             policy: tlsPolicies[settings.tlsPolicy],
             certificate: edgeTlsFiles.certificate,

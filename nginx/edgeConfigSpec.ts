@@ -21,6 +21,8 @@ export interface EdgeConfigSpec {
     readonly rejectUnknownNames: boolean;
     /** Where the TLS listener binds. `address` omitted means all IPv4 (and IPv6 when `ipv6`). */
     readonly listen: { readonly port: number; readonly address?: string; readonly ipv6: boolean };
+    /** NGINX's stub_status, for the metrics exporter on the same host; omitted means none. */
+    readonly statusListen?: { readonly address: string; readonly port: number };
     /** Plain-HTTP listener that only redirects to HTTPS; omitted means none. */
     readonly httpRedirectPort?: number;
 

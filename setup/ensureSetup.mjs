@@ -21,6 +21,7 @@ const systemPackages =
               { binary: "openssl", pkg: "openssl", why: "issues the local PKI" },
               { binary: "flock", pkg: "util-linux", why: "the deploy script's lock" },
               { binary: "curl", pkg: "curl", why: "the backends' health gate" },
+              { binary: "prometheus-nginx-exporter", pkg: "prometheus-nginx-exporter", why: "NGINX's metrics" },
               ...(purpose === "test"
                   ? [
                         { binary: "sslscan", pkg: "sslscan", why: "the TLS audit test" },

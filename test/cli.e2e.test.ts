@@ -89,7 +89,7 @@ describe("npm start, the smoke client and Ctrl-C", async () => {
     });
 
     it("writes its status line without terminal escapes when its output is not a terminal", async () => {
-        await waitUntil(5000, () => /backend-1 \d+ {2}│/.test(start.output), "a status line");
+        await waitUntil(5000, () => /nginx \d+ {2}│ {2}backend-1 \d+ {2}│/.test(start.output), "a status line from the metrics");
         // biome-ignore lint/suspicious/noControlCharactersInRegex: an escape sequence is what must not be there.
         assert.doesNotMatch(start.output, /\x1b\[/);
     });

@@ -311,7 +311,7 @@ describe("idle sockets", async () => {
 /** backend/server.mjs on a free port of its own, with the certificates in `tlsDir`. */
 async function startLoneBackend(tlsDir: string, env: Record<string, string>): Promise<{ port: number; stop: () => Promise<void> }> {
     const child = spawn(process.execPath, [join(repositoryRoot, "backend", "server.mjs")], {
-        env: { ...process.env, ...env, BACKEND_NAME: "lone", HOST: "127.0.0.1", PORT: "0", TLS_DIR: tlsDir },
+        env: { ...process.env, ...env, BACKEND_NAME: "lone", HOST: "127.0.0.1", PORT: "0", TLS_DIR: tlsDir, METRICS_PORT: "0" },
         stdio: ["ignore", "pipe", "inherit"],
     });
     const stop = () => terminate(child, "SIGTERM");

@@ -215,6 +215,7 @@ const knownDirectives = new Set([
     "proxy_ssl_ciphers",
     "hash",
     "if",
+    "stub_status",
 ]);
 
 /** Structural check: balanced blocks, one directive per line ending in `;`, only known names. */

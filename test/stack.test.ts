@@ -61,7 +61,7 @@ describe("the AWS stack under mocks, default dev config", async () => {
         assert.deepEqual(subnets, ["subnet-a", "subnet-b", "subnet-c"]);
     });
 
-    it("admits exactly 443 from everywhere and SSH from the admin range on the proxy; no port 80 without the redirect", () => {
+    it("admits exactly 443 from everywhere, SSH from the admin range, and NGINX's metrics from its own group only on the proxy; no port 80 without the redirect", () => {
         const proxy = securityGroup(resources, "-proxy");
         assert.deepEqual(
             proxy.inputs.ingress.map((r: any) => ({
@@ -71,15 +71,17 @@ describe("the AWS stack under mocks, default dev config", async () => {
                 v4: r.cidrBlocks,
                 v6: r.ipv6CidrBlocks,
                 groups: r.securityGroups,
+                self: r.self,
             })),
             [
-                { port: 443, to: 443, protocol: "tcp", v4: ["0.0.0.0/0"], v6: ["::/0"], groups: undefined },
-                { port: 22, to: 22, protocol: "tcp", v4: ["203.0.113.0/24"], v6: [], groups: undefined },
+                { port: 443, to: 443, protocol: "tcp", v4: ["0.0.0.0/0"], v6: ["::/0"], groups: undefined, self: undefined },
+                { port: 22, to: 22, protocol: "tcp", v4: ["203.0.113.0/24"], v6: [], groups: undefined, self: undefined },
+                { port: 9113, to: 9113, protocol: "tcp", v4: undefined, v6: undefined, groups: undefined, self: true },
             ],
         );
     });
 
-    it("admits only the backend port and the deploy's SSH, only from the proxy's security group, on the backends", () => {
+    it("admits only the backend port, the app's metrics and the deploy's SSH, only from the proxy's security group, on the backends", () => {
         const backend = securityGroup(resources, "-backend");
         assert.deepEqual(
             backend.inputs.ingress.map((r: any) => ({
@@ -92,6 +94,7 @@ describe("the AWS stack under mocks, default dev config", async () => {
             })),
             [
                 { port: 8443, to: 8443, protocol: "tcp", groups: ["edge-proxy-id"], v4: undefined, v6: undefined },
+                { port: 9464, to: 9464, protocol: "tcp", groups: ["edge-proxy-id"], v4: undefined, v6: undefined },
                 { port: 22, to: 22, protocol: "tcp", groups: ["edge-proxy-id"], v4: undefined, v6: undefined },
             ],
         );
@@ -379,6 +382,7 @@ describe("the AWS stack under mocks, other configs", () => {
             [443, ["192.0.2.0/24"], ["2001:db8::/32"]],
             [80, ["192.0.2.0/24"], ["2001:db8::/32"]],
             [22, ["203.0.113.0/24"], []],
+            [9113, undefined, undefined],
         ]);
         assert.match(String(outputs.nginxConfig), /return 301 https:\/\/\$host\$request_uri;/);
     });

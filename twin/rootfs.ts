@@ -5,7 +5,7 @@
  */
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync } from "node:fs";
+import { closeSync, existsSync, openSync, rmSync, statSync } from "node:fs";
 import { mkdir, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -32,6 +32,7 @@ const packages = [
     "util-linux",
     "nginx-light",
     "curl",
+    "prometheus-nginx-exporter",
     // cloud-init's locale module sets en_US.UTF-8, as the cloud image has it.
     "locales",
 ];
@@ -83,24 +84,58 @@ export function rootfsPath(cacheDir = "/var/tmp/wss-edge-vm-twin"): string {
     return join(cacheDir, `${suite}-${key}`, "rootfs");
 }
 
-/** The cached tree, built first if this machine has none (a minute or two, about 550 MB). */
-export async function ensureRootfs(log: (line: string) => void = () => undefined, cacheDir?: string): Promise<string> {
+/** Builds under way in this process, by path: every twin booting at once waits for the same one. */
+const building = new Map<string, Promise<string>>();
+
+/** The cached tree, built first if this machine has none (a minute or two, about 400 MB). */
+export function ensureRootfs(log: (line: string) => void = () => undefined, cacheDir?: string): Promise<string> {
     const rootfs = rootfsPath(cacheDir);
-    if (existsSync(join(rootfs, ".wss-edge-twin-complete"))) return rootfs;
-    const building = `${rootfs}.building`;
-    await rm(building, { recursive: true, force: true });
-    await mkdir(building, { recursive: true });
-    log(`building the twin's root file system with debootstrap (${suite}, once per machine) into ${rootfs}`);
-    await run("debootstrap", ["--variant=minbase", `--include=${packages.join(",")}`, suite, building, mirror], {
-        maxBuffer: 64 * 1024 * 1024,
-    });
-    for (const [path, content] of Object.entries(cloudImageConfig)) {
-        await mkdir(join(building, path, ".."), { recursive: true });
-        await writeFile(join(building, path), content);
+    if (existsSync(join(rootfs, ".wss-edge-twin-complete"))) return Promise.resolve(rootfs);
+    let build = building.get(rootfs);
+    if (!build) {
+        build = buildRootfs(rootfs, log).finally(() => building.delete(rootfs));
+        building.set(rootfs, build);
     }
-    for (const step of imageSteps) await run("chroot", [building, "sh", "-c", step]);
-    await writeFile(join(building, ".wss-edge-twin-complete"), `${new Date().toISOString()}\n`);
-    await rm(rootfs, { recursive: true, force: true });
-    await rename(building, rootfs);
-    return rootfs;
+    return build;
+}
+
+/** One build per machine: another process's build is waited for (its lock file), not raced. */
+async function buildRootfs(rootfs: string, log: (line: string) => void): Promise<string> {
+    await mkdir(join(rootfs, ".."), { recursive: true });
+    const lock = `${rootfs}.lock`;
+    const deadline = Date.now() + 20 * 60 * 1000;
+    for (;;) {
+        try {
+            closeSync(openSync(lock, "wx"));
+            break;
+        } catch (error) {
+            if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+            // A lock older than any build is what a killed build left.
+            if (Date.now() - statSync(lock).mtimeMs > 20 * 60 * 1000) rmSync(lock, { force: true });
+            if (Date.now() > deadline) throw new Error(`vm twin: another build holds ${lock}`);
+            await new Promise((resolve) => setTimeout(resolve, 2000));
+        }
+        if (existsSync(join(rootfs, ".wss-edge-twin-complete"))) return rootfs;
+    }
+    try {
+        if (existsSync(join(rootfs, ".wss-edge-twin-complete"))) return rootfs;
+        const staging = `${rootfs}.building`;
+        await rm(staging, { recursive: true, force: true });
+        await mkdir(staging, { recursive: true });
+        log(`building the twin's root file system with debootstrap (${suite}, once per machine) into ${rootfs}`);
+        await run("debootstrap", ["--variant=minbase", `--include=${packages.join(",")}`, suite, staging, mirror], {
+            maxBuffer: 64 * 1024 * 1024,
+        });
+        for (const [path, content] of Object.entries(cloudImageConfig)) {
+            await mkdir(join(staging, path, ".."), { recursive: true });
+            await writeFile(join(staging, path), content);
+        }
+        for (const step of imageSteps) await run("chroot", [staging, "sh", "-c", step]);
+        await writeFile(join(staging, ".wss-edge-twin-complete"), `${new Date().toISOString()}\n`);
+        await rm(rootfs, { recursive: true, force: true });
+        await rename(staging, rootfs);
+        return rootfs;
+    } finally {
+        rmSync(lock, { force: true });
+    }
 }

@@ -26,6 +26,7 @@ export function servers(v: ValueGuard, spec: EdgeConfigSpec): string[] {
         ...locations(v, spec),
         "    }",
         ...httpRedirectServer(v, spec.httpRedirectPort, spec.listen.ipv6 && spec.listen.address === undefined, port),
+        ...statusServer(v, spec.statusListen),
     ];
 }
 
@@ -53,6 +54,26 @@ function unknownNameServer(spec: EdgeConfigSpec, address: string, port: number):
         "        return 421;",
         "    }",
         "",
+    ];
+}
+
+/** stub_status for the metrics exporter beside NGINX: on loopback only, nothing else there. */
+function statusServer(v: ValueGuard, status: EdgeConfigSpec["statusListen"]): string[] {
+    if (status === undefined) return [];
+    if (!/^127\./.test(status.address)) throw new RenderError("statusListen.address", status.address, "a loopback address (127.x.y.z)");
+    return [
+        "",
+        "    # Connection counts for the metrics exporter on this host; loopback only.",
+        "    server {",
+        `        listen ${v.address("statusListen.address", status.address)}:${v.port("statusListen.port", status.port)};`,
+        "        access_log off;",
+        "        location = /stub_status {",
+        "            stub_status;",
+        "        }",
+        "        location / {",
+        "            return 404;",
+        "        }",
+        "    }",
     ];
 }
 
