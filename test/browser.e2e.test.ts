@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import puppeteer, { type Browser } from "puppeteer-core";
+import type { LocalStack } from "../local/localStack";
 import { startTestEdge } from "./support/localEdge";
 
 const chromium = "/usr/bin/chromium";
@@ -16,6 +17,21 @@ const chromium = "/usr/bin/chromium";
 function spkiHash(certificatePem: string): string {
     const der = new X509Certificate(certificatePem).publicKey.export({ type: "spki", format: "der" });
     return createHash("sha256").update(der).digest("base64");
+}
+
+/**
+ * Chromium trusting `stack`'s edge, closed when the file ends; undefined (with a skipped test
+ * saying why) only when it truly cannot start here.
+ */
+async function browserFor(stack: LocalStack): Promise<Browser | undefined> {
+    try {
+        const browser = await launch(stack.certificates.edgeCertificateChainPem);
+        after(() => browser.close());
+        return browser;
+    } catch (error) {
+        it("launches Chromium", { skip: `Chromium could not start here: ${(error as Error).message.split("\n")[0]}` }, () => undefined);
+        return undefined;
+    }
 }
 
 async function launch(trustedCertificatePem: string): Promise<Browser> {
@@ -43,14 +59,8 @@ describe("affinity cookie in Chromium", {
     skip: !existsSync(chromium) && `${chromium} is not installed (.ci/run installs Debian's chromium)`,
 }, async () => {
     const stack = await startTestEdge({ settings: { affinity: "cookie" } });
-    let browser: Browser;
-    try {
-        browser = await launch(stack.certificates.edgeCertificateChainPem);
-    } catch (error) {
-        it("launches Chromium", { skip: `Chromium could not start here: ${(error as Error).message.split("\n")[0]}` }, () => undefined);
-        return;
-    }
-    after(() => browser.close());
+    const browser = await browserFor(stack);
+    if (!browser) return;
     const origin = `https://localhost:${stack.edgeAddress.port}`;
 
     it("stores the cookie the page load got, sends it on every socket, and stays on one backend across 8 reconnects", async () => {
@@ -108,14 +118,8 @@ describe("the page at / in Chromium", {
     skip: !existsSync(chromium) && `${chromium} is not installed (.ci/run installs Debian's chromium)`,
 }, async () => {
     const stack = await startTestEdge();
-    let browser: Browser;
-    try {
-        browser = await launch(stack.certificates.edgeCertificateChainPem);
-    } catch (error) {
-        it("launches Chromium", { skip: `Chromium could not start here: ${(error as Error).message.split("\n")[0]}` }, () => undefined);
-        return;
-    }
-    after(() => browser.close());
+    const browser = await browserFor(stack);
+    if (!browser) return;
 
     it("connects to the edge and shows the backend, both TLS legs and a round trip; a reconnect lands on the same backend", async () => {
         const page = await browser.newPage();
