@@ -4,8 +4,15 @@ import { connect, createServer } from "node:net";
 import { sleep } from "./processes";
 
 /**
+ * Ports this process has handed out. Each is free when chosen but bound only later (by NGINX, a
+ * backend, an exporter), so without this two stacks starting at once could be given the same one.
+ */
+const handedOut = new Set<number>();
+
+/**
  * A port free for listening on `host`, chosen below the kernel's ephemeral range: a port picked
- * inside it can be taken as the source port of an outgoing connection before we bind it.
+ * inside it can be taken as the source port of an outgoing connection before we bind it. Never
+ * the same port twice in one process.
  */
 export async function freePort(host: string): Promise<number> {
     const [ephemeralLow] = readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/).map(Number);
@@ -13,7 +20,11 @@ export async function freePort(host: string): Promise<number> {
     const high = ephemeralLow - 1;
     for (let attempt = 0; attempt < 100 && high > low; attempt++) {
         const port = low + Math.floor(Math.random() * (high - low));
-        if (await canListen(host, port)) return port;
+        if (handedOut.has(port)) continue;
+        if (await canListen(host, port)) {
+            handedOut.add(port);
+            return port;
+        }
     }
     throw new Error(`no free port between ${low} and ${high} on ${host}`);
 }
