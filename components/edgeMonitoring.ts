@@ -22,6 +22,8 @@ const failedMinutes = 2;
  * network config) and the system check (the host under it), whose alarm also has EC2 recover the
  * instance onto healthy hardware, keeping its ID, addresses and disk, so the edge comes back without
  * a `pulumi up`. Missing data counts as failing: a VM that stopped reporting is not healthy.
+ * (EC2's recover action is valid on StatusCheckFailed_System alarms of instances on EBS:
+ * docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/UsingAlarmActions.html#AddingRecoverActions.)
  */
 export class EdgeMonitoring extends pulumi.ComponentResource {
     readonly topic: aws.sns.Topic;

@@ -59,6 +59,21 @@ describe("the change matrix: what `pulumi up` does after each change", () => {
         ]);
     });
 
+    it("affinity or allowedOrigins: one deploy to the proxy, a reload; nothing on AWS changes", async () => {
+        assert.deepEqual(
+            touched(
+                await change({ config: dev }, { config: { ...dev, affinity: "cookie", allowedOrigins: '["https://app.example.com"]' } }),
+            ),
+            ["replace edge-deploy"],
+        );
+    });
+
+    it("alarmEmail: only the topic's email subscription is created", async () => {
+        assert.deepEqual(touched(await change({ config: dev }, { config: { ...dev, alarmEmail: "ops@example.com" } })), [
+            "create edge-alarms-email",
+        ]);
+    });
+
     it("idleTimeoutSeconds: the proxy reloads, and the backends restart one by one for their new ping interval", async () => {
         const plan = await change({ config: dev }, { config: { ...dev, idleTimeoutSeconds: "60" } });
         const rolled = [1, 2, 3].flatMap((n) => [`backends-backend-${n}-deploy`, `backends-backend-${n}-health`]);

@@ -11,8 +11,11 @@
  * - AWS (terraform-provider-aws, ForceNew attributes): an instance is replaced when its AMI, subnet,
  *   key pair or public-IP setting changes, or its user data when `userDataReplaceOnChange` is on;
  *   a new instance type, or user data without that flag, is applied in place by stopping and
- *   starting it. Every attribute of an EIP association, a key pair, a role policy's role and an
- *   ECR lifecycle policy's repository is ForceNew.
+ *   starting it (the installed @pulumi/aws documents both on `Instance`). Every attribute of an
+ *   EIP association is ForceNew, `allow_reassociation` is passed to AssociateAddress, and its
+ *   delete ignores InvalidAssociationID.NotFound (internal/service/ec2/ec2_eip_association.go):
+ *   so a replacement VM can take the address before the old association is deleted. A key pair,
+ *   a role policy's role and an ECR lifecycle policy's repository are ForceNew too.
  * - TLS (terraform-provider-tls): every input of a key, request or certificate is ForceNew; a
  *   certificate inside its early-renewal window is replaced on the next `up`.
  * - docker (pulumi-docker Image): a change to the build or the image name builds and pushes anew.

@@ -1,0 +1,93 @@
+// The provider and engine rules the change matrix applies (test/support/changePlan.ts): each
+// checked against the installed provider's own documentation, so an upgrade that changes one
+// fails here, and each applied by the planner to a resource that shows it.
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { describe, it } from "node:test";
+import { type Plan, planChanges } from "./support/changePlan";
+import type { RegisteredResource } from "./support/pulumiProgram";
+
+const typings = (path: string) => readFileSync(require.resolve(path), "utf8").replace(/\s*\n\s*\*\s*/g, " ");
+
+describe("the rules, as the installed providers document them", () => {
+    it("pulumi-command: a change to `triggers` replaces (runs create); any other input change runs create again", () => {
+        const command = typings("@pulumi/command/remote/command.d.ts");
+        assert.match(
+            command,
+            /If an `update` command isn't provided, then `create` will also be run when the resource's inputs are modified\./,
+        );
+        assert.match(
+            command,
+            /If the `update` command was provided the resource will be updated, otherwise it will be replaced using the `create` command\./,
+        );
+        assert.match(typings("@pulumi/command/remote/copyToRemote.d.ts"), /Trigger replacements on changes to this input\./);
+    });
+
+    it("aws: a new instance type stops and starts the instance; user data too, unless userDataReplaceOnChange replaces it", () => {
+        const instance = typings("@pulumi/aws/ec2/instance.d.ts");
+        assert.match(
+            instance,
+            /setting `instanceType` will override the instance type specified in the Launch Template\. Updates to this field will trigger a stop\/start of the EC2 instance\./,
+        );
+        assert.match(
+            instance,
+            /Updates to this field will trigger a stop\/start of the EC2 instance by default\. If the `userDataReplaceOnChange` is set then updates to this field will trigger a destroy and recreate of the EC2 instance\./,
+        );
+    });
+
+    it("tls: a certificate inside its early-renewal window is replaced by the next update", () => {
+        const certificate = typings("@pulumi/tls/locallySignedCert.d.ts");
+        assert.match(
+            certificate,
+            /or the early renewal period is reached \(i\.e\. within the `earlyRenewalHours`\): when this happens, the `readyForRenewal` attribute will be `true`\. At this time, applying the Terraform configuration will cause a new certificate to be generated/,
+        );
+    });
+});
+
+/** A registered resource with just what the planner reads. */
+function resource(type: string, inputs: Record<string, unknown>, ignoreChanges: string[] = []): RegisteredResource {
+    return {
+        type,
+        name: "r",
+        inputs,
+        secretInputs: new Set(),
+        urn: "urn",
+        dependencies: [],
+        options: { protect: false, ignoreChanges, replaceOnChanges: [], deleteBeforeReplace: false },
+    };
+}
+const action = (before: RegisteredResource, after: RegisteredResource) => [...(planChanges([before], [after]) as Plan).values()][0];
+
+describe("the planner applies them", () => {
+    const command = (inputs: Record<string, unknown>) =>
+        resource("command:remote:Command", { create: "deploy", stdin: "a", triggers: ["t1"], ...inputs });
+    const instance = (inputs: Record<string, unknown>) =>
+        resource(
+            "aws:ec2/instance:Instance",
+            { ami: "ami-1", instanceType: "t3.small", subnetId: "s-1", userData: "u1", userDataReplaceOnChange: true, ...inputs },
+            ["ami"],
+        );
+
+    it("a command: same inputs, same; new stdin, an update (create runs again); new triggers, a replacement", () => {
+        assert.equal(action(command({}), command({})), "same");
+        assert.equal(action(command({}), command({ stdin: "b" })), "update");
+        assert.equal(action(command({}), command({ triggers: ["t2"] })), "replace");
+    });
+
+    it("an instance: a new AMI is ignored; a new type stops and starts it; new user data replaces it with the flag, stops and starts it without", () => {
+        assert.equal(action(instance({}), instance({ ami: "ami-2" })), "same");
+        assert.equal(action(instance({}), instance({ instanceType: "t3.medium" })), "update (stop and start)");
+        assert.equal(action(instance({}), instance({ userData: "u2" })), "replace");
+        assert.equal(
+            action(instance({ userDataReplaceOnChange: false }), instance({ userData: "u2", userDataReplaceOnChange: false })),
+            "update (stop and start)",
+        );
+        assert.equal(action(instance({}), instance({ subnetId: "s-2" })), "replace");
+    });
+
+    it("an EIP association: any change replaces it", () => {
+        const association = (instanceId: string) =>
+            resource("aws:ec2/eipAssociation:EipAssociation", { allocationId: "eipalloc-1", instanceId, allowReassociation: true });
+        assert.equal(action(association("i-1"), association("i-2")), "replace");
+    });
+});
