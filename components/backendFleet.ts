@@ -12,7 +12,7 @@ import { backendServerName } from "../pki/pkiSpec";
 import { sha256 } from "./edgeDeploy";
 import type { IssuedCertificate } from "./edgePki";
 import type { EdgeProxy } from "./edgeProxy";
-import { cpuArchitecture, hardenedInstanceSettings } from "./instanceDefaults";
+import { cpuArchitecture, hardenedInstanceSettings, userDataWithHostKey } from "./instanceDefaults";
 
 export interface BackendFleetArgs {
     readonly instanceType: string;
@@ -162,11 +162,7 @@ export class BackendFleet extends pulumi.ComponentResource {
                     // Egress only (image pulls): the security group admits nothing but the proxy.
                     associatePublicIpAddress: true,
                     ...hardenedInstanceSettings,
-                    userData: pulumi.secret(
-                        pulumi
-                            .all([hostKey.privateKeyOpenssh, hostKey.publicKeyOpenssh])
-                            .apply(([privateKeyOpenssh, publicKeyOpenssh]) => backendUserData({ privateKeyOpenssh, publicKeyOpenssh })),
-                    ),
+                    userData: userDataWithHostKey(hostKey, backendUserData),
                     userDataReplaceOnChange: true,
                     tags: { Name: `${pulumi.getProject()}-${pulumi.getStack()}-${cert.name}`, Role: "wss-edge-backend" },
                 },

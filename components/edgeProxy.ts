@@ -3,7 +3,7 @@ import type * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import * as tls from "@pulumi/tls";
 import { proxyHost, proxyUserData } from "../host/proxyHost";
-import { cpuArchitecture, hardenedInstanceSettings } from "./instanceDefaults";
+import { cpuArchitecture, hardenedInstanceSettings, userDataWithHostKey } from "./instanceDefaults";
 
 export interface EdgeProxyArgs {
     readonly instanceType: string;
@@ -65,12 +65,7 @@ export class EdgeProxy extends pulumi.ComponentResource {
                 vpcSecurityGroupIds: [args.securityGroupId],
                 keyName: keyPair.keyName,
                 ...hardenedInstanceSettings,
-                // Holds the SSH host key (cloud-init's documented way to preset one), so it is a secret.
-                userData: pulumi.secret(
-                    pulumi
-                        .all([hostKey.privateKeyOpenssh, hostKey.publicKeyOpenssh])
-                        .apply(([privateKeyOpenssh, publicKeyOpenssh]) => proxyUserData({ privateKeyOpenssh, publicKeyOpenssh })),
-                ),
+                userData: userDataWithHostKey(hostKey, proxyUserData),
                 // cloud-init runs user data once per instance: an edited one only takes effect on a new VM.
                 userDataReplaceOnChange: true,
                 tags: { Name: `${pulumi.getProject()}-${pulumi.getStack()}-proxy`, Role: "wss-edge-proxy" },

@@ -1,3 +1,19 @@
+import * as pulumi from "@pulumi/pulumi";
+import type * as tls from "@pulumi/tls";
+import type { SshHostKey } from "../host/cloudConfig";
+
+/**
+ * User data that presets the host's SSH key (cloud-init's documented way), so the deploy can pin
+ * it; it holds a private key, so it is a secret.
+ */
+export function userDataWithHostKey(hostKey: tls.PrivateKey, render: (key: SshHostKey) => string): pulumi.Output<string> {
+    return pulumi.secret(
+        pulumi
+            .all([hostKey.privateKeyOpenssh, hostKey.publicKeyOpenssh])
+            .apply(([privateKeyOpenssh, publicKeyOpenssh]) => render({ privateKeyOpenssh, publicKeyOpenssh })),
+    );
+}
+
 /** What every instance of the stack gets, proxy and backends alike. */
 export const hardenedInstanceSettings = {
     // IMDSv2 only, and one network hop: containers on the host cannot reach the metadata service.

@@ -53,11 +53,7 @@ export function parseInvocation(argv: readonly string[], env: NodeJS.ProcessEnv 
 
     const fromStack = values.stack === undefined ? { settings: {}, ignored: [] } : stackSettings(values.stack, root);
     const settings: Record<string, string> = { ...fromStack.settings };
-    for (const assignment of values.set ?? []) {
-        const equals = assignment.indexOf("=");
-        if (equals < 1) throw new UsageError(`--set ${JSON.stringify(assignment)} must be KEY=VALUE, e.g. --set idleTimeoutSeconds=60`);
-        settings[assignment.slice(0, equals)] = assignment.slice(equals + 1);
-    }
+    Object.assign(settings, settingAssignments(values.set ?? []));
     return {
         command,
         stateDir: resolve(values.state ?? join(root, ".local")),
@@ -65,6 +61,17 @@ export function parseInvocation(argv: readonly string[], env: NodeJS.ProcessEnv 
         settings: settings as RawSettings,
         ignored: fromStack.ignored,
     };
+}
+
+/** `--set KEY=VALUE` arguments as raw settings; throws a UsageError for one without `=`. */
+export function settingAssignments(assignments: readonly string[]): Record<string, string> {
+    const settings: Record<string, string> = {};
+    for (const assignment of assignments) {
+        const equals = assignment.indexOf("=");
+        if (equals < 1) throw new UsageError(`--set ${JSON.stringify(assignment)} must be KEY=VALUE, e.g. --set idleTimeoutSeconds=60`);
+        settings[assignment.slice(0, equals)] = assignment.slice(equals + 1);
+    }
+    return settings;
 }
 
 function readOptions(args: string[]) {

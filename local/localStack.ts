@@ -2,7 +2,6 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { X509Certificate } from "node:crypto";
 import { closeSync, existsSync, openSync, readFileSync } from "node:fs";
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
-import { get as httpGet } from "node:http";
 import { join, resolve } from "node:path";
 import { encodeDeployBundle, releaseFiles } from "../deploy/deployBundle";
 import { healthGateTimeoutSeconds } from "../host/backendHost";
@@ -15,7 +14,7 @@ import { issueWithOpenSsl, type LocalCertificate, type LocalPki } from "../pki/o
 import { backendServerName, edgePkiSpec } from "../pki/pkiSpec";
 import { type EdgeSettings, type RawSettings, validateEdgeSettings } from "../settings/edgeSettings";
 import { canListen, freePort } from "./ports";
-import { httpsGet, peerCertificateFingerprint } from "./probes";
+import { httpGetText, httpsGet, peerCertificateFingerprint } from "./probes";
 import { commandLine, findBinary, hardFileLimit, isAlive, runScript, stopNginx, terminate, terminatePid, waitUntil } from "./processes";
 import { StateLock } from "./stateLock";
 
@@ -599,17 +598,4 @@ function tail(path: string, lines = 20): string {
     } catch {
         return "(no log)";
     }
-}
-
-/** A plain-HTTP GET's body (metrics on loopback); undefined when nothing answers. */
-function httpGetText(url: string): Promise<string | undefined> {
-    return new Promise((done) => {
-        const request = httpGet(url, { timeout: 2000 }, (response) => {
-            let body = "";
-            response.on("data", (d) => (body += d));
-            response.on("end", () => done(response.statusCode === 200 ? body : undefined));
-        });
-        request.on("error", () => done(undefined));
-        request.on("timeout", () => request.destroy());
-    });
 }

@@ -1,5 +1,5 @@
 /** What the local stack asks its edge and its backends, over TLS. */
-import type { IncomingHttpHeaders } from "node:http";
+import { get as httpGet, type IncomingHttpHeaders } from "node:http";
 import { request } from "node:https";
 import { connect as tlsConnect } from "node:tls";
 
@@ -46,5 +46,18 @@ export function peerCertificateFingerprint(host: string, port: number, tls: TlsC
         });
         socket.once("error", () => done(undefined));
         socket.once("close", () => done(undefined));
+    });
+}
+
+/** A plain-HTTP GET's body (metrics on loopback); undefined when nothing answers. */
+export function httpGetText(url: string): Promise<string | undefined> {
+    return new Promise((done) => {
+        const request = httpGet(url, { timeout: 2000 }, (response) => {
+            let body = "";
+            response.on("data", (d) => (body += d));
+            response.on("end", () => done(response.statusCode === 200 ? body : undefined));
+        });
+        request.on("error", () => done(undefined));
+        request.on("timeout", () => request.destroy());
     });
 }

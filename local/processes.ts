@@ -1,7 +1,7 @@
 /** Process control for the local stack, the tests and the benchmark: waiting, stopping, running scripts. */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { accessSync, constants, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
@@ -76,10 +76,11 @@ export async function stopNginx(master: number): Promise<void> {
 /** A script of deploy/ that exited non-zero, with what it printed on stderr. */
 export class ScriptError extends Error {
     constructor(
+        readonly script: string,
         readonly exitCode: number,
         readonly stderr: string,
     ) {
-        super(`deploy failed (exit ${exitCode}):\n${stderr}`);
+        super(`${script} failed (exit ${exitCode}):\n${stderr}`);
         this.name = "ScriptError";
     }
 }
@@ -99,7 +100,7 @@ export function runScript(
         child.stdout.on("data", (d) => (stdout += d));
         child.stderr.on("data", (d) => (stderr += d));
         child.on("error", fail);
-        child.on("close", (code) => (code === 0 ? done(stdout) : fail(new ScriptError(code ?? -1, stderr.trim()))));
+        child.on("close", (code) => (code === 0 ? done(stdout) : fail(new ScriptError(basename(script), code ?? -1, stderr.trim()))));
         child.stdin.on("error", () => undefined); // a script that exits before reading all of stdin
         child.stdin.end(stdin);
     });

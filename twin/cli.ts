@@ -11,6 +11,7 @@ import { execFile } from "node:child_process";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { parseArgs, promisify } from "node:util";
+import { settingAssignments } from "../local/cli";
 import { LocalStack, repositoryRoot, stopDetachedStack } from "../local/localStack";
 import { commandLine, isAlive, terminatePid } from "../local/processes";
 import type { RawSettings } from "../settings/edgeSettings";
@@ -45,9 +46,13 @@ async function main(argv: string[]): Promise<number> {
         console.error(`vm twin: unknown command ${JSON.stringify(command)}\n\n${usage}`);
         return 2;
     }
-    const settings = Object.fromEntries(
-        (values.set ?? []).map((a) => [a.slice(0, a.indexOf("=")), a.slice(a.indexOf("=") + 1)]),
-    ) as RawSettings;
+    let settings: RawSettings;
+    try {
+        settings = settingAssignments(values.set ?? []) as RawSettings;
+    } catch (error) {
+        console.error(`vm twin: ${(error as Error).message}\n\n${usage}`);
+        return 2;
+    }
     return up(settings);
 }
 
