@@ -252,20 +252,26 @@ export class VmTwin {
         await run("sftp", [...this.sshOptions(), "-b", batch, `${proxyHost.user}@${this.address}`]);
     }
 
-    /** Waits until sshd answers with the pinned key and takes the deploy key; fails with the console's last lines. */
-    async waitForSsh(timeoutMs = 120000): Promise<void> {
+    /**
+     * Waits until sshd answers with the pinned key and takes the deploy key; fails with the last
+     * probe's answer and the console's last lines. The bound is a real VM's: a first boot that
+     * runs apt takes minutes on a busy host, and the stack's deploy waits as long.
+     */
+    async waitForSsh(timeoutMs = 300000): Promise<void> {
+        let lastAnswer = "";
         await waitUntil(
             timeoutMs,
             async () => {
                 if (this.nspawn && this.nspawn.exitCode !== null)
                     throw new Error(`vm twin: the twin stopped while booting:\n${this.consoleTail()}`);
                 const probe = await this.ssh("true");
+                lastAnswer = probe.stderr.trim();
                 if (probe.code !== 0) await sleep(500);
                 return probe.code === 0;
             },
             `vm twin: ${this.address} did not answer SSH with its pinned host key`,
         ).catch((error: Error) => {
-            throw new Error(`${error.message}\n${this.consoleTail()}`);
+            throw new Error(`${error.message}\nlast answer: ${lastAnswer || "(none)"}\n${this.consoleTail()}`);
         });
     }
 
