@@ -133,6 +133,9 @@ export class VmTwin {
 
     private async bringUpNetwork(): Promise<void> {
         if (this.networkUp) return;
+        const { stdout } = await run("ip", ["-o", "-4", "addr", "show"]);
+        if (stdout.includes(` ${this.hostAddress}/`))
+            throw new Error(`vm twin: ${this.hostAddress} is already on this machine: another twin uses subnet ${this.options.subnet}`);
         await run("ip", ["netns", "add", this.namespace]);
         this.networkUp = true;
         await run("ip", ["link", "add", this.hostVeth, "type", "veth", "peer", "name", "eth0", "netns", this.namespace]);
