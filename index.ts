@@ -87,6 +87,7 @@ new EdgeDeploy("edge-deploy", {
         proxyClientCertificatePem: pki.proxyClientCertificate.certificatePem,
         proxyClientKeyPem: pki.proxyClientCertificate.privateKeyPem,
     },
+    backendHealthAgent: settings.activeHealthChecks,
     after: backends.backends.map((b) => b.healthGate),
 });
 

@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
-import { encodeDeployBundle, releaseFiles } from "../deploy/deployBundle";
+import { backendHealthAgentScript, encodeDeployBundle, releaseFiles } from "../deploy/deployBundle";
 import { edgeDeployScript, proxyDeployCommand, proxyHost } from "../host/proxyHost";
 import type { EdgeProxy } from "./edgeProxy";
 
@@ -20,6 +20,8 @@ export interface EdgeDeployArgs {
     /** The complete nginx.conf from renderNginxConfig. */
     readonly nginxConfig: pulumi.Input<string>;
     readonly tls: EdgeTlsFiles;
+    /** Run the backend health agent beside NGINX (the activeHealthChecks setting). */
+    readonly backendHealthAgent: boolean;
     /** What must be done first: the backends' health gates, so NGINX is never pointed at a backend that isn't serving. */
     readonly after?: pulumi.Input<pulumi.Resource>[];
 }
@@ -72,6 +74,7 @@ export class EdgeDeploy extends pulumi.ComponentResource {
                             backendCaPem,
                             proxyClientCertificatePem,
                             proxyClientKeyPem,
+                            backendHealthAgent: args.backendHealthAgent,
                         }),
                     ),
                 ),
@@ -90,6 +93,7 @@ export class EdgeDeploy extends pulumi.ComponentResource {
                 `config:${sha256(config)}`,
                 `certificates:${sha256(chain + backendCa + clientCert)}`,
                 `script:${sha256(scriptText)}`,
+                `agent:${args.backendHealthAgent ? sha256(backendHealthAgentScript) : "off"}`,
                 `instance:${instanceId}`,
             ]);
 

@@ -5,9 +5,14 @@
 #   deploy-edge-config.sh < bundle
 #
 # The bundle is one line per file, "<relative path> <base64 content>" (deploy/deployBundle.ts).
-# Steps: stage the files, `nginx -t` the staged config in place, swap the `current` symlink
-# atomically, then reload (or start, on the first deploy). A release that fails `nginx -t`
-# never becomes current: the running config keeps serving and NGINX's own message is printed.
+# Steps: stage the files, mark the backends the health agent found dead as `down`, `nginx -t`
+# the staged config in place, swap the `current` symlink atomically, reload (or start, on the
+# first deploy), and check that NGINX answers /healthz on its TLS listener. A release that
+# fails `nginx -t` never becomes current, and one that NGINX does not take or answer with is
+# switched back: the running config keeps serving and NGINX's own message is printed.
+#
+# It also installs itself and the release's backend health agent under $WSS_EDGE_ROOT/bin,
+# and on a systemd host keeps the agent's service running the release's version.
 #
 # Environment:
 #   WSS_EDGE_ROOT          where releases live (default /etc/wss-edge); NGINX runs
@@ -52,6 +57,17 @@ while IFS=' ' read -r path content || [ -n "$path" ]; do
 done
 [ "$count" -gt 0 ] || fail "bundle: empty (expected nginx.conf and its TLS files on standard input)"
 [ -f "$stage/nginx.conf" ] || fail "bundle: no nginx.conf"
+
+# Backends the health agent (backend-health-agent.sh) holds to be dead stay `down` in every
+# release; `down` keeps the other clients' hash slots. Marks of an older release are redone.
+down_file="$root/health/down"
+awk -v downfile="$down_file" '
+    BEGIN { while ((getline target < downfile) > 0) down[target] = 1 }
+    /^[[:space:]]*upstream[[:space:]]/ { upstream = 1 }
+    upstream && $1 == "server" { sub(/ down;$/, ";"); if ($2 in down) sub(/;$/, " down;") }
+    upstream && /^[[:space:]]*}/ { upstream = 0 }
+    { print }
+' "$stage/nginx.conf" >"$stage/.nginx.conf.marked" && mv -f "$stage/.nginx.conf.marked" "$stage/nginx.conf"
 
 if ! check=$("$nginx" -t -q -c "$stage/nginx.conf" 2>&1); then
     echo "$check" >&2
@@ -122,7 +138,23 @@ reload_or_start() {
     fi
 }
 
-if ! reload_or_start; then
+# NGINX answers /healthz on its TLS listener (with a PROXY protocol header when the listener
+# expects one). Loopback, so the certificate is not what is checked here; the TLS audit is.
+answers_health_check() {
+    local listen address port name header=() deadline=$((SECONDS + 10))
+    listen=$(sed -n 's/^[[:space:]]*listen[[:space:]]\+\([^[:space:];]*\)[[:space:]]\+ssl.*/\1/p' "$config" | head -n 1)
+    port=${listen##*:}
+    address=${listen%:*}
+    [ "$address" != "$listen" ] || address=127.0.0.1
+    name=$(sed -n 's/^[[:space:]]*server_name[[:space:]]\+\([^[:space:];]*\).*/\1/p' "$config" | head -n 1)
+    grep -q '[[:space:]]ssl proxy_protocol' "$config" && header=(--haproxy-protocol)
+    while ! curl -fsS -o /dev/null --insecure --max-time 3 "${header[@]}" --connect-to "$name:$port:$address:$port" "https://$name:$port/healthz"; do
+        [ "$SECONDS" -lt "$deadline" ] || return 1
+        sleep 0.5
+    done
+}
+
+if ! { reload_or_start && answers_health_check; }; then
     if [ -n "$previous" ]; then
         swap_to "$previous"
         # Make NGINX serve the previous release again if it half-took the new one.
@@ -133,6 +165,43 @@ if ! reload_or_start; then
     fail "NGINX did not start with release $id"
 fi
 echo "deploy-edge-config: release $id is live (previous: ${previous:-none})"
+
+# The scripts the health agent runs, at a path that does not move with releases.
+install_if_changed() {
+    cmp -s "$1" "$2" && return 1
+    install -D -m "${3:-0755}" "$1" "$2.next" && mv -f "$2.next" "$2"
+}
+install_if_changed "${BASH_SOURCE[0]}" "$root/bin/deploy-edge-config.sh" || true
+agent_changed=0
+if [ -f "$root/current/backend-health-agent.sh" ] && install_if_changed "$root/current/backend-health-agent.sh" "$root/bin/backend-health-agent.sh"; then
+    agent_changed=1
+fi
+if [ ! -f "$root/current/backend-health-agent.sh" ]; then
+    # Active health checks are off in this release: no agent, and no backend held down by one.
+    if [ -n "$unit" ]; then systemctl disable -q --now wss-edge-backend-health 2>/dev/null || true; fi
+    rm -f "$root/bin/backend-health-agent.sh" "$down_file"
+elif [ -n "$unit" ]; then
+    agent_unit=/etc/systemd/system/wss-edge-backend-health.service
+    cat >"$agent_unit.next" <<UNIT
+[Unit]
+Description=wss-edge: active health checks of the backends, marking dead ones down in NGINX
+After=$unit.service
+
+[Service]
+Environment=WSS_EDGE_ROOT=$root WSS_EDGE_SYSTEMD_UNIT=$unit
+ExecStart=/bin/bash $root/bin/backend-health-agent.sh
+Restart=always
+RestartSec=2
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+    if install_if_changed "$agent_unit.next" "$agent_unit" 0644; then systemctl daemon-reload; agent_changed=1; fi
+    rm -f "$agent_unit.next"
+    # Started by the first deploy, restarted when its script or unit changed; never by the agent's own redeploys.
+    if [ "$agent_changed" -eq 1 ]; then systemctl enable -q wss-edge-backend-health && systemctl restart wss-edge-backend-health; fi
+    systemctl is-active -q wss-edge-backend-health || systemctl enable -q --now wss-edge-backend-health
+fi
 
 # Keep the newest $keep releases besides the current and the previous one.
 { ls -1t "$releases" | grep -v -x -e "$id" -e "$(basename "${previous:-none}")" || true; } |

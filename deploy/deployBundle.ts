@@ -1,5 +1,11 @@
 import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { edgeTlsFiles } from "../pki/certificateLayout";
+
+/** The backend health agent (deploy/backend-health-agent.sh): every release carries the version it runs with. */
+export const backendHealthAgentFile = "backend-health-agent.sh";
+export const backendHealthAgentScript = readFileSync(join(__dirname, backendHealthAgentFile), "utf8");
 
 /** What one edge release holds, before it is laid out as files. */
 export interface EdgeRelease {
@@ -10,9 +16,11 @@ export interface EdgeRelease {
     readonly backendCaPem: string;
     readonly proxyClientCertificatePem: string;
     readonly proxyClientKeyPem: string;
+    /** Carry the backend health agent, which the deploy then runs beside NGINX (the activeHealthChecks setting). */
+    readonly backendHealthAgent: boolean;
 }
 
-/** The release as the deploy script stages it: nginx.conf beside the TLS files it names. */
+/** The release as the deploy script stages it: nginx.conf beside the TLS files it names, and the health agent. */
 export function releaseFiles(release: EdgeRelease): Record<string, string> {
     return {
         "nginx.conf": release.nginxConfig,
@@ -21,6 +29,7 @@ export function releaseFiles(release: EdgeRelease): Record<string, string> {
         [edgeTlsFiles.backendCa]: release.backendCaPem,
         [edgeTlsFiles.proxyClientCertificate]: release.proxyClientCertificatePem,
         [edgeTlsFiles.proxyClientKey]: release.proxyClientKeyPem,
+        ...(release.backendHealthAgent ? { [backendHealthAgentFile]: backendHealthAgentScript } : {}),
     };
 }
 

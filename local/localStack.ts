@@ -5,22 +5,22 @@ import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { encodeDeployBundle, releaseFiles } from "../deploy/deployBundle";
 import { healthGateTimeoutSeconds } from "../host/backendHost";
-import { edgeDeployScript } from "../host/proxyHost";
-import { backendPingIntervalSeconds, type EdgeHostProfile, edgeConfigSpec } from "../nginx/edgeConfigFromSettings";
+import { backendPingIntervalSeconds, edgeConfigSpec } from "../nginx/edgeConfigFromSettings";
 import type { UpstreamServer } from "../nginx/edgeConfigSpec";
 import { healthPath, renderNginxConfig } from "../nginx/renderNginxConfig";
 import { backendTlsFiles } from "../pki/certificateLayout";
 import { issueWithOpenSsl, type LocalCertificate, type LocalPki } from "../pki/openSslIssuer";
 import { backendServerName, edgePkiSpec } from "../pki/pkiSpec";
 import { type EdgeSettings, type RawSettings, validateEdgeSettings } from "../settings/edgeSettings";
+import { FrontBalancer } from "./frontBalancer";
+import { LocalProxy } from "./localProxy";
 import { canListen, freePort } from "./ports";
 import { httpGetText, httpsGet, peerCertificateFingerprint } from "./probes";
-import { commandLine, findBinary, hardFileLimit, isAlive, runScript, stopNginx, terminate, terminatePid, waitUntil } from "./processes";
+import { commandLine, findBinary, isAlive, runScript, stopNginx, terminate, terminatePid, waitUntil } from "./processes";
 import { StateLock } from "./stateLock";
 
 export const repositoryRoot = resolve(__dirname, "..");
 const backendEntry = join(repositoryRoot, "backend", "server.mjs");
-const deployScript = join(repositoryRoot, edgeDeployScript);
 const healthGateScript = join(repositoryRoot, "deploy", "backend-health-gate.sh");
 
 export interface LocalStackOptions {
@@ -46,10 +46,16 @@ export interface LocalStackOutputs {
     /** Path of the CA certificate that clients trust. */
     readonly caCertificatePem: string;
     readonly backends: readonly { readonly name: string; readonly address: string; readonly pid: number; readonly entry: string }[];
+    /** The first proxy's NGINX pid file. */
     readonly nginxPidFile: string;
-    /** Prometheus metrics: NGINX's (through its exporter) and each backend's, on loopback. */
+    /** Each NGINX proxy: its name, its master's PID, its TLS port (behind the front when there are several). */
+    readonly proxies: readonly { readonly name: string; readonly pid: number; readonly port: number }[];
+    /** Prometheus metrics: each proxy's NGINX (through its exporter) and each backend's, on loopback. */
     readonly metrics: readonly { readonly name: string; readonly url: string }[];
+    /** The first proxy's metrics exporter. */
     readonly exporterPid: number;
+    /** What else runs: the front (HAProxy), exporters, health agents; `command` is what each one's command line shows. */
+    readonly processes: readonly { readonly name: string; readonly pid: number; readonly command: string }[];
 }
 
 interface RunningBackend {
@@ -70,6 +76,9 @@ interface RunningBackend {
  */
 export class LocalStack {
     private readonly backends: RunningBackend[] = [];
+    /** One NGINX, or several behind the front (the proxyCount setting). */
+    private readonly proxies: LocalProxy[] = [];
+    private front: FrontBalancer | undefined;
     private pki!: LocalPki;
     private settings!: EdgeSettings;
     private edgePort = 0;
@@ -77,12 +86,6 @@ export class LocalStack {
     private stopped = false;
     /** Held from the first step of a start until stop: nothing of another stack is ever touched. */
     private lock: StateLock | undefined;
-    private nginxBinary = "nginx";
-    private exporterBinary = "prometheus-nginx-exporter";
-    private exporter: ChildProcess | undefined;
-    /** NGINX's stub_status (loopback) and the exporter's metrics port. */
-    private statusPort = 0;
-    private exporterPort = 0;
 
     private constructor(private readonly options: LocalStackOptions) {
         this.workerProcesses = options.workerProcesses ?? 2;
@@ -105,11 +108,8 @@ export class LocalStack {
     private get bindAddress(): string {
         return this.options.bindAddress ?? "127.0.0.1";
     }
-    private get edgeRoot(): string {
-        return join(this.stateDir, "edge");
-    }
     get nginxPidFile(): string {
-        return join(this.edgeRoot, "run", "nginx.pid");
+        return this.proxies[0].pidFile;
     }
     get caCertificatePath(): string {
         return this.pki.caCertificatePath;
@@ -129,11 +129,16 @@ export class LocalStack {
             caCertificatePem: this.pki.caCertificatePath,
             backends: this.backends.map((b) => ({ name: b.name, address: `${this.bindAddress}:${b.port}`, pid: b.pid, entry: b.entry })),
             nginxPidFile: this.nginxPidFile,
+            proxies: this.proxies.map((p) => ({ name: p.name, pid: p.masterPid() ?? 0, port: p.port })),
             metrics: [
-                { name: "nginx", url: `http://127.0.0.1:${this.exporterPort}/metrics` },
+                ...this.proxies.map((p) => ({ name: this.proxies.length === 1 ? "nginx" : `nginx-${p.name}`, url: p.metricsUrl })),
                 ...this.backends.map((b) => ({ name: b.name, url: `http://127.0.0.1:${b.metricsPort}/metrics` })),
             ],
-            exporterPid: this.exporter?.pid ?? 0,
+            exporterPid: this.proxies[0]?.exporterPid ?? 0,
+            processes: [
+                ...(this.front ? [{ name: "front (HAProxy)", pid: this.front.pid, command: "haproxy" }] : []),
+                ...this.proxies.flatMap((p) => p.helpers),
+            ],
         };
     }
     get edgeAddress(): { host: string; port: number } {
@@ -142,6 +147,18 @@ export class LocalStack {
     backendNames(): string[] {
         return this.backends.map((b) => b.name);
     }
+    proxyNames(): string[] {
+        return this.proxies.map((p) => p.name);
+    }
+    /** The health agent's log of proxy `name` (the first by default): one line per transition. */
+    backendHealthLog(name = this.proxies[0].name): string {
+        return this.proxy(name).agentLog();
+    }
+    private proxy(name: string): LocalProxy {
+        const proxy = this.proxies.find((p) => p.name === name);
+        if (!proxy) throw new Error(`local stack: no proxy named ${name}`);
+        return proxy;
+    }
 
     private async bringUp(): Promise<void> {
         if (!/^[A-Za-z0-9_./-]+$/.test(this.stateDir)) {
@@ -149,59 +166,74 @@ export class LocalStack {
                 `local stack: state folder ${JSON.stringify(this.stateDir)} must be a plain path (letters, digits, '_', '.', '-', '/'): NGINX config paths are written unquoted`,
             );
         }
-        this.nginxBinary = requireBinary(this.options.nginx ?? "nginx", "NGINX", "nginx-light");
+        const nginxBinary = requireBinary(this.options.nginx ?? "nginx", "NGINX", "nginx-light");
         requireBinary("openssl", "openssl", "openssl");
-        this.exporterBinary = requireBinary("prometheus-nginx-exporter", "NGINX's metrics exporter", "prometheus-nginx-exporter");
+        requireBinary("curl", "curl", "curl");
+        const exporterBinary = requireBinary("prometheus-nginx-exporter", "NGINX's metrics exporter", "prometheus-nginx-exporter");
         this.settings = validateEdgeSettings(this.options.settings ?? {}, "local");
+        const { proxyCount } = this.settings;
+        const haproxyBinary = proxyCount > 1 ? requireBinary("haproxy", "HAProxy (the local load balancer)", "haproxy") : "";
 
         await mkdir(this.stateDir, { recursive: true, mode: 0o700 });
         this.lock = StateLock.acquire(this.stateDir);
         this.edgePort = this.options.edgePort || (await freePort(this.bindAddress));
         await assertPortFree(this.bindAddress, this.edgePort, "edge");
-        this.statusPort = await freePort("127.0.0.1");
-        this.exporterPort = await freePort("127.0.0.1");
-
-        await mkdir(join(this.edgeRoot, "run", "tmp"), { recursive: true, mode: 0o700 });
-        await mkdir(join(this.edgeRoot, "logs"), { recursive: true });
+        // One proxy serves the edge's port itself; several sit behind the front on ports of their own.
+        for (let i = 1; i <= proxyCount; i++) {
+            const single = proxyCount === 1;
+            this.proxies.push(
+                await LocalProxy.create({
+                    name: `proxy-${i}`,
+                    root: join(this.stateDir, single ? "edge" : `proxy-${i}`),
+                    bindAddress: this.bindAddress,
+                    port: single ? this.edgePort : await freePort(this.bindAddress),
+                    proxyProtocolFrom: single ? undefined : [this.bindAddress],
+                    nginxBinary,
+                    exporterBinary,
+                }),
+            );
+        }
         await this.issuePki(this.settings.backendCount);
 
         for (let i = 0; i < this.settings.backendCount; i++) await this.addBackend();
         await Promise.all(this.backends.map((b) => this.waitForBackend(b)));
         await this.deploy();
+        if (proxyCount > 1) {
+            const dir = join(this.stateDir, "front");
+            await mkdir(dir, { recursive: true });
+            this.front = await FrontBalancer.start({
+                dir,
+                bindAddress: this.bindAddress,
+                port: this.edgePort,
+                targets: this.proxies.map((p) => ({ name: p.name, address: this.bindAddress, port: p.port })),
+                haproxyBinary,
+            });
+        }
         await this.waitForEdge();
-        await this.startExporter();
+        for (const proxy of this.proxies) await proxy.startHelpers();
         await this.writeState();
     }
 
-    /**
-     * Debian's prometheus-nginx-exporter, reading NGINX's stub_status (loopback), serving
-     * Prometheus metrics on loopback: what the proxy VM runs beside NGINX.
-     */
-    private async startExporter(): Promise<void> {
-        const log = openSync(join(this.edgeRoot, "logs", "exporter.log"), "a");
-        const args = [
-            `-nginx.scrape-uri=http://127.0.0.1:${this.statusPort}/stub_status`,
-            `-web.listen-address=127.0.0.1:${this.exporterPort}`,
-        ];
-        this.exporter = spawn(this.exporterBinary, args, { stdio: ["ignore", log, log], detached: true });
-        closeSync(log);
-        await waitUntil(
-            10000,
-            async () => /^nginx_up 1$/m.test((await httpGetText(`http://127.0.0.1:${this.exporterPort}/metrics`)) ?? ""),
-            "local stack: NGINX's metrics exporter did not report NGINX up",
-        );
-    }
-
-    /** Sockets each backend and NGINX hold now, read from their Prometheus metrics (undefined when down). */
-    async metricsSnapshot(): Promise<{ readonly nginxActive?: number; readonly backends: Record<string, number | undefined> }> {
+    /** Sockets each backend and each proxy's NGINX hold now, read from their Prometheus metrics (undefined when down). */
+    async metricsSnapshot(): Promise<{
+        /** All proxies together. */
+        readonly nginxActive?: number;
+        readonly proxies: Record<string, number | undefined>;
+        readonly backends: Record<string, number | undefined>;
+    }> {
         const value = (text: string | undefined, metric: string) => {
             const match = text === undefined ? null : new RegExp(`^${metric} (\\S+)$`, "m").exec(text);
             return match ? Number(match[1]) : undefined;
         };
-        const [nginx, ...backends] = await Promise.all(this.outputs.metrics.map((m) => httpGetText(m.url)));
+        const texts = await Promise.all(this.outputs.metrics.map((m) => httpGetText(m.url)));
+        const proxies = this.proxies.map((p, i) => [p.name, value(texts[i], "nginx_connections_active")] as const);
+        const counted = proxies.map(([, n]) => n).filter((n): n is number => n !== undefined);
         return {
-            nginxActive: value(nginx, "nginx_connections_active"),
-            backends: Object.fromEntries(this.backends.map((b, i) => [b.name, value(backends[i], "wss_backend_open_sockets")])),
+            nginxActive: counted.length === 0 ? undefined : counted.reduce((a, b) => a + b, 0),
+            proxies: Object.fromEntries(proxies),
+            backends: Object.fromEntries(
+                this.backends.map((b, i) => [b.name, value(texts[this.proxies.length + i], "wss_backend_open_sockets")]),
+            ),
         };
     }
 
@@ -294,30 +326,46 @@ export class LocalStack {
         });
     }
 
-    /** The nginx.conf this stack deploys, for `upstreams` (by default its own backends). */
-    renderConfig(upstreams: readonly UpstreamServer[] = this.backends.map((b) => ({ address: this.bindAddress, port: b.port }))): string {
-        const host: EdgeHostProfile = {
-            listen: { port: this.edgePort, address: this.bindAddress, ipv6: false },
-            statusListen: { address: "127.0.0.1", port: this.statusPort },
-            workers: { processes: this.workerProcesses, ...localWorkerLimits() },
-            paths: {
-                pidFile: this.nginxPidFile,
-                errorLog: join(this.edgeRoot, "logs", "error.log"),
-                accessLog: join(this.edgeRoot, "logs", "access.log"),
-                tempDir: join(this.edgeRoot, "run", "tmp"),
-            },
-        };
+    /**
+     * The nginx.conf this stack deploys to proxy `proxyName` (the first by default), for
+     * `upstreams` (by default its own backends). Proxies differ only in their ports and paths:
+     * the upstream and its hashing are the same on each, so a client lands on the same backend
+     * whichever proxy the front picks.
+     */
+    renderConfig(
+        upstreams: readonly UpstreamServer[] = this.backends.map((b) => ({ address: this.bindAddress, port: b.port })),
+        proxyName = this.proxies[0].name,
+    ): string {
+        const host = this.proxy(proxyName).hostProfile(this.workerProcesses);
         return renderNginxConfig(edgeConfigSpec(this.settings, upstreams, host, ["localhost"]));
     }
 
-    /** Renders the config for the current backends and deploys it (a reload when NGINX runs). */
-    deploy(): Promise<string> {
-        return this.deployConfig(this.renderConfig());
+    /**
+     * Renders the config for the current backends and deploys it to each proxy in turn, as the
+     * AWS stack rolls a release: the next proxy starts only once the previous one has reloaded
+     * and answers its health check (the deploy script checks), so the front always has
+     * proxies serving. Resolves with each deploy's output.
+     */
+    async deploy(): Promise<string> {
+        const outputs: string[] = [];
+        for (const proxy of this.proxies) {
+            outputs.push(await this.deployTo(proxy, this.renderConfig(undefined, proxy.name)));
+            // A running stack follows the activeHealthChecks setting of the new release.
+            if (proxy.exporterPid !== 0) {
+                await proxy.startAgent();
+                await proxy.stopAgentIfRemoved();
+            }
+        }
+        return outputs.join("");
     }
 
-    /** Deploys `config` with the stack's certificates, through the deploy script. */
+    /** Deploys `config` with the stack's certificates to the first proxy, through the deploy script. */
     deployConfig(config: string): Promise<string> {
-        return this.deployBundle(
+        return this.deployTo(this.proxies[0], config);
+    }
+
+    private deployTo(proxy: LocalProxy, config: string): Promise<string> {
+        return proxy.deployBundle(
             encodeDeployBundle(
                 releaseFiles({
                     nginxConfig: config,
@@ -326,14 +374,15 @@ export class LocalStack {
                     backendCaPem: this.pki.caCertificatePem,
                     proxyClientCertificatePem: this.pki.proxyClientCertificate.certificatePem,
                     proxyClientKeyPem: this.pki.proxyClientCertificate.privateKeyPem,
+                    backendHealthAgent: this.settings.activeHealthChecks,
                 }),
             ),
         );
     }
 
-    /** Runs the deploy script with `bundle` on standard input; rejects with its stderr. */
+    /** Runs the deploy script of the first proxy with `bundle` on standard input; rejects with its stderr. */
     deployBundle(bundle: string): Promise<string> {
-        return runScript(deployScript, [], bundle, { WSS_EDGE_ROOT: this.edgeRoot, NGINX_BIN: this.nginxBinary });
+        return this.proxies[0].deployBundle(bundle);
     }
 
     /**
@@ -442,7 +491,10 @@ export class LocalStack {
 
     /** Applies new settings (e.g. a shorter idle timeout) and redeploys. */
     async reconfigure(settings: RawSettings): Promise<string> {
-        this.settings = validateEdgeSettings({ ...this.options.settings, ...settings }, "local");
+        const next = validateEdgeSettings({ ...this.options.settings, ...settings }, "local");
+        if (next.proxyCount !== this.settings.proxyCount)
+            throw new Error(`local stack: proxyCount is ${this.settings.proxyCount}; restart the stack to run ${next.proxyCount} proxies`);
+        this.settings = next;
         return this.deploy();
     }
 
@@ -464,7 +516,7 @@ export class LocalStack {
             async () =>
                 (await httpsGet(this.bindAddress, this.edgePort, healthPath, { ca: this.pki.caCertificatePem, servername: "localhost" }))
                     ?.status === 200,
-            `local stack: edge on ${this.bindAddress}:${this.edgePort} did not answer ${healthPath}; see ${join(this.edgeRoot, "logs", "error.log")}`,
+            `local stack: edge on ${this.bindAddress}:${this.edgePort} did not answer ${healthPath}; see ${this.proxies.map((p) => p.errorLog).join(", ")}`,
         );
     }
 
@@ -499,10 +551,9 @@ export class LocalStack {
         await this.waitForBackend(b);
     }
 
-    nginxMasterPid(): number | undefined {
-        if (!existsSync(this.nginxPidFile)) return undefined;
-        const pid = Number(readFileSync(this.nginxPidFile, "utf8").trim());
-        return pid > 0 && isAlive(pid) ? pid : undefined;
+    /** The NGINX master of proxy `name` (the first by default), if it runs. */
+    nginxMasterPid(name = this.proxies[0]?.name): number | undefined {
+        return name === undefined ? undefined : this.proxy(name).masterPid();
     }
 
     /**
@@ -513,20 +564,23 @@ export class LocalStack {
         if (this.stopped) return;
         this.stopped = true;
         if (!this.lock) return;
-        const master = this.nginxMasterPid();
-        if (master !== undefined) await stopNginx(master);
+        await this.front?.stop();
+        await Promise.all(this.proxies.map((p) => p.stop()));
         await Promise.all(this.backends.map((b) => (b.process ? terminate(b.process, "SIGTERM") : undefined)));
-        if (this.exporter) await terminate(this.exporter, "SIGTERM");
         this.lock.release();
     }
 
     /** Writes outputs.json, and names in the lock every process that holds this stack. */
     private async writeState(): Promise<void> {
         await writeFile(join(this.stateDir, "outputs.json"), `${JSON.stringify(this.outputs, null, 2)}\n`);
-        const master = this.nginxMasterPid();
-        const exporter = this.exporter?.pid ? [this.exporter.pid] : [];
+        const { proxies, processes } = this.outputs;
         this.lock?.record({
-            pids: [process.pid, ...(master ? [master] : []), ...this.backends.map((b) => b.pid), ...exporter],
+            pids: [
+                process.pid,
+                ...proxies.map((p) => p.pid).filter((pid) => pid > 0),
+                ...this.backends.map((b) => b.pid),
+                ...processes.map((p) => p.pid),
+            ],
             port: this.edgePort,
         });
     }
@@ -549,14 +603,24 @@ export async function stopDetachedStack(stateDir: string): Promise<string[]> {
     const outputsPath = join(stateDir, "outputs.json");
     if (existsSync(outputsPath)) {
         const outputs = JSON.parse(await readFile(outputsPath, "utf8")) as LocalStackOutputs;
-        const master = existsSync(outputs.nginxPidFile) ? Number(readFileSync(outputs.nginxPidFile, "utf8").trim()) : 0;
-        if (isAlive(master) && commandLine(master).startsWith("nginx: master process")) {
-            await stopNginx(master);
-            stopped.push(`nginx (pid ${master})`);
+        // The front and the health agents first: neither must act on proxies that are going away.
+        for (const helper of outputs.processes ?? []) {
+            if (isAlive(helper.pid) && commandLine(helper.pid).includes(helper.command)) {
+                await terminatePid(helper.pid, "SIGTERM");
+                stopped.push(`${helper.name} (pid ${helper.pid})`);
+            }
         }
-        if (isAlive(outputs.exporterPid) && commandLine(outputs.exporterPid).includes("prometheus-nginx-exporter")) {
-            await terminatePid(outputs.exporterPid, "SIGTERM");
-            stopped.push(`prometheus-nginx-exporter (pid ${outputs.exporterPid})`);
+        // A proxy's master may have changed since outputs.json was written (a restart): its pid file says.
+        const pidFiles = [
+            outputs.nginxPidFile,
+            ...(outputs.proxies ?? []).map((p) => pidFileBeside(outputs.nginxPidFile, p.name, stateDir)),
+        ];
+        for (const pidFile of [...new Set(pidFiles)]) {
+            const master = existsSync(pidFile) ? Number(readFileSync(pidFile, "utf8").trim()) : 0;
+            if (isAlive(master) && commandLine(master).startsWith("nginx: master process")) {
+                await stopNginx(master);
+                stopped.push(`nginx (pid ${master})`);
+            }
         }
         for (const backend of outputs.backends) {
             if (isAlive(backend.pid) && commandLine(backend.pid).includes(backend.entry ?? backendEntry)) {
@@ -569,10 +633,10 @@ export async function stopDetachedStack(stateDir: string): Promise<string[]> {
     return stopped;
 }
 
-/** Descriptors per worker and connections that fit in them, under this machine's hard limit. */
-function localWorkerLimits(): { connections: number; fileLimit: number } {
-    const fileLimit = Math.min(hardFileLimit(), 1048576);
-    return { fileLimit, connections: Math.max(512, fileLimit - 200) };
+/** Where proxy `name` of a stack in `stateDir` keeps its pid file (the first, or only, one's is `firstPidFile`). */
+function pidFileBeside(firstPidFile: string, name: string, stateDir: string): string {
+    const own = join(stateDir, name, "run", "nginx.pid");
+    return existsSync(own) ? own : firstPidFile;
 }
 
 function requireBinary(binary: string, what: string, pkg: string): string {

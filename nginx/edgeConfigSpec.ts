@@ -20,7 +20,18 @@ export interface EdgeConfigSpec {
      */
     readonly rejectUnknownNames: boolean;
     /** Where the TLS listener binds. `address` omitted means all IPv4 (and IPv6 when `ipv6`). */
-    readonly listen: { readonly port: number; readonly address?: string; readonly ipv6: boolean };
+    readonly listen: {
+        readonly port: number;
+        readonly address?: string;
+        readonly ipv6: boolean;
+        /**
+         * Behind a load balancer: every connection on the public listeners starts with a PROXY
+         * protocol header, and the client address it carries is believed only when the
+         * connection comes from one of these addresses (the load balancer's side). Omitted: no
+         * PROXY protocol, the peer is the client.
+         */
+        readonly proxyProtocolFrom?: readonly string[];
+    };
     /** NGINX's stub_status, for the metrics exporter on the same host; omitted means none. */
     readonly statusListen?: { readonly address: string; readonly port: number };
     /** Plain-HTTP listener that only redirects to HTTPS; omitted means none. */

@@ -45,6 +45,22 @@ export const settingsTable = {
         max: 20,
         description: "Number of backend instances (1 to 20), spread over the region's availability zones.",
     },
+    proxyCount: {
+        scope: "edge",
+        kind: "integer",
+        default: 1,
+        min: 1,
+        max: 10,
+        description:
+            "NGINX proxies (1 to 10). 1: one VM behind an Elastic IP. 2 or more: a Network Load Balancer across availability zones in front of that many VMs, deployed one at a time.",
+    },
+    activeHealthChecks: {
+        scope: "edge",
+        kind: "boolean",
+        default: true,
+        description:
+            "Each proxy checks every backend's /healthz over mutual TLS every 2 s; after 2 failures it marks that backend down in NGINX (other clients keep their backend), after 2 successes it brings it back. Off: NGINX notices dead backends only passively.",
+    },
     backendInstanceType: {
         scope: "aws",
         kind: "instanceType",

@@ -98,6 +98,7 @@ export async function deployToTwin(twin: VmTwin, stack: LocalStack, nginxConfig:
             backendCaPem: pki.caCertificatePem,
             proxyClientCertificatePem: pki.proxyClientCertificate.certificatePem,
             proxyClientKeyPem: pki.proxyClientCertificate.privateKeyPem,
+            backendHealthAgent: true,
         }),
     );
     const result = await twin.ssh(proxyDeployCommand, release);

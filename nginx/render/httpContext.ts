@@ -1,6 +1,6 @@
 import type { EdgeConfigSpec } from "../edgeConfigSpec";
 import { affinityMaps, originPolicyMap } from "./affinity";
-import type { ValueGuard } from "./valueGuard";
+import { RenderError, type ValueGuard } from "./valueGuard";
 
 /** What every request in the `http` context shares: logs, temp files, header limits, connection counters, the upgrade map. */
 export function httpBasics(v: ValueGuard, spec: EdgeConfigSpec): string[] {
@@ -21,8 +21,29 @@ export function httpBasics(v: ValueGuard, spec: EdgeConfigSpec): string[] {
         "        default upgrade;",
         "        ''      close;",
         "    }",
+        ...realClientAddress(v, spec),
         ...affinityMaps(v, spec),
         ...originPolicyMap(v, spec),
+    ];
+}
+
+/**
+ * Behind the load balancer, the client's address comes from the PROXY protocol header, and only
+ * when the connection comes from the balancer's side: a client that reaches a proxy some other
+ * way and sends its own header keeps its real address. Everything keyed on $remote_addr
+ * (ip_hash, limit_conn, X-Forwarded-For, the logs) then sees the client.
+ */
+function realClientAddress(v: ValueGuard, spec: EdgeConfigSpec): string[] {
+    const trusted = spec.listen.proxyProtocolFrom;
+    if (trusted === undefined) return [];
+    if (trusted.length === 0) throw new RenderError("listen.proxyProtocolFrom", "[]", "at least one address or range");
+    return [
+        "",
+        "    # --- Client address ---------------------------------------------------------------",
+        "    # The load balancer sends each client's address in a PROXY protocol header; it is",
+        "    # believed only from the balancer's side, so no client can claim another's address.",
+        ...trusted.map((range, i) => `    set_real_ip_from ${v.addressRange(`listen.proxyProtocolFrom[${i}]`, range)};`),
+        "    real_ip_header proxy_protocol;",
     ];
 }
 

@@ -25,7 +25,7 @@ export function servers(v: ValueGuard, spec: EdgeConfigSpec): string[] {
         "",
         ...locations(v, spec),
         "    }",
-        ...httpRedirectServer(v, spec.httpRedirectPort, spec.listen.ipv6 && spec.listen.address === undefined, port),
+        ...httpRedirectServer(v, spec.httpRedirectPort, spec.listen.ipv6 && spec.listen.address === undefined, port, proxyProtocol(spec)),
         ...statusServer(v, spec.statusListen),
     ];
 }
@@ -35,12 +35,14 @@ export function servers(v: ValueGuard, spec: EdgeConfigSpec): string[] {
  * `reuseport`, so the kernel spreads connections evenly over the workers.
  */
 function tlsListen(spec: EdgeConfigSpec, address: string, port: number, first: boolean): string[] {
-    const options = first ? " default_server reuseport" : "";
+    const options = `${proxyProtocol(spec)}${first ? " default_server reuseport" : ""}`;
     return [
         `        listen ${address}${port} ssl${options};`,
         ...(spec.listen.ipv6 && spec.listen.address === undefined ? [`        listen [::]:${port} ssl${options};`] : []),
     ];
 }
+
+const proxyProtocol = (spec: EdgeConfigSpec) => (spec.listen.proxyProtocolFrom === undefined ? "" : " proxy_protocol");
 
 function unknownNameServer(spec: EdgeConfigSpec, address: string, port: number): string[] {
     if (!spec.rejectUnknownNames) return [];
@@ -77,7 +79,7 @@ function statusServer(v: ValueGuard, status: EdgeConfigSpec["statusListen"]): st
     ];
 }
 
-function httpRedirectServer(v: ValueGuard, port: number | undefined, ipv6: boolean, tlsPort: number): string[] {
+function httpRedirectServer(v: ValueGuard, port: number | undefined, ipv6: boolean, tlsPort: number, options: string): string[] {
     if (port === undefined) return [];
     const p = v.port("httpRedirectPort", port);
     const target = tlsPort === 443 ? "https://$host$request_uri" : `https://$host:${tlsPort}$request_uri`;
@@ -85,8 +87,8 @@ function httpRedirectServer(v: ValueGuard, port: number | undefined, ipv6: boole
         "",
         "    # Plain HTTP only ever redirects to the TLS listener.",
         "    server {",
-        `        listen ${p};`,
-        ...(ipv6 ? [`        listen [::]:${p};`] : []),
+        `        listen ${p}${options};`,
+        ...(ipv6 ? [`        listen [::]:${p}${options};`] : []),
         `        return 301 ${target};`,
         "    }",
     ];

@@ -1,4 +1,4 @@
-import { isHostName, isIpLiteral } from "../../settings/addresses";
+import { cidrProblem, isHostName, isIpLiteral } from "../../settings/addresses";
 
 export class RenderError extends Error {
     constructor(
@@ -66,6 +66,12 @@ export class ValueGuard {
         if (!match || !isHostName(match[2]))
             throw new RenderError(field, origin, "an origin such as https://app.example.com or https://*.example.com");
         return origin;
+    }
+    /** An IP address or a canonical CIDR block (set_real_ip_from). */
+    addressRange(field: string, range: string): string {
+        if (!isIpLiteral(range) && cidrProblem(range) !== undefined)
+            throw new RenderError(field, range, "an IP address or a CIDR block such as 10.0.0.0/16");
+        return range;
     }
     address(field: string, a: string): string {
         if (!isIpLiteral(a) && !isHostName(a)) throw new RenderError(field, a, "an IP address or a DNS host name");

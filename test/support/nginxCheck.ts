@@ -42,6 +42,7 @@ export async function writeRelease(dir: string, config: string): Promise<string>
         backendCaPem: issued.caCertificatePem,
         proxyClientCertificatePem: issued.proxyClientCertificate.certificatePem,
         proxyClientKeyPem: issued.proxyClientCertificate.privateKeyPem,
+        backendHealthAgent: true,
     });
     for (const [path, content] of Object.entries(files)) {
         await mkdir(dirname(join(dir, path)), { recursive: true });

@@ -1,0 +1,97 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { closeSync, openSync } from "node:fs";
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { isListening } from "./ports";
+import { hardFileLimit, terminate, waitUntil } from "./processes";
+
+export interface FrontTarget {
+    readonly name: string;
+    readonly address: string;
+    readonly port: number;
+}
+
+export interface FrontBalancerOptions {
+    /** Folder of its config and log. */
+    readonly dir: string;
+    readonly bindAddress: string;
+    readonly port: number;
+    readonly targets: readonly FrontTarget[];
+    readonly haproxyBinary: string;
+}
+
+/**
+ * The local stand-in for the AWS Network Load Balancer, HAProxy from Debian in TCP mode. What it
+ * shares with the NLB is what the edge relies on: layer 4 only (TLS ends on the proxies), every
+ * connection prefixed with a PROXY protocol v2 header carrying the client's address, active
+ * health checks that take a dead proxy out, and a new connection never sent to a proxy that
+ * refuses it. Its idle timeout is the NLB's TCP default, 350 s; the backends ping well within it.
+ */
+export function renderFrontConfig(options: Omit<FrontBalancerOptions, "dir" | "haproxyBinary">): string {
+    // Two descriptors per proxied connection, under this machine's per-process limit.
+    const maxconn = Math.floor(hardFileLimit() / 2) - 100;
+    return [
+        "# The local stand-in for the Network Load Balancer; written by local/frontBalancer.ts.",
+        "global",
+        `    maxconn ${maxconn}`,
+        "",
+        "defaults",
+        "    mode tcp",
+        "    timeout connect 5s",
+        "    timeout client 350s",
+        "    timeout server 350s",
+        "    # A connection a proxy refuses goes to another one, as the NLB's passive checks do.",
+        "    option redispatch",
+        "    retries 2",
+        "",
+        "frontend edge",
+        `    bind ${options.bindAddress}:${options.port}`,
+        `    maxconn ${maxconn}`,
+        "    default_backend proxies",
+        "",
+        "backend proxies",
+        "    balance roundrobin",
+        `    source ${options.bindAddress}`,
+        ...options.targets.map(
+            (t) => `    server ${t.name} ${t.address}:${t.port} send-proxy-v2 check check-send-proxy inter 1s fall 2 rise 2`,
+        ),
+        "",
+    ].join("\n");
+}
+
+export class FrontBalancer {
+    private constructor(private readonly process: ChildProcess) {}
+
+    static async start(options: FrontBalancerOptions): Promise<FrontBalancer> {
+        const config = join(options.dir, "haproxy.cfg");
+        await writeFile(config, renderFrontConfig(options));
+        const log = openSync(join(options.dir, "haproxy.log"), "a");
+        // -db: in the foreground of its own process group, so the stack can stop it by PID.
+        const child = spawn(options.haproxyBinary, ["-db", "-f", config], { stdio: ["ignore", log, log], detached: true });
+        closeSync(log);
+        const front = new FrontBalancer(child);
+        try {
+            await waitUntil(
+                10000,
+                () => {
+                    if (child.exitCode !== null)
+                        throw new Error(`local stack: HAProxy exited (${child.exitCode}); see ${join(options.dir, "haproxy.log")}`);
+                    return isListening(options.bindAddress, options.port);
+                },
+                `local stack: HAProxy did not listen on ${options.bindAddress}:${options.port}`,
+            );
+        } catch (error) {
+            await front.stop();
+            throw error;
+        }
+        return front;
+    }
+
+    get pid(): number {
+        return this.process.pid ?? 0;
+    }
+
+    async stop(): Promise<void> {
+        await terminate(this.process, "SIGTERM");
+    }
+}
