@@ -1,9 +1,14 @@
 // The WSS edge on AWS. Reads top to bottom, and data flows one way:
-// settings → network → PKI → proxy VM → backends → rendered NGINX config → deploy → outputs.
+// settings → network → PKI → proxy VMs (and their load balancer) → backends → rendered NGINX
+// config → deploy, one proxy at a time → outputs.
+//
+// Two shapes, by proxyCount: 1 is one proxy VM behind an Elastic IP; 2 or more is a Network
+// Load Balancer across availability zones in front of that many proxy VMs.
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 import { BackendFleet } from "./components/backendFleet";
 import { EdgeDeploy } from "./components/edgeDeploy";
+import { EdgeLoadBalancer } from "./components/edgeLoadBalancer";
 import { EdgeMonitoring } from "./components/edgeMonitoring";
 import { EdgeNetwork } from "./components/edgeNetwork";
 import { EdgePki } from "./components/edgePki";
@@ -20,15 +25,51 @@ const userCertificate =
         ? { certificatePem: settings.tlsCertificate, privateKeyPem: settings.tlsPrivateKey }
         : undefined;
 
+const loadBalanced = settings.proxyCount > 1;
 const network = new EdgeNetwork("edge", {
     allowedCidrs: settings.allowedCidrs,
     adminCidrs: settings.adminCidrs,
     httpRedirect: settings.httpRedirect,
     backendPort: settings.backendPort,
+    loadBalanced,
 });
 
+// The first proxy keeps its name in both shapes, so growing to a load-balanced edge adds proxies
+// beside it instead of replacing it. Proxies go round the availability zones.
+const proxies = Array.from({ length: settings.proxyCount }, (_, i) => i).map((i) => ({
+    name: i === 0 ? "edge-proxy" : `edge-proxy-${i + 1}`,
+    role: loadBalanced ? `proxy-${i + 1}` : "proxy",
+    subnetId: network.subnetIds.apply((ids) => ids[i % ids.length]),
+}));
+
 // Allocated first so that, without a domain name, the edge certificate can name the address.
-const address = new aws.ec2.Eip("edge", { domain: "vpc", tags: { Name: `${pulumi.getProject()}-${pulumi.getStack()}` } });
+const address = loadBalanced
+    ? undefined
+    : new aws.ec2.Eip("edge", { domain: "vpc", tags: { Name: `${pulumi.getProject()}-${pulumi.getStack()}` } });
+
+const proxyVms = proxies.map(
+    ({ name, role, subnetId }) =>
+        new EdgeProxy(name, {
+            instanceType: settings.proxyInstanceType,
+            subnetId,
+            securityGroupId: network.proxySecurityGroup.id,
+            address,
+            role,
+        }),
+);
+const proxy = proxyVms[0];
+const publicPorts = [443, ...(settings.httpRedirect ? [80] : [])];
+const balancer = loadBalanced
+    ? new EdgeLoadBalancer("edge", {
+          vpcId: network.vpcId,
+          subnetIds: network.subnetIds,
+          // biome-ignore lint/style/noNonNullAssertion: EdgeNetwork creates it when loadBalanced.
+          securityGroupId: network.loadBalancerSecurityGroup!.id,
+          ports: publicPorts,
+          proxies: proxyVms,
+          drainSeconds: settings.drainTimeoutSeconds,
+      })
+    : undefined;
 
 const pki = new EdgePki("edge", {
     spec: edgePkiSpec({
@@ -37,15 +78,9 @@ const pki = new EdgePki("edge", {
         backendCount: settings.backendCount,
         userSuppliedEdgeCertificate: userCertificate !== undefined,
     }),
-    edgeIpAddresses: [address.publicIp],
+    edgeIpAddresses: address ? [address.publicIp] : [],
+    edgeDnsNames: balancer && !settings.domainName ? [balancer.dnsName] : [],
     userCertificate,
-});
-
-const proxy = new EdgeProxy("edge-proxy", {
-    instanceType: settings.proxyInstanceType,
-    subnetId: network.subnetIds.apply((ids) => ids[0]),
-    securityGroupId: network.proxySecurityGroup.id,
-    address,
 });
 
 const backends = new BackendFleet("backends", {
@@ -61,11 +96,15 @@ const backends = new BackendFleet("backends", {
     proxy,
 });
 
-const publicName = settings.domainName ?? address.publicIp;
+const publicName: pulumi.Input<string> = settings.domainName ?? balancer?.dnsName ?? (address as aws.ec2.Eip).publicIp;
 const capacity = pulumi
     .all([proxy.memoryMiB, proxy.vcpus])
     .apply(([memoryMiB, vcpus]) => ({ memoryMiB, vcpus, backendCount: settings.backendCount }));
-const proxyHostProfile = capacity.apply(awsProxyHost);
+// Behind the balancer, NGINX believes PROXY protocol headers from the VPC only: the balancer's nodes.
+const proxyHostProfile = pulumi
+    .all([capacity, network.vpcCidr])
+    .apply(([c, vpcCidr]) => awsProxyHost(c, loadBalanced ? { proxyProtocolFrom: [vpcCidr] } : {}));
+/** Every proxy runs this same config: the same upstream and hashing, so a client lands on the same backend through any of them. */
 export const nginxConfig = pulumi.all([pulumi.all(backends.privateIps), publicName, proxyHostProfile]).apply(([ips, name, host]) =>
     renderNginxConfig(
         edgeConfigSpec(
@@ -77,28 +116,47 @@ export const nginxConfig = pulumi.all([pulumi.all(backends.privateIps), publicNa
     ),
 );
 
-new EdgeDeploy("edge-deploy", {
-    proxy,
-    nginxConfig,
-    tls: {
-        certificateChainPem: pki.edgeCertificateChainPem,
-        privateKeyPem: pki.edgePrivateKeyPem,
-        backendCaPem: pki.caCertificatePem,
-        proxyClientCertificatePem: pki.proxyClientCertificate.certificatePem,
-        proxyClientKeyPem: pki.proxyClientCertificate.privateKeyPem,
-    },
-    backendHealthAgent: settings.activeHealthChecks,
-    after: backends.backends.map((b) => b.healthGate),
-});
+// One proxy at a time: each deploy starts once the previous proxy has reloaded and answers its
+// health check (the deploy script's last step), so the balancer always has proxies serving.
+proxyVms.reduce<EdgeDeploy | undefined>(
+    (previous, vm, i) =>
+        new EdgeDeploy(i === 0 ? "edge-deploy" : `edge-deploy-${i + 1}`, {
+            proxy: vm,
+            nginxConfig,
+            tls: {
+                certificateChainPem: pki.edgeCertificateChainPem,
+                privateKeyPem: pki.edgePrivateKeyPem,
+                backendCaPem: pki.caCertificatePem,
+                proxyClientCertificatePem: pki.proxyClientCertificate.certificatePem,
+                proxyClientKeyPem: pki.proxyClientCertificate.privateKeyPem,
+            },
+            backendHealthAgent: settings.activeHealthChecks,
+            after: previous ? [previous.deploy] : backends.backends.map((b) => b.healthGate),
+        }),
+    undefined,
+);
 
 const monitoring = new EdgeMonitoring("edge", {
-    instances: [{ role: "proxy", instance: proxy.instance }, ...backends.backends.map((b) => ({ role: b.name, instance: b.instance }))],
+    instances: [
+        ...proxyVms.map((vm, i) => ({ role: proxies[i].role, instance: vm.instance })),
+        ...backends.backends.map((b) => ({ role: b.name, instance: b.instance })),
+    ],
+    targetGroups: balancer?.targetGroups.map((targetGroup, i) => ({
+        port: publicPorts[i],
+        targetGroup,
+        loadBalancer: balancer.loadBalancer,
+    })),
     alarmEmail: settings.alarmEmail,
 });
 
 export const endpoint = pulumi.interpolate`wss://${publicName}/`;
 export const healthUrl = pulumi.interpolate`https://${publicName}${healthPath}`;
+/** The single VM's Elastic IP; behind a load balancer, the first proxy's own address (for SSH). */
 export const proxyPublicIp = proxy.publicIp;
+/** Every proxy VM's public address, for SSH from adminCidrs. */
+export const proxyPublicIps = pulumi.all(proxyVms.map((vm) => vm.publicIp));
+/** The Network Load Balancer's DNS name (point domainName at it), when proxyCount is 2 or more. */
+export const loadBalancerDnsName = balancer?.dnsName;
 export const backendPrivateIps = pulumi.all(backends.privateIps);
 export const caCertificatePem = pki.caCertificatePem;
 /** WebSockets the proxy admits at once before answering 503: what its memory holds, or the maxSockets setting if lower. */

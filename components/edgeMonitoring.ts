@@ -7,8 +7,17 @@ export interface MonitoredInstance {
     readonly instance: aws.ec2.Instance;
 }
 
+/** A target group of the load balancer, whose unhealthy proxies raise an alarm. */
+export interface MonitoredTargetGroup {
+    readonly port: number;
+    readonly targetGroup: aws.lb.TargetGroup;
+    readonly loadBalancer: aws.lb.LoadBalancer;
+}
+
 export interface EdgeMonitoringArgs {
     readonly instances: readonly MonitoredInstance[];
+    /** With the load-balanced shape: each target group, alarmed when any proxy in it is unhealthy. */
+    readonly targetGroups?: readonly MonitoredTargetGroup[];
     /** Who is told when an alarm fires or clears; without it, the topic has no subscriber yet. */
     readonly alarmEmail?: string;
 }
@@ -83,6 +92,30 @@ export class EdgeMonitoring extends pulumi.ComponentResource {
                 ),
             ];
         });
+
+        for (const { port, targetGroup, loadBalancer } of args.targetGroups ?? []) {
+            this.alarms.push(
+                new aws.cloudwatch.MetricAlarm(
+                    `${name}-unhealthy-proxies-${port}`,
+                    {
+                        name: `${prefix}-unhealthy-proxies-${port}`,
+                        alarmDescription: `A proxy fails the load balancer's health check on port ${port}: it gets no new clients`,
+                        namespace: "AWS/NetworkELB",
+                        metricName: "UnHealthyHostCount",
+                        dimensions: { TargetGroup: targetGroup.arnSuffix, LoadBalancer: loadBalancer.arnSuffix },
+                        statistic: "Maximum",
+                        period: 60,
+                        evaluationPeriods: failedMinutes,
+                        threshold: 1,
+                        comparisonOperator: "GreaterThanOrEqualToThreshold",
+                        treatMissingData: "notBreaching",
+                        alarmActions: [this.topic.arn],
+                        okActions: [this.topic.arn],
+                    },
+                    { parent: this },
+                ),
+            );
+        }
 
         const instanceIds = pulumi.all(args.instances.map(({ role, instance }) => instance.id.apply((id) => ({ role, id }))));
         this.dashboard = new aws.cloudwatch.Dashboard(

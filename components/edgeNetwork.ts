@@ -11,25 +11,33 @@ export interface EdgeNetworkArgs {
     readonly adminCidrs: readonly string[];
     readonly httpRedirect: boolean;
     readonly backendPort: number;
+    /** Proxies behind a Network Load Balancer: clients reach the balancer, and only it reaches the proxies. */
+    readonly loadBalanced: boolean;
 }
 
 /**
  * Where the edge lives and who may talk to what: the account's default VPC, one subnet per
  * availability zone, the proxy's security group (443 from the world or the allowed ranges,
- * 22 from the admins only) and the backends' (their port from the proxy only).
+ * 22 from the admins only) and the backends' (their port from the proxy only). Load-balanced,
+ * the allowed ranges reach the balancer's group instead, and the proxies' 443 (and 80) admit
+ * the balancer only, its health checks included: no client reaches a proxy directly.
  */
 export class EdgeNetwork extends pulumi.ComponentResource {
     readonly vpcId: pulumi.Output<string>;
+    /** The VPC's IPv4 range: where the load balancer's nodes connect to the proxies from. */
+    readonly vpcCidr: pulumi.Output<string>;
     /** Default subnets, sorted, one per availability zone. */
     readonly subnetIds: pulumi.Output<string[]>;
     readonly proxySecurityGroup: aws.ec2.SecurityGroup;
     readonly backendSecurityGroup: aws.ec2.SecurityGroup;
+    readonly loadBalancerSecurityGroup?: aws.ec2.SecurityGroup;
 
     constructor(name: string, args: EdgeNetworkArgs, opts?: pulumi.ComponentResourceOptions) {
         super("wss-edge:network:EdgeNetwork", name, {}, opts);
         const invokeOpts = { parent: this };
         const vpc = aws.ec2.getVpcOutput({ default: true }, invokeOpts);
         this.vpcId = vpc.id;
+        this.vpcCidr = vpc.cidrBlock;
         this.subnetIds = aws.ec2
             .getSubnetsOutput(
                 {
@@ -43,19 +51,47 @@ export class EdgeNetwork extends pulumi.ComponentResource {
             .ids.apply((ids) => [...ids].sort());
 
         const publicPorts = [443, ...(args.httpRedirect ? [80] : [])];
+        const clientRules = publicPorts.map((port) => ({
+            description: port === 443 ? "WebSocket clients (TLS)" : "HTTP, redirected to HTTPS",
+            protocol: "tcp",
+            fromPort: port,
+            toPort: port,
+            ...splitCidrs(args.allowedCidrs),
+        }));
+        if (args.loadBalanced) {
+            this.loadBalancerSecurityGroup = new aws.ec2.SecurityGroup(
+                `${name}-load-balancer`,
+                {
+                    vpcId: this.vpcId,
+                    description: "wss-edge load balancer: TLS (and HTTP) from clients, on to the proxies",
+                    ingress: clientRules,
+                    egress: publicPorts.map((port) => ({
+                        description: "To the proxies, and their health checks",
+                        protocol: "tcp",
+                        fromPort: port,
+                        toPort: port,
+                        cidrBlocks: [this.vpcCidr],
+                    })),
+                },
+                { parent: this },
+            );
+        }
+        const balancer = this.loadBalancerSecurityGroup;
         this.proxySecurityGroup = new aws.ec2.SecurityGroup(
             `${name}-proxy`,
             {
                 vpcId: this.vpcId,
                 description: "wss-edge proxy: TLS from clients, SSH from admins",
                 ingress: [
-                    ...publicPorts.map((port) => ({
-                        description: port === 443 ? "WebSocket clients (TLS)" : "HTTP, redirected to HTTPS",
-                        protocol: "tcp",
-                        fromPort: port,
-                        toPort: port,
-                        ...splitCidrs(args.allowedCidrs),
-                    })),
+                    ...(balancer
+                        ? publicPorts.map((port) => ({
+                              description: port === 443 ? "The load balancer: clients' TLS and health checks" : "The load balancer: HTTP",
+                              protocol: "tcp",
+                              fromPort: port,
+                              toPort: port,
+                              securityGroups: [balancer.id],
+                          }))
+                        : clientRules),
                     {
                         description: "SSH for admins and the deploy",
                         protocol: "tcp",
@@ -111,6 +147,7 @@ export class EdgeNetwork extends pulumi.ComponentResource {
             vpcId: this.vpcId,
             subnetIds: this.subnetIds,
             proxySecurityGroupId: this.proxySecurityGroup.id,
+            loadBalancerSecurityGroupId: this.loadBalancerSecurityGroup?.id,
             backendSecurityGroupId: this.backendSecurityGroup.id,
         });
     }

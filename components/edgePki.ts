@@ -7,6 +7,8 @@ export interface EdgePkiArgs {
     readonly spec: PkiSpec;
     /** Edge IP SANs only known at deploy time (the Elastic IP). */
     readonly edgeIpAddresses?: pulumi.Input<string>[];
+    /** Names known only once resources exist (the load balancer's DNS name), added to the edge certificate. */
+    readonly edgeDnsNames?: pulumi.Input<string>[];
     /** The user's own edge certificate chain and key, used when `spec.edge` is undefined. */
     readonly userCertificate?: { readonly certificatePem: string; readonly privateKeyPem: string };
 }
@@ -56,14 +58,18 @@ export class EdgePki extends pulumi.ComponentResource {
         this.caCertificatePem = ca.certPem;
 
         const expiry: Record<string, pulumi.Output<string>> = { ca: ca.validityEndTime };
-        const issue = (cert: CertificateSpec, extraIps: pulumi.Input<string>[] = []): IssuedCertificate => {
+        const issue = (
+            cert: CertificateSpec,
+            extraIps: pulumi.Input<string>[] = [],
+            extraNames: pulumi.Input<string>[] = [],
+        ): IssuedCertificate => {
             const key = this.privateKey(`${name}-${cert.name}`, spec);
             const request = new tls.CertRequest(
                 `${name}-${cert.name}`,
                 {
                     privateKeyPem: key.privateKeyPem,
                     subject: { commonName: cert.commonName, organization: spec.organization },
-                    dnsNames: [...cert.dnsNames],
+                    dnsNames: [...cert.dnsNames, ...extraNames],
                     ipAddresses: [...cert.ipAddresses, ...extraIps],
                 },
                 { parent: this },
@@ -85,7 +91,7 @@ export class EdgePki extends pulumi.ComponentResource {
         };
 
         if (spec.edge) {
-            const edge = issue(spec.edge, args.edgeIpAddresses);
+            const edge = issue(spec.edge, args.edgeIpAddresses, args.edgeDnsNames);
             this.edgeCertificateChainPem = pulumi.interpolate`${edge.certificatePem}${ca.certPem}`;
             this.edgePrivateKeyPem = edge.privateKeyPem;
         } else if (args.userCertificate) {

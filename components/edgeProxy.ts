@@ -9,8 +9,14 @@ export interface EdgeProxyArgs {
     readonly instanceType: string;
     readonly subnetId: pulumi.Input<string>;
     readonly securityGroupId: pulumi.Input<string>;
-    /** The stable public address, allocated before the PKI so the edge certificate can name it. */
-    readonly address: aws.ec2.Eip;
+    /**
+     * The stable public address of the single-VM edge, allocated before the PKI so the edge
+     * certificate can name it. Without it (behind the load balancer), the VM's own public
+     * address serves SSH only.
+     */
+    readonly address?: aws.ec2.Eip;
+    /** The tag that tells this proxy from the others behind the load balancer. */
+    readonly role?: string;
 }
 
 /**
@@ -22,7 +28,7 @@ export interface EdgeProxyArgs {
 export class EdgeProxy extends pulumi.ComponentResource {
     readonly instance: aws.ec2.Instance;
     readonly publicIp: pulumi.Output<string>;
-    /** How the deploy reaches the VM: as `admin`, by the Elastic IP, with the host key pinned. */
+    /** How the deploy reaches the VM: as `admin`, by its public address, with the host key pinned. */
     readonly connection: command.types.input.remote.ConnectionArgs;
     /** The key pair backends accept for the deploy. */
     readonly deployKeyName: pulumi.Output<string>;
@@ -68,18 +74,24 @@ export class EdgeProxy extends pulumi.ComponentResource {
                 userData: userDataWithHostKey(hostKey, proxyUserData),
                 // cloud-init runs user data once per instance: an edited one only takes effect on a new VM.
                 userDataReplaceOnChange: true,
-                tags: { Name: `${pulumi.getProject()}-${pulumi.getStack()}-proxy`, Role: "wss-edge-proxy" },
+                // Behind the load balancer, the VM's own address is for the deploy's SSH.
+                ...(args.address ? {} : { associatePublicIpAddress: true }),
+                tags: { Name: `${pulumi.getProject()}-${pulumi.getStack()}-${args.role ?? "proxy"}`, Role: "wss-edge-proxy" },
             },
             // The AMI moves on; a newer Debian image must not replace a serving edge on its own.
             { parent: this, ignoreChanges: ["ami"] },
         );
-        const association = new aws.ec2.EipAssociation(
-            name,
-            // A replacement VM is created before the old one is deleted: the address must be able to move.
-            { allocationId: args.address.allocationId, instanceId: this.instance.id, allowReassociation: true },
-            { parent: this },
-        );
-        this.publicIp = pulumi.all([args.address.publicIp, association.id]).apply(([ip]) => ip);
+        if (args.address) {
+            const association = new aws.ec2.EipAssociation(
+                name,
+                // A replacement VM is created before the old one is deleted: the address must be able to move.
+                { allocationId: args.address.allocationId, instanceId: this.instance.id, allowReassociation: true },
+                { parent: this },
+            );
+            this.publicIp = pulumi.all([args.address.publicIp, association.id]).apply(([ip]) => ip);
+        } else {
+            this.publicIp = this.instance.publicIp;
+        }
 
         this.connection = {
             host: this.publicIp,

@@ -104,3 +104,23 @@ export const waitForFirstBoot = [
 
 /** The deploy step's command line: first boot done, then the deploy script with the release on stdin. */
 export const proxyDeployCommand = `${waitForFirstBoot}\nsudo WSS_EDGE_ROOT=${proxyHost.releaseRoot} WSS_EDGE_SYSTEMD_UNIT=${proxyHost.systemdUnit} bash ${proxyHost.deployScriptPath}`;
+
+/**
+ * What runs on a proxy VM as it leaves the load balancer (its target deregistered, so no new
+ * connections): wait until NGINX holds no client sockets but the check's own, or `seconds` pass,
+ * whichever is first. Sockets still open then are closed by the balancer (connection
+ * termination at the end of the same deregistration delay) and their clients reconnect to
+ * the other proxies.
+ */
+export function proxyDrainCommand(seconds: number): string {
+    return [
+        `deadline=$((SECONDS + ${seconds}))`,
+        `while [ "$SECONDS" -lt "$deadline" ]; do`,
+        `  active=$(curl -fsS --max-time 2 http://127.0.0.1:${proxyHost.statusPort}/stub_status 2>/dev/null | sed -n 's/^Active connections: *\\([0-9]*\\).*/\\1/p')`,
+        // No answer (NGINX already gone) counts as drained.
+        '  [ "0$active" -le 1 ] && break',
+        "  sleep 5",
+        "done",
+        'echo "wss-edge: drained $(hostname), 0$active connections left"',
+    ].join("\n");
+}

@@ -51,11 +51,11 @@ export function proxySocketCeiling(capacity: ProxyCapacity): number {
  * one worker may hold every socket (the kernel's reuseport spreads them, but not exactly), so
  * each gets connection slots for all of them; the ceiling itself is enforced across workers.
  */
-export function awsProxyHost(capacity: ProxyCapacity): EdgeHostProfile {
+export function awsProxyHost(capacity: ProxyCapacity, behind: Pick<EdgeHostProfile["listen"], "proxyProtocolFrom"> = {}): EdgeHostProfile {
     const maxSockets = proxySocketCeiling(capacity);
     const connections = 2 * maxSockets + 1024;
     return {
-        listen: { port: 443, ipv6: true },
+        listen: { port: 443, ipv6: true, ...behind },
         httpRedirectPort: 80,
         statusListen: { address: "127.0.0.1", port: proxyHost.statusPort },
         workers: { user: "www-data", processes: Math.max(1, capacity.vcpus), connections, fileLimit: connections + 1024 },
