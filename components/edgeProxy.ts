@@ -74,8 +74,6 @@ export class EdgeProxy extends pulumi.ComponentResource {
                 userData: userDataWithHostKey(hostKey, proxyUserData),
                 // cloud-init runs user data once per instance: an edited one only takes effect on a new VM.
                 userDataReplaceOnChange: true,
-                // Behind the load balancer, the VM's own address is for the deploy's SSH.
-                ...(args.address ? {} : { associatePublicIpAddress: true }),
                 tags: { Name: `${pulumi.getProject()}-${pulumi.getStack()}-${args.role ?? "proxy"}`, Role: "wss-edge-proxy" },
             },
             // The AMI moves on; a newer Debian image must not replace a serving edge on its own.
@@ -90,6 +88,8 @@ export class EdgeProxy extends pulumi.ComponentResource {
             );
             this.publicIp = pulumi.all([args.address.publicIp, association.id]).apply(([ip]) => ip);
         } else {
+            // The default subnets give every VM a public address (EC2 gives a new one when an
+            // Elastic IP leaves it): behind the load balancer it serves the deploy's SSH only.
             this.publicIp = this.instance.publicIp;
         }
 

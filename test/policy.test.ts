@@ -182,39 +182,44 @@ describe("guardrail: no private keys in outputs", () => {
 });
 
 describe("this repository's stack", () => {
-    it("passes every guardrail, as registered under mocks (with the redirect on)", async () => {
-        const { resources, outputs } = await runEdgeProgram({ adminCidrs: '["203.0.113.0/24"]', httpRedirect: "true" });
-        // The mocks give every resource the id "<name>-id"; link instances to their groups by it.
-        const groups = new Map(
-            resources.filter((r) => r.type === sg).map((r) => [`${r.name}-id`, { type: r.type, name: r.name, props: r.inputs }]),
-        );
-        const stackResources: StackResource[] = [
-            ...resources.map((r) => ({
-                type: r.type,
-                name: r.name,
-                props: r.inputs,
-                propertyDependencies: {
-                    vpcSecurityGroupIds: (r.inputs.vpcSecurityGroupIds ?? []).map((id: string) => groups.get(id)).filter(Boolean),
-                },
-            })),
-            { type: "pulumi:pulumi:Stack", name: "wss-edge-dev", props: outputs },
-        ];
-        const backendLinks = stackResources
-            .filter((r) => r.props.tags?.Role === "wss-edge-backend")
-            .map((r) => r.propertyDependencies!.vpcSecurityGroupIds.length);
-        assert.deepEqual(backendLinks, [1, 1, 1], "each backend is linked to its security group");
-        for (const policy of edgePolicies) {
-            const found =
-                "validateResource" in policy && policy.validateResource
-                    ? (
-                          await Promise.all(
-                              resources.map((r) => violationsOf(policy, resourceArgs(r.type, r.inputs, { allowHttpRedirect: true }))),
-                          )
-                      ).flat()
-                    : await violationsOf(policy, stackArgs(stackResources));
-            assert.deepEqual(found, [], policy.name);
-        }
-    });
+    for (const proxyCount of [1, 2, 3])
+        it(`passes every guardrail, as registered under mocks (with the redirect on), with ${proxyCount} prox${proxyCount === 1 ? "y" : "ies"}`, async () => {
+            const { resources, outputs } = await runEdgeProgram({
+                adminCidrs: '["203.0.113.0/24"]',
+                httpRedirect: "true",
+                proxyCount: String(proxyCount),
+            });
+            // The mocks give every resource the id "<name>-id"; link instances to their groups by it.
+            const groups = new Map(
+                resources.filter((r) => r.type === sg).map((r) => [`${r.name}-id`, { type: r.type, name: r.name, props: r.inputs }]),
+            );
+            const stackResources: StackResource[] = [
+                ...resources.map((r) => ({
+                    type: r.type,
+                    name: r.name,
+                    props: r.inputs,
+                    propertyDependencies: {
+                        vpcSecurityGroupIds: (r.inputs.vpcSecurityGroupIds ?? []).map((id: string) => groups.get(id)).filter(Boolean),
+                    },
+                })),
+                { type: "pulumi:pulumi:Stack", name: "wss-edge-dev", props: outputs },
+            ];
+            const backendLinks = stackResources
+                .filter((r) => r.props.tags?.Role === "wss-edge-backend")
+                .map((r) => r.propertyDependencies!.vpcSecurityGroupIds.length);
+            assert.deepEqual(backendLinks, [1, 1, 1], "each backend is linked to its security group");
+            for (const policy of edgePolicies) {
+                const found =
+                    "validateResource" in policy && policy.validateResource
+                        ? (
+                              await Promise.all(
+                                  resources.map((r) => violationsOf(policy, resourceArgs(r.type, r.inputs, { allowHttpRedirect: true }))),
+                              )
+                          ).flat()
+                        : await violationsOf(policy, stackArgs(stackResources));
+                assert.deepEqual(found, [], policy.name);
+            }
+        });
 });
 
 describe("the pull-request policy config", () => {

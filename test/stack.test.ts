@@ -188,7 +188,14 @@ describe("the AWS stack under mocks, default dev config", async () => {
             assert.ok(command.secretInputs.has("connection"), `${command.name}: the SSH key reaches the provider as a secret`);
             assert.ok(!command.secretInputs.has("triggers"), `${command.name}: the triggers stay readable in a preview diff`);
         }
-        assert.match(named(resources, "edge-deploy").inputs.stdin, /^nginx\.conf /);
+        const edgeRelease = bundleFiles(named(resources, "edge-deploy").inputs.stdin);
+        assert.match(edgeRelease["nginx.conf"], /^# wss-edge/);
+        assert.match(edgeRelease["tls/edge.key"], /PRIVATE KEY/);
+        assert.match(
+            edgeRelease["backend-health-agent.sh"],
+            /^#!\/usr\/bin\/env bash/,
+            "the release carries the health agent it runs with",
+        );
         assert.match(bundleFiles(named(resources, "backends-backend-2-deploy").inputs.stdin)["tls/server.key"], /PRIVATE KEY/);
         for (const instance of instances(resources)) {
             assert.ok(instance.secretInputs.has("userData"), `${instance.name}: its user data (with the SSH host key) is a secret`);
@@ -200,7 +207,7 @@ describe("the AWS stack under mocks, default dev config", async () => {
             );
         }
         for (const [name, value] of Object.entries(outputs)) {
-            assert.doesNotMatch(JSON.stringify(value), /PRIVATE KEY/, `output ${name}`);
+            assert.doesNotMatch(JSON.stringify(value) ?? "", /PRIVATE KEY/, `output ${name}`);
         }
     });
 
@@ -234,7 +241,7 @@ describe("the AWS stack under mocks, default dev config", async () => {
         );
         assert.deepEqual(
             deploy.inputs.triggers.map((t: string) => t.split(":")[0]),
-            ["config", "certificates", "script", "instance"],
+            ["config", "certificates", "script", "agent", "instance"],
         );
         assert.equal(deploy.inputs.connection.host, mockEdgeIp);
         assert.equal(deploy.inputs.connection.user, "admin");

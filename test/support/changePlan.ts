@@ -46,6 +46,10 @@ const replacingInputs: Record<string, readonly string[]> = {
     "tls:index/locallySignedCert:LocallySignedCert": ["*"],
     "tls:index/selfSignedCert:SelfSignedCert": ["*"],
     "docker:index/image:Image": ["build", "imageName"],
+    "aws:lb/targetGroupAttachment:TargetGroupAttachment": ["*"],
+    "aws:lb/targetGroup:TargetGroup": ["port", "protocol", "vpcId", "targetType", "name", "namePrefix"],
+    "aws:lb/loadBalancer:LoadBalancer": ["loadBalancerType", "internal", "name", "namePrefix"],
+    "aws:lb/listener:Listener": ["loadBalancerArn"],
 };
 
 /** Inputs an instance applies in place only by stopping and starting (every socket on it closes). */

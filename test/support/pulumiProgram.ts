@@ -44,6 +44,7 @@ export interface ProgramRun {
 
 export const mockBackendIps = ["10.0.1.21", "10.0.2.22", "10.0.3.23", "10.0.1.24", "10.0.2.25", "10.0.3.26"];
 export const mockEdgeIp = "198.51.100.7";
+export const mockVpcCidr = "172.31.0.0/16";
 
 export interface RunOptions {
     preview?: boolean;
@@ -176,8 +177,21 @@ function mockState(
         case "aws:ec2/instance:Instance": {
             const backend = /backend-([0-9]+)/.exec(name);
             const privateIp = backend ? (replaced ? `10.0.9.${backend[1]}` : mockBackendIps[Number(backend[1]) - 1]) : "10.0.1.5";
-            return { privateIp, arn: `arn:aws:ec2:eu-west-1:123456789012:instance/${name}` };
+            const proxy = /^edge-proxy(?:-([0-9]+))?/.exec(name);
+            const publicIp = proxy ? `203.0.113.${Number(proxy[1] ?? 1) + (replaced ? 100 : 0)}` : undefined;
+            return { privateIp, publicIp, arn: `arn:aws:ec2:eu-west-1:123456789012:instance/${name}` };
         }
+        case "aws:lb/loadBalancer:LoadBalancer":
+            return {
+                dnsName: `${name}-0123456789abcdef.elb.eu-west-1.amazonaws.com`,
+                arn: `arn:aws:elasticloadbalancing:eu-west-1:123456789012:loadbalancer/net/${name}/0123456789abcdef`,
+                arnSuffix: `net/${name}/0123456789abcdef`,
+            };
+        case "aws:lb/targetGroup:TargetGroup":
+            return {
+                arn: `arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/${name}/fedcba9876543210`,
+                arnSuffix: `targetgroup/${name}/fedcba9876543210`,
+            };
         case "aws:ec2/eip:Eip":
             return { publicIp: mockEdgeIp, allocationId: "eipalloc-0123" };
         case "tls:index/privateKey:PrivateKey":
@@ -216,7 +230,7 @@ function mockState(
 function mockCall(token: string, inputs: Record<string, any>, amiRelease: string): Record<string, unknown> {
     switch (token) {
         case "aws:ec2/getVpc:getVpc":
-            return { id: "vpc-0default" };
+            return { id: "vpc-0default", cidrBlock: mockVpcCidr };
         case "aws:ec2/getSubnets:getSubnets":
             return { ids: ["subnet-c", "subnet-a", "subnet-b"] };
         case "aws:ec2/getAmi:getAmi":
