@@ -113,7 +113,11 @@ for (const proxyCount of [2, 3]) {
         });
 
         it("admits clients only at the balancer: the proxies' 443 and 80 take the balancer's group, SSH only the admins", () => {
-            const group = (name: string) => ofType(resources, "aws:ec2/securityGroup:SecurityGroup").find((g) => g.name === name)?.inputs;
+            const group = (name: string) => {
+                const found = ofType(resources, "aws:ec2/securityGroup:SecurityGroup").find((g) => g.name === name);
+                assert.ok(found, `security group ${name}`);
+                return found.inputs;
+            };
             const balancer = group("edge-load-balancer");
             assert.deepEqual(
                 balancer.ingress.map((r: any) => [r.fromPort, r.toPort, r.cidrBlocks, r.ipv6CidrBlocks]),
