@@ -163,14 +163,17 @@ async function runInForeground({ stateDir, port, settings }: Invocation): Promis
 
     stack = await LocalStack.start({ stateDir, edgePort: port, settings });
     printOutputs(stack);
-    console.log("\nCtrl-C stops the stack. Live, from the metrics: NGINX's client connections, sockets per backend:");
+    console.log("\nCtrl-C stops the stack. Live, from the metrics: NGINX's client connections (per proxy), sockets per backend:");
     const live = stack;
     let last = "";
     status = setInterval(async () => {
-        const { nginxActive, backends } = await live.metricsSnapshot();
+        const { nginxActive, proxies, backends } = await live.metricsSnapshot();
+        const shown = (n: number | undefined) => (n === undefined ? "DOWN" : n);
         const line = [
-            `nginx ${nginxActive === undefined ? "DOWN" : nginxActive}`,
-            ...Object.entries(backends).map(([name, n]) => `${name} ${n === undefined ? "DOWN" : n}`),
+            ...(Object.keys(proxies).length === 1
+                ? [`nginx ${shown(nginxActive)}`]
+                : Object.entries(proxies).map(([name, n]) => `${name} ${shown(n)}`)),
+            ...Object.entries(backends).map(([name, n]) => `${name} ${shown(n)}`),
         ].join("  │  ");
         if (stopping) return;
         // On a terminal the line updates in place; into a file or a pipe, it is written when it changes.
@@ -194,6 +197,9 @@ function printOutputs(stack: LocalStack): void {
     console.log(`endpoint          ${o.endpoint}`);
     console.log(`healthUrl         ${o.healthUrl}`);
     console.log(`caCertificatePem  ${o.caCertificatePem}`);
+    if (o.proxies.length > 1) {
+        for (const p of o.proxies) console.log(`proxy             ${p.name} on port ${p.port} (NGINX master pid ${p.pid}), behind HAProxy`);
+    }
     for (const b of o.backends) console.log(`backend           ${b.name} at ${b.address} (pid ${b.pid})`);
     for (const m of o.metrics) console.log(`metrics           ${m.name} ${m.url}`);
     console.log(`outputs           ${join(stack.stateDir, "outputs.json")}`);

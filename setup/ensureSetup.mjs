@@ -29,6 +29,7 @@ const systemPackages =
                         { binary: "systemd-nspawn", pkg: "systemd-container", why: "booting the VM twin" },
                         { binary: "ssh", pkg: "openssh-client", why: "deploying to the VM twin" },
                         { binary: "chromium", pkg: "chromium", why: "the browser tests" },
+                        { binary: "haproxy", pkg: "haproxy", why: "the load-balanced twin's front" },
                     ]
                   : []),
               ...(purpose === "bench"

@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { freePort } from "../local/ports";
-import { isAlive, waitUntil } from "../local/processes";
+import { childPids, isAlive, waitUntil } from "../local/processes";
 
 const root = join(__dirname, "..");
 const tsx = (args: string[]) => spawn(process.execPath, ["--import", "tsx", ...args], { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
@@ -209,5 +209,44 @@ describe("two stacks in one clone", async () => {
         ]);
         assert.equal(refused.code, 1);
         assert.match(refused.output, /local:backendInstanceType = "t3\.small": places the AWS stack .*the local stack does not take it/);
+    });
+});
+
+describe("npm run local:up -- --set proxyCount=2, then local:down", async () => {
+    const state = scratch("tier");
+    const port = await freePort("127.0.0.1");
+
+    it("runs two NGINX proxies behind HAProxy, lists them in outputs.json, and local:down leaves nothing running", async () => {
+        const up = await run(["local/cli.ts", "up", "--port", String(port), "--state", state, "--set", "proxyCount=2"]);
+        after(() => run(["local/cli.ts", "down", "--state", state]));
+        assert.equal(up.code, 0, up.output);
+        const outputs = JSON.parse(readFileSync(join(state, "outputs.json"), "utf8"));
+        assert.deepEqual(
+            outputs.proxies.map((p: { name: string; pid: number; port: number }) => [p.name, typeof p.pid, typeof p.port]),
+            [
+                ["proxy-1", "number", "number"],
+                ["proxy-2", "number", "number"],
+            ],
+        );
+        const passed = await run(["smoke/smoke.ts", `wss://localhost:${port}/`, "--ca", join(state, "pki", "ca.crt"), "--reconnects", "3"]);
+        assert.equal(passed.code, 0, passed.output);
+
+        const masters = outputs.proxies.map((p: { pid: number }) => p.pid) as number[];
+        const everything = [
+            ...masters,
+            ...masters.flatMap((pid) => childPids(pid)),
+            ...outputs.processes.map((p: { pid: number }) => p.pid),
+            ...outputs.backends.map((b: { pid: number }) => b.pid),
+        ];
+        assert.ok(everything.every(isAlive));
+        assert.ok(
+            outputs.processes.some((p: { command: string }) => p.command === "haproxy"),
+            "the front is listed",
+        );
+        const down = await run(["local/cli.ts", "down", "--state", state]);
+        assert.equal(down.code, 0, down.output);
+        assert.match(down.output, /front \(HAProxy\)/);
+        assert.deepEqual(everything.filter(isAlive), [], "no process of the stack is left");
+        assert.throws(() => readFileSync(join(state, "stack.lock")), /ENOENT/);
     });
 });
