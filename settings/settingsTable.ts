@@ -86,7 +86,8 @@ export const settingsTable = {
         scope: "aws",
         kind: "dnsName",
         default: "",
-        description: "Public DNS name of the edge (point it at the proxyPublicIp output). Without it, clients use the Elastic IP.",
+        description:
+            "Public DNS name of the edge (point it at the proxyPublicIp output, or the loadBalancerDnsName output with proxyCount 2+). Without it, clients use the Elastic IP (or the balancer's name).",
     },
     allowedCidrs: {
         scope: "aws",
