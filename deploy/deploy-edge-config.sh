@@ -84,6 +84,45 @@ else
 fi
 trap - EXIT
 
+# Before the release goes live: the scripts the health agent runs, at a path that does not move
+# with releases, and on a systemd host its service; a failure here leaves the running release as it was.
+install_if_changed() {
+    cmp -s "$1" "$2" && return 1
+    install -D -m "${3:-0755}" "$1" "$2.next" && mv -f "$2.next" "$2"
+}
+install_if_changed "${BASH_SOURCE[0]}" "$root/bin/deploy-edge-config.sh" || true
+agent_changed=0
+if [ -f "$release/backend-health-agent.sh" ] && install_if_changed "$release/backend-health-agent.sh" "$root/bin/backend-health-agent.sh"; then
+    agent_changed=1
+fi
+if [ ! -f "$release/backend-health-agent.sh" ]; then
+    # Active health checks are off in this release: no agent, and no backend held down by one.
+    if [ -n "$unit" ]; then systemctl disable -q --now wss-edge-backend-health 2>/dev/null || true; fi
+    rm -f "$root/bin/backend-health-agent.sh" "$down_file"
+elif [ -n "$unit" ]; then
+    agent_unit=/etc/systemd/system/wss-edge-backend-health.service
+    rendered_unit="$root/.backend-health.service"
+    cat >"$rendered_unit" <<UNIT
+[Unit]
+Description=wss-edge: active health checks of the backends, marking dead ones down in NGINX
+After=$unit.service
+
+[Service]
+Environment=WSS_EDGE_ROOT=$root WSS_EDGE_SYSTEMD_UNIT=$unit
+ExecStart=/bin/bash $root/bin/backend-health-agent.sh
+Restart=always
+RestartSec=2
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+    if install_if_changed "$rendered_unit" "$agent_unit" 0644; then systemctl daemon-reload; agent_changed=1; fi
+    rm -f "$rendered_unit"
+    # Started by the first deploy, restarted when its script or unit changed; never by the agent's own redeploys.
+    if [ "$agent_changed" -eq 1 ]; then systemctl enable -q wss-edge-backend-health && systemctl restart wss-edge-backend-health; fi
+    systemctl is-active -q wss-edge-backend-health || systemctl enable -q --now wss-edge-backend-health
+fi
+
 previous=$(readlink "$root/current" 2>/dev/null || true)
 swap_to() {
     ln -sfn "$1" "$root/.current.next"
@@ -165,43 +204,6 @@ if ! { reload_or_start && answers_health_check; }; then
     fail "NGINX did not start with release $id"
 fi
 echo "deploy-edge-config: release $id is live (previous: ${previous:-none})"
-
-# The scripts the health agent runs, at a path that does not move with releases.
-install_if_changed() {
-    cmp -s "$1" "$2" && return 1
-    install -D -m "${3:-0755}" "$1" "$2.next" && mv -f "$2.next" "$2"
-}
-install_if_changed "${BASH_SOURCE[0]}" "$root/bin/deploy-edge-config.sh" || true
-agent_changed=0
-if [ -f "$root/current/backend-health-agent.sh" ] && install_if_changed "$root/current/backend-health-agent.sh" "$root/bin/backend-health-agent.sh"; then
-    agent_changed=1
-fi
-if [ ! -f "$root/current/backend-health-agent.sh" ]; then
-    # Active health checks are off in this release: no agent, and no backend held down by one.
-    if [ -n "$unit" ]; then systemctl disable -q --now wss-edge-backend-health 2>/dev/null || true; fi
-    rm -f "$root/bin/backend-health-agent.sh" "$down_file"
-elif [ -n "$unit" ]; then
-    agent_unit=/etc/systemd/system/wss-edge-backend-health.service
-    cat >"$agent_unit.next" <<UNIT
-[Unit]
-Description=wss-edge: active health checks of the backends, marking dead ones down in NGINX
-After=$unit.service
-
-[Service]
-Environment=WSS_EDGE_ROOT=$root WSS_EDGE_SYSTEMD_UNIT=$unit
-ExecStart=/bin/bash $root/bin/backend-health-agent.sh
-Restart=always
-RestartSec=2
-
-[Install]
-WantedBy=multi-user.target
-UNIT
-    if install_if_changed "$agent_unit.next" "$agent_unit" 0644; then systemctl daemon-reload; agent_changed=1; fi
-    rm -f "$agent_unit.next"
-    # Started by the first deploy, restarted when its script or unit changed; never by the agent's own redeploys.
-    if [ "$agent_changed" -eq 1 ]; then systemctl enable -q wss-edge-backend-health && systemctl restart wss-edge-backend-health; fi
-    systemctl is-active -q wss-edge-backend-health || systemctl enable -q --now wss-edge-backend-health
-fi
 
 # Keep the newest $keep releases besides the current and the previous one.
 { ls -1t "$releases" | grep -v -x -e "$id" -e "$(basename "${previous:-none}")" || true; } |

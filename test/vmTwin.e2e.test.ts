@@ -12,7 +12,7 @@ import WebSocket from "ws";
 import { renderCloudConfig } from "../host/cloudConfig";
 import { proxyFirstBootScript } from "../host/proxyHost";
 import { LocalStack } from "../local/localStack";
-import { findBinary, hardFileLimit } from "../local/processes";
+import { findBinary, hardFileLimit, waitUntil } from "../local/processes";
 import { close, connect, type EdgeSession, echo } from "../smoke/edgeClient";
 import { bootProxyTwin, deployToTwin, gateBackends, TwinDeployError, twinConfig } from "../twin/twinEdge";
 import type { VmTwin } from "../twin/vmTwin";
@@ -115,6 +115,30 @@ describe("the proxy VM's twin", { skip }, async () => {
         assert.equal(held.filter((s) => s.socket.readyState !== WebSocket.OPEN).length, 0);
         const echoes = await Promise.all(held.map((s, i) => echo(s.socket, `after the second deploy ${i}`)));
         assert.ok(echoes.every((data, i) => data.toString() === `after the second deploy ${i}`));
+    });
+
+    it("runs the backend health agent as a systemd service: a frozen backend is marked down in the live config, and back after SIGCONT", async () => {
+        const service = await twin.ssh("systemctl is-active wss-edge-backend-health; systemctl is-enabled wss-edge-backend-health");
+        assert.deepEqual(service.stdout.trim().split("\n"), ["active", "enabled"], service.stderr);
+        const frozen = stack.outputs.backends[1];
+        const port = frozen.address.split(":")[1];
+        const marked = (state: "down" | "up") => async () => {
+            const config = (await twin.ssh("sudo cat /etc/wss-edge/current/nginx.conf")).stdout;
+            return new RegExp(`server ${twin.hostAddress.replace(/\./g, "\\.")}:${port} [^;\n]*${state === "down" ? " down" : "s"};`).test(
+                config,
+            );
+        };
+        process.kill(frozen.pid, "SIGSTOP");
+        try {
+            await waitUntil(60000, marked("down"), `the twin's agent did not mark ${frozen.name} down`);
+        } finally {
+            process.kill(frozen.pid, "SIGCONT");
+        }
+        await waitUntil(60000, marked("up"), `the twin's agent did not bring ${frozen.name} back`);
+        const journal = await twin.ssh("sudo journalctl -u wss-edge-backend-health --no-pager -o cat");
+        assert.match(journal.stdout, new RegExp(`:${port} marked down after 2 failed checks`));
+        assert.match(journal.stdout, new RegExp(`:${port} is back after 2 good checks`));
+        assert.equal(held.filter((s) => s.socket.readyState !== WebSocket.OPEN && s.hello.backend !== frozen.name).length, 0);
     });
 
     it("comes back serving the current release after a reboot, without running its user data again", async () => {
