@@ -317,23 +317,33 @@ async function handle(command: Command): Promise<Record<string, unknown>> {
             const deadline = started + command.deadlineMs;
             let lastServedMs = 0;
             let served = 0;
+            let attempts = 0;
+            const servedMs: number[] = [];
+            const sameBackend = { same: 0, moved: 0 };
+            const errors = new Map<string, number>();
             await Promise.all(
                 dropped.map(async (h, i) => {
                     while (Date.now() < deadline) {
+                        attempts++;
                         try {
+                            const before = h.backend;
                             const again = await dial(command.target, i, h.address, 5000);
                             Object.assign(h, { socket: again.socket, backend: again.backend, closedUnexpectedly: false });
                             watch(h);
                             served++;
+                            if (again.backend === before) sameBackend.same++;
+                            else sameBackend.moved++;
                             lastServedMs = Date.now() - started;
+                            servedMs.push(lastServedMs);
                             return;
-                        } catch {
+                        } catch (error) {
+                            note(errors, error);
                             await new Promise((r) => setTimeout(r, 20));
                         }
                     }
                 }),
             );
-            return { dropped: dropped.length, served, lastServedMs };
+            return { dropped: dropped.length, served, lastServedMs, servedMs, attempts, sameBackend, errors: errorsSeen(errors) };
         }
         case "close": {
             expectingClose = true;

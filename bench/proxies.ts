@@ -169,7 +169,13 @@ frontend edge
     bind 127.0.0.1:${port} ssl crt ${root}/edge.pem alpn http/1.1
     default_backend wss
 backend wss
+    # Sticky by client address, consistently hashed, with active checks and redispatch: the
+    # closest HAProxy gets to this project's edge.
     balance source
+    hash-type consistent
+    option redispatch
+    retries 2
+    default-server check inter 2s fall 2 rise 2
 ${servers}
 `,
     );
@@ -179,7 +185,7 @@ ${servers}
     await new Promise((r) => setTimeout(r, 500));
     return {
         name: "haproxy",
-        description: `HAProxy 2.6 (balance source, timeout tunnel, ssl verify required + client certificate), ${instances} process(es) sharing the port`,
+        description: `HAProxy 2.6 (balance source, consistent hashing, active checks, timeout tunnel, ssl verify required + client certificate), ${instances} process(es) sharing the port`,
         target: { urls: [`wss://127.0.0.1:${port}/`], ca: pki.caCertificatePem, servername: "localhost" },
         processes: () => children.map((c) => c.pid!).filter(Boolean),
         socketCeiling: {

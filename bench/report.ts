@@ -1,5 +1,6 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { type StormResult, stormTable } from "./storms";
 
 export interface ProxyResult {
     name: string;
@@ -11,7 +12,6 @@ export interface ProxyResult {
     throughput?: Throughput;
     holding: { sockets: number; failed: number; proxyMemoryKiB: number; kibPerSocket?: number; generatorCores: number }[];
     hold?: { sockets: number; seconds: number; drops: number };
-    storm?: { sockets: number; reconnecting: number; served: number; secondsUntilAllServed: number };
     notes: string[];
 }
 
@@ -33,6 +33,8 @@ export interface BenchResults {
     plan: "quick" | "full";
     machine: Record<string, string | number>;
     results: ProxyResult[];
+    /** Reconnect storms (bench/storms.ts), when run. */
+    storms?: StormResult[];
 }
 
 const fmt = (n: number | undefined, digits = 0) =>
@@ -74,7 +76,6 @@ export function summarize(report: BenchResults) {
             throughputVsDirect: r.name === "direct" ? 1 : r.throughput?.vsDirect?.median,
             throughputVsDirectRange: r.throughput?.vsDirect,
             cpuUsPerMessage: r.throughput?.proxyCpuUsPerMessage,
-            stormSeconds: r.storm?.secondsUntilAllServed,
         };
     });
 }
@@ -92,11 +93,11 @@ export function markdown(report: BenchResults): string {
             'Throughput "× direct" is the median over rounds that alternate with direct connections to the same backends (lowest and highest round in brackets), not a comparison with the direct row, which ran minutes apart. ' +
             '"Sessions per proxy CPU-s" is the new-session rate the proxy would reach if its CPU were the limit (full handshakes, from its own CPU accounting).',
         "",
-        "| Configuration | Sockets held | Drops in hold | Proxy KiB/socket | Sessions/s (full) | Sessions/s (resumed) | × tutorial | Sessions per proxy CPU-s | × tutorial | p99 echo µs (sockets) | p99 × direct | Msg/s | × direct | Proxy CPU µs/msg | Storm s |",
+        "| Configuration | Sockets held | Drops in hold | Proxy KiB/socket | Sessions/s (full) | Sessions/s (resumed) | × tutorial | Sessions per proxy CPU-s | × tutorial | p99 echo µs (sockets) | p99 × direct | Msg/s | × direct | Proxy CPU µs/msg |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ...rows.map(
             (r) =>
-                `| ${r.name} | ${fmt(r.maxSockets)} | ${fmt(r.drops)} | ${fmt(r.kibPerSocket, 1)} | ${fmt(r.sessionsFull)} | ${fmt(r.sessionsResumed)} | ${fmt(r.sessionsVsTutorial, 2)} | ${fmt(r.sessionsPerProxyCpuSecond)} | ${fmt(r.capacityVsTutorial, 2)} | ${fmt(r.p99us)} (${fmt(r.p99Sockets)}) | ${fmt(r.p99VsDirect, 2)} | ${fmt(r.messagesPerSecond)} | ${fmt(r.throughputVsDirect, 2)}${r.throughputVsDirectRange ? ` (${fmt(r.throughputVsDirectRange.min, 2)}–${fmt(r.throughputVsDirectRange.max, 2)})` : ""} | ${fmt(r.cpuUsPerMessage, 1)} | ${fmt(r.stormSeconds, 2)} |`,
+                `| ${r.name} | ${fmt(r.maxSockets)} | ${fmt(r.drops)} | ${fmt(r.kibPerSocket, 1)} | ${fmt(r.sessionsFull)} | ${fmt(r.sessionsResumed)} | ${fmt(r.sessionsVsTutorial, 2)} | ${fmt(r.sessionsPerProxyCpuSecond)} | ${fmt(r.capacityVsTutorial, 2)} | ${fmt(r.p99us)} (${fmt(r.p99Sockets)}) | ${fmt(r.p99VsDirect, 2)} | ${fmt(r.messagesPerSecond)} | ${fmt(r.throughputVsDirect, 2)}${r.throughputVsDirectRange ? ` (${fmt(r.throughputVsDirectRange.min, 2)}–${fmt(r.throughputVsDirectRange.max, 2)})` : ""} | ${fmt(r.cpuUsPerMessage, 1)} |`,
         ),
         "",
         "## Latency detail (echo round trip, µs)",
@@ -118,6 +119,16 @@ export function markdown(report: BenchResults): string {
             ),
         ),
         "",
+        ...(report.storms
+            ? [
+                  "## Reconnect storms",
+                  "",
+                  "Every client of what died reconnects at once; times are from the cause to each client's next hello. The direct row is the floor this machine's generator and backends set with no proxy at all.",
+                  "",
+                  stormTable(report.storms),
+                  "",
+              ]
+            : []),
         "## Notes",
         "",
         ...report.results.map((r) => `- **${r.name}**: ${r.description}.${r.notes.length ? ` ${r.notes.join(" ")}` : ""}`),

@@ -4,7 +4,7 @@
  * Runs the local topology once per configuration — direct to the backends, this project's
  * NGINX, the tutorial's config, HAProxy and Caddy — and measures sessions per second, echo
  * latency, throughput with the proxy's own CPU per message, sockets held with the proxy's
- * memory per socket, and a reconnect storm. All traffic stays on loopback; every scenario is
+ * memory per socket, and reconnect storms (bench/storms.ts). All traffic stays on loopback; every scenario is
  * bounded in count and time. Results: bench/results/latest.{json,md,svg}.
  */
 import { execFileSync, spawnSync } from "node:child_process";
@@ -29,6 +29,7 @@ import {
     wssEdge,
 } from "./proxies";
 import { type BenchResults, type ProxyResult, type Throughput, writeReport } from "./report";
+import { fullStormPlan, quickStormPlan, runStorms, type StormPlan, type StormResult } from "./storms";
 
 interface Plan {
     readonly socketSteps: readonly number[];
@@ -46,7 +47,7 @@ interface Plan {
         readonly seconds: number;
         readonly rounds: number;
     };
-    readonly stormSockets: number;
+    readonly storms: StormPlan;
     readonly loadProcesses: number;
     /** NGINX workers for holding sockets: enough that each stays under the descriptor limit. */
     readonly nginxWorkersForHolding: number;
@@ -64,7 +65,7 @@ const fullPlan: Plan = {
     latencySeconds: 4,
     messageSizes: [64, 16384],
     throughput: { sockets: 100, size: 1024, inflight: 8, seconds: 4, rounds: 6 },
-    stormSockets: 3000,
+    storms: fullStormPlan,
     loadProcesses: 5,
     nginxWorkersForHolding: 8,
     haproxyProcesses: 6,
@@ -81,7 +82,7 @@ const quickPlan: Plan = {
     latencySeconds: 0.3,
     messageSizes: [64, 16384],
     throughput: { sockets: 20, size: 1024, inflight: 4, seconds: 0.3, rounds: 2 },
-    stormSockets: 60,
+    storms: quickStormPlan,
     loadProcesses: 2,
     nginxWorkersForHolding: 2,
     haproxyProcesses: 1,
@@ -145,6 +146,14 @@ async function main(): Promise<void> {
         }
     } finally {
         await stack.stop();
+    }
+    let storms: StormResult[] | undefined;
+    try {
+        if (!only || only.includes("storms")) {
+            log("— reconnect storms: a backend restarts, a backend dies, a proxy dies");
+            storms = await runStorms(plan.storms, dir);
+        }
+    } finally {
         rmSync(dir, { recursive: true, force: true });
     }
     const report: BenchResults = {
@@ -161,6 +170,7 @@ async function main(): Promise<void> {
             node: process.version,
         },
         results,
+        storms,
     };
     const written = writeReport(report, join(__dirname, "results"), values.quick ? "quick" : "latest");
     log(`results: ${written.join(", ")}`);
@@ -299,34 +309,6 @@ async function measure(
     await fleet.all(() => ({ cmd: "close" }));
     await sleep(plan.settleMs);
 
-    // 5. Reconnect storm: one backend restarts; its clients all reconnect at once.
-    if (proxy.name === "direct") {
-        result.notes.push("reconnect storm: not applicable without a proxy to move clients to live backends");
-    } else {
-        const per = Math.ceil(Math.min(plan.stormSockets, proxy.socketCeiling?.sockets ?? Infinity) / fleet.size);
-        await fleet.all((n) => ({
-            cmd: "open",
-            target,
-            count: per,
-            addresses: LoadFleet.addresses(n),
-            concurrency: 64,
-            deadlineMs: 120000,
-        }));
-        const victim = stack.backendNames()[0];
-        await stack.stopBackend(victim, "SIGTERM");
-        const restart = stack.restartBackend(victim);
-        const storm = await fleet.all((n) => ({ cmd: "reconnect", target, addresses: LoadFleet.addresses(n), deadlineMs: 30000 }));
-        await restart;
-        const dropped = sum(storm.map((s) => s.dropped as number));
-        const served = sum(storm.map((s) => s.served as number));
-        result.storm = {
-            sockets: per * fleet.size,
-            reconnecting: dropped,
-            served,
-            secondsUntilAllServed: Math.max(...storm.map((s) => s.lastServedMs as number)) / 1000,
-        };
-        log(`  storm: ${dropped} reconnecting, ${served} served again within ${result.storm.secondsUntilAllServed.toFixed(2)} s`);
-    }
     if (proxy.name === "wss-edge" && plan.nginxWorkersForHolding !== nginxWorkers) await stack.setWorkerProcesses(nginxWorkers);
     return result;
 }

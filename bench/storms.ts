@@ -1,0 +1,214 @@
+/**
+ * Reconnect storms: what clients see when something behind the endpoint dies, and how long until
+ * every one of them is served again, as a distribution (p50, p99, max from the moment the cause
+ * is done), with how many attempts it took and whether each client came back to its backend.
+ *
+ *   npm run bench:storms [-- --quick]
+ *
+ * - backend restarts: one of three backends is stopped and started again (SIGTERM, its clients
+ *   get 1001), this project's edge next to HAProxy, and next to the same clients dialling the
+ *   backends directly (the floor this machine's generator and backends set);
+ * - backend dies: one is killed (SIGKILL) and stays dead, with active health checks on both
+ *   (this project's agent; HAProxy's `check`);
+ * - proxy dies: the load-balanced twin (HAProxy front, two NGINX proxies), one proxy's NGINX
+ *   killed outright.
+ *
+ * Clients come from many /24s (several generator processes), and reconnect at once with 20 ms
+ * between attempts and a 5 s limit per attempt, as a client library's reconnect loop might.
+ */
+import { execFileSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { LocalStack } from "../local/localStack";
+import { childPids, sleep } from "../local/processes";
+import type { TlsTarget } from "./loadClient";
+import { LoadFleet } from "./loadFleet";
+import { direct, haproxy, wssEdge } from "./proxies";
+
+export interface StormPlan {
+    /** Sockets held before the cause; those on the victim reconnect. */
+    readonly sockets: number;
+    readonly loadProcesses: number;
+}
+
+export const fullStormPlan: StormPlan = { sockets: 3000, loadProcesses: 5 };
+export const quickStormPlan: StormPlan = { sockets: 90, loadProcesses: 2 };
+
+export interface StormResult {
+    readonly scenario: string;
+    readonly proxy: string;
+    readonly sockets: number;
+    /** Sockets that dropped and reconnected. */
+    readonly reconnecting: number;
+    readonly served: number;
+    readonly p50Ms: number;
+    readonly p99Ms: number;
+    readonly maxMs: number;
+    /** Dial attempts per reconnecting client, on average. */
+    readonly attemptsPerClient: number;
+    /** Clients served again by the backend they had before. */
+    readonly sameBackend: number;
+    /** The most frequent reasons an attempt failed. */
+    readonly errors: Record<string, number>;
+}
+
+const log = (line: string) => console.log(`[storms ${new Date().toISOString().slice(11, 19)}] ${line}`);
+const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+const percentile = (sorted: number[], p: number) =>
+    sorted.length === 0 ? Number.NaN : sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))];
+
+/** Holds `plan.sockets` through `target`, runs `cause`, then every dropped client reconnects at once. */
+async function storm(
+    scenario: string,
+    proxy: string,
+    target: TlsTarget,
+    plan: StormPlan,
+    cause: () => Promise<void>,
+): Promise<StormResult> {
+    const fleet = await LoadFleet.start(plan.loadProcesses);
+    try {
+        const per = Math.ceil(plan.sockets / fleet.size);
+        await fleet.all((n) => ({
+            cmd: "open",
+            target,
+            count: per,
+            addresses: LoadFleet.addresses(n),
+            concurrency: 64,
+            deadlineMs: 120000,
+        }));
+        await cause();
+        // Until every dropped socket has seen its close.
+        await sleep(1000);
+        const replies = await fleet.all((n) => ({ cmd: "reconnect", target, addresses: LoadFleet.addresses(n), deadlineMs: 60000 }));
+        const servedMs = replies.flatMap((r) => r.servedMs as number[]).sort((a, b) => a - b);
+        const reconnecting = sum(replies.map((r) => r.dropped as number));
+        const errors: Record<string, number> = {};
+        for (const reply of replies)
+            for (const [reason, count] of Object.entries(reply.errors as Record<string, number>))
+                errors[reason] = (errors[reason] ?? 0) + count;
+        const result: StormResult = {
+            scenario,
+            proxy,
+            sockets: per * fleet.size,
+            reconnecting,
+            served: sum(replies.map((r) => r.served as number)),
+            p50Ms: percentile(servedMs, 0.5),
+            p99Ms: percentile(servedMs, 0.99),
+            maxMs: servedMs.at(-1) ?? Number.NaN,
+            attemptsPerClient: sum(replies.map((r) => r.attempts as number)) / Math.max(1, reconnecting),
+            sameBackend: sum(replies.map((r) => (r.sameBackend as { same: number }).same)),
+            errors,
+        };
+        log(
+            `${proxy}, ${scenario}: ${result.served}/${reconnecting} served again; p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms, max ${result.maxMs} ms; ${result.attemptsPerClient.toFixed(1)} attempts each; ${result.sameBackend} on their old backend; ${JSON.stringify(errors)}`,
+        );
+        return result;
+    } finally {
+        await fleet.all(() => ({ cmd: "close" })).catch(() => undefined);
+        await fleet.stop();
+    }
+}
+
+/** Every storm, in one run. */
+export async function runStorms(plan: StormPlan, dir: string): Promise<StormResult[]> {
+    const fileLimit = Number(execFileSync("sh", ["-c", "ulimit -Hn"], { encoding: "utf8" }).trim());
+    const results: StormResult[] = [];
+
+    const stack = await LocalStack.start({ stateDir: join(dir, "storm-stack"), edgePort: 0, workerProcesses: 2 });
+    try {
+        const context = { stack, dir, fileLimit };
+        const victim = stack.backendNames()[0];
+        const restart = async () => {
+            await stack.stopBackend(victim, "SIGTERM");
+            await stack.restartBackend(victim);
+        };
+        const kill = async () => {
+            await stack.stopBackend(victim, "SIGKILL");
+        };
+        const revive = async () => {
+            await stack.restartBackend(victim);
+            // Both health checkers have it back before the next storm (2 good checks, 2 s apart).
+            await sleep(6000);
+        };
+        // The floor: the same clients dialling the backends themselves, no proxy in the way. What
+        // a storm through a proxy takes beyond this is the proxy's doing.
+        const floor = direct(context);
+        results.push(await storm("backend restarts", "direct (no proxy)", floor.target, plan, restart));
+        await sleep(2000);
+        for (const make of [() => wssEdge(context), () => haproxy(context, 1)]) {
+            const proxy = await make();
+            try {
+                results.push(await storm("backend restarts", proxy.name, proxy.target, plan, restart));
+                await sleep(2000);
+                results.push(await storm("backend dies", proxy.name, proxy.target, plan, kill));
+                await revive();
+            } finally {
+                await proxy.stop();
+            }
+        }
+    } finally {
+        await stack.stop();
+    }
+
+    const tier = await LocalStack.start({
+        stateDir: join(dir, "storm-tier"),
+        edgePort: 0,
+        workerProcesses: 2,
+        settings: { proxyCount: "2" },
+    });
+    try {
+        const target = wssEdge({ stack: tier, dir, fileLimit }).target;
+        results.push(
+            await storm("proxy dies", "wss-edge ×2 behind HAProxy", target, plan, async () => {
+                const master = tier.nginxMasterPid("proxy-1");
+                if (!master) throw new Error("storms: proxy-1 is not running");
+                for (const pid of [master, ...childPids(master)]) process.kill(pid, "SIGKILL");
+                await sleep(200);
+            }),
+        );
+    } finally {
+        await tier.stop();
+    }
+    return results;
+}
+
+export function stormTable(results: readonly StormResult[]): string {
+    const errors = (e: Record<string, number>) =>
+        Object.entries(e)
+            .sort((a, b) => b[1] - a[1])
+            .slice(0, 2)
+            .map(([reason, n]) => `${n}× ${reason}`)
+            .join("; ") || "—";
+    return [
+        "| Storm | Proxy | Reconnecting | Served | p50 ms | p99 ms | max ms | Attempts each | Back on their backend | Failed attempts (most frequent) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        ...results.map(
+            (r) =>
+                `| ${r.scenario} | ${r.proxy} | ${r.reconnecting} of ${r.sockets} | ${r.served} | ${r.p50Ms} | ${r.p99Ms} | ${r.maxMs} | ${r.attemptsPerClient.toFixed(1)} | ${r.sameBackend} | ${errors(r.errors)} |`,
+        ),
+    ].join("\n");
+}
+
+async function main(): Promise<void> {
+    const { values } = parseArgs({ options: { quick: { type: "boolean", default: false } } });
+    const dir = mkdtempSync(join(tmpdir(), "wss-edge-storms-"));
+    try {
+        const results = await runStorms(values.quick ? quickStormPlan : fullStormPlan, dir);
+        const out = join(__dirname, "results");
+        mkdirSync(out, { recursive: true });
+        const file = join(out, values.quick ? "storms-quick.md" : "storms.md");
+        writeFileSync(file, `# Reconnect storms (${new Date().toISOString()})\n\n${stormTable(results)}\n`);
+        log(`results: ${file}`);
+    } finally {
+        rmSync(dir, { recursive: true, force: true });
+    }
+}
+
+if (require.main === module) {
+    main().catch((error) => {
+        console.error(`storms: ${(error as Error).stack ?? error}`);
+        process.exit(1);
+    });
+}
