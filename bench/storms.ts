@@ -61,13 +61,13 @@ const percentile = (sorted: number[], p: number) =>
 
 /** Holds `plan.sockets` through `target`, runs `cause`, then every dropped client reconnects at once. */
 async function storm(
+    fleet: LoadFleet,
     scenario: string,
     proxy: string,
     target: TlsTarget,
     plan: StormPlan,
     cause: () => Promise<void>,
 ): Promise<StormResult> {
-    const fleet = await LoadFleet.start(plan.loadProcesses);
     try {
         const per = Math.ceil(plan.sockets / fleet.size);
         await fleet.all((n) => ({
@@ -107,7 +107,6 @@ async function storm(
         return result;
     } finally {
         await fleet.all(() => ({ cmd: "close" })).catch(() => undefined);
-        await fleet.stop();
     }
 }
 
@@ -115,7 +114,18 @@ async function storm(
 export async function runStorms(plan: StormPlan, dir: string): Promise<StormResult[]> {
     const fileLimit = Number(execFileSync("sh", ["-c", "ulimit -Hn"], { encoding: "utf8" }).trim());
     const results: StormResult[] = [];
+    const fleet = await LoadFleet.start(plan.loadProcesses);
+    try {
+        await stormsOnOneProxy(plan, dir, fileLimit, fleet, results);
+        await stormOnTheTier(plan, dir, fileLimit, fleet, results);
+    } finally {
+        await fleet.stop();
+    }
+    return results;
+}
 
+/** A backend restarts, then dies, behind each proxy under test, and with no proxy at all. */
+async function stormsOnOneProxy(plan: StormPlan, dir: string, fileLimit: number, fleet: LoadFleet, results: StormResult[]): Promise<void> {
     const stack = await LocalStack.start({ stateDir: join(dir, "storm-stack"), edgePort: 0, workerProcesses: 2 });
     try {
         const context = { stack, dir, fileLimit };
@@ -127,22 +137,17 @@ export async function runStorms(plan: StormPlan, dir: string): Promise<StormResu
         const kill = async () => {
             await stack.stopBackend(victim, "SIGKILL");
         };
-        const revive = async () => {
-            await stack.restartBackend(victim);
-            // Both health checkers have it back before the next storm (2 good checks, 2 s apart).
-            await sleep(6000);
-        };
+        // The next proxy under test starts with every backend up (HAProxy's checks start from "up").
+        const revive = () => stack.restartBackend(victim);
         // The floor: the same clients dialling the backends themselves, no proxy in the way. What
         // a storm through a proxy takes beyond this is the proxy's doing.
         const floor = direct(context);
-        results.push(await storm("backend restarts", "direct (no proxy)", floor.target, plan, restart));
-        await sleep(2000);
+        results.push(await storm(fleet, "backend restarts", "direct (no proxy)", floor.target, plan, restart));
         for (const make of [() => wssEdge(context), () => haproxy(context, 1)]) {
             const proxy = await make();
             try {
-                results.push(await storm("backend restarts", proxy.name, proxy.target, plan, restart));
-                await sleep(2000);
-                results.push(await storm("backend dies", proxy.name, proxy.target, plan, kill));
+                results.push(await storm(fleet, "backend restarts", proxy.name, proxy.target, plan, restart));
+                results.push(await storm(fleet, "backend dies", proxy.name, proxy.target, plan, kill));
                 await revive();
             } finally {
                 await proxy.stop();
@@ -151,7 +156,10 @@ export async function runStorms(plan: StormPlan, dir: string): Promise<StormResu
     } finally {
         await stack.stop();
     }
+}
 
+/** One of two proxies of the load-balanced twin dies. */
+async function stormOnTheTier(plan: StormPlan, dir: string, fileLimit: number, fleet: LoadFleet, results: StormResult[]): Promise<void> {
     const tier = await LocalStack.start({
         stateDir: join(dir, "storm-tier"),
         edgePort: 0,
@@ -161,7 +169,7 @@ export async function runStorms(plan: StormPlan, dir: string): Promise<StormResu
     try {
         const target = wssEdge({ stack: tier, dir, fileLimit }).target;
         results.push(
-            await storm("proxy dies", "wss-edge ×2 behind HAProxy", target, plan, async () => {
+            await storm(fleet, "proxy dies", "wss-edge ×2 behind HAProxy", target, plan, async () => {
                 const master = tier.nginxMasterPid("proxy-1");
                 if (!master) throw new Error("storms: proxy-1 is not running");
                 for (const pid of [master, ...childPids(master)]) process.kill(pid, "SIGKILL");
@@ -171,7 +179,6 @@ export async function runStorms(plan: StormPlan, dir: string): Promise<StormResu
     } finally {
         await tier.stop();
     }
-    return results;
 }
 
 export function stormTable(results: readonly StormResult[]): string {
