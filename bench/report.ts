@@ -1,6 +1,8 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { type ScaleResult, scaleTable } from "./scale";
 import { type StormResult, stormTable } from "./storms";
+import { type TunnelBufferResult, tunnelBufferTable } from "./tunnelBuffers";
 
 export interface ProxyResult {
     name: string;
@@ -35,6 +37,10 @@ export interface BenchResults {
     results: ProxyResult[];
     /** Reconnect storms (bench/storms.ts), when run. */
     storms?: StormResult[];
+    /** The tunnelBufferKiB sweep (bench/tunnelBuffers.ts), when run. */
+    tunnelBuffers?: TunnelBufferResult[];
+    /** The scale step (bench/scale.ts), when run. */
+    scale?: ScaleResult;
 }
 
 const fmt = (n: number | undefined, digits = 0) =>
@@ -119,6 +125,17 @@ export function markdown(report: BenchResults): string {
             ),
         ),
         "",
+        ...(report.scale ? ["## Scale step: this project's edge alone", "", scaleTable(report.scale), ""] : []),
+        ...(report.tunnelBuffers
+            ? [
+                  "## Tunnel buffers (`tunnelBufferKiB`, NGINX's proxy_buffer_size)",
+                  "",
+                  "This project's edge with each size in turn: memory per held socket (fresh workers), and the proxy's CPU per echoed message, paired with direct rounds as above.",
+                  "",
+                  tunnelBufferTable(report.tunnelBuffers),
+                  "",
+              ]
+            : []),
         ...(report.storms
             ? [
                   "## Reconnect storms",

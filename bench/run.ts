@@ -1,5 +1,5 @@
 /**
- * npm run bench [-- --quick] [-- --only wss-edge,haproxy] [-- --shared-cores]
+ * npm run bench [-- --quick] [-- --only wss-edge,haproxy,buffers,scale,storms] [-- --shared-cores]
  *
  * Runs the local topology once per configuration — direct to the backends, this project's
  * NGINX, the tutorial's config, HAProxy and Caddy — and measures sessions per second, echo
@@ -15,7 +15,7 @@ import { parseArgs } from "node:util";
 import { LocalStack } from "../local/localStack";
 import { sleep } from "../local/processes";
 import { planCpuPlacement } from "./cpuPlacement";
-import type { Reply, TlsTarget } from "./loadClient";
+import type { TlsTarget } from "./loadClient";
 import { LoadFleet } from "./loadFleet";
 import {
     type BenchContext,
@@ -28,8 +28,11 @@ import {
     tutorial,
     wssEdge,
 } from "./proxies";
-import { type BenchResults, type ProxyResult, type Throughput, writeReport } from "./report";
+import { type BenchResults, type ProxyResult, writeReport } from "./report";
+import { fullScalePlan, holdAtScale, quickScalePlan, type ScalePlan, type ScaleResult } from "./scale";
 import { fullStormPlan, quickStormPlan, runStorms, type StormPlan, type StormResult } from "./storms";
+import { measureThroughput, type ThroughputPlan } from "./throughput";
+import { sweepTunnelBuffers, type TunnelBufferPlan, type TunnelBufferResult } from "./tunnelBuffers";
 
 interface Plan {
     readonly socketSteps: readonly number[];
@@ -40,14 +43,12 @@ interface Plan {
     readonly latencySeconds: number;
     readonly messageSizes: readonly number[];
     /** Rounds alternate with direct connections to the same backends; see measureThroughput. */
-    readonly throughput: {
-        readonly sockets: number;
-        readonly size: number;
-        readonly inflight: number;
-        readonly seconds: number;
-        readonly rounds: number;
-    };
+    readonly throughput: ThroughputPlan;
     readonly storms: StormPlan;
+    /** The tunnel-buffer sweep: sizes (KiB), sockets held for each, message sizes. */
+    readonly tunnelBuffers: TunnelBufferPlan;
+    /** The scale step: this project's edge alone, up to 100,000 sockets. */
+    readonly scale: ScalePlan;
     readonly loadProcesses: number;
     /** NGINX workers for holding sockets: enough that each stays under the descriptor limit. */
     readonly nginxWorkersForHolding: number;
@@ -66,6 +67,8 @@ const fullPlan: Plan = {
     messageSizes: [64, 16384],
     throughput: { sockets: 100, size: 1024, inflight: 8, seconds: 4, rounds: 6 },
     storms: fullStormPlan,
+    scale: fullScalePlan,
+    tunnelBuffers: { sizesKiB: [1, 2, 4, 16], sockets: 10000, messageSizes: [64, 1024, 16384], rounds: 2, seconds: 4 },
     loadProcesses: 5,
     nginxWorkersForHolding: 8,
     haproxyProcesses: 6,
@@ -83,6 +86,8 @@ const quickPlan: Plan = {
     messageSizes: [64, 16384],
     throughput: { sockets: 20, size: 1024, inflight: 4, seconds: 0.3, rounds: 2 },
     storms: quickStormPlan,
+    scale: quickScalePlan,
+    tunnelBuffers: { sizesKiB: [1, 4, 16], sockets: 100, messageSizes: [64, 1024, 16384], rounds: 1, seconds: 0.3 },
     loadProcesses: 2,
     nginxWorkersForHolding: 2,
     haproxyProcesses: 1,
@@ -118,6 +123,7 @@ async function main(): Promise<void> {
     const stack = await LocalStack.start({ stateDir: join(dir, "stack"), edgePort: 0, workerProcesses: workers });
     const context: BenchContext = { stack, dir, fileLimit };
     const results: ProxyResult[] = [];
+    let tunnelBuffers: TunnelBufferResult[] | undefined;
     try {
         const factories: [string, () => Promise<ProxyUnderTest> | ProxyUnderTest][] = [
             ["direct", () => direct(context)],
@@ -144,11 +150,26 @@ async function main(): Promise<void> {
                 await proxy.stop();
             }
         }
+        if (!only || only.includes("buffers")) {
+            await freshBackends(stack);
+            const fleet = await LoadFleet.start(plan.loadProcesses);
+            try {
+                log("— tunnel buffers: memory per socket and proxy CPU per message for each proxy_buffer_size");
+                tunnelBuffers = await sweepTunnelBuffers(stack, wssEdge(context), direct(context).target, fleet, plan, workers);
+            } finally {
+                await fleet.stop();
+            }
+        }
     } finally {
         await stack.stop();
     }
     let storms: StormResult[] | undefined;
+    let scale: ScaleResult | undefined;
     try {
+        if (!only || only.includes("scale")) {
+            log(`— scale: this project's edge holding up to ${Math.max(...plan.scale.steps)} sockets`);
+            scale = await holdAtScale(plan.scale, dir);
+        }
         if (!only || only.includes("storms")) {
             log("— reconnect storms: a backend restarts, a backend dies, a proxy dies");
             storms = await runStorms(plan.storms, dir);
@@ -171,6 +192,8 @@ async function main(): Promise<void> {
         },
         results,
         storms,
+        tunnelBuffers,
+        scale,
     };
     const written = writeReport(report, join(__dirname, "results"), values.quick ? "quick" : "latest");
     log(`results: ${written.join(", ")}`);
@@ -312,96 +335,6 @@ async function measure(
     if (proxy.name === "wss-edge" && plan.nginxWorkersForHolding !== nginxWorkers) await stack.setWorkerProcesses(nginxWorkers);
     return result;
 }
-
-/**
- * Messages per second through the proxy, and its own CPU per message. On this machine direct's
- * rate moves by ±15% from one few-second window to the next, so a single window per configuration
- * cannot tell 0.8× from 0.9×. Instead the proxy's rounds alternate (ABBA) with rounds over direct
- * sockets to the same backends, held by the last generator process, and the ratio is the median
- * of the side-by-side pairs; the JSON keeps every round.
- */
-async function measureThroughput(
-    proxy: ProxyUnderTest,
-    directTarget: TlsTarget,
-    fleet: LoadFleet,
-    plan: Plan["throughput"],
-): Promise<Throughput> {
-    const paired = proxy.name !== "direct";
-    const directGenerator = fleet.size - 1;
-    if (paired) {
-        const opened = await fleet.send(directGenerator, {
-            cmd: "open",
-            target: directTarget,
-            count: plan.sockets,
-            addresses: LoadFleet.addresses(directGenerator),
-            concurrency: 50,
-            deadlineMs: 60000,
-        });
-        if ((opened.opened as number) < plan.sockets)
-            throw new Error(
-                `bench: only ${opened.opened} of ${plan.sockets} direct sockets opened for the throughput baseline (${JSON.stringify(opened.errors)})`,
-            );
-    }
-    const round = (generator: number) =>
-        fleet.send(generator, {
-            cmd: "throughput",
-            sockets: plan.sockets,
-            size: plan.size,
-            inflight: plan.inflight,
-            durationMs: plan.seconds * 1000,
-        });
-    const perSecond = (reply: { messages: number; wallMs: number }) => reply.messages / (reply.wallMs / 1000);
-    let proxyCpuMs = 0;
-    const throughProxy = async () => {
-        const cpuBefore = cpuTimeMs(proxy.processes());
-        const reply = await round(0);
-        proxyCpuMs += cpuTimeMs(proxy.processes()) - cpuBefore;
-        return reply;
-    };
-    const straight = async () => {
-        if (!paired) return undefined;
-        const reply = await round(directGenerator);
-        return perSecond({ messages: reply.messages as number, wallMs: reply.wallMs });
-    };
-    const rounds: Throughput["rounds"] = [];
-    for (let r = 0; r < plan.rounds; r++) {
-        // ABBA: which side goes first alternates, so drift within a pair favours neither.
-        let through: Reply;
-        let directMessagesPerSecond: number | undefined;
-        if (r % 2 === 0) {
-            through = await throughProxy();
-            directMessagesPerSecond = await straight();
-        } else {
-            directMessagesPerSecond = await straight();
-            through = await throughProxy();
-        }
-        rounds.push({
-            messages: through.messages as number,
-            wallMs: through.wallMs,
-            generatorCpuMs: through.cpuMs,
-            directMessagesPerSecond,
-        });
-    }
-    const messages = sum(rounds.map((r) => r.messages));
-    const wallMs = sum(rounds.map((r) => r.wallMs));
-    const ratios = rounds.flatMap((r) => (r.directMessagesPerSecond ? [perSecond(r) / r.directMessagesPerSecond] : []));
-    return {
-        sockets: plan.sockets,
-        size: plan.size,
-        messagesPerSecond: median(rounds.map(perSecond)),
-        megabytesPerSecond: (messages * plan.size * 2) / (wallMs / 1000) / 1e6,
-        proxyCpuUsPerMessage: proxy.processes().length > 0 ? (proxyCpuMs * 1000) / Math.max(1, messages) : undefined,
-        generatorCores: sum(rounds.map((r) => r.generatorCpuMs)) / wallMs,
-        vsDirect: ratios.length ? { median: median(ratios), min: Math.min(...ratios), max: Math.max(...ratios) } : undefined,
-        rounds,
-    };
-}
-
-const median = (xs: number[]) => {
-    const sorted = [...xs].sort((a, b) => a - b);
-    const mid = Math.floor(sorted.length / 2);
-    return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-};
 
 /**
  * Every configuration starts from new, idle backend processes: tearing down the previous one's

@@ -96,6 +96,7 @@ export function edgeConfigSpec(
             clientCertificateKey: edgeTlsFiles.proxyClientKey,
             protocol: settings.backendTlsProtocol,
         },
+        tunnelBufferKiB: settings.tunnelBufferKiB,
         timeouts: { idleSeconds: settings.idleTimeoutSeconds, connectSeconds: 5 },
         limits: {
             connectionsPerAddress: settings.connectionsPerAddress,

@@ -66,6 +66,12 @@ export interface EdgeConfigSpec {
         readonly protocol: BackendTlsProtocol;
     };
 
+    /**
+     * KiB of each of the two buffers an upgraded socket keeps, one per direction
+     * (proxy_buffer_size): memory per socket against TLS records per large message.
+     */
+    readonly tunnelBufferKiB: number;
+
     readonly timeouts: {
         /** How long a socket may go without the backend sending anything (its pings count). */
         readonly idleSeconds: number;

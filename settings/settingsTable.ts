@@ -181,6 +181,15 @@ export const settingsTable = {
         description:
             "WebSockets the edge admits at once before answering 503; 0 means what the proxy's memory holds (the maxSockets output). A larger value than that is lowered to it.",
     },
+    tunnelBufferKiB: {
+        scope: "edge",
+        kind: "integer",
+        default: 4,
+        min: 1,
+        max: 64,
+        description:
+            "KiB NGINX buffers per direction of each upgraded socket (proxy_buffer_size), 1 to 64; the backend's 101 response headers must fit in it too. Smaller holds more sockets per GiB; larger sends big messages in fewer TLS records. See the README's capacity section.",
+    },
     affinity: {
         scope: "edge",
         kind: "pattern",

@@ -1,0 +1,132 @@
+/**
+ * The scale step: this project's edge holding sockets in steps up to 100,000 for a minute, with
+ * NGINX's memory per socket at each step. Shaped by this machine's limits, as a VM's would be by
+ * its own: every process may hold 20,000 descriptors, so the sockets spread over enough NGINX
+ * workers (two descriptors per socket), backends and generator processes (one each); clients
+ * come from 250 /24s per generator, so no source/destination pair runs out of ports.
+ *
+ *   npm run bench:scale [-- --quick]
+ */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { LocalStack } from "../local/localStack";
+import { hardFileLimit, sleep } from "../local/processes";
+import { LoadFleet } from "./loadFleet";
+import { pidsUnder, proportionalSetKiB, wssEdge } from "./proxies";
+
+export interface ScalePlan {
+    readonly steps: readonly number[];
+    readonly holdSeconds: number;
+}
+
+export const fullScalePlan: ScalePlan = { steps: [5000, 25000, 50000, 100000], holdSeconds: 60 };
+export const quickScalePlan: ScalePlan = { steps: [100, 200], holdSeconds: 1 };
+
+export interface ScaleResult {
+    readonly workers: number;
+    readonly backends: number;
+    readonly generators: number;
+    readonly steps: { readonly sockets: number; readonly failed: number; readonly proxyMiB: number; readonly kibPerSocket: number }[];
+    readonly hold: { readonly sockets: number; readonly seconds: number; readonly drops: number };
+}
+
+const log = (line: string) => console.log(`[scale ${new Date().toISOString().slice(11, 19)}] ${line}`);
+const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+
+/** Processes needed so that none holds more than 70% of its descriptors at `sockets`. */
+export function scaleShape(sockets: number, fileLimit = hardFileLimit()): { workers: number; backends: number; generators: number } {
+    const perProcess = Math.floor(fileLimit * 0.7);
+    return {
+        // A worker holds both sides of each socket it proxies; the kernel spreads sockets over workers unevenly.
+        workers: Math.max(2, Math.ceil((2 * sockets) / perProcess)),
+        backends: Math.min(20, Math.max(3, Math.ceil(sockets / perProcess))),
+        generators: Math.max(2, Math.ceil(sockets / perProcess)),
+    };
+}
+
+export async function holdAtScale(plan: ScalePlan, dir: string): Promise<ScaleResult> {
+    const top = Math.max(...plan.steps);
+    const shape = scaleShape(top);
+    log(`up to ${top} sockets: ${shape.workers} NGINX workers, ${shape.backends} backends, ${shape.generators} generator processes`);
+    const stack = await LocalStack.start({
+        stateDir: join(dir, "scale-stack"),
+        edgePort: 0,
+        workerProcesses: shape.workers,
+        // As deployed otherwise: pings every 30 s on every socket, active checks on.
+        settings: { backendCount: String(shape.backends) },
+    });
+    const fleet = await LoadFleet.start(shape.generators);
+    try {
+        const proxy = wssEdge({ stack, dir, fileLimit: hardFileLimit() });
+        const master = stack.nginxMasterPid() ?? 0;
+        await sleep(500);
+        const baseline = proportionalSetKiB(pidsUnder(master));
+        const steps: ScaleResult["steps"] = [];
+        let held = 0;
+        for (const step of plan.steps) {
+            const per = Math.ceil((step - held) / fleet.size);
+            const replies = await fleet.all((n) => ({
+                cmd: "open",
+                target: proxy.target,
+                count: per,
+                addresses: LoadFleet.addresses(n),
+                concurrency: 64,
+                deadlineMs: 1200000,
+            }));
+            held += sum(replies.map((r) => r.opened as number));
+            const failed = sum(replies.map((r) => r.failed as number));
+            await sleep(2000);
+            const kib = proportionalSetKiB(pidsUnder(master));
+            steps.push({ sockets: held, failed, proxyMiB: kib / 1024, kibPerSocket: (kib - baseline) / Math.max(1, held) });
+            log(
+                `holding ${held} (${failed} failed): NGINX ${(kib / 1024).toFixed(0)} MiB, ${((kib - baseline) / held).toFixed(1)} KiB/socket`,
+            );
+            if (failed > 0) log(`  errors: ${replies.map((r) => JSON.stringify(r.errors)).join(" ")}`);
+        }
+        await sleep(plan.holdSeconds * 1000);
+        const status = await fleet.all(() => ({ cmd: "status" }));
+        const hold = { sockets: held, seconds: plan.holdSeconds, drops: sum(status.map((s) => s.drops as number)) };
+        log(`held ${held} sockets for ${plan.holdSeconds} s: ${hold.drops} dropped`);
+        return { ...shape, steps, hold };
+    } finally {
+        await fleet.all(() => ({ cmd: "close" })).catch(() => undefined);
+        await fleet.stop();
+        await stack.stop();
+    }
+}
+
+export function scaleTable(result: ScaleResult): string {
+    return [
+        `${result.workers} NGINX workers, ${result.backends} backends, ${result.generators} generator processes; held ${result.hold.sockets.toLocaleString("en-US")} sockets for ${result.hold.seconds} s: **${result.hold.drops} dropped**.`,
+        "",
+        "| Sockets held | Failed to open | NGINX memory MiB | KiB/socket |",
+        "|---|---|---|---|",
+        ...result.steps.map(
+            (s) => `| ${s.sockets.toLocaleString("en-US")} | ${s.failed} | ${s.proxyMiB.toFixed(0)} | ${s.kibPerSocket.toFixed(1)} |`,
+        ),
+    ].join("\n");
+}
+
+async function main(): Promise<void> {
+    const { values } = parseArgs({ options: { quick: { type: "boolean", default: false } } });
+    const dir = mkdtempSync(join(tmpdir(), "wss-edge-scale-"));
+    try {
+        const result = await holdAtScale(values.quick ? quickScalePlan : fullScalePlan, dir);
+        const out = join(__dirname, "results");
+        mkdirSync(out, { recursive: true });
+        const file = join(out, values.quick ? "scale-quick.md" : "scale.md");
+        writeFileSync(file, `# Scale step (${new Date().toISOString()})\n\n${scaleTable(result)}\n`);
+        log(`results: ${file}`);
+    } finally {
+        rmSync(dir, { recursive: true, force: true });
+    }
+}
+
+if (require.main === module) {
+    main().catch((error) => {
+        console.error(`scale: ${(error as Error).stack ?? error}`);
+        process.exit(1);
+    });
+}
