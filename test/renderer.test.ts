@@ -211,6 +211,21 @@ describe("renderNginxConfig", () => {
     });
 });
 
+describe("the client's address", () => {
+    it("is the TCP peer unless the edge is behind a load balancer: no PROXY protocol, nothing believed from headers", () => {
+        const config = render();
+        assert.doesNotMatch(config, /proxy_protocol|set_real_ip_from|real_ip_header/);
+    });
+
+    it("is believed from a PROXY protocol header only from the given ranges, and a malformed range is refused", () => {
+        const behind = (from: string[]) => ({ ...vmHost, listen: { ...vmHost.listen, proxyProtocolFrom: from } });
+        assert.throws(() => renderNginxConfig(specFor({}, behind(["10.0.0.1/16"]))), RenderError);
+        assert.throws(() => renderNginxConfig(specFor({}, behind(["10.0.0.0/16; allow all"]))), RenderError);
+        assert.throws(() => renderNginxConfig(specFor({}, behind([]))), RenderError);
+        assert.equal((renderNginxConfig(specFor({}, behind(["172.31.0.0/16"]))).match(/set_real_ip_from/g) ?? []).length, 1);
+    });
+});
+
 describe("nginx -t accepts every config the renderer produces", () => {
     const variants: [string, RawSettings][] = [
         ["the defaults", {}],
@@ -220,6 +235,9 @@ describe("nginx -t accepts every config the renderer produces", () => {
         ["no per-address limit", { connectionsPerAddress: "0" }],
         ["one backend", { backendCount: "1" }],
         ["long idle and drain timeouts", { idleTimeoutSeconds: "86400", drainTimeoutSeconds: "604800" }],
+        ["the smallest tunnel buffers", { tunnelBufferKiB: "1" }],
+        ["16 KiB tunnel buffers", { tunnelBufferKiB: "16" }],
+        ["the largest tunnel buffers", { tunnelBufferKiB: "64" }],
     ];
     for (const [name, raw] of variants) {
         it(`for the proxy VM with ${name}`, { skip: !isRoot && "needs root: the VM config uses /run and /var/log/nginx" }, async () => {
@@ -235,6 +253,16 @@ describe("nginx -t accepts every config the renderer produces", () => {
     it("for twenty IPv4 and IPv6 backends behind a wildcard name", async () => {
         const many = Array.from({ length: 20 }, (_, i) => ({ address: i % 2 ? `10.0.${i}.10` : `fd00::${i + 1}`, port: 8443 + i }));
         const result = await nginxTest(renderNginxConfig(specFor({}, localHost, many, ["*.ws.example.com", "ws.example.com"])));
+        assert.ok(result.ok, result.output);
+    });
+
+    it("behind a load balancer, with the HTTP redirect", async () => {
+        const behind = { ...localHost, listen: { ...localHost.listen, proxyProtocolFrom: ["127.0.0.1", "10.0.0.0/16"] } };
+        const config = renderNginxConfig(specFor({ httpRedirect: "true" }, { ...behind, httpRedirectPort: 18080 }));
+        assert.match(config, /listen 127\.0\.0\.1:\d+ ssl proxy_protocol default_server reuseport;/);
+        assert.match(config, /listen 18080 proxy_protocol;/);
+        assert.match(config, /set_real_ip_from 127\.0\.0\.1;\n\s*set_real_ip_from 10\.0\.0\.0\/16;\n\s*real_ip_header proxy_protocol;/);
+        const result = await nginxTest(config);
         assert.ok(result.ok, result.output);
     });
 

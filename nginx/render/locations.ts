@@ -41,6 +41,7 @@ export function locations(v: ValueGuard, spec: EdgeConfigSpec): string[] {
         "            # An upgraded socket keeps two buffers of this size, one per direction, for its",
         "            # life: the tunnelBufferKiB setting (memory per socket against TLS records per message).",
         `            proxy_buffer_size ${v.positiveInt("tunnelBufferKiB", spec.tunnelBufferKiB)}k;`,
+        ...responseBuffers(spec.tunnelBufferKiB),
         "            # A refused connection or failed TLS handshake with one backend tries the next;",
         "            # nothing has reached the client yet, so the retry is invisible to it.",
         "            proxy_next_upstream error timeout http_502 http_503;",
@@ -50,4 +51,14 @@ export function locations(v: ValueGuard, spec: EdgeConfigSpec): string[] {
         ...backendTlsDirectives(v, spec),
         "        }",
     ];
+}
+
+/**
+ * Buffers for plain (not upgraded) responses. NGINX requires their busy part (twice the larger of
+ * proxy_buffer_size and one buffer) to stay below all of them but one: past 4k, one buffer grows
+ * with it. They are allocated only while a response body is read, never for an upgraded socket.
+ */
+function responseBuffers(tunnelBufferKiB: number): string[] {
+    if (tunnelBufferKiB <= 4) return [];
+    return [`            proxy_buffers 8 ${tunnelBufferKiB}k;`];
 }
