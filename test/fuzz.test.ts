@@ -195,8 +195,11 @@ const knownDirectives = new Set([
         "proxy_read_timeout",
         "proxy_send_timeout",
         "proxy_connect_timeout",
+        "proxy_buffer_size",
+        "proxy_buffers",
         "proxy_next_upstream",
     ],
+    ...["set_real_ip_from", "real_ip_header"],
     ...[
         "proxy_next_upstream_tries",
         "proxy_next_upstream_timeout",
