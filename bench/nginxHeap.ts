@@ -1,5 +1,5 @@
 /**
- * npm run bench:heap [-- --sockets 1000]
+ * npm run bench:heap [-- --sockets 1000] [-- --set tunnelBufferKiB=1]
  *
  * Where NGINX's memory per held WebSocket goes. Runs this project's config in one NGINX process
  * under valgrind's massif, takes a heap snapshot after warming up and another with `--sockets`
@@ -11,6 +11,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { settingAssignments } from "../local/cli";
 import { LocalStack } from "../local/localStack";
 import { waitForPort } from "../local/ports";
 import { sleep, stopNginx, terminate } from "../local/processes";
@@ -46,12 +47,16 @@ interface Snapshot {
 const log = (line: string) => console.log(`[heap] ${line}`);
 
 async function main(): Promise<void> {
-    const { values } = parseArgs({ options: { sockets: { type: "string", default: "1000" } } });
+    const { values } = parseArgs({
+        options: { sockets: { type: "string", default: "1000" }, set: { type: "string", multiple: true } },
+    });
+    // Edge settings to profile with (e.g. --set tunnelBufferKiB=1), as the local stack takes them.
+    const settings = settingAssignments(values.set ?? []);
     const sockets = Number(values.sockets);
     if (!Number.isInteger(sockets) || sockets < 100 || sockets > 5000)
         throw new Error(`--sockets must be a whole number from 100 to 5000 (one NGINX process under valgrind), got ${values.sockets}`);
     const dir = mkdtempSync(join(tmpdir(), "wss-edge-heap-"));
-    const stack = await LocalStack.start({ stateDir: join(dir, "stack"), edgePort: 0, workerProcesses: 1 });
+    const stack = await LocalStack.start({ stateDir: join(dir, "stack"), edgePort: 0, workerProcesses: 1, settings });
     const fleet = await LoadFleet.start(1);
     let profiled: ChildProcess | undefined;
     try {
@@ -98,8 +103,11 @@ async function main(): Promise<void> {
         const after = snapshot(profiled.pid!, join(dir, "after"));
         await fleet.send(0, { cmd: "close" });
 
-        const file = join(__dirname, "results", "nginx-heap.md");
-        writeFileSync(file, report(before, after, sockets, versionLine()));
+        const suffix = Object.entries(settings)
+            .map(([key, value]) => `-${key}-${value}`.replace(/[^A-Za-z0-9_.-]/g, "_"))
+            .join("");
+        const file = join(__dirname, "results", `nginx-heap${suffix}.md`);
+        writeFileSync(file, report(before, after, sockets, versionLine(), settings));
         log(`results: ${file}`);
     } finally {
         await fleet.stop();
@@ -159,15 +167,16 @@ export function attribute(before: Snapshot, after: Snapshot, sockets: number): {
     return rows.sort((a, b) => b.bytesPerSocket - a.bytesPerSocket);
 }
 
-function report(before: Snapshot, after: Snapshot, sockets: number, versions: string): string {
+function report(before: Snapshot, after: Snapshot, sockets: number, versions: string, settings: Record<string, string> = {}): string {
+    const given = Object.entries(settings).map(([key, value]) => `${key}=${value}`);
     const rows = attribute(before, after, sockets);
     const kib = (bytes: number) => (bytes / 1024).toFixed(1);
     const total = rows.reduce((sum, r) => sum + r.bytesPerSocket, 0);
     return [
         "# Where NGINX's memory per held WebSocket goes",
         "",
-        `Heap growth of one NGINX process running this project's config (TLS to the client, mutual TLS to the backend) while it holds ${sockets.toLocaleString("en-US")} idle WSS sockets, ` +
-            `measured with valgrind's massif (snapshots after a warm-up and with the sockets open), ${new Date().toISOString().slice(0, 10)}. ${versions} Reproduce with \`npm run bench:heap\`.`,
+        `Heap growth of one NGINX process running this project's config${given.length ? ` with ${given.join(", ")}` : ""} (TLS to the client, mutual TLS to the backend) while it holds ${sockets.toLocaleString("en-US")} idle WSS sockets, ` +
+            `measured with valgrind's massif (snapshots after a warm-up and with the sockets open), ${new Date().toISOString().slice(0, 10)}. ${versions} Reproduce with \`npm run bench:heap${given.map((g) => ` -- --set ${g}`).join("")}\`.`,
         "",
         "Massif counts what was asked of malloc; the benchmark's per-socket figure is resident memory (PSS) under glibc, so the two differ by a few KiB.",
         "",

@@ -72,8 +72,10 @@ export async function holdAtScale(plan: ScalePlan, dir: string): Promise<ScaleRe
                 target: proxy.target,
                 count: per,
                 addresses: LoadFleet.addresses(n),
-                concurrency: 64,
-                deadlineMs: 1200000,
+                // Handshakes in flight per generator: more only queue on this machine's two cores,
+                // and one queued past NGINX's 10 s client_header_timeout is closed unanswered.
+                concurrency: 16,
+                deadlineMs: 1800000,
             }));
             held += sum(replies.map((r) => r.opened as number));
             const failed = sum(replies.map((r) => r.failed as number));
