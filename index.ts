@@ -99,7 +99,7 @@ const backends = new BackendFleet("backends", {
 const publicName: pulumi.Input<string> = settings.domainName ?? balancer?.dnsName ?? (address as aws.ec2.Eip).publicIp;
 const capacity = pulumi
     .all([proxy.memoryMiB, proxy.vcpus])
-    .apply(([memoryMiB, vcpus]) => ({ memoryMiB, vcpus, backendCount: settings.backendCount }));
+    .apply(([memoryMiB, vcpus]) => ({ memoryMiB, vcpus, backendCount: settings.backendCount, tunnelBufferKiB: settings.tunnelBufferKiB }));
 // Behind the balancer, NGINX believes PROXY protocol headers from the VPC only: the balancer's nodes.
 const proxyHostProfile = pulumi
     .all([capacity, network.vpcCidr])

@@ -134,8 +134,12 @@ server.on("request", (request, response) => {
     }
 });
 
+// Pings go out one slot of sockets per second (see below); each socket gets a slot in turn.
+const pingSlots = Math.min(Math.max(config.pingIntervalSeconds, 1), 30);
+let connectionsSeen = 0;
 sockets.on("connection", (socket, request) => {
     socket.isAlive = true;
+    socket.pingSlot = connectionsSeen++ % pingSlots;
     socket.on("pong", () => (socket.isAlive = true));
     socket.on("message", (data, isBinary) => {
         counters.received.inc();
@@ -160,8 +164,14 @@ sockets.on("connection", (socket, request) => {
 });
 
 if (config.pingIntervalSeconds > 0) {
+    // Every socket is pinged once per interval, but not all at once: every second, one slot's
+    // sockets are. With tens of thousands of sockets, one burst per interval would hold the event
+    // loop (and every new handshake) for as long as it takes.
+    let tick = 0;
     const timer = setInterval(() => {
+        const slot = tick++ % pingSlots;
         for (const socket of sockets.clients) {
+            if (socket.pingSlot !== slot) continue;
             // No pong since the last ping: the peer is gone without a FIN; free the socket.
             if (!socket.isAlive) {
                 socket.terminate();
@@ -170,7 +180,7 @@ if (config.pingIntervalSeconds > 0) {
             socket.isAlive = false;
             socket.ping();
         }
-    }, config.pingIntervalSeconds * 1000);
+    }, (config.pingIntervalSeconds * 1000) / pingSlots);
     timer.unref();
 }
 

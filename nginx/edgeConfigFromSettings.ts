@@ -3,6 +3,7 @@ import { edgeTlsFiles } from "../pki/certificateLayout";
 import { backendServerName } from "../pki/pkiSpec";
 import { isIpLiteral } from "../settings/addresses";
 import type { EdgeSettings } from "../settings/edgeSettings";
+import { settingsTable } from "../settings/settingsTable";
 import type { EdgeConfigSpec, UpstreamServer } from "./edgeConfigSpec";
 import { tlsPolicies } from "./tlsPolicy";
 
@@ -24,13 +25,21 @@ export interface ProxyCapacity {
     readonly memoryMiB: number;
     readonly vcpus: number;
     readonly backendCount: number;
+    /** The tunnelBufferKiB setting (default: the setting's default). */
+    readonly tunnelBufferKiB?: number;
 }
 
 /**
- * NGINX's memory per held WebSocket with TLS on both legs, rounded up from the benchmark's
- * 60.6 KiB (PSS over all NGINX processes, 50,000 sockets: bench/results/latest.md).
+ * NGINX's memory per held WebSocket with TLS on both legs at the default tunnel buffers, rounded
+ * up from the benchmark's 60.6 KiB (PSS over all NGINX processes, 50,000 sockets:
+ * bench/results/latest.md).
  */
 export const proxyMemoryPerSocketKiB = 64;
+
+/** The cost per socket with `tunnelBufferKiB`: each socket keeps two tunnel buffers, one per direction. */
+export function memoryPerSocketKiB(tunnelBufferKiB: number = settingsTable.tunnelBufferKiB.default): number {
+    return proxyMemoryPerSocketKiB + 2 * (tunnelBufferKiB - settingsTable.tunnelBufferKiB.default);
+}
 /** Ephemeral ports the proxy VM's sysctl opens (1024–65000): one per socket to each backend. */
 const portsPerBackend = 60000;
 
@@ -42,7 +51,7 @@ const portsPerBackend = 60000;
  */
 export function proxySocketCeiling(capacity: ProxyCapacity): number {
     const usableMiB = capacity.memoryMiB - 512 - capacity.memoryMiB / 4;
-    const byMemory = Math.floor((usableMiB * 1024) / proxyMemoryPerSocketKiB);
+    const byMemory = Math.floor((usableMiB * 1024) / memoryPerSocketKiB(capacity.tunnelBufferKiB));
     return Math.max(1000, Math.min(byMemory, portsPerBackend * capacity.backendCount, Math.floor(systemFileLimit / 2) - 10000));
 }
 

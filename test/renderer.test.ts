@@ -146,6 +146,9 @@ describe("renderNginxConfig", () => {
         assert.equal(ceiling(65536), 180000, "60,000 ports to each of 3 backends");
         assert.equal(ceiling(262144, 20), 490000, "half of fs.file-max, less a margin");
         assert.equal(ceiling(512), 1000, "never below 1,000");
+        const withTunnel = (tunnelBufferKiB: number) => proxySocketCeiling({ memoryMiB: 4096, vcpus: 2, backendCount: 3, tunnelBufferKiB });
+        assert.ok(withTunnel(1) > withTunnel(4) && withTunnel(4) > withTunnel(16), "smaller tunnel buffers, more sockets per GiB");
+        assert.equal(withTunnel(4), ceiling(4096), "the default is what the measured figure holds");
     });
 
     it("refuses handshakes for unknown names in a default server when the edge has DNS names", () => {
