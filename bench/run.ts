@@ -195,7 +195,9 @@ async function main(): Promise<void> {
         tunnelBuffers,
         scale,
     };
-    const written = writeReport(report, join(__dirname, "results"), values.quick ? "quick" : "latest");
+    // A partial run (--only) never replaces the full run's committed results.
+    const stem = values.quick ? "quick" : only ? `only-${only.join("-")}` : "latest";
+    const written = writeReport(report, join(__dirname, "results"), stem);
     log(`results: ${written.join(", ")}`);
 }
 

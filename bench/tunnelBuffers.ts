@@ -68,6 +68,15 @@ export async function sweepTunnelBuffers(
         const cpuUsPerMessage: Record<number, number | undefined> = {};
         const messagesPerSecond: Record<number, number> = {};
         for (const size of sweep.messageSizes) {
+            // The rounds run over sockets the first generator holds through the proxy.
+            await fleet.send(0, {
+                cmd: "open",
+                target: proxy.target,
+                count: plan.throughput.sockets,
+                addresses: LoadFleet.addresses(0),
+                concurrency: 50,
+                deadlineMs: 60000,
+            });
             const throughput = await measureThroughput(proxy, directTarget, fleet, {
                 sockets: plan.throughput.sockets,
                 inflight: plan.throughput.inflight,
