@@ -168,19 +168,22 @@ if (config.pingIntervalSeconds > 0) {
     // sockets are. With tens of thousands of sockets, one burst per interval would hold the event
     // loop (and every new handshake) for as long as it takes.
     let tick = 0;
-    const timer = setInterval(() => {
-        const slot = tick++ % pingSlots;
-        for (const socket of sockets.clients) {
-            if (socket.pingSlot !== slot) continue;
-            // No pong since the last ping: the peer is gone without a FIN; free the socket.
-            if (!socket.isAlive) {
-                socket.terminate();
-                continue;
+    const timer = setInterval(
+        () => {
+            const slot = tick++ % pingSlots;
+            for (const socket of sockets.clients) {
+                if (socket.pingSlot !== slot) continue;
+                // No pong since the last ping: the peer is gone without a FIN; free the socket.
+                if (!socket.isAlive) {
+                    socket.terminate();
+                    continue;
+                }
+                socket.isAlive = false;
+                socket.ping();
             }
-            socket.isAlive = false;
-            socket.ping();
-        }
-    }, (config.pingIntervalSeconds * 1000) / pingSlots);
+        },
+        (config.pingIntervalSeconds * 1000) / pingSlots,
+    );
     timer.unref();
 }
 
