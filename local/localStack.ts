@@ -549,6 +549,8 @@ export class LocalStack {
         if (b.process) throw new Error(`local stack: backend ${name} is still running`);
         await this.launchBackend(b);
         await this.waitForBackend(b);
+        // Its new PID, so that local:down finds it.
+        await this.writeState();
     }
 
     /** The NGINX master of proxy `name` (the first by default), if it runs. */

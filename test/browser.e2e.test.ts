@@ -25,19 +25,23 @@ function spkiHash(certificatePem: string): string {
  */
 async function browserFor(stack: LocalStack): Promise<Browser | undefined> {
     try {
-        const browser = await launch(stack.certificates.edgeCertificateChainPem);
-        after(() => browser.close());
-        return browser;
+        return await launch(stack.certificates.edgeCertificateChainPem);
     } catch (error) {
         it("launches Chromium", { skip: `Chromium could not start here: ${(error as Error).message.split("\n")[0]}` }, () => undefined);
         return undefined;
     }
 }
 
+/** Chromium with a profile of its own, closed and its profile removed (in that order) when the file ends. */
 async function launch(trustedCertificatePem: string): Promise<Browser> {
     const profile = mkdtempSync(join(tmpdir(), "wss-edge-chromium-"));
-    after(() => rmSync(profile, { recursive: true, force: true }));
-    return puppeteer.launch({
+    let browser: Browser | undefined;
+    after(async () => {
+        await browser?.close();
+        // Chromium's helpers may still be writing as it exits: retry a non-empty folder.
+        rmSync(profile, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
+    });
+    browser = await puppeteer.launch({
         executablePath: chromium,
         headless: true,
         userDataDir: profile,
@@ -53,6 +57,7 @@ async function launch(trustedCertificatePem: string): Promise<Browser> {
             `--ignore-certificate-errors-spki-list=${spkiHash(trustedCertificatePem)}`,
         ],
     });
+    return browser;
 }
 
 describe("affinity cookie in Chromium", {
