@@ -68,6 +68,39 @@ describe("the change matrix: what `pulumi up` does after each change", () => {
         );
     });
 
+    it("tunnelBufferKiB or activeHealthChecks: one deploy to the proxy, a reload (the agent stops or starts with it)", async () => {
+        assert.deepEqual(touched(await change({ config: dev }, { config: { ...dev, tunnelBufferKiB: "1" } })), ["replace edge-deploy"]);
+        assert.deepEqual(touched(await change({ config: dev }, { config: { ...dev, activeHealthChecks: "false" } })), [
+            "replace edge-deploy",
+        ]);
+    });
+
+    it("an edge setting with three proxies: each proxy's deploy, in turn; nothing on AWS changes", async () => {
+        const three = { ...dev, proxyCount: "3" };
+        assert.deepEqual(touched(await change({ config: three }, { config: { ...three, connectionsPerAddress: "500" } })), [
+            "replace edge-deploy",
+            "replace edge-deploy-2",
+            "replace edge-deploy-3",
+        ]);
+    });
+
+    it("proxyCount 3 → 2: the third proxy's registrations, drain, VM and deploy go; the others untouched", async () => {
+        const plan = await change({ config: { ...dev, proxyCount: "3" } }, { config: { ...dev, proxyCount: "2" } });
+        assert.deepEqual(withAction(plan, "delete"), [
+            "edge-443-3",
+            "edge-deploy-3",
+            "edge-deploy-3-script",
+            "edge-drain-3",
+            "edge-proxy-3",
+            "edge-proxy-3-deploy",
+            "edge-proxy-3-deploy",
+            "edge-proxy-3-host",
+            "edge-proxy-3-instance-check",
+            "edge-proxy-3-system-check",
+        ]);
+        assert.deepEqual(withAction(plan, "replace", "update", "update (stop and start)", "create"), ["edge-dashboard"]);
+    });
+
     it("alarmEmail: only the topic's email subscription is created", async () => {
         assert.deepEqual(touched(await change({ config: dev }, { config: { ...dev, alarmEmail: "ops@example.com" } })), [
             "create edge-alarms-email",

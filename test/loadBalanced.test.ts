@@ -188,6 +188,7 @@ for (const proxyCount of [2, 3]) {
                 assert.equal(drain.inputs.delete, proxyDrainCommand(600));
                 const vm = proxies[i - 1];
                 assert.deepEqual(drain.inputs.triggers, [`${vm.name}-id`]);
+                assert.ok(drain.dependencies.includes(vm.urn), `${drain.name} depends on its VM, so the VM is deleted after it`);
                 for (const port of [443, 80]) {
                     assert.ok(named(resources, `edge-${port}-${i}`).dependencies.includes(urnOf(resources, `edge-drain-${i}`)));
                 }

@@ -35,6 +35,14 @@ describe("the rules, as the installed providers document them", () => {
         );
     });
 
+    it("aws lb: a deregistration delay of at most 3600 s; pulumi-command: a command to run on deletion", () => {
+        assert.match(
+            typings("@pulumi/aws/lb/targetGroup.d.ts"),
+            /Amount time for Elastic Load Balancing to wait before changing the state of a deregistering target from draining to unused\. The range is 0-3600 seconds\./,
+        );
+        assert.match(typings("@pulumi/command/remote/command.d.ts"), /The command to run on resource delettion\./);
+    });
+
     it("tls: a certificate inside its early-renewal window is replaced by the next update", () => {
         const certificate = typings("@pulumi/tls/locallySignedCert.d.ts");
         assert.match(
@@ -89,5 +97,15 @@ describe("the planner applies them", () => {
         const association = (instanceId: string) =>
             resource("aws:ec2/eipAssociation:EipAssociation", { allocationId: "eipalloc-1", instanceId, allowReassociation: true });
         assert.equal(action(association("i-1"), association("i-2")), "replace");
+    });
+
+    it("a target group attachment: a new target replaces it; a target group: a new drain delay updates it, a new port replaces it", () => {
+        const attachment = (targetId: string) =>
+            resource("aws:lb/targetGroupAttachment:TargetGroupAttachment", { targetGroupArn: "tg", targetId, port: 443 });
+        assert.equal(action(attachment("i-1"), attachment("i-2")), "replace");
+        const group = (port: number, deregistrationDelay: number) =>
+            resource("aws:lb/targetGroup:TargetGroup", { port, protocol: "TCP", deregistrationDelay });
+        assert.equal(action(group(443, 600), group(443, 300)), "update");
+        assert.equal(action(group(443, 600), group(8443, 600)), "replace");
     });
 });

@@ -19,9 +19,21 @@
  * - TLS (terraform-provider-tls): every input of a key, request or certificate is ForceNew; a
  *   certificate inside its early-renewal window is replaced on the next `up`.
  * - docker (pulumi-docker Image): a change to the build or the image name builds and pushes anew.
+ * - Load balancing (terraform-provider-aws internal/service/elbv2). Read in the source:
+ *   target_group_attachment.go — every attribute (target group, target, port, zone) is ForceNew,
+ *   and its delete only calls DeregisterTargets: it does not wait out the deregistration delay,
+ *   so a leaving proxy must be drained by something that does (EdgeLoadBalancer's drain command);
+ *   target_group.go — port, protocol, protocol version, IP address type, target type, VPC and
+ *   name are ForceNew, deregistration_delay takes 0–3600, health checks 5–300 s apart with
+ *   thresholds 2–10. From the provider's docs, not its source: a load balancer's type, scheme and
+ *   name, and a listener's load balancer, are ForceNew.
  * - The engine: `ignoreChanges` paths are not diffed; a replacement creates the new resource
  *   before it deletes the old one (no `deleteBeforeReplace` here); dependents see the new ID and
- *   outputs, which `runUntilStable` feeds back by running the program again.
+ *   outputs, which `runUntilStable` feeds back by running the program again. Deletes run in
+ *   reverse dependency order, dependents first: a proxy's target group attachment (which depends
+ *   on its drain command, which depends on the VM) is deregistered, then the drain command's
+ *   `delete` runs on the VM, then the VM goes. pulumi-command runs `delete` when the resource is
+ *   deleted, and for a replacement on the old resource, after the new one is created.
  */
 import { isDeepStrictEqual } from "node:util";
 import { type RegisteredResource, type RunOptions, runEdgeProgram } from "./pulumiProgram";
@@ -47,7 +59,7 @@ const replacingInputs: Record<string, readonly string[]> = {
     "tls:index/selfSignedCert:SelfSignedCert": ["*"],
     "docker:index/image:Image": ["build", "imageName"],
     "aws:lb/targetGroupAttachment:TargetGroupAttachment": ["*"],
-    "aws:lb/targetGroup:TargetGroup": ["port", "protocol", "vpcId", "targetType", "name", "namePrefix"],
+    "aws:lb/targetGroup:TargetGroup": ["port", "protocol", "protocolVersion", "ipAddressType", "vpcId", "targetType", "name", "namePrefix"],
     "aws:lb/loadBalancer:LoadBalancer": ["loadBalancerType", "internal", "name", "namePrefix"],
     "aws:lb/listener:Listener": ["loadBalancerArn"],
 };
