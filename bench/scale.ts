@@ -7,14 +7,12 @@
  *
  *   npm run bench:scale [-- --quick]
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
 import { LocalStack } from "../local/localStack";
 import { hardFileLimit, sleep } from "../local/processes";
 import { LoadFleet } from "./loadFleet";
 import { pidsUnder, proportionalSetKiB, wssEdge } from "./proxies";
+import { runSectionAlone } from "./sectionAlone";
 
 export interface ScalePlan {
     readonly steps: readonly number[];
@@ -111,24 +109,8 @@ export function scaleTable(result: ScaleResult): string {
     ].join("\n");
 }
 
-async function main(): Promise<void> {
-    const { values } = parseArgs({ options: { quick: { type: "boolean", default: false } } });
-    const dir = mkdtempSync(join(tmpdir(), "wss-edge-scale-"));
-    try {
-        const result = await holdAtScale(values.quick ? quickScalePlan : fullScalePlan, dir);
-        const out = join(__dirname, "results");
-        mkdirSync(out, { recursive: true });
-        const file = join(out, values.quick ? "scale-quick.md" : "scale.md");
-        writeFileSync(file, `# Scale step (${new Date().toISOString()})\n\n${scaleTable(result)}\n`);
-        log(`results: ${file}`);
-    } finally {
-        rmSync(dir, { recursive: true, force: true });
-    }
-}
-
 if (require.main === module) {
-    main().catch((error) => {
-        console.error(`scale: ${(error as Error).stack ?? error}`);
-        process.exit(1);
-    });
+    runSectionAlone("scale", "Scale step", async (quick, dir) =>
+        scaleTable(await holdAtScale(quick ? quickScalePlan : fullScalePlan, dir)),
+    );
 }

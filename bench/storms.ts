@@ -17,15 +17,13 @@
  * between attempts and a 5 s limit per attempt, as a client library's reconnect loop might.
  */
 import { execFileSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
 import { LocalStack } from "../local/localStack";
 import { childPids, sleep } from "../local/processes";
 import type { TlsTarget } from "./loadClient";
 import { LoadFleet } from "./loadFleet";
 import { direct, haproxy, wssEdge } from "./proxies";
+import { runSectionAlone } from "./sectionAlone";
 
 export interface StormPlan {
     /** Sockets held before the cause; those on the victim reconnect. */
@@ -198,24 +196,8 @@ export function stormTable(results: readonly StormResult[]): string {
     ].join("\n");
 }
 
-async function main(): Promise<void> {
-    const { values } = parseArgs({ options: { quick: { type: "boolean", default: false } } });
-    const dir = mkdtempSync(join(tmpdir(), "wss-edge-storms-"));
-    try {
-        const results = await runStorms(values.quick ? quickStormPlan : fullStormPlan, dir);
-        const out = join(__dirname, "results");
-        mkdirSync(out, { recursive: true });
-        const file = join(out, values.quick ? "storms-quick.md" : "storms.md");
-        writeFileSync(file, `# Reconnect storms (${new Date().toISOString()})\n\n${stormTable(results)}\n`);
-        log(`results: ${file}`);
-    } finally {
-        rmSync(dir, { recursive: true, force: true });
-    }
-}
-
 if (require.main === module) {
-    main().catch((error) => {
-        console.error(`storms: ${(error as Error).stack ?? error}`);
-        process.exit(1);
-    });
+    runSectionAlone("storms", "Reconnect storms", async (quick, dir) =>
+        stormTable(await runStorms(quick ? quickStormPlan : fullStormPlan, dir)),
+    );
 }

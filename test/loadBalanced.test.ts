@@ -7,25 +7,11 @@ import { maxDeregistrationDelaySeconds } from "../components/edgeLoadBalancer";
 import { proxyDrainCommand } from "../host/proxyHost";
 import { planBetween, resourceKey } from "./support/changePlan";
 import { removeTestPki } from "./support/nginxCheck";
-import { mockVpcCidr, type RegisteredResource, runEdgeProgram } from "./support/pulumiProgram";
+import { bundleFiles, mockVpcCidr, named, ofType, type RegisteredResource, runEdgeProgram } from "./support/pulumiProgram";
 
 after(removeTestPki);
 
 const adminCidrs = '["203.0.113.0/24"]';
-const ofType = (resources: RegisteredResource[], type: string) => resources.filter((r) => r.type === type);
-const named = (resources: RegisteredResource[], name: string) => {
-    const found = resources.filter((r) => r.name === name && !r.type.startsWith("wss-edge:"));
-    assert.equal(found.length, 1, `one resource named ${name}`);
-    return found[0];
-};
-const bundleFiles = (bundle: string) =>
-    Object.fromEntries(
-        bundle
-            .trim()
-            .split("\n")
-            .map((line) => line.split(" "))
-            .map(([path, content]) => [path, Buffer.from(content, "base64").toString()]),
-    );
 const urnOf = (resources: RegisteredResource[], name: string) => named(resources, name).urn;
 
 for (const proxyCount of [2, 3]) {

@@ -7,8 +7,11 @@ import { parse as parseYaml } from "yaml";
 import { pulumiConfigBlock, secretSettingKeys } from "../settings/settingsTable";
 import { isRoot, nginxTest, removeTestPki } from "./support/nginxCheck";
 import {
+    bundleFiles,
     mockBackendIps,
     mockEdgeIp,
+    named,
+    ofType,
     type RegisteredResource,
     resolveOutput,
     runEdgeProgram,
@@ -20,23 +23,8 @@ import { projectConfigError } from "./support/pulumiProjectConfig";
 after(removeTestPki);
 
 const devConfig = { adminCidrs: '["203.0.113.0/24"]' };
-const ofType = (resources: RegisteredResource[], type: string) => resources.filter((r) => r.type === type);
 const instances = (resources: RegisteredResource[]) => ofType(resources, "aws:ec2/instance:Instance");
-/** The cloud resource (not the component) named `name`. */
-const named = (resources: RegisteredResource[], name: string) => {
-    const found = resources.filter((r) => r.name === name && !r.type.startsWith("wss-edge:"));
-    assert.equal(found.length, 1, `one resource named ${name}`);
-    return found[0];
-};
-/** The files of a deploy bundle (one `<path> <base64>` line each), decoded. */
-const bundleFiles = (bundle: string) =>
-    Object.fromEntries(
-        bundle
-            .trim()
-            .split("\n")
-            .map((line) => line.split(" "))
-            .map(([path, content]) => [path, Buffer.from(content, "base64").toString()]),
-    );
+
 const securityGroup = (resources: RegisteredResource[], suffix: string) => {
     const found = ofType(resources, "aws:ec2/securityGroup:SecurityGroup").filter((r) => r.name.endsWith(suffix));
     assert.equal(found.length, 1, `one ${suffix} security group`);

@@ -118,6 +118,26 @@ export async function runEdgeProgram(config: Record<string, string>, options: Ru
     return { resources, outputs, exports };
 }
 
+/** The registered resources of `type`. */
+export const ofType = (resources: RegisteredResource[], type: string) => resources.filter((r) => r.type === type);
+
+/** The cloud resource (not the component) named `name`; fails unless there is exactly one. */
+export function named(resources: RegisteredResource[], name: string): RegisteredResource {
+    const found = resources.filter((r) => r.name === name && !r.type.startsWith("wss-edge:"));
+    if (found.length !== 1) throw new Error(`expected one resource named ${name}, found ${found.length}`);
+    return found[0];
+}
+
+/** The files of a deploy bundle (one `<path> <base64>` line each), decoded. */
+export const bundleFiles = (bundle: string): Record<string, string> =>
+    Object.fromEntries(
+        bundle
+            .trim()
+            .split("\n")
+            .map((line) => line.split(" "))
+            .map(([path, content]) => [path, Buffer.from(content, "base64").toString()]),
+    );
+
 /** The value inside an Output, once known. */
 export function resolveOutput<T>(output: pulumi.Input<T>): Promise<T> {
     return new Promise((resolve) => pulumi.output(output).apply((value) => resolve(value as T)));
