@@ -42,16 +42,13 @@ directive() { sed -n "s/^[[:space:]]*$1[[:space:]]\+\([^;[:space:]]*\);.*/\1/p" 
 # ADDRESS:PORT of every server in the upstream, down or not.
 upstream_servers() { awk '/^[[:space:]]*upstream[[:space:]]/ { u = 1; next } u && /^[[:space:]]*}/ { u = 0 } u && $1 == "server" { print $2 }' "$1"; }
 
-# One check, run in the background: writes "ok" or the reason it failed to $work/<n>.
+# One check, run in the background: writes "ok" or the reason it failed to $work/<n>. The TLS
+# settings ($name, $ca, $cert, $key) are read from the live config once per round.
 check() {
-    local target=$1 out=$2 host port name
+    local target=$1 out=$2 host port
     port=${target##*:}
     host=${target%:*}
-    name=$(directive proxy_ssl_name "$conf")
-    if curl -fsS -o /dev/null --max-time "$timeout" \
-        --cacert "$release/$(directive proxy_ssl_trusted_certificate "$conf")" \
-        --cert "$release/$(directive proxy_ssl_certificate "$conf")" \
-        --key "$release/$(directive proxy_ssl_certificate_key "$conf")" \
+    if curl -fsS -o /dev/null --max-time "$timeout" --cacert "$ca" --cert "$cert" --key "$key" \
         --connect-to "$name:$port:$host:$port" "https://$name:$port/healthz" 2>"$out.err"; then
         echo ok >"$out"
     else
@@ -79,6 +76,10 @@ while :; do
         continue
     fi
     mapfile -t targets < <(upstream_servers "$conf")
+    name=$(directive proxy_ssl_name "$conf")
+    ca="$release/$(directive proxy_ssl_trusted_certificate "$conf")"
+    cert="$release/$(directive proxy_ssl_certificate "$conf")"
+    key="$release/$(directive proxy_ssl_certificate_key "$conf")"
     for i in "${!targets[@]}"; do check "${targets[$i]}" "$work/$i" & done
     wait
 
