@@ -2,7 +2,7 @@ import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { LocalStack } from "../local/localStack";
-import { freePort } from "../local/ports";
+import { freePort, waitForPort } from "../local/ports";
 import { stopNginx, terminate } from "../local/processes";
 import { backendServerName } from "../pki/pkiSpec";
 import type { TlsTarget } from "./loadClient";
@@ -182,7 +182,7 @@ ${servers}
     const children: ChildProcess[] = Array.from({ length: instances }, () =>
         spawn("haproxy", ["-db", "-f", join(root, "haproxy.cfg")], { stdio: ["ignore", "ignore", "inherit"] }),
     );
-    await new Promise((r) => setTimeout(r, 500));
+    await waitForPort("127.0.0.1", port, 10000);
     return {
         name: "haproxy",
         description: `HAProxy 2.6 (balance source, consistent hashing, active checks, timeout tunnel, ssl verify required + client certificate), ${instances} process(es) sharing the port`,
@@ -240,7 +240,7 @@ https://localhost:${port} {
         stdio: ["ignore", "ignore", "ignore"],
         env: { ...process.env, HOME: root, XDG_DATA_HOME: join(root, "data"), XDG_CONFIG_HOME: join(root, "config") },
     });
-    await new Promise((r) => setTimeout(r, 1500));
+    await waitForPort("127.0.0.1", port, 10000);
     const perProcess = Math.floor((fileLimit - 200) / 2);
     return {
         name: "caddy",

@@ -134,7 +134,7 @@ async function main(): Promise<void> {
         ];
         for (const [name, make] of factories) {
             if (only && !only.includes(name)) continue;
-            await freshBackends(stack);
+            await freshBackends(stack, plan.settleMs);
             const proxy = await make();
             let fleet: LoadFleet | undefined;
             try {
@@ -151,7 +151,7 @@ async function main(): Promise<void> {
             }
         }
         if (!only || only.includes("buffers")) {
-            await freshBackends(stack);
+            await freshBackends(stack, plan.settleMs);
             const fleet = await LoadFleet.start(plan.loadProcesses);
             try {
                 log("— tunnel buffers: memory per socket and proxy CPU per message for each proxy_buffer_size");
@@ -342,12 +342,14 @@ async function measure(
  * Every configuration starts from new, idle backend processes: tearing down the previous one's
  * sockets keeps Node busy for a while and would count against whoever comes next.
  */
-async function freshBackends(stack: LocalStack): Promise<void> {
-    for (const name of stack.backendNames()) {
-        await stack.stopBackend(name, "SIGTERM");
-        await stack.restartBackend(name);
-    }
-    await sleep(500);
+async function freshBackends(stack: LocalStack, settleMs: number): Promise<void> {
+    await Promise.all(
+        stack.backendNames().map(async (name) => {
+            await stack.stopBackend(name, "SIGTERM");
+            await stack.restartBackend(name);
+        }),
+    );
+    await sleep(settleMs);
 }
 
 /** First line a binary prints about its version, on stdout or stderr (nginx uses stderr). */

@@ -10,6 +10,7 @@
 import { join } from "node:path";
 import { LocalStack } from "../local/localStack";
 import { hardFileLimit, sleep } from "../local/processes";
+import { settingsTable } from "../settings/settingsTable";
 import { LoadFleet } from "./loadFleet";
 import { pidsUnder, proportionalSetKiB, wssEdge } from "./proxies";
 import { runSectionAlone } from "./sectionAlone";
@@ -17,18 +18,33 @@ import { runSectionAlone } from "./sectionAlone";
 export interface ScalePlan {
     readonly steps: readonly number[];
     readonly holdSeconds: number;
+    /** Pause for NGINX's memory to settle after each step. */
+    readonly settleMs: number;
 }
 
-export const fullScalePlan: ScalePlan = { steps: [5000, 25000, 50000, 100000], holdSeconds: 60 };
-export const quickScalePlan: ScalePlan = { steps: [100, 200], holdSeconds: 1 };
+export const fullScalePlan: ScalePlan = { steps: [5000, 25000, 50000, 100000], holdSeconds: 60, settleMs: 2000 };
+export const quickScalePlan: ScalePlan = { steps: [100, 200], holdSeconds: 1, settleMs: 200 };
 
 export interface ScaleResult {
     readonly workers: number;
     readonly backends: number;
     readonly generators: number;
+    /** The backends' ping interval during the step (see scalePingSeconds). */
+    readonly pingSeconds: number;
     readonly steps: { readonly sockets: number; readonly failed: number; readonly proxyMiB: number; readonly kibPerSocket: number }[];
     readonly hold: { readonly sockets: number; readonly seconds: number; readonly drops: number };
 }
+
+/**
+ * The backends' keepalive pings during the scale step: every 240 s, inside NGINX's default 300 s
+ * idle timeout, so each socket still carries a ping before it could time out. As deployed they
+ * come every 30 s; at 100,000 sockets that is 3,300 pings a second, each a JavaScript event in a
+ * backend and in a generator, and these two cores, which here also run the eight Node backends and
+ * the generators, spent themselves on them: opening slowed from 110 to 15 sockets a second past
+ * 60,000. On the VM, backends and clients are other machines; NGINX's own share of 30 s pings is
+ * two relayed messages each (see the throughput row for its CPU per message).
+ */
+export const scalePingSeconds = Math.floor(settingsTable.idleTimeoutSeconds.default * 0.8);
 
 const log = (line: string) => console.log(`[scale ${new Date().toISOString().slice(11, 19)}] ${line}`);
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
@@ -47,19 +63,21 @@ export function scaleShape(sockets: number, fileLimit = hardFileLimit()): { work
 export async function holdAtScale(plan: ScalePlan, dir: string): Promise<ScaleResult> {
     const top = Math.max(...plan.steps);
     const shape = scaleShape(top);
-    log(`up to ${top} sockets: ${shape.workers} NGINX workers, ${shape.backends} backends, ${shape.generators} generator processes`);
+    log(
+        `up to ${top} sockets: ${shape.workers} NGINX workers, ${shape.backends} backends, ${shape.generators} generator processes; backends ping every ${scalePingSeconds} s`,
+    );
     const stack = await LocalStack.start({
         stateDir: join(dir, "scale-stack"),
         edgePort: 0,
         workerProcesses: shape.workers,
-        // As deployed otherwise: pings every 30 s on every socket, active checks on.
         settings: { backendCount: String(shape.backends) },
+        pingIntervalSeconds: scalePingSeconds,
     });
     const fleet = await LoadFleet.start(shape.generators);
     try {
         const proxy = wssEdge({ stack, dir, fileLimit: hardFileLimit() });
         const master = stack.nginxMasterPid() ?? 0;
-        await sleep(500);
+        await sleep(plan.settleMs);
         const baseline = proportionalSetKiB(pidsUnder(master));
         const steps: ScaleResult["steps"] = [];
         let held = 0;
@@ -77,7 +95,7 @@ export async function holdAtScale(plan: ScalePlan, dir: string): Promise<ScaleRe
             }));
             held += sum(replies.map((r) => r.opened as number));
             const failed = sum(replies.map((r) => r.failed as number));
-            await sleep(2000);
+            await sleep(plan.settleMs);
             const kib = proportionalSetKiB(pidsUnder(master));
             steps.push({ sockets: held, failed, proxyMiB: kib / 1024, kibPerSocket: (kib - baseline) / Math.max(1, held) });
             log(
@@ -89,7 +107,7 @@ export async function holdAtScale(plan: ScalePlan, dir: string): Promise<ScaleRe
         const status = await fleet.all(() => ({ cmd: "status" }));
         const hold = { sockets: held, seconds: plan.holdSeconds, drops: sum(status.map((s) => s.drops as number)) };
         log(`held ${held} sockets for ${plan.holdSeconds} s: ${hold.drops} dropped`);
-        return { ...shape, steps, hold };
+        return { ...shape, pingSeconds: scalePingSeconds, steps, hold };
     } finally {
         await fleet.all(() => ({ cmd: "close" })).catch(() => undefined);
         await fleet.stop();
@@ -99,7 +117,7 @@ export async function holdAtScale(plan: ScalePlan, dir: string): Promise<ScaleRe
 
 export function scaleTable(result: ScaleResult): string {
     return [
-        `${result.workers} NGINX workers, ${result.backends} backends, ${result.generators} generator processes; held ${result.hold.sockets.toLocaleString("en-US")} sockets for ${result.hold.seconds} s: **${result.hold.drops} dropped**.`,
+        `${result.workers} NGINX workers, ${result.backends} backends, ${result.generators} generator processes, backends pinging every socket every ${result.pingSeconds} s; held ${result.hold.sockets.toLocaleString("en-US")} sockets for ${result.hold.seconds} s: **${result.hold.drops} dropped**.`,
         "",
         "| Sockets held | Failed to open | NGINX memory MiB | KiB/socket |",
         "|---|---|---|---|",

@@ -57,6 +57,18 @@ const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 const percentile = (sorted: number[], p: number) =>
     sorted.length === 0 ? Number.NaN : sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))];
 
+/** Until every dropped socket has seen its close: the generators' count of drops holds still for 300 ms (at most 10 s). */
+async function dropsSettled(fleet: LoadFleet): Promise<void> {
+    let last = -1;
+    let still = 0;
+    for (let i = 0; i < 100 && still < 3; i++) {
+        await sleep(100);
+        const drops = sum((await fleet.all(() => ({ cmd: "status" }))).map((s) => s.drops as number));
+        still = drops > 0 && drops === last ? still + 1 : 0;
+        last = drops;
+    }
+}
+
 /** Holds `plan.sockets` through `target`, runs `cause`, then every dropped client reconnects at once. */
 async function storm(
     fleet: LoadFleet,
@@ -77,8 +89,7 @@ async function storm(
             deadlineMs: 120000,
         }));
         await cause();
-        // Until every dropped socket has seen its close.
-        await sleep(1000);
+        await dropsSettled(fleet);
         const replies = await fleet.all((n) => ({ cmd: "reconnect", target, addresses: LoadFleet.addresses(n), deadlineMs: 60000 }));
         const servedMs = replies.flatMap((r) => r.servedMs as number[]).sort((a, b) => a - b);
         const reconnecting = sum(replies.map((r) => r.dropped as number));

@@ -38,7 +38,12 @@ export async function sweepTunnelBuffers(
     proxy: ProxyUnderTest,
     directTarget: TlsTarget,
     fleet: LoadFleet,
-    plan: { readonly tunnelBuffers: TunnelBufferPlan; readonly throughput: { readonly sockets: number; readonly inflight: number } },
+    plan: {
+        readonly tunnelBuffers: TunnelBufferPlan;
+        readonly throughput: { readonly sockets: number; readonly inflight: number };
+        /** Pause for the proxy's memory to settle after opening and after closing. */
+        readonly settleMs: number;
+    },
     workers: number,
 ): Promise<TunnelBufferResult[]> {
     const sweep = plan.tunnelBuffers;
@@ -48,7 +53,7 @@ export async function sweepTunnelBuffers(
         // The reload's old workers leave once idle; measure only the new ones.
         const master = stack.nginxMasterPid() ?? 0;
         for (let i = 0; i < 100 && pidsUnder(master).length > workers + 1; i++) await sleep(100);
-        await sleep(300);
+        await sleep(plan.settleMs);
         const baseline = proportionalSetKiB(proxy.processes());
         const per = Math.ceil(sweep.sockets / fleet.size);
         const opened = await fleet.all((n) => ({
@@ -60,10 +65,10 @@ export async function sweepTunnelBuffers(
             deadlineMs: 300000,
         }));
         const held = sum(opened.map((r) => r.opened as number));
-        await sleep(1000);
+        await sleep(plan.settleMs);
         const kibPerSocket = (proportionalSetKiB(proxy.processes()) - baseline) / Math.max(1, held);
         await fleet.all(() => ({ cmd: "close" }));
-        await sleep(1000);
+        await sleep(plan.settleMs);
 
         const cpuUsPerMessage: Record<number, number | undefined> = {};
         const messagesPerSecond: Record<number, number> = {};
