@@ -55,6 +55,14 @@ interface Plan {
     readonly haproxyProcesses: number;
     /** Pause for the proxy's memory to settle after a step, and after closing sockets. */
     readonly settleMs: number;
+    /**
+     * For figures that compare: each configuration starts with fresh backends and generators, the
+     * proxy has a core of its own (unless --shared-cores), and the sections run one after another.
+     * Without it (--quick, whose counts are too small to compare anyway) generators are shared,
+     * every process may use every core, and the scale step and the storms, which bring their own
+     * stacks, run beside the rest.
+     */
+    readonly comparable: boolean;
 }
 
 const fullPlan: Plan = {
@@ -73,25 +81,27 @@ const fullPlan: Plan = {
     nginxWorkersForHolding: 8,
     haproxyProcesses: 6,
     settleMs: 2000,
+    comparable: true,
 };
 
 /** Small counts, under a minute in all: what CI runs so the bench cannot rot. */
 const quickPlan: Plan = {
-    socketSteps: [100, 200],
-    holdSeconds: 1,
-    sessions: 60,
+    socketSteps: [50, 100],
+    holdSeconds: 0.5,
+    sessions: 40,
     sessionConcurrency: 8,
-    latencySockets: [1, 50],
-    latencySeconds: 0.3,
+    latencySockets: [1, 20],
+    latencySeconds: 0.2,
     messageSizes: [64, 16384],
-    throughput: { sockets: 20, size: 1024, inflight: 4, seconds: 0.3, rounds: 2 },
+    throughput: { sockets: 10, size: 1024, inflight: 4, seconds: 0.2, rounds: 1 },
     storms: quickStormPlan,
     scale: quickScalePlan,
-    tunnelBuffers: { sizesKiB: [1, 4, 16], sockets: 100, messageSizes: [64, 1024, 16384], rounds: 1, seconds: 0.3 },
+    tunnelBuffers: { sizesKiB: [1, 4, 16], sockets: 50, messageSizes: [64, 1024, 16384], rounds: 1, seconds: 0.2 },
     loadProcesses: 2,
     nginxWorkersForHolding: 2,
     haproxyProcesses: 1,
-    settleMs: 200,
+    settleMs: 100,
+    comparable: false,
 };
 
 const log = (line: string) => console.log(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}`);
@@ -109,7 +119,7 @@ async function main(): Promise<void> {
     const only = values.only?.split(",");
     const fileLimit = Number(execFileSync("sh", ["-c", "ulimit -Hn"], { encoding: "utf8" }).trim());
     const dir = mkdtempSync(join(tmpdir(), "wss-edge-bench-"));
-    const placement = values["shared-cores"] ? undefined : planCpuPlacement(cpus().length);
+    const placement = values["shared-cores"] || !plan.comparable ? undefined : planCpuPlacement(cpus().length);
     placement?.pinLoad(process.pid);
     const cpuNote = placement
         ? `proxy on core(s) ${placement.proxyCores}, generator and backends on ${placement.loadCores}`
@@ -117,63 +127,73 @@ async function main(): Promise<void> {
     log(
         `plan: ${values.quick ? "quick" : "full"}; ${cpus().length} cores (${cpuNote}); ${fileLimit} descriptors per process; state in ${dir}`,
     );
+    const wanted = (section: string) => !only || only.includes(section);
 
-    // One worker per proxy core, as `worker_processes auto` gives on a VM that size; more only to hold sockets.
-    const workers = placement?.proxyCoreCount ?? cpus().length;
-    const stack = await LocalStack.start({ stateDir: join(dir, "stack"), edgePort: 0, workerProcesses: workers });
-    const context: BenchContext = { stack, dir, fileLimit };
     const results: ProxyResult[] = [];
     let tunnelBuffers: TunnelBufferResult[] | undefined;
-    try {
-        const factories: [string, () => Promise<ProxyUnderTest> | ProxyUnderTest][] = [
-            ["direct", () => direct(context)],
-            ["wss-edge", () => wssEdge(context)],
-            ["tutorial", () => tutorial(context)],
-            ["haproxy", () => haproxy(context, plan.haproxyProcesses)],
-            ["caddy", () => caddy(context)],
-        ];
-        for (const [name, make] of factories) {
-            if (only && !only.includes(name)) continue;
-            await freshBackends(stack, plan.settleMs);
-            const proxy = await make();
-            let fleet: LoadFleet | undefined;
-            try {
-                // Fresh generators too: one that has just closed 50,000 sockets spends twice the
-                // CPU per new session for a while, which would count against the next configuration.
-                fleet = await LoadFleet.start(plan.loadProcesses);
-                placement?.pinProxy(proxy.processes());
-                log(`— ${proxy.name}: ${proxy.description}`);
-                results.push(await measure(proxy, direct(context).target, stack, fleet, plan, workers));
-            } finally {
-                await fleet?.all(() => ({ cmd: "close" })).catch(() => undefined);
-                await fleet?.stop();
-                await proxy.stop();
-            }
-        }
-        if (!only || only.includes("buffers")) {
-            await freshBackends(stack, plan.settleMs);
-            const fleet = await LoadFleet.start(plan.loadProcesses);
-            try {
-                log("— tunnel buffers: memory per socket and proxy CPU per message for each proxy_buffer_size");
-                tunnelBuffers = await sweepTunnelBuffers(stack, wssEdge(context), direct(context).target, fleet, plan, workers);
-            } finally {
-                await fleet.stop();
-            }
-        }
-    } finally {
-        await stack.stop();
-    }
     let storms: StormResult[] | undefined;
     let scale: ScaleResult | undefined;
+    const proxiesAndBuffers = async () => {
+        // One worker per proxy core, as `worker_processes auto` gives on a VM that size; more only to hold sockets.
+        const workers = placement?.proxyCoreCount ?? cpus().length;
+        const stack = await LocalStack.start({ stateDir: join(dir, "stack"), edgePort: 0, workerProcesses: workers });
+        const context: BenchContext = { stack, dir, fileLimit };
+        // Comparable runs give each configuration fresh generators: one that has just closed 50,000
+        // sockets spends twice the CPU per new session for a while, which would count against the next.
+        const shared = plan.comparable ? undefined : await LoadFleet.start(plan.loadProcesses);
+        const generators = async () => shared ?? (await LoadFleet.start(plan.loadProcesses));
+        try {
+            const factories: [string, () => Promise<ProxyUnderTest> | ProxyUnderTest][] = [
+                ["direct", () => direct(context)],
+                ["wss-edge", () => wssEdge(context)],
+                ["tutorial", () => tutorial(context)],
+                ["haproxy", () => haproxy(context, plan.haproxyProcesses)],
+                ["caddy", () => caddy(context)],
+            ];
+            for (const [name, make] of factories) {
+                if (!wanted(name)) continue;
+                if (plan.comparable) await freshBackends(stack, plan.settleMs);
+                const proxy = await make();
+                const fleet = await generators();
+                try {
+                    placement?.pinProxy(proxy.processes());
+                    log(`— ${proxy.name}: ${proxy.description}`);
+                    results.push(await measure(proxy, direct(context).target, stack, fleet, plan, workers));
+                } finally {
+                    await fleet.all(() => ({ cmd: "close" })).catch(() => undefined);
+                    if (fleet !== shared) await fleet.stop();
+                    await proxy.stop();
+                }
+            }
+            if (wanted("buffers")) {
+                if (plan.comparable) await freshBackends(stack, plan.settleMs);
+                const fleet = await generators();
+                try {
+                    log("— tunnel buffers: memory per socket and proxy CPU per message for each proxy_buffer_size");
+                    tunnelBuffers = await sweepTunnelBuffers(stack, wssEdge(context), direct(context).target, fleet, plan, workers);
+                } finally {
+                    if (fleet !== shared) await fleet.stop();
+                }
+            }
+        } finally {
+            await shared?.stop();
+            await stack.stop();
+        }
+    };
+    const scaleStep = async () => {
+        if (!wanted("scale")) return;
+        log(`— scale: this project's edge holding up to ${Math.max(...plan.scale.steps)} sockets`);
+        scale = await holdAtScale(plan.scale, dir);
+    };
+    const reconnectStorms = async () => {
+        if (!wanted("storms")) return;
+        log("— reconnect storms: a backend restarts, a backend dies, a proxy dies");
+        storms = await runStorms(plan.storms, dir);
+    };
+    const sections = [proxiesAndBuffers, scaleStep, reconnectStorms];
     try {
-        if (!only || only.includes("scale")) {
-            log(`— scale: this project's edge holding up to ${Math.max(...plan.scale.steps)} sockets`);
-            scale = await holdAtScale(plan.scale, dir);
-        }
-        if (!only || only.includes("storms")) {
-            log("— reconnect storms: a backend restarts, a backend dies, a proxy dies");
-            storms = await runStorms(plan.storms, dir);
-        }
+        if (plan.comparable) for (const section of sections) await section();
+        else await allSettledOrThrow(sections.map((section) => section()));
     } finally {
         rmSync(dir, { recursive: true, force: true });
     }
@@ -350,6 +370,12 @@ async function freshBackends(stack: LocalStack, settleMs: number): Promise<void>
         }),
     );
     await sleep(settleMs);
+}
+
+/** Waits for every section, so none is left running when one fails, then throws the first failure. */
+async function allSettledOrThrow(running: Promise<void>[]): Promise<void> {
+    const failed = (await Promise.allSettled(running)).find((r) => r.status === "rejected");
+    if (failed) throw (failed as PromiseRejectedResult).reason;
 }
 
 /** First line a binary prints about its version, on stdout or stderr (nginx uses stderr). */
