@@ -30,11 +30,12 @@ export interface ProxyCapacity {
 }
 
 /**
- * NGINX's memory per held WebSocket with TLS on both legs at the default tunnel buffers, rounded
- * up from the benchmark's 60.6 KiB (PSS over all NGINX processes, 50,000 sockets:
- * bench/results/latest.md).
+ * NGINX's memory per held WebSocket with TLS on both legs at the default tunnel buffers: the
+ * largest figure of the full benchmark (PSS over all NGINX processes; its scale step from 5,000 to
+ * 100,000 sockets and the tunnel-buffer sweep, bench/results/latest.md), rounded up. A test holds
+ * it to the committed results.
  */
-export const proxyMemoryPerSocketKiB = 64;
+export const proxyMemoryPerSocketKiB = 68;
 
 /**
  * The cost per socket with `tunnelBufferKiB`: each socket keeps two tunnel buffers, one per

@@ -72,7 +72,7 @@ export const settingsTable = {
         kind: "instanceType",
         default: "c6i.large",
         description:
-            "EC2 instance type of the NGINX proxy. Its memory sets how many WebSockets NGINX admits (40,960 on c6i.large; see the README's capacity table).",
+            "EC2 instance type of the NGINX proxy. Its memory sets how many WebSockets NGINX admits (38,550 on c6i.large; see the README's capacity table).",
     },
     backendPort: {
         scope: "aws",

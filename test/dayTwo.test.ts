@@ -263,10 +263,10 @@ describe("the rules behind the matrix, as the program states them", () => {
             const limit = /limit_conn edge_sockets ([0-9]+);/.exec(String(outputs.nginxConfig))?.[1];
             return [outputs.maxSockets, Number(limit)];
         };
-        assert.deepEqual(await ceiling({}), [40960, 40960]);
+        assert.deepEqual(await ceiling({}), [38550, 38550]);
         assert.deepEqual(await ceiling({ maxSockets: "20000" }), [20000, 20000]);
-        assert.deepEqual(await ceiling({ maxSockets: "100000" }), [40960, 40960], "never more than the memory holds");
-        assert.deepEqual(await ceiling({ proxyInstanceType: "t3.small" }), [16384, 16384]);
+        assert.deepEqual(await ceiling({ maxSockets: "100000" }), [38550, 38550], "never more than the memory holds");
+        assert.deepEqual(await ceiling({ proxyInstanceType: "t3.small" }), [15420, 15420]);
     });
 
     it("exports when every certificate expires", async () => {

@@ -1,8 +1,10 @@
 // The rendered nginx.conf: what it must say, what it must never say, and that NGINX accepts it.
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { after, describe, it } from "node:test";
-import { awsProxyHost, edgeConfigSpec, proxySocketCeiling } from "../nginx/edgeConfigFromSettings";
+import type { BenchResults } from "../bench/report";
+import { awsProxyHost, edgeConfigSpec, memoryPerSocketKiB, proxySocketCeiling } from "../nginx/edgeConfigFromSettings";
 import type { EdgeConfigSpec } from "../nginx/edgeConfigSpec";
 import { RenderError, renderNginxConfig } from "../nginx/renderNginxConfig";
 import { mozillaIntermediate } from "../nginx/tlsPolicy";
@@ -115,12 +117,12 @@ describe("renderNginxConfig", () => {
         assert.match(config, /^worker_shutdown_timeout 3600s;$/m);
     });
 
-    it("admits on a c6i.large what its 4 GiB hold, 40,960 sockets, and answers 503 beyond; any one worker may hold them all", () => {
+    it("admits on a c6i.large what its 4 GiB hold, 38,550 sockets, and answers 503 beyond; any one worker may hold them all", () => {
         assert.match(config, /^worker_processes 2;$/m);
         assert.match(config, /^\s+limit_conn_zone \$server_port zone=edge_sockets:1m;$/m);
-        assert.match(config, /^\s+limit_conn edge_sockets 40960;$/m);
-        assert.match(config, /^\s+worker_connections 82944;$/m, "two connections per socket, plus room for those refused");
-        assert.match(config, /^worker_rlimit_nofile 83968;$/m);
+        assert.match(config, /^\s+limit_conn edge_sockets 38550;$/m);
+        assert.match(config, /^\s+worker_connections 78124;$/m, "two connections per socket, plus room for those refused");
+        assert.match(config, /^worker_rlimit_nofile 79148;$/m);
         assert.doesNotMatch(render({}, localHost), /edge_sockets/, "the local stack has no memory budget of a VM");
     });
 
@@ -140,15 +142,38 @@ describe("renderNginxConfig", () => {
 
     it("sizes the socket ceiling from memory, bounded by the ports towards the backends and the VM's descriptors", () => {
         const ceiling = (memoryMiB: number, backendCount = 3) => proxySocketCeiling({ memoryMiB, vcpus: 2, backendCount });
-        assert.equal(ceiling(2048), 16384);
-        assert.equal(ceiling(4096), 40960);
-        assert.equal(ceiling(8192), 90112);
+        assert.equal(ceiling(2048), 15420);
+        assert.equal(ceiling(4096), 38550);
+        assert.equal(ceiling(8192), 84811);
+        assert.equal(ceiling(16384), 177332);
         assert.equal(ceiling(65536), 180000, "60,000 ports to each of 3 backends");
         assert.equal(ceiling(262144, 20), 490000, "half of fs.file-max, less a margin");
         assert.equal(ceiling(512), 1000, "never below 1,000");
         const withTunnel = (tunnelBufferKiB: number) => proxySocketCeiling({ memoryMiB: 4096, vcpus: 2, backendCount: 3, tunnelBufferKiB });
         assert.ok(withTunnel(1) > withTunnel(4) && withTunnel(4) > withTunnel(16), "smaller tunnel buffers, more sockets per GiB");
         assert.equal(withTunnel(4), ceiling(4096), "the default is what the measured figure holds");
+    });
+
+    it("charges each socket at least what the committed full benchmark measured, and not far above it", () => {
+        // bench/results/latest.json: the scale step and the proxies' holding steps at the default
+        // tunnel buffers, and the tunnelBufferKiB sweep; steps under 5,000 sockets are mostly baseline.
+        const latest = JSON.parse(readFileSync(join(__dirname, "../bench/results/latest.json"), "utf8")) as BenchResults;
+        assert.equal(latest.plan, "full");
+        const atDefault = [
+            ...(latest.scale?.steps ?? []),
+            ...(latest.results.find((r) => r.name === "wss-edge")?.holding ?? []).map((h) => ({ ...h, kibPerSocket: h.kibPerSocket ?? 0 })),
+        ].filter((step) => step.sockets >= 5000);
+        const swept = (latest.tunnelBuffers ?? []).filter((row) => row.sockets >= 5000);
+        assert.ok(atDefault.length >= 4 && swept.length >= 3, "the full run has the scale step and the sweep");
+        for (const step of atDefault)
+            assert.ok(memoryPerSocketKiB() >= step.kibPerSocket, `${step.kibPerSocket.toFixed(1)} KiB measured at ${step.sockets} sockets`);
+        for (const row of swept)
+            assert.ok(
+                memoryPerSocketKiB(row.bufferKiB) >= row.kibPerSocket,
+                `${row.kibPerSocket.toFixed(1)} KiB measured with tunnelBufferKiB ${row.bufferKiB}`,
+            );
+        const largest = Math.max(...atDefault.map((step) => step.kibPerSocket));
+        assert.ok(memoryPerSocketKiB() <= largest * 1.05, `${memoryPerSocketKiB()} KiB charged against ${largest.toFixed(1)} measured`);
     });
 
     it("refuses handshakes for unknown names in a default server when the edge has DNS names", () => {
