@@ -100,7 +100,7 @@ export function markdown(report: BenchResults): string {
             '"Sessions per proxy CPU-s" is the new-session rate the proxy would reach if its CPU were the limit (full handshakes, from its own CPU accounting).',
         "",
         "| Configuration | Sockets held | Drops in hold | Proxy KiB/socket | Sessions/s (full) | Sessions/s (resumed) | × tutorial | Sessions per proxy CPU-s | × tutorial | p99 echo µs (sockets) | p99 × direct | Msg/s | × direct | Proxy CPU µs/msg |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ...rows.map(
             (r) =>
                 `| ${r.name} | ${fmt(r.maxSockets)} | ${fmt(r.drops)} | ${fmt(r.kibPerSocket, 1)} | ${fmt(r.sessionsFull)} | ${fmt(r.sessionsResumed)} | ${fmt(r.sessionsVsTutorial, 2)} | ${fmt(r.sessionsPerProxyCpuSecond)} | ${fmt(r.capacityVsTutorial, 2)} | ${fmt(r.p99us)} (${fmt(r.p99Sockets)}) | ${fmt(r.p99VsDirect, 2)} | ${fmt(r.messagesPerSecond)} | ${fmt(r.throughputVsDirect, 2)}${r.throughputVsDirectRange ? ` (${fmt(r.throughputVsDirectRange.min, 2)}–${fmt(r.throughputVsDirectRange.max, 2)})` : ""} | ${fmt(r.cpuUsPerMessage, 1)} |`,
