@@ -227,7 +227,7 @@ describe("the change matrix: what `pulumi up` does after each change", () => {
         const plan = await change({ config: dev }, { config: { ...dev, proxyInstanceType: "c6i.xlarge" } });
         assert.deepEqual(touched(plan), ["replace edge-deploy", "update (stop and start) edge-proxy"]);
         const { outputs } = await runEdgeProgram({ ...dev, proxyInstanceType: "c6i.xlarge" });
-        assert.equal(outputs.maxSockets, 90112);
+        assert.equal(outputs.maxSockets, 84811);
         assert.match(String(outputs.nginxConfig), /^worker_processes 4;$/m);
     });
 });
