@@ -3,11 +3,13 @@
 // providers' replace rules applied (test/support/changePlan.ts). The README's change matrix
 // says the same in words; what happens to open sockets follows from these actions.
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { describe, it } from "node:test";
 import { cpuArchitecture } from "../components/instanceDefaults";
 import { SettingsError } from "../settings/edgeSettings";
 import { type Plan, type ProgramState, planBetween, resourceKey, withAction } from "./support/changePlan";
-import { type RegisteredResource, resolveOutput, runEdgeProgram } from "./support/pulumiProgram";
+import { bundleFiles, named, type RegisteredResource, resolveOutput, runEdgeProgram } from "./support/pulumiProgram";
 
 const dev = { adminCidrs: '["203.0.113.0/24"]' };
 const backendParts = (n: number) => [
@@ -73,6 +75,14 @@ describe("the change matrix: what `pulumi up` does after each change", () => {
         assert.deepEqual(touched(await change({ config: dev }, { config: { ...dev, activeHealthChecks: "false" } })), [
             "replace edge-deploy",
         ]);
+    });
+
+    it("a new release of this project (its socket ceiling, its health agent): one deploy to the proxy, which carries both", async () => {
+        // The deploy's stdin is the release: a new ceiling or agent script changes it, and a changed
+        // stdin replaces the deploy command (the planner's Command rule, as for every edge setting).
+        const release = bundleFiles(named((await runEdgeProgram(dev)).resources, "edge-deploy").inputs.stdin);
+        assert.equal(release["backend-health-agent.sh"], readFileSync(join(__dirname, "../deploy/backend-health-agent.sh"), "utf8"));
+        assert.match(release["nginx.conf"], /limit_conn edge_sockets 38550;/);
     });
 
     it("an edge setting with three proxies: each proxy's deploy, in turn; nothing on AWS changes", async () => {
