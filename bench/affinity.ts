@@ -9,11 +9,11 @@
  * Keys: client-address, a client network each (127.x.y.1); cookie, an issued-looking cookie
  * sent with a browser's Origin; query:room, a room each. Results: bench/results/affinity.{md,json}.
  */
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { LocalStack } from "../local/localStack";
+import { benchMain } from "./benchMain";
 import { connect } from "../smoke/edgeClient";
 import { LoadFleet } from "./loadFleet";
 import { cpuTimeMs, pidsUnder, proportionalSetKiB } from "./proxies";
@@ -37,10 +37,9 @@ interface ModeResult {
 const log = (line: string) => console.log(`[bench:affinity ${new Date().toISOString().slice(11, 19)}] ${line}`);
 const address = (n: number) => `127.${40 + Math.floor(n / 250)}.${(n % 250) + 1}.1`;
 
-async function main(): Promise<void> {
+async function main(dir: string): Promise<void> {
     const { values } = parseArgs({ options: { keys: { type: "string", default: "10000" }, quick: { type: "boolean" } } });
     const keyCount = values.quick ? 300 : Number(values.keys);
-    const dir = mkdtempSync(join(tmpdir(), "wss-edge-bench-affinity-"));
     const stack = await LocalStack.start({ stateDir: join(dir, "stack"), edgePort: 0, settings: { backendCount: "4" } });
     const fleet = await LoadFleet.start(2);
     const results: ModeResult[] = [];
@@ -107,7 +106,6 @@ async function main(): Promise<void> {
         await fleet.all(() => ({ cmd: "close" })).catch(() => undefined);
         await fleet.stop();
         await stack.stop();
-        rmSync(dir, { recursive: true, force: true });
     }
     const name = values.quick ? "affinity-quick" : "affinity";
     writeFileSync(join(__dirname, "results", `${name}.json`), `${JSON.stringify({ date: new Date().toISOString(), results }, null, 2)}\n`);
@@ -208,7 +206,4 @@ function report(results: readonly ModeResult[]): string {
     ].join("\n");
 }
 
-main().catch((error) => {
-    console.error(`bench:affinity: ${(error as Error).stack ?? error}`);
-    process.exit(1);
-});
+benchMain("bench-affinity", main);

@@ -7,11 +7,11 @@
  * Results: bench/results/nginx-heap.md. Slow under valgrind, so not part of `npm run bench`.
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { settingAssignments } from "../local/cli";
+import { benchMain } from "./benchMain";
 import { LocalStack } from "../local/localStack";
 import { waitForPort } from "../local/ports";
 import { sleep, stopNginx, terminate } from "../local/processes";
@@ -46,7 +46,7 @@ interface Snapshot {
 
 const log = (line: string) => console.log(`[heap] ${line}`);
 
-async function main(): Promise<void> {
+async function main(dir: string): Promise<void> {
     const { values } = parseArgs({
         options: { sockets: { type: "string", default: "1000" }, set: { type: "string", multiple: true } },
     });
@@ -55,7 +55,6 @@ async function main(): Promise<void> {
     const sockets = Number(values.sockets);
     if (!Number.isInteger(sockets) || sockets < 100 || sockets > 5000)
         throw new Error(`--sockets must be a whole number from 100 to 5000 (one NGINX process under valgrind), got ${values.sockets}`);
-    const dir = mkdtempSync(join(tmpdir(), "wss-edge-heap-"));
     const stack = await LocalStack.start({ stateDir: join(dir, "stack"), edgePort: 0, workerProcesses: 1, settings });
     const fleet = await LoadFleet.start(1);
     let profiled: ChildProcess | undefined;
@@ -113,7 +112,6 @@ async function main(): Promise<void> {
         await fleet.stop();
         if (profiled) await terminate(profiled, "SIGQUIT");
         await stack.stop();
-        rmSync(dir, { recursive: true, force: true });
     }
 }
 
@@ -195,8 +193,5 @@ function versionLine(): string {
 }
 
 if (require.main === module) {
-    main().catch((error) => {
-        console.error(`bench:heap: ${(error as Error).stack ?? error}`);
-        process.exit(1);
-    });
+    benchMain("heap", main);
 }

@@ -8,14 +8,14 @@
  * bounded in count and time. Results: bench/results/latest.{json,md,svg}.
  */
 import { execFileSync, spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { cpus, tmpdir } from "node:os";
+import { cpus } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { LocalStack } from "../local/localStack";
 import { sleep } from "../local/processes";
 import { planCpuPlacement } from "./cpuPlacement";
 import type { TlsTarget } from "./loadClient";
+import { benchMain } from "./benchMain";
 import { LoadFleet } from "./loadFleet";
 import {
     type BenchContext,
@@ -107,7 +107,7 @@ const quickPlan: Plan = {
 const log = (line: string) => console.log(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}`);
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 
-async function main(): Promise<void> {
+async function main(dir: string): Promise<void> {
     const { values } = parseArgs({
         options: {
             quick: { type: "boolean", default: false },
@@ -118,7 +118,6 @@ async function main(): Promise<void> {
     const plan = values.quick ? quickPlan : fullPlan;
     const only = values.only?.split(",");
     const fileLimit = Number(execFileSync("sh", ["-c", "ulimit -Hn"], { encoding: "utf8" }).trim());
-    const dir = mkdtempSync(join(tmpdir(), "wss-edge-bench-"));
     const placement = values["shared-cores"] || !plan.comparable ? undefined : planCpuPlacement(cpus().length);
     placement?.pinLoad(process.pid);
     const cpuNote = placement
@@ -191,12 +190,8 @@ async function main(): Promise<void> {
         storms = await runStorms(plan.storms, dir);
     };
     const sections = [proxiesAndBuffers, scaleStep, reconnectStorms];
-    try {
-        if (plan.comparable) for (const section of sections) await section();
-        else await allSettledOrThrow(sections.map((section) => section()));
-    } finally {
-        rmSync(dir, { recursive: true, force: true });
-    }
+    if (plan.comparable) for (const section of sections) await section();
+    else await allSettledOrThrow(sections.map((section) => section()));
     const report: BenchResults = {
         date: new Date().toISOString(),
         plan: values.quick ? "quick" : "full",
@@ -385,7 +380,4 @@ function versionOf(binary: string, args: string[]): string {
     return `${result.stdout ?? ""}${result.stderr ?? ""}`.trim().split("\n")[0];
 }
 
-main().catch((error) => {
-    console.error(`bench: ${(error as Error).stack ?? error}`);
-    process.exit(1);
-});
+benchMain("bench", main);
