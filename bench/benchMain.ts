@@ -8,9 +8,10 @@ const interruptions = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
 
 /**
  * Runs a bench entry point with a scratch folder of its own, removed at the end. A failure is
- * printed and exits 1. Ctrl-C, a kill or a closed terminal stops everything the bench started
- * first: the local stacks, NGINX, backends and agents run detached (a terminal's Ctrl-C reaches
- * none of them) and would otherwise hold ports, memory and thousands of sockets after it.
+ * printed and exits 1; Ctrl-C, a kill or a closed terminal exit 128 + the signal. Either way,
+ * everything the bench started is stopped first: the local stacks, NGINX, backends and agents
+ * run detached (a terminal's Ctrl-C reaches none of them) and would otherwise hold ports, memory
+ * and thousands of sockets after it.
  */
 export function benchMain(name: string, main: (scratch: string) => Promise<void>): void {
     const scratch = mkdtempSync(join(tmpdir(), `wss-edge-${name}-`));
@@ -29,11 +30,13 @@ export function benchMain(name: string, main: (scratch: string) => Promise<void>
     }
     main(scratch)
         .then(() => rmSync(scratch, { recursive: true, force: true }))
-        .catch((error) => {
+        .catch(async (error) => {
             // What failed because of the interruption is not news; the interruption ends the run.
             if (interrupted) return;
-            rmSync(scratch, { recursive: true, force: true });
             console.error(`${name}: ${(error as Error).stack ?? error}`);
+            // A step that failed between starting a stack and its try block would leave it running.
+            await stopEverything(scratch);
+            rmSync(scratch, { recursive: true, force: true });
             process.exit(1);
         });
 }
