@@ -2,7 +2,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node
 import { constants, tmpdir } from "node:os";
 import { join } from "node:path";
 import { stopDetachedStack } from "../local/localStack";
-import { childPids, commandLine, isAlive, stopNginx, terminatePid } from "../local/processes";
+import { commandLine, descendantPids, isAlive, stopNginx, terminatePid } from "../local/processes";
 
 const interruptions = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
 
@@ -51,11 +51,7 @@ async function stopEverything(scratch: string): Promise<void> {
         if (isAlive(master) && commandLine(master).startsWith("nginx: master process")) await stopNginx(master);
     }
     // Then whatever is still ours: load generators, HAProxy, Caddy, a restarted backend.
-    await Promise.all(descendants(process.pid).map((pid) => terminatePid(pid, "SIGTERM")));
-}
-
-function descendants(pid: number): number[] {
-    return childPids(pid).flatMap((child) => [child, ...descendants(child)]);
+    await Promise.all(descendantPids(process.pid).map((pid) => terminatePid(pid, "SIGTERM")));
 }
 
 function findFiles(dir: string, fileName: string, depth = 4): string[] {

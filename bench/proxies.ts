@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { LocalStack } from "../local/localStack";
 import { freePort, waitForPort } from "../local/ports";
-import { stopNginx, terminate } from "../local/processes";
+import { childPids, isAlive, stopNginx, terminate } from "../local/processes";
 import { backendServerName } from "../pki/pkiSpec";
 import type { TlsTarget } from "./loadClient";
 
@@ -26,13 +26,8 @@ export interface BenchContext {
     readonly fileLimit: number;
 }
 
-export const pidsUnder = (master: number): number[] => {
-    try {
-        return [master, ...readFileSync(`/proc/${master}/task/${master}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number)];
-    } catch {
-        return [];
-    }
-};
+/** A master process and its workers; none once the master is gone. */
+export const pidsUnder = (master: number): number[] => (isAlive(master) ? [master, ...childPids(master)] : []);
 const readPid = (file: string) => (existsSync(file) ? Number(readFileSync(file, "utf8").trim()) : 0);
 
 function backendPorts(stack: LocalStack): number[] {

@@ -33,6 +33,11 @@ export function childPids(pid: number): number[] {
     }
 }
 
+/** Every process under `pid`: its children, theirs, and so on. */
+export function descendantPids(pid: number): number[] {
+    return childPids(pid).flatMap((child) => [child, ...descendantPids(child)]);
+}
+
 /** The command line of `pid`, arguments joined by spaces ("" once it is gone). */
 export function commandLine(pid: number): string {
     try {

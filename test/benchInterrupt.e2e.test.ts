@@ -5,13 +5,9 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, describe, it } from "node:test";
 import { type LocalStackOutputs, stopDetachedStack } from "../local/localStack";
-import { childPids, commandLine, isAlive, waitUntil } from "../local/processes";
+import { childPids, commandLine, descendantPids, isAlive, waitUntil } from "../local/processes";
 
 const repo = resolve(__dirname, "..");
-
-function descendants(pid: number): number[] {
-    return childPids(pid).flatMap((child) => [child, ...descendants(child)]);
-}
 
 describe("an interrupted bench (Ctrl-C)", () => {
     it("stops every process it started, the detached stack's too, and removes its scratch folder", async () => {
@@ -42,7 +38,7 @@ describe("an interrupted bench (Ctrl-C)", () => {
                 const scratch = readdirSync(temp).find((name) => name.startsWith("wss-edge-scale-"));
                 stateDir = scratch ? join(temp, scratch, "scale-stack") : "";
                 // The load generators start once the stack is up: wait for them too.
-                const generating = descendants(bench.pid!).some((pid) => commandLine(pid).includes("loadClient"));
+                const generating = descendantPids(bench.pid!).some((pid) => commandLine(pid).includes("loadClient"));
                 return existsSync(join(stateDir, "outputs.json")) && generating;
             },
             `the bench did not bring its stack up:\n${output}`,
@@ -54,7 +50,7 @@ describe("an interrupted bench (Ctrl-C)", () => {
             ...childPids(master),
             ...outputs.backends.map((b) => b.pid),
             ...(outputs.processes ?? []).map((p) => p.pid),
-            ...descendants(bench.pid!),
+            ...descendantPids(bench.pid!),
         );
         assert.ok(
             started.every((pid) => isAlive(pid)),
