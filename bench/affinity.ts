@@ -13,10 +13,11 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { LocalStack } from "../local/localStack";
-import { benchMain } from "./benchMain";
 import { connect } from "../smoke/edgeClient";
+import { benchMain } from "./benchMain";
 import { LoadFleet } from "./loadFleet";
 import { cpuTimeMs, pidsUnder, proportionalSetKiB } from "./proxies";
+import { benchLogger } from "./stats";
 
 type Mode = "client-address" | "cookie" | "query:room";
 const modes: Mode[] = ["client-address", "cookie", "query:room"];
@@ -34,7 +35,7 @@ interface ModeResult {
     readonly proxyKiBPerSocket: number;
 }
 
-const log = (line: string) => console.log(`[bench:affinity ${new Date().toISOString().slice(11, 19)}] ${line}`);
+const log = benchLogger("bench:affinity");
 const address = (n: number) => `127.${40 + Math.floor(n / 250)}.${(n % 250) + 1}.1`;
 
 async function main(dir: string): Promise<void> {

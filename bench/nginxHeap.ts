@@ -11,12 +11,13 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { settingAssignments } from "../local/cli";
-import { benchMain } from "./benchMain";
 import { LocalStack } from "../local/localStack";
 import { waitForPort } from "../local/ports";
 import { sleep, stopNginx, terminate } from "../local/processes";
+import { benchMain } from "./benchMain";
 import { LoadFleet } from "./loadFleet";
 import { wssEdge } from "./proxies";
+import { benchLogger } from "./stats";
 
 /** What a reader can act on, matched against an allocation's call stack (first match wins). */
 const categories: { readonly name: string; readonly stack: RegExp }[] = [
@@ -44,7 +45,7 @@ interface Snapshot {
     readonly leaves: ReadonlyMap<string, number>;
 }
 
-const log = (line: string) => console.log(`[heap] ${line}`);
+const log = benchLogger("heap");
 
 async function main(dir: string): Promise<void> {
     const { values } = parseArgs({

@@ -13,9 +13,9 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { LocalStack } from "../local/localStack";
 import { sleep } from "../local/processes";
+import { benchMain } from "./benchMain";
 import { planCpuPlacement } from "./cpuPlacement";
 import type { TlsTarget } from "./loadClient";
-import { benchMain } from "./benchMain";
 import { LoadFleet } from "./loadFleet";
 import {
     type BenchContext,
@@ -30,6 +30,7 @@ import {
 } from "./proxies";
 import { type BenchResults, type ProxyResult, writeReport } from "./report";
 import { fullScalePlan, holdAtScale, quickScalePlan, type ScalePlan, type ScaleResult } from "./scale";
+import { benchLogger, sum } from "./stats";
 import { fullStormPlan, quickStormPlan, runStorms, type StormPlan, type StormResult } from "./storms";
 import { measureThroughput, type ThroughputPlan } from "./throughput";
 import { sweepTunnelBuffers, type TunnelBufferPlan, type TunnelBufferResult } from "./tunnelBuffers";
@@ -104,8 +105,7 @@ const quickPlan: Plan = {
     comparable: false,
 };
 
-const log = (line: string) => console.log(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}`);
-const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+const log = benchLogger("bench");
 
 async function main(dir: string): Promise<void> {
     const { values } = parseArgs({

@@ -14,6 +14,7 @@ import { settingsTable } from "../settings/settingsTable";
 import { LoadFleet } from "./loadFleet";
 import { pidsUnder, proportionalSetKiB, wssEdge } from "./proxies";
 import { runSectionAlone } from "./sectionAlone";
+import { benchLogger, sum } from "./stats";
 
 export interface ScalePlan {
     readonly steps: readonly number[];
@@ -46,8 +47,7 @@ export interface ScaleResult {
  */
 export const scalePingSeconds = Math.floor(settingsTable.idleTimeoutSeconds.default * 0.8);
 
-const log = (line: string) => console.log(`[scale ${new Date().toISOString().slice(11, 19)}] ${line}`);
-const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+const log = benchLogger("scale");
 
 /** Processes needed so that none holds more than 70% of its descriptors at `sockets`. */
 export function scaleShape(sockets: number, fileLimit = hardFileLimit()): { workers: number; backends: number; generators: number } {

@@ -24,6 +24,7 @@ import type { TlsTarget } from "./loadClient";
 import { LoadFleet } from "./loadFleet";
 import { direct, haproxy, wssEdge } from "./proxies";
 import { runSectionAlone } from "./sectionAlone";
+import { benchLogger, percentile, sum } from "./stats";
 
 export interface StormPlan {
     /** Sockets held before the cause; those on the victim reconnect. */
@@ -52,10 +53,7 @@ export interface StormResult {
     readonly errors: Record<string, number>;
 }
 
-const log = (line: string) => console.log(`[storms ${new Date().toISOString().slice(11, 19)}] ${line}`);
-const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
-const percentile = (sorted: number[], p: number) =>
-    sorted.length === 0 ? Number.NaN : sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))];
+const log = benchLogger("storms");
 
 /** Until every dropped socket has seen its close: the generators' count of drops holds still for 300 ms (at most 10 s). */
 async function dropsSettled(fleet: LoadFleet): Promise<void> {

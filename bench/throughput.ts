@@ -2,6 +2,7 @@ import type { Reply, TlsTarget } from "./loadClient";
 import { LoadFleet } from "./loadFleet";
 import { cpuTimeMs, type ProxyUnderTest } from "./proxies";
 import type { Throughput } from "./report";
+import { median, sum } from "./stats";
 
 export interface ThroughputPlan {
     readonly sockets: number;
@@ -10,8 +11,6 @@ export interface ThroughputPlan {
     readonly seconds: number;
     readonly rounds: number;
 }
-
-const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 
 /**
  * Messages per second through the proxy, and its own CPU per message. On this machine direct's
@@ -96,9 +95,3 @@ export async function measureThroughput(
         rounds,
     };
 }
-
-export const median = (xs: number[]) => {
-    const sorted = [...xs].sort((a, b) => a - b);
-    const mid = Math.floor(sorted.length / 2);
-    return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-};

@@ -10,6 +10,7 @@ import { sleep } from "../local/processes";
 import type { TlsTarget } from "./loadClient";
 import { LoadFleet } from "./loadFleet";
 import { type ProxyUnderTest, pidsUnder, proportionalSetKiB } from "./proxies";
+import { benchLogger, sum } from "./stats";
 import { measureThroughput } from "./throughput";
 
 export interface TunnelBufferPlan {
@@ -30,8 +31,7 @@ export interface TunnelBufferResult {
     readonly messagesPerSecond: Record<number, number>;
 }
 
-const log = (line: string) => console.log(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}`);
-const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+const log = benchLogger("bench");
 
 export async function sweepTunnelBuffers(
     stack: LocalStack,
