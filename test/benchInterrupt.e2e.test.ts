@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, describe, it } from "node:test";
 import { type LocalStackOutputs, stopDetachedStack } from "../local/localStack";
-import { childPids, commandLine, descendantPids, isAlive, waitUntil } from "../local/processes";
+import { childPids, commandLine, descendantPids, isAlive, terminatePid, waitUntil } from "../local/processes";
 
 const repo = resolve(__dirname, "..");
 
@@ -28,7 +28,8 @@ describe("an interrupted bench (Ctrl-C)", () => {
         after(async () => {
             if (isAlive(bench.pid ?? 0)) bench.kill("SIGKILL");
             if (stateDir && existsSync(stateDir)) await stopDetachedStack(stateDir);
-            for (const pid of started) if (isAlive(pid)) process.kill(pid, "SIGKILL");
+            // Waited on, so that none writes into the folder after it is removed.
+            await Promise.all(started.map((pid) => terminatePid(pid, "SIGKILL", 2000)));
             rmSync(temp, { recursive: true, force: true });
         });
 
