@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
+import { sha256 } from "../components/edgeDeploy";
 import { cpuArchitecture } from "../components/instanceDefaults";
 import { SettingsError } from "../settings/edgeSettings";
 import { type Plan, type ProgramState, planBetween, resourceKey, withAction } from "./support/changePlan";
@@ -80,9 +81,14 @@ describe("the change matrix: what `pulumi up` does after each change", () => {
     it("a new release of this project (its socket ceiling, its health agent): one deploy to the proxy, which carries both", async () => {
         // The deploy's stdin is the release: a new ceiling or agent script changes it, and a changed
         // stdin replaces the deploy command (the planner's Command rule, as for every edge setting).
-        const release = bundleFiles(named((await runEdgeProgram(dev)).resources, "edge-deploy").inputs.stdin);
+        const deploy = named((await runEdgeProgram(dev)).resources, "edge-deploy");
+        const release = bundleFiles(deploy.inputs.stdin);
         assert.equal(release["backend-health-agent.sh"], readFileSync(join(__dirname, "../deploy/backend-health-agent.sh"), "utf8"));
         assert.match(release["nginx.conf"], /limit_conn edge_sockets 38550;/);
+        // What the release carries is what its triggers hash, so a new release is a replacement, whatever changed in it.
+        const triggers = (await resolveOutput(deploy.inputs.triggers)) as string[];
+        assert.ok(triggers.includes(`config:${sha256(release["nginx.conf"])}`), "the config's digest is a trigger");
+        assert.ok(triggers.includes(`agent:${sha256(release["backend-health-agent.sh"])}`), "the agent script's digest is a trigger");
     });
 
     it("an edge setting with three proxies: each proxy's deploy, in turn; nothing on AWS changes", async () => {
