@@ -35,7 +35,13 @@ export class LoadFleet {
                 worker.off("exit", onExit);
                 resolve(reply);
             });
-            worker.send(command);
+            // A generator that is gone (Ctrl-C reaches it too, or the bench is stopping it) closes
+            // the channel: without the callback, Node raises that as an uncaught 'error' event.
+            worker.send(command, (error) => {
+                if (!error) return;
+                worker.off("exit", onExit);
+                reject(new Error(`load generator ${n} is gone (${error.message}) before ${command.cmd}`));
+            });
         });
     }
 
@@ -55,7 +61,8 @@ export class LoadFleet {
                             clearTimeout(timer);
                             resolve();
                         });
-                        worker.disconnect();
+                        if (worker.connected) worker.disconnect();
+                        else worker.kill("SIGTERM");
                     }),
             ),
         );
