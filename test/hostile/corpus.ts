@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { close, connect } from "../../smoke/edgeClient";
-import { closeCodeOf, exchange, frame, statusOf, type Target, upgradeRequest } from "../support/rawClient";
+import { closeCodeOf, completeResponse, exchange, frame, statusOf, type Target, upgraded, upgradeRequest } from "../support/rawClient";
 
 /**
  * Hostile input against the edge, each case with the outcome a user can rely on. The table in
@@ -23,7 +23,7 @@ export interface HostileCase {
 export const corpusConnectionsPerAddress = 20;
 
 const expectStatus = async (target: Target, request: string, status: number, options = {}) => {
-    const result = await exchange(target, request, options);
+    const result = await exchange(target, request, { until: completeResponse, ...options });
     assert.equal(statusOf(result.response), status, `expected HTTP ${status}, got ${JSON.stringify(result.response.slice(0, 120))}`);
     assert.doesNotMatch(result.response, /^HTTP\/1\.1 101/);
     return result;
@@ -38,7 +38,10 @@ const expectRefusedHandshake = async (target: Target, options: Parameters<typeof
 
 /** Upgrades properly, then sends `frames`; the backend must close with `code`. */
 const expectCloseCode = async (target: Target, frames: Buffer, code: number) => {
-    const result = await exchange(target, Buffer.concat([Buffer.from(upgradeRequest(), "latin1"), frames]), { waitMs: 3000 });
+    const result = await exchange(target, Buffer.concat([Buffer.from(upgradeRequest(), "latin1"), frames]), {
+        waitMs: 3000,
+        until: (bytes) => closeCodeOf(bytes) !== undefined,
+    });
     assert.equal(statusOf(result.response), 101, "the upgrade itself succeeds");
     assert.equal(closeCodeOf(result.bytes), code, `expected close code ${code}`);
 };
@@ -49,7 +52,9 @@ const issuedCookie = /\r\nSet-Cookie: wss_affinity=[0-9a-f]{32}; Path=\/; Max-Ag
 
 /** Upgrades with a browser's Origin and `cookie`; expects a 101, and a fresh cookie when `reissued`. */
 const expectCookieUpgrade = async (target: Target, cookie: string, reissued: boolean) => {
-    const result = await exchange(target, upgradeRequest({ Origin: `https://localhost:${target.port}`, Cookie: cookie }));
+    const result = await exchange(target, upgradeRequest({ Origin: `https://localhost:${target.port}`, Cookie: cookie }), {
+        until: upgraded,
+    });
     assert.equal(statusOf(result.response), 101, `expected 101, got ${JSON.stringify(result.response.slice(0, 120))}`);
     if (reissued) assert.match(result.response, issuedCookie, "a fresh cookie replaces it");
     else assert.doesNotMatch(result.response, /Set-Cookie/i);
@@ -57,7 +62,7 @@ const expectCookieUpgrade = async (target: Target, cookie: string, reissued: boo
 
 /** Upgrades to `path` (query mode); expects a 101 and no header of the client's making. */
 const expectQueryUpgrade = async (target: Target, path: string) => {
-    const result = await exchange(target, upgradeRequest({}, `GET ${path} HTTP/1.1`));
+    const result = await exchange(target, upgradeRequest({}, `GET ${path} HTTP/1.1`), { until: upgraded });
     assert.equal(statusOf(result.response), 101, `expected 101, got ${JSON.stringify(result.response.slice(0, 120))}`);
     assert.doesNotMatch(result.response, /^(X-Injected|Set-Cookie):/im);
 };

@@ -29,6 +29,11 @@ export interface ExchangeOptions {
     readonly trickle?: { readonly bytes: number; readonly everyMs: number };
     /** How long to wait for the server after writing. */
     readonly waitMs?: number;
+    /**
+     * Stop collecting as soon as this holds for what arrived (the server keeps a kept-alive
+     * connection open, and waiting out `waitMs` for it tells nothing more).
+     */
+    readonly until?: (bytes: Buffer) => boolean;
 }
 
 /** Sends raw bytes to the edge and collects what comes back until it closes or the wait ends. */
@@ -57,7 +62,10 @@ export function exchange(target: Target, request: Buffer | string, options: Exch
                       send();
                   },
               );
+        let finished = false;
         const finish = (closed: boolean) => {
+            if (finished) return;
+            finished = true;
             clearTimeout(timer);
             clearInterval(trickle);
             socket.destroy();
@@ -83,7 +91,10 @@ export function exchange(target: Target, request: Buffer | string, options: Exch
             }
             timer = setTimeout(() => finish(false), waitMs);
         };
-        socket.on("data", (d: Buffer) => chunks.push(d));
+        socket.on("data", (d: Buffer) => {
+            chunks.push(d);
+            if (options.until?.(Buffer.concat(chunks))) finish(false);
+        });
         socket.on("error", (e) => (error = e.message));
         socket.on("close", () => finish(true));
     });
@@ -103,6 +114,28 @@ export function upgradeRequest(overrides: Record<string, string | null> = {}, re
         .filter(([, v]) => v !== null)
         .map(([k, v]) => `${k}: ${v}`);
     return `${requestLine}\r\n${lines.join("\r\n")}\r\n\r\n`;
+}
+
+/**
+ * Whether `bytes` hold a whole HTTP response that is not a 101: its head, and its body as
+ * Content-Length or chunked framing gives it. (A 101's stream goes on; so does a response that
+ * says neither, until the server closes.)
+ */
+export function completeResponse(bytes: Buffer): boolean {
+    const headEnd = bytes.indexOf("\r\n\r\n");
+    if (headEnd < 0) return false;
+    const head = bytes.subarray(0, headEnd).toString("latin1");
+    if (statusOf(head) === 101) return false;
+    const body = bytes.subarray(headEnd + 4);
+    const length = /\r\ncontent-length:\s*(\d+)/i.exec(head);
+    if (length) return body.length >= Number(length[1]);
+    if (/\r\ntransfer-encoding:[^\r]*chunked/i.test(head)) return body.includes("0\r\n\r\n");
+    return false;
+}
+
+/** Whether `bytes` hold the whole head of a 101 response. */
+export function upgraded(bytes: Buffer): boolean {
+    return statusOf(bytes.toString("latin1", 0, 16)) === 101 && bytes.includes("\r\n\r\n");
 }
 
 /** The status code of the first HTTP response in `response`, if any. */
