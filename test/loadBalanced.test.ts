@@ -2,14 +2,11 @@
 // its listeners, target groups and attachments, the proxies over the zones, the security groups
 // rule by rule, the config every proxy gets, the rolling order, the drain, and the alarms.
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { before, describe, it } from "node:test";
 import { maxDeregistrationDelaySeconds } from "../components/edgeLoadBalancer";
 import { proxyDrainCommand } from "../host/proxyHost";
 import { planBetween, resourceKey } from "./support/changePlan";
-import { removeTestPki } from "./support/nginxCheck";
 import { bundleFiles, mockVpcCidr, named, ofType, type RegisteredResource, runEdgeProgram } from "./support/pulumiProgram";
-
-after(removeTestPki);
 
 const adminCidrs = '["203.0.113.0/24"]';
 const urnOf = (resources: RegisteredResource[], name: string) => named(resources, name).urn;

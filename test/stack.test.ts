@@ -2,10 +2,9 @@
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { parse as parseYaml } from "yaml";
 import { pulumiConfigBlock, secretSettingKeys } from "../settings/settingsTable";
-import { isRoot, nginxTest, removeTestPki } from "./support/nginxCheck";
 import {
     bundleFiles,
     mockBackendIps,
@@ -19,8 +18,6 @@ import {
     waitForRPCs,
 } from "./support/pulumiProgram";
 import { projectConfigError } from "./support/pulumiProjectConfig";
-
-after(removeTestPki);
 
 const devConfig = { adminCidrs: '["203.0.113.0/24"]' };
 const instances = (resources: RegisteredResource[]) => ofType(resources, "aws:ec2/instance:Instance");
@@ -346,13 +343,6 @@ describe("the AWS stack under mocks, default dev config", async () => {
         ]) {
             assert.equal(await secretness(run.exports[name]), false, name);
         }
-    });
-
-    it("exports a rendered config that Debian's nginx -t accepts with real certificates", {
-        skip: !isRoot && "needs root: the VM config uses /run and /var/log/nginx",
-    }, async () => {
-        const result = await nginxTest(String(outputs.nginxConfig));
-        assert.ok(result.ok, result.output);
     });
 
     it("renders an upstream listing every backend's private IP in order, with the stack's port", () => {
