@@ -72,3 +72,9 @@ if (missing.length > 0) {
     execFileSync("apt-get", ["update", "-qq"], { stdio: "inherit", env });
     execFileSync("apt-get", ["install", "-y", "-qq", "--no-install-recommends", ...pkgs], { stdio: "inherit", env });
 }
+
+// The VM twin's Debian tree is a read-only fixture every twin test boots from: built here, once per
+// machine (a minute or two), so the tests' own time is the tests'. Only root can boot a twin.
+if (purpose === "test" && process.getuid?.() === 0 && has("debootstrap") && has("systemd-nspawn")) {
+    execFileSync(process.execPath, ["--import", "tsx", join(root, "twin", "cli.ts"), "image"], { cwd: root, stdio: "inherit" });
+}

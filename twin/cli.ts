@@ -4,6 +4,7 @@
  *   npm run vm-twin -- up [--set KEY=VALUE …]   build (once) and boot it from the stack's user data,
  *                                              deploy to it over SSH, serve until Ctrl-C
  *   npm run vm-twin -- down                     remove what an `up` that did not end cleanly left
+ *   npm run vm-twin -- image                    build the twin's Debian tree now (once per machine)
  *
  * Needs root (network namespaces, an overlay mount, systemd-nspawn).
  */
@@ -15,6 +16,7 @@ import { settingAssignments } from "../local/cli";
 import { LocalStack, repositoryRoot, stopDetachedStack } from "../local/localStack";
 import { commandLine, isAlive, terminatePid } from "../local/processes";
 import type { RawSettings } from "../settings/edgeSettings";
+import { ensureRootfs } from "./rootfs";
 import { bootProxyTwin, deployToTwin, gateBackends, twinConfig } from "./twinEdge";
 import type { VmTwin } from "./vmTwin";
 
@@ -25,7 +27,8 @@ const name = "proxy";
 const usage = `usage:
   npm run vm-twin -- up [--set KEY=VALUE …]   boot the proxy VM's twin from the stack's user data, deploy
                                              to it over SSH with its pinned host key, serve until Ctrl-C
-  npm run vm-twin -- down                     remove a twin (and its backends) left by an up that did not end cleanly`;
+  npm run vm-twin -- down                     remove a twin (and its backends) left by an up that did not end cleanly
+  npm run vm-twin -- image                    build the twin's Debian tree now (once per machine; up builds it too)`;
 
 async function main(argv: string[]): Promise<number> {
     const [command, ...rest] = argv;
@@ -42,6 +45,10 @@ async function main(argv: string[]): Promise<number> {
         return 1;
     }
     if (command === "down") return down();
+    if (command === "image") {
+        console.log(`vm twin: Debian tree at ${await ensureRootfs((line) => console.log(`vm twin: ${line}`))}`);
+        return 0;
+    }
     if (command !== "up") {
         console.error(`vm twin: unknown command ${JSON.stringify(command)}\n\n${usage}`);
         return 2;
