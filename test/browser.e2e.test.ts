@@ -3,15 +3,17 @@
 // WebSockets from it, and we read back what it stored.
 import assert from "node:assert/strict";
 import { createHash, X509Certificate } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import puppeteer, { type Browser } from "puppeteer-core";
 import type { LocalStack } from "../local/localStack";
 import { startTestEdge } from "./support/localEdge";
+import { requiring, unlessInstalled } from "./support/requirements";
 
 const chromium = "/usr/bin/chromium";
+const chromiumInstalled = requiring(unlessInstalled({ [chromium]: "chromium" }));
 
 /** Trusts the edge's certificate alone (by its public key), as a browser trusts a public CA's. */
 function spkiHash(certificatePem: string): string {
@@ -27,7 +29,11 @@ async function browserFor(stack: LocalStack): Promise<Browser | undefined> {
     try {
         return await launch(stack.certificates.edgeCertificateChainPem);
     } catch (error) {
-        it("launches Chromium", { skip: `Chromium could not start here: ${(error as Error).message.split("\n")[0]}` }, () => undefined);
+        it(
+            "launches Chromium",
+            requiring(`Chromium (${chromium}) could not start here: ${(error as Error).message.split("\n")[0]}`),
+            () => undefined,
+        );
         return undefined;
     }
 }
@@ -60,9 +66,7 @@ async function launch(trustedCertificatePem: string): Promise<Browser> {
     return browser;
 }
 
-describe("affinity cookie in Chromium", {
-    skip: !existsSync(chromium) && `${chromium} is not installed (.ci/run installs Debian's chromium)`,
-}, async () => {
+describe("affinity cookie in Chromium", chromiumInstalled, async () => {
     const stack = await startTestEdge({ settings: { affinity: "cookie" } });
     const browser = await browserFor(stack);
     if (!browser) return;
@@ -119,9 +123,7 @@ describe("affinity cookie in Chromium", {
     });
 });
 
-describe("the page at / in Chromium", {
-    skip: !existsSync(chromium) && `${chromium} is not installed (.ci/run installs Debian's chromium)`,
-}, async () => {
+describe("the page at / in Chromium", chromiumInstalled, async () => {
     const stack = await startTestEdge();
     const browser = await browserFor(stack);
     if (!browser) return;

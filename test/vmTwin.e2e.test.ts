@@ -12,19 +12,15 @@ import WebSocket from "ws";
 import { renderCloudConfig } from "../host/cloudConfig";
 import { proxyFirstBootScript } from "../host/proxyHost";
 import { LocalStack } from "../local/localStack";
-import { findBinary, hardFileLimit, waitUntil } from "../local/processes";
+import { hardFileLimit, waitUntil } from "../local/processes";
 import { close, connect, type EdgeSession, echo } from "../smoke/edgeClient";
 import { bootProxyTwin, deployToTwin, gateBackends, TwinDeployError, twinConfig } from "../twin/twinEdge";
 import type { VmTwin } from "../twin/vmTwin";
+import { requiring, unlessTwinCanRun } from "./support/requirements";
 
 const run = promisify(execFile);
-const missing = ["systemd-nspawn", "debootstrap", "ssh", "sftp", "ssh-keyscan"].filter((binary) => !findBinary(binary));
-const skip =
-    process.getuid?.() !== 0
-        ? "needs root: network namespaces, an overlay mount, systemd-nspawn"
-        : missing.length > 0
-          ? `needs ${missing.join(", ")} (.ci/run installs them)`
-          : false;
+const twinRuns = requiring(unlessTwinCanRun());
+const skip = twinRuns.skip !== undefined;
 
 const workDir = mkdtempSync("/var/tmp/wss-edge-twin-test-");
 after(() => rmSync(workDir, { recursive: true, force: true }));
@@ -54,13 +50,23 @@ async function backendsFor(twin: VmTwin): Promise<LocalStack> {
 const connectThrough = (twin: VmTwin, stack: LocalStack) =>
     connect("wss://localhost/", { ca: stack.certificates.caCertificatePem, address: twin.address });
 
-describe("the proxy VM's twin", { skip }, async () => {
+describe("the proxy VM's twin", twinRuns, async () => {
     if (skip) return;
     const twin = await twinOf("first", 11, "i-twin-first");
     const stack = await backendsFor(twin);
     await twin.waitForSsh();
+    // What several tests stand on, made by whichever of them runs first, so that each also runs alone.
+    const firstDeploy = once(async () => {
+        await gateBackends(twin, stack);
+        return deployToTwin(twin, stack, twinConfig(stack));
+    });
     const held: EdgeSession[] = [];
     after(() => Promise.all(held.map((s) => close(s.socket))));
+    const heldSockets = once(async () => {
+        await firstDeploy();
+        for (let i = 0; i < 20; i++) held.push(await connectThrough(twin, stack));
+        return held;
+    });
 
     it("finishes first boot from the stack's user data, and answers SSH only with the host key the stack pinned", async () => {
         const status = await twin.ssh("cloud-init status --wait --long");
@@ -72,16 +78,15 @@ describe("the proxy VM's twin", { skip }, async () => {
     });
 
     it("takes the first deploy after every backend passed its health gate from the twin, and serves clients through it", async () => {
-        await gateBackends(twin, stack);
-        const output = await deployToTwin(twin, stack, twinConfig(stack));
-        assert.match(output, /release \w+ is live \(previous: none\)/);
-        for (let i = 0; i < 20; i++) held.push(await connectThrough(twin, stack));
+        assert.match(await firstDeploy(), /release \w+ is live \(previous: none\)/);
+        await heldSockets();
         assert.ok(held.every((s) => stack.backendNames().includes(s.hello.backend)));
         assert.equal(held[0].hello.headers["x-forwarded-for"], twin.hostAddress, "the backend saw the client's own address");
         assert.equal((await echo(held[0].socket, "through the twin")).toString(), "through the twin");
     });
 
     it("puts the user data's limits and network settings in force for NGINX", async () => {
+        await firstDeploy();
         const sysctls = await twin.ssh(
             "cat /proc/sys/net/ipv4/ip_local_port_range /proc/sys/net/core/somaxconn /proc/sys/net/ipv4/tcp_max_syn_backlog",
         );
@@ -108,6 +113,7 @@ describe("the proxy VM's twin", { skip }, async () => {
     });
 
     it("takes a second deploy with a changed setting as a reload: the open sockets stay", async () => {
+        await heldSockets();
         const master = (await twin.ssh("cat /run/nginx.pid")).stdout.trim();
         await deployToTwin(twin, stack, twinConfig(stack, { idleTimeoutSeconds: "120" }));
         assert.equal((await twin.ssh("cat /run/nginx.pid")).stdout.trim(), master, "reloaded, not restarted");
@@ -118,6 +124,7 @@ describe("the proxy VM's twin", { skip }, async () => {
     });
 
     it("runs the backend health agent as a systemd service: a frozen backend is marked down in the live config, and back after SIGCONT", async () => {
+        await heldSockets();
         const service = await twin.ssh("systemctl is-active wss-edge-backend-health; systemctl is-enabled wss-edge-backend-health");
         assert.deepEqual(service.stdout.trim().split("\n"), ["active", "enabled"], service.stderr);
         const frozen = stack.outputs.backends[1];
@@ -142,6 +149,8 @@ describe("the proxy VM's twin", { skip }, async () => {
     });
 
     it("comes back serving the current release after a reboot, without running its user data again", async () => {
+        await firstDeploy();
+        await deployToTwin(twin, stack, twinConfig(stack, { idleTimeoutSeconds: "180" }));
         // A user data edited in place (on EC2: modify-instance-attribute while stopped) is not run again.
         const edited = await twin.ssh(
             "sudo sed -i 's|^runcmd:|runcmd:\\n  - [touch, /var/tmp/edited-user-data-ran]|' /var/lib/cloud/seed/nocloud/user-data",
@@ -157,7 +166,7 @@ describe("the proxy VM's twin", { skip }, async () => {
         await close(session.socket);
         assert.match(
             (await twin.ssh("sudo cat /etc/wss-edge/current/nginx.conf")).stdout,
-            /proxy_read_timeout 120s;/,
+            /proxy_read_timeout 180s;/,
             "the release deployed before the reboot",
         );
         assert.equal(
@@ -168,7 +177,7 @@ describe("the proxy VM's twin", { skip }, async () => {
     });
 });
 
-describe("a replaced proxy VM (new user data, a lost instance)", { skip }, async () => {
+describe("a replaced proxy VM (new user data, a lost instance)", twinRuns, async () => {
     if (skip) return;
     const twin = await twinOf("second", 12, "i-twin-replacement");
     const stack = await backendsFor(twin);
@@ -183,7 +192,7 @@ describe("a replaced proxy VM (new user data, a lost instance)", { skip }, async
     });
 });
 
-describe("a first boot that fails", { skip }, async () => {
+describe("a first boot that fails", twinRuns, async () => {
     if (skip) return;
     // The stack's own first-boot script, and then a step that fails, as a full disk or a
     // missing package would make it.
@@ -209,6 +218,15 @@ describe("a first boot that fails", { skip }, async () => {
         });
     });
 });
+
+/** `make` run once, by whichever caller comes first; every caller gets its result. */
+function once<T>(make: () => Promise<T>): () => Promise<T> {
+    let made: Promise<T> | undefined;
+    return () => {
+        made ??= make();
+        return made;
+    };
+}
 
 /** NGINX starts after the twin's boot; a reboot's clients wait for it like a load balancer's health check. */
 async function waitForNginx(twin: VmTwin): Promise<void> {
