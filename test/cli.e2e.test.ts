@@ -42,7 +42,7 @@ class Foreground {
         });
     }
 
-    /** Resolves once the stack serves; fails with its output if it exits first. */
+    /** Resolves once the stack serves (at once if it already does); fails with its output if it exits first. */
     async ready(): Promise<void> {
         await waitUntil(
             30000,
@@ -89,12 +89,14 @@ describe("npm start, the smoke client and Ctrl-C", async () => {
     });
 
     it("writes its status line without terminal escapes when its output is not a terminal", async () => {
+        await start.ready();
         await waitUntil(5000, () => /nginx \d+ {2}│ {2}backend-1 \d+ {2}│/.test(start.output), "a status line from the metrics");
         // biome-ignore lint/suspicious/noControlCharactersInRegex: an escape sequence is what must not be there.
         assert.doesNotMatch(start.output, /\x1b\[/);
     });
 
     it("passes the smoke test against it, and fails one against a port that is no edge", async () => {
+        await start.ready();
         const passed = await run(["smoke/smoke.ts", `wss://localhost:${port}/`, "--ca", join(state, "pki", "ca.crt"), "--reconnects", "3"]);
         assert.equal(passed.code, 0, passed.output);
         assert.match(passed.output, /ok\s+sticky\s+3 reconnects, all on backend-\d/);
@@ -105,6 +107,7 @@ describe("npm start, the smoke client and Ctrl-C", async () => {
     });
 
     it("tells a smoke user who dials the IP address to use the name, and one without --ca to pass it", async () => {
+        await start.ready();
         const byAddress = await run(["smoke/smoke.ts", `wss://127.0.0.1:${port}/`, "--ca", join(state, "pki", "ca.crt")]);
         assert.equal(byAddress.code, 1);
         assert.match(byAddress.output, /hint: the edge refuses handshakes for names it does not serve.*wss:\/\/localhost:\d+\//);
@@ -114,6 +117,7 @@ describe("npm start, the smoke client and Ctrl-C", async () => {
     });
 
     it("stops everything it started on Ctrl-C (SIGINT), leaving no process behind", async () => {
+        await start.ready();
         const pids = start.pids;
         assert.ok(pids.every(isAlive));
         assert.equal(await start.signal("SIGINT"), 0);
@@ -149,6 +153,7 @@ describe("two stacks in one clone", async () => {
     });
 
     it("a second start on the first one's port fails and stops only what it started", async () => {
+        await a.ready();
         const pids = a.pids;
         const refused = await run(["local/cli.ts", "up", "--port", String(firstPort), "--state", second]);
         assert.equal(refused.code, 1);
@@ -165,6 +170,7 @@ describe("two stacks in one clone", async () => {
     });
 
     it("runs beside it with its own folder and port, and each stops on its own", async () => {
+        await a.ready();
         const up = await run(["local/cli.ts", "up", "--port", String(secondPort), "--state", second]);
         assert.equal(up.code, 0, up.output);
         const secondPids = JSON.parse(readFileSync(join(second, "stack.lock"), "utf8")).pids.slice(1) as number[];
@@ -190,6 +196,7 @@ describe("two stacks in one clone", async () => {
     });
 
     it("stops everything when its terminal closes (SIGHUP), and frees its folder", async () => {
+        await a.ready();
         const pids = a.pids;
         assert.equal(await a.signal("SIGHUP"), 0);
         assert.deepEqual(pids.filter(isAlive), []);

@@ -11,7 +11,7 @@ import WebSocket from "ws";
 import type { LocalStack } from "../local/localStack";
 import { httpGetText } from "../local/probes";
 import { childPids, isAlive, sleep, waitUntil } from "../local/processes";
-import { type BackendHello, close, type EdgeSession } from "../smoke/edgeClient";
+import { type BackendHello, close, type EdgeSession, echo } from "../smoke/edgeClient";
 import { clientNetworkAddress, connectToEdge, startTestEdge } from "./support/localEdge";
 
 /** Client /24s of this file, apart from other files' (clientNetworkAddress(n) for n from here). */
@@ -61,6 +61,18 @@ async function reconnect(stack: LocalStack, localAddress: string, timeoutMs: num
             await sleep(100);
         }
     }
+}
+
+/** Whether an open session still reaches its backend (it echoes) or is being closed under it. */
+function echoOrClose(session: EdgeSession): Promise<"open" | "closed"> {
+    if (session.socket.readyState !== WebSocket.OPEN) return Promise.resolve("closed");
+    return new Promise((resolve) => {
+        session.socket.once("close", () => resolve("closed"));
+        echo(session.socket, "still there?").then(
+            () => resolve("open"),
+            () => resolve("closed"),
+        );
+    });
 }
 
 describe("the load-balanced edge's twin: two proxies behind HAProxy", async () => {
@@ -148,7 +160,9 @@ describe("the load-balanced edge's twin: two proxies behind HAProxy", async () =
         })();
         const masters = stack.proxyNames().map((name) => stack.nginxMasterPid(name));
         await stack.reconfigure({ idleTimeoutSeconds: "240" });
-        await sleep(500);
+        // A few more arrivals once both proxies run the new release, then the arrivals stop.
+        const openedByTheEnd = opened;
+        await waitUntil(20000, () => opened >= openedByTheEnd + 10 || refused.length > 0, "no new session after the roll");
         rolling = false;
         await arrivals;
 
@@ -258,7 +272,10 @@ describe("the load-balanced edge's twin: two proxies behind HAProxy", async () =
             const killedAt = Date.now();
             for (const pid of [master, ...childPids(master)]) process.kill(pid, "SIGKILL");
             await waitUntil(10000, () => dropped.size > 0, "no socket closed when its proxy died");
-            await sleep(500);
+            // Which sockets went with proxy-1, by asking each: one through proxy-2 echoes, one through proxy-1 closes.
+            await Promise.all(
+                sessions.map(({ client, session }) => echoOrClose(session).then((fate) => fate === "closed" && dropped.add(client))),
+            );
 
             assert.ok(dropped.size > 0 && dropped.size < sessions.length, `some, not all, sockets were on proxy-1: ${dropped.size}`);
             let slowest = 0;
