@@ -1,7 +1,7 @@
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { constants, tmpdir } from "node:os";
 import { join } from "node:path";
-import { stopDetachedStack } from "../local/localStack";
+import { LocalStack, stopDetachedStack } from "../local/localStack";
 import { commandLine, descendantPids, isAlive, stopNginx, terminatePid } from "../local/processes";
 
 const interruptions = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
@@ -42,8 +42,10 @@ export function benchMain(name: string, main: (scratch: string) => Promise<void>
 }
 
 async function stopEverything(scratch: string): Promise<void> {
+    // A stack still starting stops at its next step, and stops what it had started.
+    await LocalStack.interruptStarts();
     // Stacks first, in their own order (agents, then NGINX, then backends), so none acts on the others' going.
-    const stateDirs = findFiles(scratch, "outputs.json").map((file) => join(file, ".."));
+    const stateDirs = findFiles(scratch, "stack.lock").map((file) => join(file, ".."));
     await Promise.all(stateDirs.map((dir) => stopDetachedStack(dir).catch(() => [])));
     // NGINX the bench ran outside a stack (the tutorial's config) daemonizes: only its pid file knows it.
     for (const pidFile of findFiles(scratch, "nginx.pid")) {

@@ -154,6 +154,8 @@ async function runInForeground({ stateDir, port, settings }: Invocation): Promis
         stopping = true;
         if (status) clearInterval(status);
         process.stdout.write(`\nlocal stack: ${signal}, stopping…\n`);
+        // A start in progress stops at its next step and stops what it had started.
+        await LocalStack.interruptStarts();
         await stack?.stop();
         console.log("local stack: stopped, no process left behind");
         process.exit(0);
@@ -161,7 +163,13 @@ async function runInForeground({ stateDir, port, settings }: Invocation): Promis
     // Ctrl-C, a kill, or the terminal closing: every one stops the stack first.
     for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(signal, () => void stop(signal));
 
-    stack = await LocalStack.start({ stateDir, edgePort: port, settings });
+    try {
+        stack = await LocalStack.start({ stateDir, edgePort: port, settings });
+    } catch (error) {
+        // Interrupted: the signal's handler has the last word, and exits.
+        if (stopping) return new Promise(() => undefined);
+        throw error;
+    }
     printOutputs(stack);
     console.log("\nCtrl-C stops the stack. Live, from the metrics: NGINX's client connections (per proxy), sockets per backend:");
     const live = stack;

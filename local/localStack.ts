@@ -1,8 +1,8 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { X509Certificate } from "node:crypto";
-import { closeSync, existsSync, openSync, readFileSync } from "node:fs";
+import { closeSync, existsSync, openSync, readdirSync, readFileSync } from "node:fs";
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { basename, join, resolve } from "node:path";
 import { encodeDeployBundle, releaseFiles } from "../deploy/deployBundle";
 import { healthGateTimeoutSeconds } from "../host/backendHost";
 import { backendPingIntervalSeconds, edgeConfigSpec } from "../nginx/edgeConfigFromSettings";
@@ -86,6 +86,8 @@ export class LocalStack {
     private stopped = false;
     /** Held from the first step of a start until stop: nothing of another stack is ever touched. */
     private lock: StateLock | undefined;
+    /** Every backend process started, a successor not yet in service too, for the lock. */
+    private readonly launched = new Set<RunningBackend>();
 
     private constructor(private readonly options: LocalStackOptions) {
         this.workerProcesses = options.workerProcesses ?? 2;
@@ -93,13 +95,35 @@ export class LocalStack {
 
     static async start(options: LocalStackOptions): Promise<LocalStack> {
         const stack = new LocalStack(options);
-        try {
-            await stack.bringUp();
-            return stack;
-        } catch (error) {
-            await stack.stop();
-            throw error;
-        }
+        const started = (async () => {
+            try {
+                await stack.bringUp();
+                return stack;
+            } catch (error) {
+                await stack.stop();
+                throw error;
+            }
+        })();
+        LocalStack.starting.add(started);
+        return started.finally(() => LocalStack.starting.delete(started));
+    }
+
+    /** Starts in progress in this process. */
+    private static readonly starting = new Set<Promise<LocalStack>>();
+    private static interrupted = false;
+
+    /**
+     * Interrupts every start in progress in this process (Ctrl-C during `npm start` or a bench):
+     * each stops at its next step, stops what it had started, and rejects. Resolves once all have;
+     * no later start begins.
+     */
+    static async interruptStarts(): Promise<void> {
+        LocalStack.interrupted = true;
+        await Promise.allSettled([...LocalStack.starting]);
+    }
+
+    private checkInterrupted(): void {
+        if (LocalStack.interrupted) throw new Error("local stack: start interrupted");
     }
 
     get stateDir(): string {
@@ -174,6 +198,7 @@ export class LocalStack {
         const { proxyCount } = this.settings;
         const haproxyBinary = proxyCount > 1 ? requireBinary("haproxy", "HAProxy (the local load balancer)", "haproxy") : "";
 
+        this.checkInterrupted();
         await mkdir(this.stateDir, { recursive: true, mode: 0o700 });
         this.lock = StateLock.acquire(this.stateDir);
         this.edgePort = this.options.edgePort || (await freePort(this.bindAddress));
@@ -195,9 +220,15 @@ export class LocalStack {
         }
         await this.issuePki(this.settings.backendCount);
 
-        for (let i = 0; i < this.settings.backendCount; i++) await this.addBackend();
+        for (let i = 0; i < this.settings.backendCount; i++) {
+            this.checkInterrupted();
+            await this.addBackend();
+        }
         await Promise.all(this.backends.map((b) => this.waitForBackend(b)));
+        this.checkInterrupted();
         await this.deploy();
+        this.recordHolders();
+        this.checkInterrupted();
         if (proxyCount > 1) {
             const dir = join(this.stateDir, "front");
             await mkdir(dir, { recursive: true });
@@ -208,9 +239,15 @@ export class LocalStack {
                 targets: this.proxies.map((p) => ({ name: p.name, address: this.bindAddress, port: p.port })),
                 haproxyBinary,
             });
+            this.recordHolders();
         }
         await this.waitForEdge();
-        for (const proxy of this.proxies) await proxy.startHelpers();
+        for (const proxy of this.proxies) {
+            this.checkInterrupted();
+            await proxy.startHelpers();
+            this.recordHolders();
+        }
+        this.checkInterrupted();
         await this.writeState();
     }
 
@@ -321,9 +358,11 @@ export class LocalStack {
         closeSync(log);
         backend.process = child;
         backend.pid = child.pid ?? 0;
+        this.launched.add(backend);
         child.on("exit", () => {
             if (backend.process === child) backend.process = undefined;
         });
+        this.recordHolders();
     }
 
     /**
@@ -575,16 +614,20 @@ export class LocalStack {
     /** Writes outputs.json, and names in the lock every process that holds this stack. */
     private async writeState(): Promise<void> {
         await writeFile(join(this.stateDir, "outputs.json"), `${JSON.stringify(this.outputs, null, 2)}\n`);
-        const { proxies, processes } = this.outputs;
-        this.lock?.record({
-            pids: [
-                process.pid,
-                ...proxies.map((p) => p.pid).filter((pid) => pid > 0),
-                ...this.backends.map((b) => b.pid),
-                ...processes.map((p) => p.pid),
-            ],
-            port: this.edgePort,
-        });
+        this.recordHolders();
+    }
+
+    /** Names in the lock every process of this stack that runs now (called as each one starts). */
+    private recordHolders(): void {
+        const running = [
+            ...(this.front ? [{ pid: this.front.pid, command: "haproxy" }] : []),
+            ...this.proxies.flatMap((p) => {
+                const master = p.masterPid();
+                return [...(master ? [{ pid: master, command: nginxMasterCommand }] : []), ...p.helpers];
+            }),
+            ...[...this.launched].filter((b) => b.process !== undefined).map((b) => ({ pid: b.pid, command: b.entry })),
+        ].map(({ pid, command }) => ({ pid, command }));
+        this.lock?.record({ pids: [process.pid, ...running.map((p) => p.pid)], port: this.edgePort, processes: running });
     }
 }
 
@@ -619,7 +662,7 @@ export async function stopDetachedStack(stateDir: string): Promise<string[]> {
         ];
         for (const pidFile of [...new Set(pidFiles)]) {
             const master = existsSync(pidFile) ? Number(readFileSync(pidFile, "utf8").trim()) : 0;
-            if (isAlive(master) && commandLine(master).startsWith("nginx: master process")) {
+            if (isAlive(master) && commandLine(master).startsWith(nginxMasterCommand)) {
                 await stopNginx(master);
                 stopped.push(`nginx (pid ${master})`);
             }
@@ -631,8 +674,34 @@ export async function stopDetachedStack(stateDir: string): Promise<string[]> {
             }
         }
     }
+    // A start that was interrupted wrote no outputs.json: the lock names what it had started, and
+    // an NGINX it was deploying may only have got as far as its pid file.
+    for (const pidFile of nginxPidFiles(stateDir)) {
+        const master = Number(readFileSync(pidFile, "utf8").trim());
+        if (isAlive(master) && commandLine(master).startsWith(nginxMasterCommand)) {
+            await stopNginx(master);
+            stopped.push(`nginx (pid ${master})`);
+        }
+    }
+    for (const { pid, command } of holder?.processes ?? []) {
+        if (pid !== process.pid && isAlive(pid) && commandLine(pid).includes(command)) {
+            await terminatePid(pid, "SIGTERM");
+            stopped.push(`${basename(command)} (pid ${pid})`);
+        }
+    }
     StateLock.remove(stateDir);
     return stopped;
+}
+
+const nginxMasterCommand = "nginx: master process";
+
+/** The pid files of every proxy of a stack in `stateDir` (`edge/` for one, `proxy-N/` for several). */
+function nginxPidFiles(stateDir: string): string[] {
+    if (!existsSync(stateDir)) return [];
+    return readdirSync(stateDir, { withFileTypes: true })
+        .filter((entry) => entry.isDirectory())
+        .map((entry) => join(stateDir, entry.name, "run", "nginx.pid"))
+        .filter((file) => existsSync(file));
 }
 
 /** Where proxy `name` of a stack in `stateDir` keeps its pid file (the first, or only, one's is `firstPidFile`). */

@@ -7,6 +7,12 @@ export interface LockHolder {
     /** Processes that hold the stack: the command that started it, NGINX's master, the backends. */
     readonly pids: readonly number[];
     readonly port?: number;
+    /**
+     * Each process the stack started, recorded as it starts, with what its command line shows (so
+     * a reused pid is never taken for it): a start interrupted at any moment leaves nothing that
+     * `local:down` cannot find.
+     */
+    readonly processes?: readonly { readonly pid: number; readonly command: string }[];
 }
 
 export class StateInUseError extends Error {

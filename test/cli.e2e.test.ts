@@ -9,7 +9,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { freePort } from "../local/ports";
-import { childPids, isAlive, waitUntil } from "../local/processes";
+import { childPids, commandLine, isAlive, terminatePid, waitUntil } from "../local/processes";
+import { StateLock } from "../local/stateLock";
 
 const root = join(__dirname, "..");
 const tsx = (args: string[]) => spawn(process.execPath, ["--import", "tsx", ...args], { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
@@ -122,6 +123,32 @@ describe("npm start, the smoke client and Ctrl-C", async () => {
         assert.ok(pids.every(isAlive));
         assert.equal(await start.signal("SIGINT"), 0);
         assert.deepEqual(pids.filter(isAlive), [], "no process left");
+    });
+});
+
+describe("Ctrl-C while npm start is still starting", async () => {
+    it("stops what the start had started (backends run detached from it) and frees the folder", async () => {
+        const state = scratch("interrupted");
+        const start = new Foreground(state, await freePort("127.0.0.1"));
+        const seen = new Set<number>();
+        after(() => Promise.all([...seen].map((pid) => terminatePid(pid, "SIGKILL", 2000))));
+        const look = () => {
+            for (const { pid } of StateLock.read(state)?.processes ?? []) seen.add(pid);
+            return seen.size > 0;
+        };
+        await waitUntil(30000, look, `npm start started no process:\n${start.output}`);
+        assert.doesNotMatch(start.output, /Ctrl-C stops the stack/, "interrupted before the stack was up");
+        const watching = setInterval(look, 20);
+        const code = await start.signal("SIGINT");
+        clearInterval(watching);
+        assert.equal(code, 0, start.output);
+        assert.match(start.output, /stopped, no process left behind/);
+        assert.deepEqual(
+            [...seen].filter(isAlive).map((pid) => `${pid} ${commandLine(pid)}`),
+            [],
+            "no process of the start is left",
+        );
+        assert.equal(StateLock.read(state), undefined, "the folder is free");
     });
 });
 
