@@ -525,7 +525,12 @@ describe("Pulumi.yaml", () => {
             workflow.jobs.test.steps.some((step: any) => /bash \.ci\/run/.test(step.run ?? "")),
             "the test job runs .ci/run",
         );
-        assert.equal(workflow.jobs.test.container, "debian:12", "the tests run on the Debian the proxy VM runs, with its NGINX 1.22");
+        assert.equal(workflow.jobs.test.container.image, "debian:12", "the tests run on the Debian the proxy VM runs, with its NGINX 1.22");
+        assert.match(
+            workflow.jobs.test.container.options,
+            /--privileged.*--tmpfs \/var\/tmp/,
+            "the VM twin's namespaces and overlay mount can be made there, so its tests run instead of failing",
+        );
         assert.deepEqual(workflow.jobs.preview.needs, "test");
         const preview = workflow.jobs.preview.steps.find((step: any) => String(step.uses).startsWith("pulumi/actions@"));
         assert.equal(preview.with.command, "preview");
