@@ -69,10 +69,10 @@ class Tally {
             console.log(`${mark} ${data.name} (${seconds.toFixed(1)} s, ${file})`);
         }
         if (type === "test:pass") {
-            if (suite) return;
+            // A skipped suite counts as one skipped test: its tests are never declared.
             if (data.skip !== undefined && data.skip !== false) {
                 this.skipped.push({ name: data.name, file, reason: typeof data.skip === "string" ? data.skip : "skipped" });
-            } else if (data.todo === undefined || data.todo === false) this.passed++;
+            } else if (!suite && (data.todo === undefined || data.todo === false)) this.passed++;
             return;
         }
         // A suite fails on its own only when its set-up or hooks did; its failed tests are counted themselves.
