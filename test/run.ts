@@ -1,7 +1,7 @@
 // The test command (`npm test`, `npm run test:unit`): Node's own test runner, in two lanes side by
 // side. The end-to-end files (`*.e2e.test.ts`: they start NGINX, backends, browsers, VM twins) run
 // one after another; the in-process files (`*.test.ts`: renderer, settings, the AWS program under
-// mocks) run beside them. The summary names every failed and every skipped test, with its reason.
+// mocks) run beside them (two at a time when they run alone). The summary names every failed and every skipped test, with its reason.
 //
 //   npm test [-- [--unit] [--test-name-pattern=<regex>] [file…]]
 //
@@ -104,9 +104,9 @@ const indent = (text: string, spaces: number) =>
         .map((line) => " ".repeat(spaces) + line)
         .join("\n");
 
-async function lane(files: readonly string[], patterns: readonly string[], tally: Tally): Promise<void> {
+async function lane(files: readonly string[], patterns: readonly string[], tally: Tally, concurrency = 1): Promise<void> {
     if (files.length === 0) return;
-    const stream = run({ files: [...files], concurrency: 1, ...(patterns.length > 0 ? { testNamePatterns: [...patterns] } : {}) });
+    const stream = run({ files: [...files], concurrency, ...(patterns.length > 0 ? { testNamePatterns: [...patterns] } : {}) });
     for await (const event of stream) tally.take(event as { type: string; data: unknown } as never);
 }
 
@@ -123,7 +123,8 @@ async function main(): Promise<void> {
     const endToEnd = options.unitOnly ? [] : all.filter(startsProcesses);
     const tally = new Tally();
     const started = Date.now();
-    await Promise.all([lane(endToEnd, options.patterns, tally), lane(inProcess, options.patterns, tally)]);
+    // Alone, the in-process files take both cores.
+    await Promise.all([lane(endToEnd, options.patterns, tally), lane(inProcess, options.patterns, tally, endToEnd.length === 0 ? 2 : 1)]);
     tally.print((Date.now() - started) / 1000);
     process.exitCode = tally.failed.length > 0 || tally.passed + tally.skipped.length === 0 ? 1 : 0;
 }

@@ -65,6 +65,19 @@ export interface RunOptions {
  * project prefix), and returns every resource it registered and every output, resolved.
  */
 export async function runEdgeProgram(config: Record<string, string>, options: RunOptions = {}): Promise<ProgramRun> {
+    // Pulumi's runtime captures a stack trace for every promise it makes (runtime/debuggable.js),
+    // and under tsx each capture walks source maps: over half of a mock run. One frame is enough
+    // here; errors keep their messages, and assertions after the run get whole stacks again.
+    const stackTraceLimit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 1;
+    try {
+        return await runWithMocks(config, options);
+    } finally {
+        Error.stackTraceLimit = stackTraceLimit;
+    }
+}
+
+async function runWithMocks(config: Record<string, string>, options: RunOptions): Promise<ProgramRun> {
     const resources: RegisteredResource[] = options.registered ?? [];
     const registrations = new Map<string, Pick<RegisteredResource, "urn" | "dependencies" | "options">>();
     pulumi.runtime.setAllConfig(
