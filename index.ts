@@ -1,6 +1,7 @@
-// The WSS edge on AWS. Reads top to bottom, and data flows one way:
-// settings → network → PKI → proxy VMs (and their load balancer) → backends → rendered NGINX
-// config → deploy, one proxy at a time → outputs.
+// The WSS edge on AWS: the edge's plan (plan/edgePlan.ts), placed with Pulumi resources. Reads
+// top to bottom, and data flows one way: settings → network → PKI → proxy VMs (and their load
+// balancer) → backends → the plan on AWS's facts (the proxy's size, the backends' addresses) →
+// its release deployed, one proxy at a time → outputs.
 //
 // Two shapes, by proxyCount: 1 is one proxy VM behind an Elastic IP; 2 or more is a Network
 // Load Balancer across availability zones in front of that many proxy VMs.
@@ -13,9 +14,8 @@ import { EdgeMonitoring } from "./components/edgeMonitoring";
 import { EdgeNetwork } from "./components/edgeNetwork";
 import { EdgePki } from "./components/edgePki";
 import { EdgeProxy } from "./components/edgeProxy";
-import { awsProxyHost, backendPingIntervalSeconds, edgeConfigSpec, socketCeiling } from "./nginx/edgeConfigFromSettings";
-import { healthPath, renderNginxConfig } from "./nginx/renderNginxConfig";
-import { edgePkiSpec } from "./pki/pkiSpec";
+import { healthPath } from "./nginx/renderNginxConfig";
+import { awsPlacement, backendPingIntervalSeconds, edgePkiPlan, planEdge } from "./plan/edgePlan";
 import { loadStackSettings } from "./settings/pulumiSettings";
 
 // Throws before any resource is registered when a setting is invalid.
@@ -72,11 +72,10 @@ const balancer = loadBalanced
     : undefined;
 
 const pki = new EdgePki("edge", {
-    spec: edgePkiSpec({
-        edgeDnsNames: settings.domainName ? [settings.domainName] : [],
-        edgeIpAddresses: [],
-        backendCount: settings.backendCount,
-        userSuppliedEdgeCertificate: userCertificate !== undefined,
+    spec: edgePkiPlan(settings, {
+        dnsNames: settings.domainName ? [settings.domainName] : [],
+        ipAddresses: [],
+        userSuppliedCertificate: userCertificate !== undefined,
     }),
     edgeIpAddresses: address ? [address.publicIp] : [],
     edgeDnsNames: balancer && !settings.domainName ? [balancer.dnsName] : [],
@@ -97,24 +96,24 @@ const backends = new BackendFleet("backends", {
 });
 
 const publicName: pulumi.Input<string> = settings.domainName ?? balancer?.dnsName ?? (address as aws.ec2.Eip).publicIp;
-const capacity = pulumi
-    .all([proxy.memoryMiB, proxy.vcpus])
-    .apply(([memoryMiB, vcpus]) => ({ memoryMiB, vcpus, backendCount: settings.backendCount, tunnelBufferKiB: settings.tunnelBufferKiB }));
-// Behind the balancer, NGINX believes PROXY protocol headers from the VPC only: the balancer's nodes.
-const proxyHostProfile = pulumi
-    .all([capacity, network.vpcCidr])
-    .apply(([c, vpcCidr]) => awsProxyHost(c, loadBalanced ? { proxyProtocolFrom: [vpcCidr] } : {}));
-/** Every proxy runs this same config: the same upstream and hashing, so a client lands on the same backend through any of them. */
-export const nginxConfig = pulumi.all([pulumi.all(backends.privateIps), publicName, proxyHostProfile]).apply(([ips, name, host]) =>
-    renderNginxConfig(
-        edgeConfigSpec(
+/** The edge's plan, placed on AWS: every proxy runs its config, the same upstream and hashing, so a client lands on the same backend through any of them. */
+const plan = pulumi
+    .all([pulumi.all(backends.privateIps), publicName, proxy.memoryMiB, proxy.vcpus, network.vpcCidr])
+    .apply(([backendAddresses, publicName, memoryMiB, vcpus, vpcCidr]) =>
+        planEdge(
             settings,
-            ips.map((ip) => ({ address: ip, port: settings.backendPort })),
-            host,
-            [name],
+            awsPlacement({
+                memoryMiB,
+                vcpus,
+                publicName,
+                backendAddresses,
+                backendPort: settings.backendPort,
+                // Behind the balancer, NGINX believes PROXY protocol headers from the VPC only: the balancer's nodes.
+                balancerRange: loadBalanced ? vpcCidr : undefined,
+            }),
         ),
-    ),
-);
+    );
+export const nginxConfig = plan.nginxConfig;
 
 // One proxy at a time: each deploy starts once the previous proxy has reloaded and answers its
 // health check (the deploy script's last step), so the balancer always has proxies serving.
@@ -122,15 +121,8 @@ proxyVms.reduce<EdgeDeploy | undefined>(
     (previous, vm, i) =>
         new EdgeDeploy(i === 0 ? "edge-deploy" : `edge-deploy-${i + 1}`, {
             proxy: vm,
-            nginxConfig,
-            tls: {
-                certificateChainPem: pki.edgeCertificateChainPem,
-                privateKeyPem: pki.edgePrivateKeyPem,
-                backendCaPem: pki.caCertificatePem,
-                proxyClientCertificatePem: pki.proxyClientCertificate.certificatePem,
-                proxyClientKeyPem: pki.proxyClientCertificate.privateKeyPem,
-            },
-            backendHealthAgent: settings.activeHealthChecks,
+            plan,
+            certificates: pki,
             after: previous ? [previous.deploy] : backends.backends.map((b) => b.healthGate),
         }),
     undefined,
@@ -160,7 +152,7 @@ export const loadBalancerDnsName = balancer?.dnsName;
 export const backendPrivateIps = pulumi.all(backends.privateIps);
 export const caCertificatePem = pki.caCertificatePem;
 /** WebSockets the proxy admits at once before answering 503: what its memory holds, or the maxSockets setting if lower. */
-export const maxSockets = proxyHostProfile.apply((host) => socketCeiling(settings, host));
+export const maxSockets = plan.maxSockets;
 /** The CloudWatch dashboard of the edge's instances. */
 export const dashboardUrl = monitoring.dashboardUrl;
 /** When each certificate expires (RFC 3339); a `pulumi up` in the last 30 days of a leaf renews it. */

@@ -9,6 +9,7 @@ import { encodeDeployBundle } from "../deploy/deployBundle";
 import { backendDeployCommand, backendDeployScript, backendHealthGateCommand, backendHost, backendUserData } from "../host/backendHost";
 import { backendTlsFiles } from "../pki/certificateLayout";
 import { backendServerName } from "../pki/pkiSpec";
+import { healthGateCredentials } from "../plan/edgePlan";
 import { sha256 } from "./edgeDeploy";
 import type { IssuedCertificate } from "./edgePki";
 import type { EdgeProxy } from "./edgeProxy";
@@ -143,7 +144,9 @@ export class BackendFleet extends pulumi.ComponentResource {
         const gateCredentials = pulumi.secret(
             pulumi
                 .all([args.caCertificatePem, args.proxyClientCertificate.certificatePem, args.proxyClientCertificate.privateKeyPem])
-                .apply(([ca, certificate, key]) => encodeDeployBundle({ "ca.crt": ca, "client.crt": certificate, "client.key": key })),
+                .apply(([caCertificatePem, certificatePem, privateKeyPem]) =>
+                    healthGateCredentials({ caCertificatePem, proxyClientCertificate: { certificatePem, privateKeyPem } }),
+                ),
         );
 
         this.backends = [];
@@ -169,7 +172,7 @@ export class BackendFleet extends pulumi.ComponentResource {
                 {
                     parent: this,
                     // A new Amazon Linux release must not replace every backend at once; roll it
-                    // with `pulumi up --replace` (see the README's change matrix).
+                    // with `pulumi up --replace` (see the change matrix in docs/aws.md).
                     ignoreChanges: ["ami"],
                     // Role first (its image pull needs it), and an in-place change (instance type:
                     // stop and start) only once the backend before it is serving again.

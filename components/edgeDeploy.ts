@@ -3,25 +3,24 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
-import { backendHealthAgentScript, encodeDeployBundle, releaseFiles } from "../deploy/deployBundle";
+import { backendHealthAgentScript } from "../deploy/deployBundle";
 import { edgeDeployScript, proxyDeployCommand, proxyHost } from "../host/proxyHost";
+import { type EdgePlan, releaseBundle } from "../plan/edgePlan";
 import type { EdgeProxy } from "./edgeProxy";
 
-export interface EdgeTlsFiles {
-    readonly certificateChainPem: pulumi.Input<string>;
-    readonly privateKeyPem: pulumi.Input<string>;
-    readonly backendCaPem: pulumi.Input<string>;
-    readonly proxyClientCertificatePem: pulumi.Input<string>;
-    readonly proxyClientKeyPem: pulumi.Input<string>;
+/** The PKI's part of a release, as the AWS components give it. */
+export interface EdgeCertificateInputs {
+    readonly caCertificatePem: pulumi.Input<string>;
+    readonly edgeCertificateChainPem: pulumi.Input<string>;
+    readonly edgePrivateKeyPem: pulumi.Input<string>;
+    readonly proxyClientCertificate: { readonly certificatePem: pulumi.Input<string>; readonly privateKeyPem: pulumi.Input<string> };
 }
 
 export interface EdgeDeployArgs {
     readonly proxy: EdgeProxy;
-    /** The complete nginx.conf from renderNginxConfig. */
-    readonly nginxConfig: pulumi.Input<string>;
-    readonly tls: EdgeTlsFiles;
-    /** Run the backend health agent beside NGINX (the activeHealthChecks setting). */
-    readonly backendHealthAgent: boolean;
+    /** The edge's plan: the config every proxy runs, and whether the health agent runs beside it. */
+    readonly plan: pulumi.Input<Pick<EdgePlan, "nginxConfig" | "healthAgent">>;
+    readonly certificates: EdgeCertificateInputs;
     /** What must be done first: the backends' health gates, so NGINX is never pointed at a backend that isn't serving. */
     readonly after?: pulumi.Input<pulumi.Resource>[];
 }
@@ -40,7 +39,7 @@ export class EdgeDeploy extends pulumi.ComponentResource {
 
     constructor(name: string, args: EdgeDeployArgs, opts?: pulumi.ComponentResourceOptions) {
         super("wss-edge:proxy:EdgeDeploy", name, {}, opts);
-        const { proxy, tls } = args;
+        const { proxy } = args;
         const scriptText = readFileSync(join(__dirname, "..", edgeDeployScript), "utf8");
 
         const copyScript = new command.remote.CopyToRemote(
@@ -55,45 +54,42 @@ export class EdgeDeploy extends pulumi.ComponentResource {
             { parent: this },
         );
 
+        const { certificates } = args;
+        const plan = pulumi.output(args.plan);
         const release = pulumi.secret(
             pulumi
                 .all([
-                    args.nginxConfig,
-                    tls.certificateChainPem,
-                    tls.privateKeyPem,
-                    tls.backendCaPem,
-                    tls.proxyClientCertificatePem,
-                    tls.proxyClientKeyPem,
+                    plan,
+                    certificates.caCertificatePem,
+                    certificates.edgeCertificateChainPem,
+                    certificates.edgePrivateKeyPem,
+                    certificates.proxyClientCertificate.certificatePem,
+                    certificates.proxyClientCertificate.privateKeyPem,
                 ])
-                .apply(([nginxConfig, certificateChainPem, privateKeyPem, backendCaPem, proxyClientCertificatePem, proxyClientKeyPem]) =>
-                    encodeDeployBundle(
-                        releaseFiles({
-                            nginxConfig,
-                            certificateChainPem,
-                            privateKeyPem,
-                            backendCaPem,
-                            proxyClientCertificatePem,
-                            proxyClientKeyPem,
-                            backendHealthAgent: args.backendHealthAgent,
-                        }),
-                    ),
+                .apply(([planned, caCertificatePem, edgeCertificateChainPem, edgePrivateKeyPem, certificatePem, privateKeyPem]) =>
+                    releaseBundle(planned, {
+                        caCertificatePem,
+                        edgeCertificateChainPem,
+                        edgePrivateKeyPem,
+                        proxyClientCertificate: { certificatePem, privateKeyPem },
+                    }),
                 ),
         );
         // Hashes of public material only, so the trigger diff in a preview stays readable. Keys
         // change only together with their certificates.
         this.triggers = pulumi
             .all([
-                args.nginxConfig,
-                pulumi.unsecret(pulumi.output(tls.certificateChainPem)),
-                tls.backendCaPem,
-                tls.proxyClientCertificatePem,
+                plan,
+                pulumi.unsecret(pulumi.output(certificates.edgeCertificateChainPem)),
+                certificates.caCertificatePem,
+                certificates.proxyClientCertificate.certificatePem,
                 proxy.instance.id,
             ])
-            .apply(([config, chain, backendCa, clientCert, instanceId]) => [
-                `config:${sha256(config)}`,
+            .apply(([planned, chain, backendCa, clientCert, instanceId]) => [
+                `config:${sha256(planned.nginxConfig)}`,
                 `certificates:${sha256(chain + backendCa + clientCert)}`,
                 `script:${sha256(scriptText)}`,
-                `agent:${args.backendHealthAgent ? sha256(backendHealthAgentScript) : "off"}`,
+                `agent:${planned.healthAgent ? sha256(backendHealthAgentScript) : "off"}`,
                 `instance:${instanceId}`,
             ]);
 

@@ -41,7 +41,7 @@ export class EdgePki extends pulumi.ComponentResource {
 
         // Every certificate and every client trusts the CA: replacing it by accident (a changed
         // subject, a provider upgrade) would break them all. Protected, a replacement stops the
-        // update instead; to really rotate it, unprotect it first (see the README).
+        // update instead; to really rotate it, unprotect it first (see docs/aws.md).
         const caKey = this.privateKey(`${name}-ca`, spec, { protect: true });
         const ca = new tls.SelfSignedCert(
             `${name}-ca`,

@@ -203,6 +203,7 @@ async function startDetached({ stateDir, port, settings }: Invocation): Promise<
 function printOutputs(stack: LocalStack): void {
     const o = stack.outputs;
     console.log(`endpoint          ${o.endpoint}`);
+    if (o.httpUrl) console.log(`httpUrl           ${o.httpUrl} (redirects to the endpoint)`);
     console.log(`healthUrl         ${o.healthUrl}`);
     console.log(`caCertificatePem  ${o.caCertificatePem}`);
     if (o.proxies.length > 1) {

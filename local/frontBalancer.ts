@@ -11,12 +11,19 @@ export interface FrontTarget {
     readonly port: number;
 }
 
+/** One port of the front and the proxies it forwards to, as one listener and target group of the NLB. */
+export interface FrontListener {
+    readonly name: string;
+    readonly port: number;
+    readonly targets: readonly FrontTarget[];
+}
+
 export interface FrontBalancerOptions {
     /** Folder of its config and log. */
     readonly dir: string;
     readonly bindAddress: string;
-    readonly port: number;
-    readonly targets: readonly FrontTarget[];
+    /** The edge's TLS port first, then the plain-HTTP redirect's when it has one. */
+    readonly listeners: readonly FrontListener[];
     readonly haproxyBinary: string;
 }
 
@@ -43,18 +50,20 @@ export function renderFrontConfig(options: Omit<FrontBalancerOptions, "dir" | "h
         "    # A connection a proxy refuses goes to another one, as the NLB's passive checks do.",
         "    option redispatch",
         "    retries 2",
-        "",
-        "frontend edge",
-        `    bind ${options.bindAddress}:${options.port}`,
-        `    maxconn ${maxconn}`,
-        "    default_backend proxies",
-        "",
-        "backend proxies",
-        "    balance roundrobin",
-        `    source ${options.bindAddress}`,
-        ...options.targets.map(
-            (t) => `    server ${t.name} ${t.address}:${t.port} send-proxy-v2 check check-send-proxy inter 1s fall 2 rise 2`,
-        ),
+        ...options.listeners.flatMap((listener) => [
+            "",
+            `frontend ${listener.name}`,
+            `    bind ${options.bindAddress}:${listener.port}`,
+            `    maxconn ${maxconn}`,
+            `    default_backend ${listener.name}-proxies`,
+            "",
+            `backend ${listener.name}-proxies`,
+            "    balance roundrobin",
+            `    source ${options.bindAddress}`,
+            ...listener.targets.map(
+                (t) => `    server ${t.name} ${t.address}:${t.port} send-proxy-v2 check check-send-proxy inter 1s fall 2 rise 2`,
+            ),
+        ]),
         "",
     ].join("\n");
 }
@@ -76,9 +85,9 @@ export class FrontBalancer {
                 () => {
                     if (child.exitCode !== null)
                         throw new Error(`local stack: HAProxy exited (${child.exitCode}); see ${join(options.dir, "haproxy.log")}`);
-                    return isListening(options.bindAddress, options.port);
+                    return isListening(options.bindAddress, options.listeners[0].port);
                 },
-                `local stack: HAProxy did not listen on ${options.bindAddress}:${options.port}`,
+                `local stack: HAProxy did not listen on ${options.bindAddress}:${options.listeners[0].port}`,
             );
         } catch (error) {
             await front.stop();

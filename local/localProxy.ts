@@ -21,6 +21,8 @@ export interface LocalProxyOptions {
     readonly port: number;
     /** Addresses whose PROXY protocol header NGINX believes: the front's; omitted with one proxy. */
     readonly proxyProtocolFrom?: readonly string[];
+    /** Its plain-HTTP port, which only redirects to the edge (the httpRedirect setting); omitted: none. */
+    readonly httpRedirectPort?: number;
     readonly nginxBinary: string;
     readonly exporterBinary: string;
 }
@@ -53,6 +55,9 @@ export class LocalProxy {
     get port(): number {
         return this.options.port;
     }
+    get httpRedirectPort(): number | undefined {
+        return this.options.httpRedirectPort;
+    }
     get pidFile(): string {
         return join(this.options.root, "run", "nginx.pid");
     }
@@ -79,9 +84,10 @@ export class LocalProxy {
 
     /** Where and how this proxy's NGINX runs, for the renderer. */
     hostProfile(workerProcesses: number): EdgeHostProfile {
-        const { root, bindAddress, port, proxyProtocolFrom } = this.options;
+        const { root, bindAddress, port, proxyProtocolFrom, httpRedirectPort } = this.options;
         return {
             listen: { port, address: bindAddress, ipv6: false, proxyProtocolFrom },
+            httpRedirectPort,
             statusListen: { address: "127.0.0.1", port: this.statusPort },
             workers: { processes: workerProcesses, ...localWorkerLimits() },
             paths: {

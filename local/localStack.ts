@@ -3,14 +3,13 @@ import { X509Certificate } from "node:crypto";
 import { closeSync, existsSync, openSync, readdirSync, readFileSync } from "node:fs";
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
-import { encodeDeployBundle, releaseFiles } from "../deploy/deployBundle";
 import { healthGateTimeoutSeconds } from "../host/backendHost";
-import { backendPingIntervalSeconds, edgeConfigSpec } from "../nginx/edgeConfigFromSettings";
 import type { UpstreamServer } from "../nginx/edgeConfigSpec";
-import { healthPath, renderNginxConfig } from "../nginx/renderNginxConfig";
+import { healthPath } from "../nginx/renderNginxConfig";
 import { backendTlsFiles } from "../pki/certificateLayout";
 import { issueWithOpenSsl, type LocalCertificate, type LocalPki } from "../pki/openSslIssuer";
-import { backendServerName, edgePkiSpec } from "../pki/pkiSpec";
+import { backendServerName } from "../pki/pkiSpec";
+import { type EdgePlan, edgePkiPlan, healthGateCredentials, localPlacement, planEdge, releaseBundle } from "../plan/edgePlan";
 import { type EdgeSettings, type RawSettings, validateEdgeSettings } from "../settings/edgeSettings";
 import { FrontBalancer } from "./frontBalancer";
 import { LocalProxy } from "./localProxy";
@@ -42,6 +41,8 @@ export interface LocalStackOptions {
 /** The same outputs the AWS stack exports, for a stack on this machine. */
 export interface LocalStackOutputs {
     readonly endpoint: string;
+    /** The plain-HTTP address that redirects to the endpoint, when the httpRedirect setting is on. */
+    readonly httpUrl?: string;
     readonly healthUrl: string;
     /** Path of the CA certificate that clients trust. */
     readonly caCertificatePem: string;
@@ -82,6 +83,8 @@ export class LocalStack {
     private pki!: LocalPki;
     private settings!: EdgeSettings;
     private edgePort = 0;
+    /** The plain-HTTP port clients are redirected from (the httpRedirect setting); 0 when off. */
+    private httpPort = 0;
     private workerProcesses: number;
     private stopped = false;
     /** Held from the first step of a start until stop: nothing of another stack is ever touched. */
@@ -149,6 +152,7 @@ export class LocalStack {
     get outputs(): LocalStackOutputs {
         return {
             endpoint: `wss://localhost:${this.edgePort}/`,
+            ...(this.httpPort ? { httpUrl: `http://localhost:${this.httpPort}/` } : {}),
             healthUrl: `https://localhost:${this.edgePort}${healthPath}`,
             caCertificatePem: this.pki.caCertificatePath,
             backends: this.backends.map((b) => ({ name: b.name, address: `${this.bindAddress}:${b.port}`, pid: b.pid, entry: b.entry })),
@@ -203,9 +207,10 @@ export class LocalStack {
         this.lock = StateLock.acquire(this.stateDir);
         this.edgePort = this.options.edgePort || (await freePort(this.bindAddress));
         await assertPortFree(this.bindAddress, this.edgePort, "edge");
-        // One proxy serves the edge's port itself; several sit behind the front on ports of their own.
+        if (this.settings.httpRedirect) this.httpPort = await freePort(this.bindAddress);
+        // One proxy serves the edge's ports itself; several sit behind the front on ports of their own.
+        const single = proxyCount === 1;
         for (let i = 1; i <= proxyCount; i++) {
-            const single = proxyCount === 1;
             this.proxies.push(
                 await LocalProxy.create({
                     name: `proxy-${i}`,
@@ -213,6 +218,7 @@ export class LocalStack {
                     bindAddress: this.bindAddress,
                     port: single ? this.edgePort : await freePort(this.bindAddress),
                     proxyProtocolFrom: single ? undefined : [this.bindAddress],
+                    httpRedirectPort: this.httpPort === 0 ? undefined : single ? this.httpPort : await freePort(this.bindAddress),
                     nginxBinary,
                     exporterBinary,
                 }),
@@ -235,8 +241,27 @@ export class LocalStack {
             this.front = await FrontBalancer.start({
                 dir,
                 bindAddress: this.bindAddress,
-                port: this.edgePort,
-                targets: this.proxies.map((p) => ({ name: p.name, address: this.bindAddress, port: p.port })),
+                // The NLB's listeners: the edge's port, and the redirect's when it is on.
+                listeners: [
+                    {
+                        name: "edge",
+                        port: this.edgePort,
+                        targets: this.proxies.map((p) => ({ name: p.name, address: this.bindAddress, port: p.port })),
+                    },
+                    ...(this.httpPort === 0
+                        ? []
+                        : [
+                              {
+                                  name: "http",
+                                  port: this.httpPort,
+                                  targets: this.proxies.map((p) => ({
+                                      name: p.name,
+                                      address: this.bindAddress,
+                                      port: p.httpRedirectPort ?? 0,
+                                  })),
+                              },
+                          ]),
+                ],
                 haproxyBinary,
             });
             this.recordHolders();
@@ -275,12 +300,10 @@ export class LocalStack {
     }
 
     private async issuePki(backendCount: number, renew: readonly string[] = []): Promise<void> {
-        const spec = edgePkiSpec({
-            edgeDnsNames: ["localhost"],
-            edgeIpAddresses: ["127.0.0.1", "::1"],
-            backendCount,
-            userSuppliedEdgeCertificate: false,
-        });
+        const spec = edgePkiPlan(
+            { backendCount },
+            { dnsNames: ["localhost"], ipAddresses: ["127.0.0.1", "::1"], userSuppliedCertificate: false },
+        );
         this.pki = await issueWithOpenSsl(spec, join(this.stateDir, "pki"), { renew });
     }
 
@@ -338,7 +361,7 @@ export class LocalStack {
     private async launchBackend(backend: RunningBackend): Promise<void> {
         const tlsDir = await this.writeBackendTls(backend.name);
         const log = openSync(join(this.stateDir, "backends", `${backend.name}.log`), "a");
-        const pings = this.options.pingIntervalSeconds ?? backendPingIntervalSeconds(this.settings);
+        const pings = this.options.pingIntervalSeconds ?? this.plan().backendEnvironment.PING_INTERVAL_SECONDS;
         const child = spawn(process.execPath, [backend.entry], {
             env: {
                 ...process.env,
@@ -366,17 +389,21 @@ export class LocalStack {
     }
 
     /**
-     * The nginx.conf this stack deploys to proxy `proxyName` (the first by default), for
-     * `upstreams` (by default its own backends). Proxies differ only in their ports and paths:
+     * The edge's plan placed on this machine for proxy `proxyName` (the first by default), in front
+     * of `upstreams` (by default its own backends). Proxies differ only in their ports and paths:
      * the upstream and its hashing are the same on each, so a client lands on the same backend
      * whichever proxy the front picks.
      */
-    renderConfig(
+    plan(
         upstreams: readonly UpstreamServer[] = this.backends.map((b) => ({ address: this.bindAddress, port: b.port })),
         proxyName = this.proxies[0].name,
-    ): string {
-        const host = this.proxy(proxyName).hostProfile(this.workerProcesses);
-        return renderNginxConfig(edgeConfigSpec(this.settings, upstreams, host, ["localhost"]));
+    ): EdgePlan {
+        return planEdge(this.settings, localPlacement(this.proxy(proxyName).hostProfile(this.workerProcesses), this.edgePort, upstreams));
+    }
+
+    /** The nginx.conf this stack deploys to proxy `proxyName` (the first by default) for `upstreams`. */
+    renderConfig(upstreams?: readonly UpstreamServer[], proxyName?: string): string {
+        return this.plan(upstreams, proxyName).nginxConfig;
     }
 
     /**
@@ -388,7 +415,7 @@ export class LocalStack {
     async deploy(): Promise<string> {
         const outputs: string[] = [];
         for (const proxy of this.proxies) {
-            outputs.push(await this.deployTo(proxy, this.renderConfig(undefined, proxy.name)));
+            outputs.push(await proxy.deployBundle(releaseBundle(this.plan(undefined, proxy.name), this.pki)));
             // A running stack follows the activeHealthChecks setting of the new release.
             if (proxy.exporterPid !== 0) {
                 await proxy.startAgent();
@@ -400,22 +427,8 @@ export class LocalStack {
 
     /** Deploys `config` with the stack's certificates to the first proxy, through the deploy script. */
     deployConfig(config: string): Promise<string> {
-        return this.deployTo(this.proxies[0], config);
-    }
-
-    private deployTo(proxy: LocalProxy, config: string): Promise<string> {
-        return proxy.deployBundle(
-            encodeDeployBundle(
-                releaseFiles({
-                    nginxConfig: config,
-                    certificateChainPem: this.pki.edgeCertificateChainPem,
-                    privateKeyPem: this.pki.edgePrivateKeyPem,
-                    backendCaPem: this.pki.caCertificatePem,
-                    proxyClientCertificatePem: this.pki.proxyClientCertificate.certificatePem,
-                    proxyClientKeyPem: this.pki.proxyClientCertificate.privateKeyPem,
-                    backendHealthAgent: this.settings.activeHealthChecks,
-                }),
-            ),
+        return this.proxies[0].deployBundle(
+            releaseBundle({ nginxConfig: config, healthAgent: this.settings.activeHealthChecks }, this.pki),
         );
     }
 
@@ -429,11 +442,7 @@ export class LocalStack {
      * here with the same script: /healthz over mutual TLS with the proxy's client certificate.
      */
     private async healthGate(backend: RunningBackend): Promise<string> {
-        const credentials = encodeDeployBundle({
-            "ca.crt": this.pki.caCertificatePem,
-            "client.crt": this.pki.proxyClientCertificate.certificatePem,
-            "client.key": this.pki.proxyClientCertificate.privateKeyPem,
-        });
+        const credentials = healthGateCredentials(this.pki);
         const args = [backend.name, this.bindAddress, String(backend.port), backendServerName, String(healthGateTimeoutSeconds)];
         const gate = new AbortController();
         const child = backend.process;
@@ -613,7 +622,9 @@ export class LocalStack {
 
     /** Writes outputs.json, and names in the lock every process that holds this stack. */
     private async writeState(): Promise<void> {
-        await writeFile(join(this.stateDir, "outputs.json"), `${JSON.stringify(this.outputs, null, 2)}\n`);
+        // Renamed into place: a reader (local:down, a bench being interrupted) never sees half of it.
+        await writeFile(join(this.stateDir, ".outputs.json.next"), `${JSON.stringify(this.outputs, null, 2)}\n`);
+        await rename(join(this.stateDir, ".outputs.json.next"), join(this.stateDir, "outputs.json"));
         this.recordHolders();
     }
 
@@ -647,7 +658,7 @@ export async function stopDetachedStack(stateDir: string): Promise<string[]> {
     }
     const outputsPath = join(stateDir, "outputs.json");
     if (existsSync(outputsPath)) {
-        const outputs = JSON.parse(await readFile(outputsPath, "utf8")) as LocalStackOutputs;
+        const outputs = readOutputs(await readFile(outputsPath, "utf8"));
         // The front and the health agents first: neither must act on proxies that are going away.
         for (const helper of outputs.processes ?? []) {
             if (isAlive(helper.pid) && commandLine(helper.pid).includes(helper.command)) {
@@ -694,6 +705,15 @@ export async function stopDetachedStack(stateDir: string): Promise<string[]> {
 }
 
 const nginxMasterCommand = "nginx: master process";
+
+/** outputs.json as a stack wrote it; one cut short (its writer killed mid-write) names nothing, and the lock still does. */
+function readOutputs(text: string): LocalStackOutputs {
+    try {
+        return JSON.parse(text) as LocalStackOutputs;
+    } catch {
+        return { backends: [], processes: [], proxies: [] } as unknown as LocalStackOutputs;
+    }
+}
 
 /** The pid files of every proxy of a stack in `stateDir` (`edge/` for one, `proxy-N/` for several). */
 function nginxPidFiles(stateDir: string): string[] {

@@ -36,6 +36,8 @@ export interface EdgeConfigSpec {
     readonly statusListen?: { readonly address: string; readonly port: number };
     /** Plain-HTTP listener that only redirects to HTTPS; omitted means none. */
     readonly httpRedirectPort?: number;
+    /** The port clients reach the edge at, where it is not the listen port (behind a front on another port): the redirect's target. */
+    readonly publicPort?: number;
 
     readonly tls: {
         readonly policy: TlsPolicy;

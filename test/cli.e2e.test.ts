@@ -5,12 +5,15 @@
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { get as httpGet } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
+import { stopDetachedStack } from "../local/localStack";
 import { freePort } from "../local/ports";
 import { childPids, commandLine, isAlive, terminatePid, waitUntil } from "../local/processes";
 import { StateLock } from "../local/stateLock";
+import { close, connect } from "../smoke/edgeClient";
 
 const root = join(__dirname, "..");
 const tsx = (args: string[]) => spawn(process.execPath, ["--import", "tsx", ...args], { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
@@ -38,8 +41,17 @@ class Foreground {
         this.child = tsx(["local/cli.ts", "start", "--port", String(port), "--state", state, ...extra]);
         this.child.stdout!.on("data", (d) => (this.output += d));
         this.child.stderr!.on("data", (d) => (this.output += d));
-        after(() => {
-            if (this.child.exitCode === null) this.child.kill("SIGKILL");
+        // Whatever the tests did (or skipped): a still-running start is stopped as a user would, and
+        // anything a killed one left (its backends run detached) is stopped from its lock.
+        after(async () => {
+            if (this.child.exitCode === null && this.child.signalCode === null) {
+                const exited = new Promise((resolve) => this.child.once("exit", resolve));
+                this.child.kill("SIGINT");
+                const timer = setTimeout(() => this.child.kill("SIGKILL"), 20000);
+                await exited;
+                clearTimeout(timer);
+            }
+            await stopDetachedStack(this.state);
         });
     }
 
@@ -67,9 +79,23 @@ class Foreground {
     }
 }
 
+/** A plain-HTTP GET: its status and Location header. */
+function plainGet(url: URL): Promise<{ status: number; location?: string }> {
+    return new Promise((resolve, reject) => {
+        httpGet(url, (response) => {
+            response.resume();
+            resolve({ status: response.statusCode ?? 0, location: response.headers.location });
+        }).on("error", reject);
+    });
+}
+
 const scratch = (name: string) => {
     const dir = mkdtempSync(join(tmpdir(), `wss-edge-${name}-`));
-    after(() => rmSync(dir, { recursive: true, force: true }));
+    // A stack a test left in it (its folder is its lock) is stopped before the folder goes.
+    after(async () => {
+        await stopDetachedStack(dir);
+        rmSync(dir, { recursive: true, force: true });
+    });
     return dir;
 };
 
@@ -246,12 +272,23 @@ describe("two stacks in one clone", async () => {
     });
 });
 
-describe("npm run local:up -- --set proxyCount=2, then local:down", async () => {
+describe("npm run local:up -- --set proxyCount=2 --set httpRedirect=true, then local:down", async () => {
     const state = scratch("tier");
     const port = await freePort("127.0.0.1");
 
-    it("runs two NGINX proxies behind HAProxy, lists them in outputs.json, and local:down leaves nothing running", async () => {
-        const up = await run(["local/cli.ts", "up", "--port", String(port), "--state", state, "--set", "proxyCount=2"]);
+    it("runs two NGINX proxies behind HAProxy, redirects plain HTTP to the endpoint, admits the endpoint's own origin, and local:down leaves nothing running", async () => {
+        const up = await run([
+            "local/cli.ts",
+            "up",
+            "--port",
+            String(port),
+            "--state",
+            state,
+            "--set",
+            "proxyCount=2",
+            "--set",
+            "httpRedirect=true",
+        ]);
         after(() => run(["local/cli.ts", "down", "--state", state]));
         assert.equal(up.code, 0, up.output);
         const outputs = JSON.parse(readFileSync(join(state, "outputs.json"), "utf8"));
@@ -264,6 +301,18 @@ describe("npm run local:up -- --set proxyCount=2, then local:down", async () => 
         );
         const passed = await run(["smoke/smoke.ts", `wss://localhost:${port}/`, "--ca", join(state, "pki", "ca.crt"), "--reconnects", "3"]);
         assert.equal(passed.code, 0, passed.output);
+        // Plain HTTP, through the front to a proxy, answers with the way to the endpoint.
+        assert.match(outputs.httpUrl, /^http:\/\/localhost:\d+\/$/);
+        assert.match(up.output, /httpUrl\s+http:\/\/localhost:\d+\/ \(redirects to the endpoint\)/);
+        const redirect = await plainGet(new URL("/room?x=1", outputs.httpUrl));
+        assert.equal(redirect.status, 301);
+        assert.equal(redirect.location, `https://localhost:${port}/room?x=1`);
+        // A page the endpoint served opens its socket from the endpoint's own origin, not a proxy's port.
+        const fromOwnPage = await connect(`wss://localhost:${port}/`, {
+            ca: readFileSync(join(state, "pki", "ca.crt"), "utf8"),
+            headers: { Origin: `https://localhost:${port}` },
+        });
+        await close(fromOwnPage.socket);
 
         const masters = outputs.proxies.map((p: { pid: number }) => p.pid) as number[];
         const everything = [

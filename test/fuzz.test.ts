@@ -4,15 +4,16 @@
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
 import fc from "fast-check";
-import { awsProxyHost, edgeConfigSpec } from "../nginx/edgeConfigFromSettings";
+import { edgeConfigSpec } from "../nginx/edgeConfigFromSettings";
 import { RenderError, renderNginxConfig } from "../nginx/renderNginxConfig";
+import { vmProxyHost } from "../plan/capacity";
 import { SettingsError, type StackSettings, validateSettings } from "../settings/edgeSettings";
 import { settingKeys } from "../settings/settingsTable";
 import { scratchLocalHost } from "./support/nginxCheck";
 import { hostile, rawSettings, fuzzSeed as seed, upstreams, validSettings } from "./support/settingsArbitraries";
 
 /** The proxy VM of the default stack: c6i.large (4 GiB, 2 vCPUs) in front of 3 backends. */
-const vmHost = awsProxyHost({ memoryMiB: 4096, vcpus: 2, backendCount: 3 });
+const vmHost = vmProxyHost({ memoryMiB: 4096, vcpus: 2, backendCount: 3 });
 
 const { host: localHost, remove: removeScratch } = scratchLocalHost();
 after(removeScratch);

@@ -4,8 +4,9 @@
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
 import fc from "fast-check";
-import { awsProxyHost, edgeConfigSpec } from "../nginx/edgeConfigFromSettings";
+import { edgeConfigSpec } from "../nginx/edgeConfigFromSettings";
 import { renderNginxConfig } from "../nginx/renderNginxConfig";
+import { vmProxyHost } from "../plan/capacity";
 import { type RawSettings, validateSettings } from "../settings/edgeSettings";
 import { nginxTest, removeTestPki, scratchLocalHost } from "./support/nginxCheck";
 import { runEdgeProgram } from "./support/pulumiProgram";
@@ -13,7 +14,7 @@ import { requiring, unlessRoot } from "./support/requirements";
 import { resolvableUpstreams, fuzzSeed as seed, validSettings } from "./support/settingsArbitraries";
 
 /** The proxy VM of the default stack: c6i.large (4 GiB, 2 vCPUs) in front of 3 backends. */
-const vmHost = awsProxyHost({ memoryMiB: 4096, vcpus: 2, backendCount: 3 });
+const vmHost = vmProxyHost({ memoryMiB: 4096, vcpus: 2, backendCount: 3 });
 const backends = [
     { address: "10.0.1.21", port: 8443 },
     { address: "10.0.2.22", port: 8443 },
@@ -66,7 +67,7 @@ describe("nginx -t accepts every config the renderer produces", () => {
         const behind = { ...localHost, listen: { ...localHost.listen, proxyProtocolFrom: ["127.0.0.1", "10.0.0.0/16"] } };
         const config = renderNginxConfig(specFor({ httpRedirect: "true" }, { ...behind, httpRedirectPort: 18080 }));
         assert.match(config, /listen 127\.0\.0\.1:\d+ ssl proxy_protocol default_server reuseport;/);
-        assert.match(config, /listen 18080 proxy_protocol;/);
+        assert.match(config, /listen 127\.0\.0\.1:18080 proxy_protocol;/, "on the listen address, as the TLS server");
         assert.match(config, /set_real_ip_from 127\.0\.0\.1;\n\s*set_real_ip_from 10\.0\.0\.0\/16;\n\s*real_ip_header proxy_protocol;/);
         const result = await nginxTest(config);
         assert.ok(result.ok, result.output);

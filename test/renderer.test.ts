@@ -4,16 +4,17 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import type { BenchResults } from "../bench/report";
-import { awsProxyHost, edgeConfigSpec, memoryPerSocketKiB, proxySocketCeiling } from "../nginx/edgeConfigFromSettings";
+import { edgeConfigSpec } from "../nginx/edgeConfigFromSettings";
 import type { EdgeConfigSpec } from "../nginx/edgeConfigSpec";
 import { RenderError, renderNginxConfig } from "../nginx/renderNginxConfig";
 import { mozillaIntermediate } from "../nginx/tlsPolicy";
+import { memoryPerSocketKiB, proxySocketCeiling, vmProxyHost } from "../plan/capacity";
 import { type RawSettings, validateSettings } from "../settings/edgeSettings";
 import { defaultConfig, goldenPath } from "./golden/defaultConfig";
 import { scratchLocalHost } from "./support/nginxCheck";
 
 /** The proxy VM of the default stack: c6i.large (4 GiB, 2 vCPUs) in front of 3 backends. */
-const vmHost = awsProxyHost({ memoryMiB: 4096, vcpus: 2, backendCount: 3 });
+const vmHost = vmProxyHost({ memoryMiB: 4096, vcpus: 2, backendCount: 3 });
 
 const backends = [
     { address: "10.0.1.21", port: 8443 },

@@ -14,8 +14,8 @@ import { proxyFirstBootScript } from "../host/proxyHost";
 import { LocalStack } from "../local/localStack";
 import { hardFileLimit, waitUntil } from "../local/processes";
 import { close, connect, type EdgeSession, echo } from "../smoke/edgeClient";
-import { bootProxyTwin, deployToTwin, gateBackends, TwinDeployError, twinConfig } from "../twin/twinEdge";
-import type { VmTwin } from "../twin/vmTwin";
+import { bootProxyTwin, deployToTwin, gateBackends, TwinDeployError, twinPlan } from "../twin/twinEdge";
+import { runningTwinPids, type VmTwin } from "../twin/vmTwin";
 import { requiring, unlessTwinCanRun } from "./support/requirements";
 
 const run = promisify(execFile);
@@ -58,7 +58,7 @@ describe("the proxy VM's twin", twinRuns, async () => {
     // What several tests stand on, made by whichever of them runs first, so that each also runs alone.
     const firstDeploy = once(async () => {
         await gateBackends(twin, stack);
-        return deployToTwin(twin, stack, twinConfig(stack));
+        return deployToTwin(twin, stack, twinPlan(stack));
     });
     const held: EdgeSession[] = [];
     after(() => Promise.all(held.map((s) => close(s.socket))));
@@ -102,7 +102,7 @@ describe("the proxy VM's twin", twinRuns, async () => {
         // systemd's LimitNOFILE for the master, worker_rlimit_nofile for the workers; each capped by
         // what this machine lets any process have (20,000 in this sandbox; nothing lower on EC2).
         const openFiles = (line: string) => Number(/Max open files\s+(\d+)/.exec(line)?.[1]);
-        const workerLimit = Number(/^worker_rlimit_nofile (\d+);$/m.exec(twinConfig(stack))?.[1]);
+        const workerLimit = Number(/^worker_rlimit_nofile (\d+);$/m.exec(twinPlan(stack).nginxConfig)?.[1]);
         for (const line of lines) {
             const expected = Math.min(line.startsWith("nginx: master") ? 140000 : workerLimit, hardFileLimit());
             assert.equal(openFiles(line), expected, line);
@@ -115,7 +115,7 @@ describe("the proxy VM's twin", twinRuns, async () => {
     it("takes a second deploy with a changed setting as a reload: the open sockets stay", async () => {
         await heldSockets();
         const master = (await twin.ssh("cat /run/nginx.pid")).stdout.trim();
-        await deployToTwin(twin, stack, twinConfig(stack, { idleTimeoutSeconds: "120" }));
+        await deployToTwin(twin, stack, twinPlan(stack, { idleTimeoutSeconds: "120" }));
         assert.equal((await twin.ssh("cat /run/nginx.pid")).stdout.trim(), master, "reloaded, not restarted");
         assert.match((await twin.ssh("sudo cat /etc/wss-edge/current/nginx.conf")).stdout, /proxy_read_timeout 120s;/);
         assert.equal(held.filter((s) => s.socket.readyState !== WebSocket.OPEN).length, 0);
@@ -148,17 +148,23 @@ describe("the proxy VM's twin", twinRuns, async () => {
         assert.equal(held.filter((s) => s.socket.readyState !== WebSocket.OPEN && s.hello.backend !== frozen.name).length, 0);
     });
 
-    it("comes back serving the current release after a reboot, without running its user data again", async () => {
+    it("comes back serving the current release after a reboot from inside, without running its user data again", async () => {
         await firstDeploy();
-        await deployToTwin(twin, stack, twinConfig(stack, { idleTimeoutSeconds: "180" }));
+        await deployToTwin(twin, stack, twinPlan(stack, { idleTimeoutSeconds: "180" }));
         // A user data edited in place (on EC2: modify-instance-attribute while stopped) is not run again.
         const edited = await twin.ssh(
             "sudo sed -i 's|^runcmd:|runcmd:\\n  - [touch, /var/tmp/edited-user-data-ran]|' /var/lib/cloud/seed/nocloud/user-data",
         );
         assert.equal(edited.code, 0, edited.stderr);
         await Promise.all(held.splice(0).map((s) => close(s.socket)));
-        await twin.stop();
-        await twin.start();
+        // Rebooted from inside, as an operator's `sudo reboot` on the VM: it comes back by itself.
+        const [before] = runningTwinPids(`wss-twin-${twin.options.name}`);
+        await twin.ssh("sudo systemctl reboot");
+        await waitUntil(
+            120000,
+            () => (runningTwinPids(`wss-twin-${twin.options.name}`)[0] ?? before) !== before,
+            "the twin did not reboot",
+        );
         await twin.waitForSsh();
         await waitForNginx(twin);
         const session = await connectThrough(twin, stack);
@@ -177,6 +183,37 @@ describe("the proxy VM's twin", twinRuns, async () => {
     });
 });
 
+describe("twins by name", twinRuns, async () => {
+    if (skip) return;
+    const twin = await twinOf("named", 14, "i-twin-named");
+    await twin.waitForSsh();
+
+    it("refuses a second twin of a running twin's name, and touches nothing of the first", async () => {
+        await assert.rejects(
+            bootProxyTwin({ name: "named", subnet: 15, workDir, instanceId: "i-twin-second" }),
+            /a twin named "named" is running \(systemd-nspawn pid \d+\)/,
+        );
+        assert.equal((await twin.ssh("true")).code, 0, "the first still answers with its own keys");
+    });
+
+    it("npm run vm-twin -- down stops a twin a killed up left booted, and removes its disk and network", async () => {
+        // What `up` leaves when it is killed: the twin named "proxy" booted, in the CLI's folder, on its subnet.
+        const left = await bootProxyTwin({
+            name: "proxy",
+            subnet: 1,
+            workDir: "/var/tmp/wss-edge-vm-twin/instances",
+            instanceId: "i-twin-left",
+        });
+        after(() => left.destroy());
+        assert.equal(runningTwinPids("wss-twin-proxy").length, 1);
+        const down = await run(process.execPath, ["--import", "tsx", "twin/cli.ts", "down"], { cwd: join(__dirname, "..") });
+        assert.match(down.stdout, /vm twin: removed/);
+        assert.deepEqual(runningTwinPids("wss-twin-proxy"), [], "its systemd-nspawn is gone");
+        const namespaces = await run("ip", ["netns", "list"]);
+        assert.doesNotMatch(namespaces.stdout, /wss-twin-proxy/);
+    });
+});
+
 describe("a replaced proxy VM (new user data, a lost instance)", twinRuns, async () => {
     if (skip) return;
     const twin = await twinOf("second", 12, "i-twin-replacement");
@@ -185,7 +222,7 @@ describe("a replaced proxy VM (new user data, a lost instance)", twinRuns, async
     it("boots a new instance from the user data and is deployed to like the first", async () => {
         await twin.waitForSsh();
         await gateBackends(twin, stack);
-        assert.match(await deployToTwin(twin, stack, twinConfig(stack)), /is live \(previous: none\)/);
+        assert.match(await deployToTwin(twin, stack, twinPlan(stack)), /is live \(previous: none\)/);
         const session = await connectThrough(twin, stack);
         assert.equal((await echo(session.socket, "on the new VM")).toString(), "on the new VM");
         await close(session.socket);
@@ -208,7 +245,7 @@ describe("a first boot that fails", twinRuns, async () => {
 
     it("fails the deploy with cloud-init's own account of it, not a later error", async () => {
         await twin.waitForSsh();
-        await assert.rejects(deployToTwin(twin, stack, twinConfig(stack)), (error: Error) => {
+        await assert.rejects(deployToTwin(twin, stack, twinPlan(stack)), (error: Error) => {
             assert.ok(error instanceof TwinDeployError, String(error));
             assert.match(error.result.stderr, /wss-edge: first boot of wss-edge-proxy failed \(cloud-init status exit 1\)/);
             assert.match(error.result.stderr, /status: error/);

@@ -14,11 +14,11 @@ import { join } from "node:path";
 import { parseArgs, promisify } from "node:util";
 import { settingAssignments } from "../local/cli";
 import { LocalStack, repositoryRoot, stopDetachedStack } from "../local/localStack";
-import { commandLine, isAlive, terminatePid } from "../local/processes";
+import { terminatePid } from "../local/processes";
 import type { RawSettings } from "../settings/edgeSettings";
 import { ensureRootfs } from "./rootfs";
-import { bootProxyTwin, deployToTwin, gateBackends, twinConfig } from "./twinEdge";
-import type { VmTwin } from "./vmTwin";
+import { bootProxyTwin, deployToTwin, gateBackends, twinPlan } from "./twinEdge";
+import { runningTwinPids, type VmTwin } from "./vmTwin";
 
 const run = promisify(execFile);
 const workDir = "/var/tmp/wss-edge-vm-twin/instances";
@@ -83,7 +83,7 @@ async function up(settings: RawSettings): Promise<number> {
         stack = await LocalStack.start({ stateDir, edgePort: 0, bindAddress: twin.hostAddress, settings });
         await twin.waitForSsh();
         await gateBackends(twin, stack);
-        console.log((await deployToTwin(twin, stack, twinConfig(stack, settings))).trim());
+        console.log((await deployToTwin(twin, stack, twinPlan(stack, settings))).trim());
     } catch (error) {
         // A failed start leaves nothing behind.
         await twin?.destroy();
@@ -99,11 +99,8 @@ async function up(settings: RawSettings): Promise<number> {
 }
 
 async function down(): Promise<number> {
-    const machine = `--machine=wss-twin-${name}`;
-    const { stdout } = await run("pgrep", ["-f", machine]).catch(() => ({ stdout: "" }));
-    for (const pid of stdout.split(/\s+/).filter(Boolean).map(Number)) {
-        if (isAlive(pid) && commandLine(pid).startsWith("systemd-nspawn")) await terminatePid(pid, "SIGTERM", 60000);
-    }
+    // The twin's systemd-nspawn, if a killed `up` left it booted: its sshd, NGINX and agent go with it.
+    for (const pid of runningTwinPids(`wss-twin-${name}`)) await terminatePid(pid, "SIGTERM", 60000);
     await run("umount", ["-l", join(workDir, name, "merged")]).catch(() => undefined);
     await run("ip", ["netns", "delete", `wss-twin-${name}`]).catch(() => undefined);
     await rm(join(workDir, name), { recursive: true, force: true });

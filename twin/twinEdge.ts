@@ -7,19 +7,14 @@
  */
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
-import { encodeDeployBundle, releaseFiles } from "../deploy/deployBundle";
 import { backendHealthGateCommand } from "../host/backendHost";
 import { edgeDeployScript, proxyDeployCommand, proxyHost, proxyUserData } from "../host/proxyHost";
 import type { LocalStack } from "../local/localStack";
-import { awsProxyHost, edgeConfigSpec } from "../nginx/edgeConfigFromSettings";
-import { renderNginxConfig } from "../nginx/renderNginxConfig";
 import { backendServerName } from "../pki/pkiSpec";
+import { type EdgePlan, healthGateCredentials, planEdge, releaseBundle, twinPlacement } from "../plan/edgePlan";
 import { type RawSettings, validateEdgeSettings } from "../settings/edgeSettings";
 import { ensureRootfs } from "./rootfs";
-import { newSshKeyPair, type RemoteResult, type SshKeyPair, VmTwin } from "./vmTwin";
-
-/** The proxy VM the twin stands for: the default instance type's memory and vCPUs (c6i.large). */
-export const twinCapacity = { memoryMiB: 4096, vcpus: 2 } as const;
+import { newSshKeyPair, type RemoteResult, runningTwinPids, type SshKeyPair, VmTwin } from "./vmTwin";
 
 export class TwinDeployError extends Error {
     constructor(
@@ -40,6 +35,12 @@ export async function bootProxyTwin(options: {
     userData?: (hostKey: SshKeyPair) => string;
     log?: (line: string) => void;
 }): Promise<VmTwin> {
+    // Before anything of a twin of this name is touched: its keys, its disk, its network.
+    const running = runningTwinPids(`wss-twin-${options.name}`);
+    if (running.length > 0)
+        throw new Error(
+            `vm twin: a twin named ${JSON.stringify(options.name)} is running (systemd-nspawn pid ${running.join(", ")}); stop it first (Ctrl-C in its terminal, or npm run vm-twin -- down)`,
+        );
     const rootfs = await ensureRootfs(options.log);
     const keysDir = join(options.workDir, `${options.name}-keys`);
     await mkdir(keysDir, { recursive: true, mode: 0o700 });
@@ -60,25 +61,17 @@ export async function bootProxyTwin(options: {
     return twin;
 }
 
-/** The nginx.conf the AWS stack would render for this twin, in front of the local stack's backends. */
-export function twinConfig(stack: LocalStack, settings: RawSettings = {}): string {
-    const edge = validateEdgeSettings(settings, "twin");
+/** The edge's plan placed on the twin: the proxy VM's, in front of the local stack's backends. */
+export function twinPlan(stack: LocalStack, settings: RawSettings = {}): EdgePlan {
     const backends = stack
         .backendNames()
         .map((name) => ({ address: stack.backendAddress(name).host, port: stack.backendAddress(name).port }));
-    return renderNginxConfig(
-        edgeConfigSpec(edge, backends, awsProxyHost({ ...twinCapacity, backendCount: backends.length }), ["localhost"]),
-    );
+    return planEdge(validateEdgeSettings(settings, "twin"), twinPlacement(backends));
 }
 
 /** Each backend's health gate, run on the twin as the AWS stack runs it on the proxy. */
 export async function gateBackends(twin: VmTwin, stack: LocalStack): Promise<void> {
-    const pki = stack.certificates;
-    const credentials = encodeDeployBundle({
-        "ca.crt": pki.caCertificatePem,
-        "client.crt": pki.proxyClientCertificate.certificatePem,
-        "client.key": pki.proxyClientCertificate.privateKeyPem,
-    });
+    const credentials = healthGateCredentials(stack.certificates);
     for (const name of stack.backendNames()) {
         const { host, port } = stack.backendAddress(name);
         const result = await twin.ssh(backendHealthGateCommand(name, host, port, backendServerName), credentials);
@@ -86,22 +79,10 @@ export async function gateBackends(twin: VmTwin, stack: LocalStack): Promise<voi
     }
 }
 
-/** Copies the deploy script and runs the deploy command with the release on stdin; resolves with its output. */
-export async function deployToTwin(twin: VmTwin, stack: LocalStack, nginxConfig: string): Promise<string> {
+/** Copies the deploy script and runs the deploy command with the plan's release on stdin; resolves with its output. */
+export async function deployToTwin(twin: VmTwin, stack: LocalStack, plan: Pick<EdgePlan, "nginxConfig" | "healthAgent">): Promise<string> {
     await twin.copy(join(__dirname, "..", edgeDeployScript), proxyHost.deployScriptPath);
-    const pki = stack.certificates;
-    const release = encodeDeployBundle(
-        releaseFiles({
-            nginxConfig,
-            certificateChainPem: pki.edgeCertificateChainPem,
-            privateKeyPem: pki.edgePrivateKeyPem,
-            backendCaPem: pki.caCertificatePem,
-            proxyClientCertificatePem: pki.proxyClientCertificate.certificatePem,
-            proxyClientKeyPem: pki.proxyClientCertificate.privateKeyPem,
-            backendHealthAgent: true,
-        }),
-    );
-    const result = await twin.ssh(proxyDeployCommand, release);
+    const result = await twin.ssh(proxyDeployCommand, releaseBundle(plan, stack.certificates));
     if (result.code !== 0) throw new TwinDeployError("the deploy", result);
     return result.stdout;
 }

@@ -5,12 +5,12 @@
  * as `admin` with the host key pinned — as the stack's deploy reaches the VM.
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { closeSync, openSync, readFileSync } from "node:fs";
+import { closeSync, openSync, readdirSync, readFileSync } from "node:fs";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { proxyHost } from "../host/proxyHost";
-import { sleep, terminate, waitUntil } from "../local/processes";
+import { commandLine, sleep, terminate, waitUntil } from "../local/processes";
 
 const run = promisify(execFile);
 
@@ -94,8 +94,16 @@ export class VmTwin {
         return join(this.dir, "console.log");
     }
 
-    /** First boot: a disk of its own over the cached tree, the NoCloud seed, the network, then systemd. */
+    /**
+     * First boot: a disk of its own over the cached tree, the NoCloud seed, the network, then
+     * systemd. Refused while a twin of the same name runs (what a killed run left is removed).
+     */
     async create(): Promise<void> {
+        const running = runningTwinPids(this.namespace);
+        if (running.length > 0)
+            throw new Error(
+                `vm twin: a twin named ${JSON.stringify(this.options.name)} is running (systemd-nspawn pid ${running.join(", ")})`,
+            );
         await this.removeLeftovers();
         await mkdir(join(this.dir, "upper"), { recursive: true });
         await mkdir(join(this.dir, "work"), { recursive: true });
@@ -167,6 +175,13 @@ export class VmTwin {
             { stdio: ["ignore", log, log], env: { ...process.env, SYSTEMD_NSPAWN_API_VFS_WRITABLE: "yes" } },
         );
         closeSync(log);
+        const booted = this.nspawn;
+        // A reboot from inside (`systemctl reboot`) ends systemd-nspawn with 133, which systemd's own
+        // unit for containers restarts on (RestartForceExitStatus=133 in systemd-nspawn@.service):
+        // boot again, as an EC2 instance comes back from a reboot.
+        booted.once("exit", (code) => {
+            if (code === rebootExitCode && this.nspawn === booted) void this.start();
+        });
     }
 
     /** A clean shutdown, as `shutdown -h` on the VM; the disk stays for the next `start`. */
@@ -189,7 +204,8 @@ export class VmTwin {
     async destroy(): Promise<void> {
         await this.stop();
         if (this.mounted) {
-            await run("umount", [this.merged]).catch(() => run("umount", ["-l", this.merged]));
+            // (Unmounted already when `vm-twin down` removed it from outside.)
+            await run("umount", [this.merged]).catch(() => run("umount", ["-l", this.merged]).catch(() => undefined));
             this.mounted = false;
         }
         if (this.networkUp) {
@@ -285,4 +301,18 @@ export class VmTwin {
             return "(no console output)";
         }
     }
+}
+
+/** systemd-nspawn's exit status when the container asked to reboot. */
+const rebootExitCode = 133;
+
+/** The systemd-nspawn processes booting the twin whose machine is `machine` (from /proc, so any user's view agrees). */
+export function runningTwinPids(machine: string): number[] {
+    return readdirSync("/proc")
+        .filter((entry) => /^\d+$/.test(entry))
+        .map(Number)
+        .filter((pid) => {
+            const command = commandLine(pid);
+            return command.startsWith("systemd-nspawn ") && command.split(" ").includes(`--machine=${machine}`);
+        });
 }

@@ -25,7 +25,14 @@ export function servers(v: ValueGuard, spec: EdgeConfigSpec): string[] {
         "",
         ...locations(v, spec),
         "    }",
-        ...httpRedirectServer(v, spec.httpRedirectPort, spec.listen.ipv6 && spec.listen.address === undefined, port, proxyProtocol(spec)),
+        ...httpRedirectServer(
+            v,
+            address,
+            spec.httpRedirectPort,
+            spec.listen.ipv6 && spec.listen.address === undefined,
+            v.port("publicPort", spec.publicPort ?? port),
+            proxyProtocol(spec),
+        ),
         ...statusServer(v, spec.statusListen),
     ];
 }
@@ -79,7 +86,14 @@ function statusServer(v: ValueGuard, status: EdgeConfigSpec["statusListen"]): st
     ];
 }
 
-function httpRedirectServer(v: ValueGuard, port: number | undefined, ipv6: boolean, tlsPort: number, options: string): string[] {
+function httpRedirectServer(
+    v: ValueGuard,
+    address: string,
+    port: number | undefined,
+    ipv6: boolean,
+    tlsPort: number,
+    options: string,
+): string[] {
     if (port === undefined) return [];
     const p = v.port("httpRedirectPort", port);
     const target = tlsPort === 443 ? "https://$host$request_uri" : `https://$host:${tlsPort}$request_uri`;
@@ -87,7 +101,7 @@ function httpRedirectServer(v: ValueGuard, port: number | undefined, ipv6: boole
         "",
         "    # Plain HTTP only ever redirects to the TLS listener.",
         "    server {",
-        `        listen ${p}${options};`,
+        `        listen ${address}${p}${options};`,
         ...(ipv6 ? [`        listen [::]:${p}${options};`] : []),
         `        return 301 ${target};`,
         "    }",

@@ -5,8 +5,9 @@
  */
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { awsProxyHost, edgeConfigSpec } from "../../nginx/edgeConfigFromSettings";
+import { edgeConfigSpec } from "../../nginx/edgeConfigFromSettings";
 import { renderNginxConfig } from "../../nginx/renderNginxConfig";
+import { vmProxyHost } from "../../plan/capacity";
 import { validateSettings } from "../../settings/edgeSettings";
 
 export const goldenPath = join(__dirname, "default.nginx.conf");
@@ -16,7 +17,7 @@ export function defaultConfig(): string {
     const settings = validateSettings({ adminCidrs: '["203.0.113.0/24"]', domainName: "ws.example.com", httpRedirect: "true" });
     const backends = ["10.0.1.21", "10.0.2.22", "10.0.3.23"].map((address) => ({ address, port: settings.backendPort }));
     return renderNginxConfig(
-        edgeConfigSpec(settings, backends, awsProxyHost({ memoryMiB: 4096, vcpus: 2, backendCount: 3 }), ["ws.example.com"]),
+        edgeConfigSpec(settings, backends, vmProxyHost({ memoryMiB: 4096, vcpus: 2, backendCount: 3 }), ["ws.example.com"]),
     );
 }
 

@@ -1,0 +1,76 @@
+/**
+ * How many WebSockets a proxy holds, from what its machine offers and the settings: the capacity
+ * model, measured by the benchmark (bench/results/), and the proxy VM's NGINX host profile that
+ * follows from it.
+ */
+import { proxyHost, systemFileLimit } from "../host/proxyHost";
+import type { EdgeHostProfile } from "../nginx/edgeConfigFromSettings";
+import type { EdgeSettings } from "../settings/edgeSettings";
+import { settingsTable } from "../settings/settingsTable";
+
+/** What the proxy VM offers, from EC2's description of its instance type, and how many backends it fronts. */
+export interface ProxyCapacity {
+    readonly memoryMiB: number;
+    readonly vcpus: number;
+    readonly backendCount: number;
+    /** The tunnelBufferKiB setting (default: the setting's default). */
+    readonly tunnelBufferKiB?: number;
+}
+
+/**
+ * NGINX's memory per held WebSocket with TLS on both legs at the default tunnel buffers: the
+ * largest figure of the full benchmark (PSS over all NGINX processes; its scale step from 5,000 to
+ * 100,000 sockets and the tunnel-buffer sweep, bench/results/latest.md), rounded up. A test holds
+ * it to the committed results.
+ */
+export const proxyMemoryPerSocketKiB = 68;
+
+/**
+ * The cost per socket with `tunnelBufferKiB`: each socket keeps two tunnel buffers, one per
+ * direction. 2 KiB per KiB of buffer is on the safe side of both measured changes from the default
+ * (1 KiB: −9.9 KiB per socket; 16 KiB: +8.4; bench/results/tunnel-buffers.md).
+ */
+export function memoryPerSocketKiB(tunnelBufferKiB: number = settingsTable.tunnelBufferKiB.default): number {
+    return proxyMemoryPerSocketKiB + 2 * (tunnelBufferKiB - settingsTable.tunnelBufferKiB.default);
+}
+/** Ephemeral ports the proxy VM's sysctl opens (1024–65000): one per socket to each backend. */
+const portsPerBackend = 60000;
+
+/**
+ * The most WebSockets the proxy admits, so that it never runs out of memory: what is left of
+ * its memory after 512 MiB for the OS and a quarter for the kernel's socket buffers and
+ * traffic bursts, divided by the measured cost per socket; and never more than the ports
+ * towards the backends or the system's descriptors allow. Beyond it, new upgrades get 503.
+ */
+export function proxySocketCeiling(capacity: ProxyCapacity): number {
+    const usableMiB = capacity.memoryMiB - 512 - capacity.memoryMiB / 4;
+    const byMemory = Math.floor((usableMiB * 1024) / memoryPerSocketKiB(capacity.tunnelBufferKiB));
+    return Math.max(1000, Math.min(byMemory, portsPerBackend * capacity.backendCount, Math.floor(systemFileLimit / 2) - 10000));
+}
+
+/**
+ * The proxy VM: NGINX from the distribution, run by systemd as root, one worker per vCPU. Any
+ * one worker may hold every socket (the kernel's reuseport spreads them, but not exactly), so
+ * each gets connection slots for all of them; the ceiling itself is enforced across workers.
+ */
+export function vmProxyHost(capacity: ProxyCapacity, behind: Pick<EdgeHostProfile["listen"], "proxyProtocolFrom"> = {}): EdgeHostProfile {
+    const maxSockets = proxySocketCeiling(capacity);
+    const connections = 2 * maxSockets + 1024;
+    return {
+        listen: { port: 443, ipv6: true, ...behind },
+        httpRedirectPort: 80,
+        statusListen: { address: "127.0.0.1", port: proxyHost.statusPort },
+        workers: { user: "www-data", processes: Math.max(1, capacity.vcpus), connections, fileLimit: connections + 1024 },
+        maxSockets,
+        paths: { pidFile: "/run/nginx.pid", errorLog: "/var/log/nginx/error.log", accessLog: "/var/log/nginx/access.log" },
+    };
+}
+
+/**
+ * What the edge admits at once: the host's ceiling (its memory), lowered by the `maxSockets`
+ * setting when that is smaller; a host without a ceiling (the local stack) takes the setting.
+ */
+export function socketCeiling(settings: Pick<EdgeSettings, "maxSockets">, host: Pick<EdgeHostProfile, "maxSockets">): number | undefined {
+    const limits = [host.maxSockets, settings.maxSockets || undefined].filter((n): n is number => n !== undefined);
+    return limits.length === 0 ? undefined : Math.min(...limits);
+}

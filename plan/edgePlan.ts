@@ -1,0 +1,215 @@
+/**
+ * The edge, planned once: from the settings and where it is placed, everything it is made of —
+ * the PKI to issue, what each backend runs with, the proxy's host profile and capacity, the
+ * rendered NGINX config, the release every proxy gets, the health gate's credentials, and whether
+ * the health agent runs. Pure, so the AWS program (index.ts), the local stack (local/) and the VM
+ * twin (twin/) are adapters that place what it says, and run the same edge by construction.
+ */
+import { encodeDeployBundle, releaseFiles } from "../deploy/deployBundle";
+import { type EdgeHostProfile, edgeConfigSpec } from "../nginx/edgeConfigFromSettings";
+import type { EdgeConfigSpec, UpstreamServer } from "../nginx/edgeConfigSpec";
+import { renderNginxConfig } from "../nginx/renderNginxConfig";
+import { edgePkiSpec, type PkiSpec } from "../pki/pkiSpec";
+import type { EdgeSettings } from "../settings/edgeSettings";
+import { socketCeiling, vmProxyHost } from "./capacity";
+
+export type PlacementKind = "aws" | "local" | "twin";
+
+/**
+ * The machine a proxy runs on: a VM of the proxy's image (on AWS, and its twin here), known by its
+ * size, or the local stack's own host profile (its ports and state folder).
+ */
+export type ProxyMachine =
+    | {
+          readonly kind: "vm";
+          readonly memoryMiB: number;
+          readonly vcpus: number;
+          /** Behind a load balancer: the addresses whose PROXY protocol headers NGINX believes. */
+          readonly proxyProtocolFrom?: readonly string[];
+      }
+    | { readonly kind: "local"; readonly host: EdgeHostProfile };
+
+/** Where the edge is placed: the facts of a placement, and nothing else. */
+export interface EdgePlacement {
+    readonly kind: PlacementKind;
+    readonly proxy: ProxyMachine;
+    /** The names clients use: the certificate's, server_name, the edge's own origin. */
+    readonly serverNames: readonly string[];
+    /** The port clients reach the edge at: 443 on a VM, the endpoint's port locally (also behind the local front). */
+    readonly publicPort: number;
+    /** The backends, as the proxy reaches them. */
+    readonly backends: readonly UpstreamServer[];
+}
+
+/**
+ * What may differ between the placements of one edge, by construction: these fields of the
+ * renderer's spec, which come from the placement's facts (its machine, names, ports and backends).
+ * Everything else of two placements' plans is the same; the rendered config is a function of the
+ * spec alone. A property test holds the three placements to it.
+ */
+export const placementFields = [
+    "serverNames",
+    "rejectUnknownNames",
+    "publicPort",
+    "listen",
+    "statusListen",
+    "httpRedirectPort",
+    "upstream.servers",
+    "limits.totalSockets",
+    "workers.user",
+    "workers.processes",
+    "workers.connections",
+    "workers.fileLimit",
+    "paths",
+    /** Only when the allowedOrigins setting is empty: then they are the edge's own origins, its names on its port. */
+    "allowedOrigins",
+] as const;
+
+/** The plan's spec without its placement fields: what every placement of the same settings shares. */
+export function sharedSpec(plan: EdgePlan): unknown {
+    const spec = structuredClone(plan.spec) as unknown as Record<string, Record<string, unknown>>;
+    for (const field of placementFields) {
+        if (field === "allowedOrigins" && plan.settings.allowedOrigins.length > 0) continue;
+        const [head, tail] = field.split(".");
+        if (tail === undefined) delete spec[head];
+        else if (spec[head] !== undefined) delete spec[head][tail];
+    }
+    return spec;
+}
+
+export interface EdgePlan {
+    readonly settings: EdgeSettings;
+    readonly placement: EdgePlacement;
+    /** What the renderer is told; the config is its rendering. */
+    readonly spec: EdgeConfigSpec;
+    /** How NGINX runs on the proxy's machine. */
+    readonly host: EdgeHostProfile;
+    /** WebSockets the proxy admits at once; undefined: no ceiling but NGINX's own (the local stack). */
+    readonly maxSockets: number | undefined;
+    readonly nginxConfig: string;
+    /** What every backend runs with, besides its own name, address and certificate. */
+    readonly backendEnvironment: { readonly PING_INTERVAL_SECONDS: string };
+    /** Whether each proxy runs the backend health agent beside NGINX (the activeHealthChecks setting). */
+    readonly healthAgent: boolean;
+}
+
+/** The plan of an edge with `settings`, placed at `placement`. */
+export function planEdge(settings: EdgeSettings, placement: EdgePlacement): EdgePlan {
+    const host =
+        placement.proxy.kind === "vm"
+            ? vmProxyHost(
+                  {
+                      memoryMiB: placement.proxy.memoryMiB,
+                      vcpus: placement.proxy.vcpus,
+                      backendCount: placement.backends.length,
+                      tunnelBufferKiB: settings.tunnelBufferKiB,
+                  },
+                  placement.proxy.proxyProtocolFrom ? { proxyProtocolFrom: placement.proxy.proxyProtocolFrom } : {},
+              )
+            : placement.proxy.host;
+    const spec = edgeConfigSpec(settings, placement.backends, host, placement.serverNames, placement.publicPort);
+    return {
+        settings,
+        placement,
+        spec,
+        host,
+        maxSockets: socketCeiling(settings, host),
+        nginxConfig: renderNginxConfig(spec),
+        backendEnvironment: { PING_INTERVAL_SECONDS: String(backendPingIntervalSeconds(settings)) },
+        healthAgent: settings.activeHealthChecks,
+    };
+}
+
+/**
+ * How often a backend pings each client: well inside the idle timeout, so that a live
+ * socket never reaches it, and at most every 30 s.
+ */
+export function backendPingIntervalSeconds(settings: Pick<EdgeSettings, "idleTimeoutSeconds">): number {
+    return Math.max(1, Math.min(30, Math.floor(settings.idleTimeoutSeconds / 3)));
+}
+
+/** The PKI an edge needs: its own certificate for the names and addresses clients use, one per backend, the proxy's client certificate. */
+export function edgePkiPlan(
+    settings: Pick<EdgeSettings, "backendCount">,
+    edge: { readonly dnsNames: readonly string[]; readonly ipAddresses: readonly string[]; readonly userSuppliedCertificate: boolean },
+): PkiSpec {
+    return edgePkiSpec({
+        edgeDnsNames: [...edge.dnsNames],
+        edgeIpAddresses: [...edge.ipAddresses],
+        backendCount: settings.backendCount,
+        userSuppliedEdgeCertificate: edge.userSuppliedCertificate,
+    });
+}
+
+/** What the PKI gives a release and a health gate, by the names the local issuer and the AWS component share. */
+export interface EdgeCertificates {
+    readonly caCertificatePem: string;
+    /** Edge leaf followed by its chain. */
+    readonly edgeCertificateChainPem: string;
+    readonly edgePrivateKeyPem: string;
+    readonly proxyClientCertificate: { readonly certificatePem: string; readonly privateKeyPem: string };
+}
+
+/** The files of the release every proxy of the plan gets: the config, the TLS files it names, the health agent if it runs. */
+export function releaseOf(plan: Pick<EdgePlan, "nginxConfig" | "healthAgent">, certificates: EdgeCertificates): Record<string, string> {
+    return releaseFiles({
+        nginxConfig: plan.nginxConfig,
+        certificateChainPem: certificates.edgeCertificateChainPem,
+        privateKeyPem: certificates.edgePrivateKeyPem,
+        backendCaPem: certificates.caCertificatePem,
+        proxyClientCertificatePem: certificates.proxyClientCertificate.certificatePem,
+        proxyClientKeyPem: certificates.proxyClientCertificate.privateKeyPem,
+        backendHealthAgent: plan.healthAgent,
+    });
+}
+
+/** The release as the deploy script reads it on standard input. */
+export function releaseBundle(plan: Pick<EdgePlan, "nginxConfig" | "healthAgent">, certificates: EdgeCertificates): string {
+    return encodeDeployBundle(releaseOf(plan, certificates));
+}
+
+/** What the health gate on a proxy checks a backend with: the CA and the proxy's client certificate, as it reads them on standard input. */
+export function healthGateCredentials(certificates: Omit<EdgeCertificates, "edgeCertificateChainPem" | "edgePrivateKeyPem">): string {
+    return encodeDeployBundle({
+        "ca.crt": certificates.caCertificatePem,
+        "client.crt": certificates.proxyClientCertificate.certificatePem,
+        "client.key": certificates.proxyClientCertificate.privateKeyPem,
+    });
+}
+
+/** The machine the VM twin stands for: the default proxy instance type's memory and vCPUs (c6i.large). */
+export const twinMachine = { memoryMiB: 4096, vcpus: 2 } as const;
+
+/** On AWS: the proxy VM by its instance type, the edge's public name, the backends' private addresses. */
+export function awsPlacement(facts: {
+    readonly memoryMiB: number;
+    readonly vcpus: number;
+    readonly publicName: string;
+    readonly backendAddresses: readonly string[];
+    readonly backendPort: number;
+    /** Behind the Network Load Balancer: the VPC's range, where its nodes' PROXY protocol headers come from. */
+    readonly balancerRange?: string;
+}): EdgePlacement {
+    return {
+        kind: "aws",
+        proxy: {
+            kind: "vm",
+            memoryMiB: facts.memoryMiB,
+            vcpus: facts.vcpus,
+            ...(facts.balancerRange ? { proxyProtocolFrom: [facts.balancerRange] } : {}),
+        },
+        serverNames: [facts.publicName],
+        publicPort: 443,
+        backends: facts.backendAddresses.map((address) => ({ address, port: facts.backendPort })),
+    };
+}
+
+/** On the VM twin: the proxy VM's image on the machine it stands for, reached as localhost, in front of backends on this machine. */
+export function twinPlacement(backends: readonly UpstreamServer[]): EdgePlacement {
+    return { kind: "twin", proxy: { kind: "vm", ...twinMachine }, serverNames: ["localhost"], publicPort: 443, backends };
+}
+
+/** On this machine: a proxy's own host profile, the endpoint's port (the front's, when there are several proxies). */
+export function localPlacement(host: EdgeHostProfile, publicPort: number, backends: readonly UpstreamServer[]): EdgePlacement {
+    return { kind: "local", proxy: { kind: "local", host }, serverNames: ["localhost"], publicPort, backends };
+}

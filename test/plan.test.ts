@@ -1,0 +1,187 @@
+// One plan, three placements: the AWS program, the local stack and the VM twin run the same edge
+// by construction. For any valid settings, the plans of the three placements differ only in the
+// placement's fields (plan/edgePlan.ts lists them: the rendered config is a function of the spec
+// alone), and every setting of the table does something in every placement.
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import fc from "fast-check";
+import { backendHealthAgentFile } from "../deploy/deployBundle";
+import type { EdgeHostProfile } from "../nginx/edgeConfigFromSettings";
+import type { UpstreamServer } from "../nginx/edgeConfigSpec";
+import {
+    awsPlacement,
+    type EdgeCertificates,
+    type EdgePlan,
+    edgePkiPlan,
+    localPlacement,
+    planEdge,
+    releaseOf,
+    sharedSpec,
+    twinMachine,
+    twinPlacement,
+} from "../plan/edgePlan";
+import { edgeSettingsOf, type RawSettings, validateEdgeSettings, validateSettings } from "../settings/edgeSettings";
+import { type EdgeSettingKey, edgeSettingKeys, settingsTable } from "../settings/settingsTable";
+import { fuzzSeed as seed, validSettings } from "./support/settingsArbitraries";
+
+const backends: UpstreamServer[] = [
+    { address: "10.213.11.1", port: 17001 },
+    { address: "10.213.11.1", port: 17002 },
+    { address: "10.213.11.1", port: 17003 },
+];
+/** A local proxy's host profile, as local/localProxy.ts gives it (its port behind the front: 21443). */
+const localHost: EdgeHostProfile = {
+    listen: { port: 21443, address: "127.0.0.1", ipv6: false },
+    httpRedirectPort: 21080,
+    statusListen: { address: "127.0.0.1", port: 21999 },
+    workers: { processes: 2, connections: 19800, fileLimit: 20000 },
+    paths: {
+        pidFile: "/state/edge/run/nginx.pid",
+        errorLog: "/state/edge/logs/error.log",
+        accessLog: "/state/edge/logs/access.log",
+        tempDir: "/state/edge/run/tmp",
+    },
+};
+/** What a PKI gives a release; the same for every placement here, so releases can be compared. */
+const certificates: EdgeCertificates = {
+    caCertificatePem: "ca",
+    edgeCertificateChainPem: "chain",
+    edgePrivateKeyPem: "key",
+    proxyClientCertificate: { certificatePem: "client", privateKeyPem: "client key" },
+};
+
+/** The three placements of one edge: AWS on the machine the twin stands for, the twin, and a local proxy behind its front on 20443. */
+function placed(settings: RawSettings): Record<"aws" | "twin" | "local", EdgePlan> {
+    const edge = validateEdgeSettings(settings);
+    return {
+        aws: planEdge(
+            edge,
+            awsPlacement({ ...twinMachine, publicName: "localhost", backendAddresses: backends.map((b) => b.address), backendPort: 17001 }),
+        ),
+        twin: planEdge(edge, twinPlacement(backends.map((b) => ({ ...b, port: 17001 })))),
+        local: planEdge(edge, localPlacement(localHost, 20443, backends)),
+    };
+}
+
+const edgeOnly = (raw: RawSettings): RawSettings =>
+    Object.fromEntries(Object.entries(raw).filter(([key]) => (edgeSettingKeys as string[]).includes(key)));
+
+describe("one plan, three placements", () => {
+    it("AWS and the VM twin, on the same machine in front of the same backends, get the same config and release byte for byte (200 generated settings)", () => {
+        let cases = 0;
+        fc.assert(
+            fc.property(validSettings, (raw) => {
+                cases++;
+                const { aws, twin } = placed(edgeOnly(raw));
+                assert.equal(twin.nginxConfig, aws.nginxConfig);
+                assert.deepEqual(releaseOf(twin, certificates), releaseOf(aws, certificates));
+                assert.deepEqual(twin.backendEnvironment, aws.backendEnvironment);
+            }),
+            { numRuns: 200, seed },
+        );
+        assert.equal(cases, 200);
+    });
+
+    it("the local stack differs from AWS only in the placement's fields (200 generated settings)", () => {
+        fc.assert(
+            fc.property(validSettings, (raw) => {
+                const { aws, local } = placed(edgeOnly(raw));
+                assert.deepEqual(sharedSpec(local), sharedSpec(aws));
+                const [localFiles, awsFiles] = [releaseOf(local, certificates), releaseOf(aws, certificates)];
+                assert.deepEqual(Object.keys(localFiles).sort(), Object.keys(awsFiles).sort(), "the same files");
+                for (const file of Object.keys(awsFiles).filter((f) => f !== "nginx.conf"))
+                    assert.equal(localFiles[file], awsFiles[file], file);
+                assert.equal(local.healthAgent, aws.healthAgent);
+                assert.deepEqual(local.backendEnvironment, aws.backendEnvironment);
+            }),
+            { numRuns: 200, seed },
+        );
+    });
+
+    it("the twin follows tunnelBufferKiB as AWS does: the same socket ceiling and worker slots", () => {
+        const { aws, twin } = placed({ tunnelBufferKiB: "16" });
+        assert.match(aws.nginxConfig, /limit_conn edge_sockets 28493;/);
+        assert.match(aws.nginxConfig, /worker_connections 58010;/);
+        assert.match(twin.nginxConfig, /limit_conn edge_sockets 28493;/);
+        assert.match(twin.nginxConfig, /worker_connections 58010;/);
+        assert.equal(twin.maxSockets, 28493);
+    });
+
+    it("the twin follows activeHealthChecks as AWS does: off, the release carries no health agent", () => {
+        for (const plan of Object.values(placed({ activeHealthChecks: "false" })))
+            assert.ok(!(backendHealthAgentFile in releaseOf(plan, certificates)), plan.placement.kind);
+        for (const plan of Object.values(placed({})))
+            assert.ok(backendHealthAgentFile in releaseOf(plan, certificates), plan.placement.kind);
+    });
+
+    it("the local stack renders the HTTP redirect when httpRedirect is on, to the endpoint's own port", () => {
+        const { local } = placed({ httpRedirect: "true" });
+        assert.match(local.nginxConfig, /listen 127\.0\.0\.1:21080;\n\s+return 301 https:\/\/\$host:20443\$request_uri;/);
+        assert.doesNotMatch(placed({}).local.nginxConfig, /return 301/);
+    });
+
+    it("behind the local front, a page of the endpoint's own origin may open sockets, not one of the proxy's internal port", () => {
+        const { local } = placed({});
+        assert.match(local.nginxConfig, /"https:\/\/localhost:20443" 1;/);
+        assert.doesNotMatch(local.nginxConfig, /https:\/\/localhost:21443/);
+    });
+});
+
+/** A valid value other than the default for each edge setting. */
+const otherValue: { readonly [K in EdgeSettingKey]: string } = {
+    backendCount: "4",
+    proxyCount: "2",
+    activeHealthChecks: "false",
+    idleTimeoutSeconds: "120",
+    drainTimeoutSeconds: "60",
+    httpRedirect: "true",
+    tlsPolicy: "mozilla-modern",
+    backendTlsProtocol: "TLSv1.3",
+    connectionsPerAddress: "50",
+    maxSockets: "2000",
+    tunnelBufferKiB: "8",
+    affinity: "cookie",
+    affinityCookieName: "sticky",
+    affinityCookieMaxAgeSeconds: "600",
+    allowedOrigins: '["https://app.example.com"]',
+};
+
+/**
+ * Everything an adapter takes from the plan and the settings for a placement: the plan itself, the
+ * PKI it issues, and the fleet's shape (how many proxies and backends it starts).
+ */
+function whatIsPlaced(raw: RawSettings, kind: "aws" | "twin" | "local"): string {
+    const settings = validateEdgeSettings(raw);
+    const plan = placed(raw)[kind];
+    return JSON.stringify({
+        config: plan.nginxConfig,
+        release: releaseOf(plan, certificates),
+        environment: plan.backendEnvironment,
+        pki: edgePkiPlan(settings, { dnsNames: ["localhost"], ipAddresses: [], userSuppliedCertificate: false }),
+        fleet: { proxies: settings.proxyCount, backends: settings.backendCount },
+    });
+}
+
+describe("every setting does something", () => {
+    it("has another valid value for every edge setting of the table", () => {
+        for (const key of edgeSettingKeys) validateEdgeSettings({ [key]: otherValue[key] });
+        assert.deepEqual(Object.keys(otherValue).sort(), [...edgeSettingKeys].sort());
+    });
+
+    for (const key of edgeSettingKeys) {
+        it(`${key}: changes what AWS, the local stack and the twin run`, () => {
+            // Settings that act only together with another get it: the cookie's name and age with cookie affinity.
+            const base: RawSettings = key.startsWith("affinityCookie") ? { affinity: "cookie" } : {};
+            for (const kind of ["aws", "local", "twin"] as const) {
+                assert.notEqual(whatIsPlaced({ ...base, [key]: otherValue[key] }, kind), whatIsPlaced(base, kind), `${key} on ${kind}`);
+            }
+        });
+    }
+
+    it("takes the AWS placement's settings from the stack only (edge settings are the table's edge scope)", () => {
+        const aws = Object.keys(settingsTable).filter((key) => !(edgeSettingKeys as string[]).includes(key));
+        for (const key of aws) assert.equal(settingsTable[key as keyof typeof settingsTable].scope, "aws", key);
+        const stack = validateSettings({ adminCidrs: '["203.0.113.0/24"]' });
+        assert.deepEqual(Object.keys(edgeSettingsOf(stack)).sort(), [...edgeSettingKeys].sort());
+    });
+});
