@@ -14,7 +14,7 @@
 
 interface Common {
     readonly scope: "edge" | "aws";
-    /** One or two sentences, as `pulumi config` and the README show them. */
+    /** One or two sentences, as `pulumi config` and docs/configuration.md show them. */
     readonly description: string;
 }
 
@@ -72,7 +72,7 @@ export const settingsTable = {
         kind: "instanceType",
         default: "c6i.large",
         description:
-            "EC2 instance type of the NGINX proxy. Its memory sets how many WebSockets NGINX admits (38,550 on c6i.large; see the README's capacity table).",
+            "EC2 instance type of the NGINX proxy. Its memory sets how many WebSockets NGINX admits (38,550 on c6i.large; see the capacity table in docs/aws.md).",
     },
     backendPort: {
         scope: "aws",
@@ -188,7 +188,7 @@ export const settingsTable = {
         min: 1,
         max: 64,
         description:
-            "KiB NGINX buffers per direction of each upgraded socket (proxy_buffer_size), 1 to 64; the backend's 101 response headers must fit in it too. Smaller holds more sockets per GiB; larger sends big messages in fewer TLS records. See the README's capacity section.",
+            "KiB NGINX buffers per direction of each upgraded socket (proxy_buffer_size), 1 to 64; the backend's 101 response headers must fit in it too. Smaller holds more sockets per GiB; larger sends big messages in fewer TLS records. See the capacity section of docs/aws.md.",
     },
     affinity: {
         scope: "edge",
@@ -197,7 +197,7 @@ export const settingsTable = {
         pattern: "^(client-address|cookie|query:[A-Za-z0-9_]{1,32})$",
         rule: "must be client-address, cookie, or query:<name> (the query parameter's name: 1 to 32 letters, digits or _)",
         description:
-            "Which backend a socket goes to: client-address (ip_hash), cookie (an affinity cookie the edge issues), or query:<name> (a query parameter such as ?room=, consistently hashed). See the README's affinity section.",
+            "Which backend a socket goes to: client-address (ip_hash), cookie (an affinity cookie the edge issues), or query:<name> (a query parameter such as ?room=, consistently hashed). See the affinity section of docs/aws.md.",
     },
     affinityCookieName: {
         scope: "edge",

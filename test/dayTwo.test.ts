@@ -1,6 +1,6 @@
 // Day two on AWS: for each change a user makes after the first `pulumi up`, what the next `up`
 // replaces, updates or leaves alone — the program run before and after under mocks, the
-// providers' replace rules applied (test/support/changePlan.ts). The README's change matrix
+// providers' replace rules applied (test/support/changePlan.ts). The change matrix in docs/aws.md
 // says the same in words; what happens to open sockets follows from these actions.
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
