@@ -70,6 +70,8 @@ class Tally {
         }
         if (type === "test:pass") {
             // A skipped suite counts as one skipped test: its tests are never declared.
+            // Left out by --test-name-pattern: not run, by request, and not a skip to report.
+            if (data.skip === "test name does not match pattern") return;
             if (data.skip !== undefined && data.skip !== false) {
                 this.skipped.push({ name: data.name, file, reason: typeof data.skip === "string" ? data.skip : "skipped" });
             } else if (!suite && (data.todo === undefined || data.todo === false)) this.passed++;

@@ -256,6 +256,24 @@ describe("a first boot that fails", twinRuns, async () => {
     });
 });
 
+describe("user data cloud-init cannot read", twinRuns, async () => {
+    if (skip) return;
+    const twin = await twinOf(
+        "badyaml",
+        17,
+        "i-twin-badyaml",
+        () => "#cloud-config\nwrite_files:\n  - path: /etc/x\n    content: [unclosed\n",
+    );
+
+    it("fails the wait for the VM at once with cloud-init's own warning, not after the SSH timeout", async () => {
+        await assert.rejects(twin.waitForSsh(), (error: Error) => {
+            assert.match(error.message, /first boot finished without the user data's host key; cloud-init said:/);
+            assert.match(error.message, /Failed loading yaml blob\. Invalid format at line 4/);
+            return true;
+        });
+    });
+});
+
 /** `make` run once, by whichever caller comes first; every caller gets its result. */
 function once<T>(make: () => Promise<T>): () => Promise<T> {
     let made: Promise<T> | undefined;

@@ -5,7 +5,7 @@
  * as `admin` with the host key pinned — as the stack's deploy reaches the VM.
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { closeSync, openSync, readdirSync, readFileSync } from "node:fs";
+import { closeSync, existsSync, openSync, readdirSync, readFileSync } from "node:fs";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -285,6 +285,7 @@ export class VmTwin {
                     throw new Error(`vm twin: the twin stopped while booting:\n${this.consoleTail()}`);
                 const probe = await this.ssh("true");
                 lastAnswer = probe.stderr.trim();
+                if (probe.code !== 0 && /REMOTE HOST IDENTIFICATION HAS CHANGED/.test(lastAnswer)) this.failIfFirstBootIgnoredUserData();
                 if (probe.code !== 0) await sleep(500);
                 return probe.code === 0;
             },
@@ -292,6 +293,26 @@ export class VmTwin {
         ).catch((error: Error) => {
             throw new Error(`${error.message}\nlast answer: ${lastAnswer || "(none)"}\n${this.consoleTail()}`);
         });
+    }
+
+    /**
+     * sshd answers with a key other than the pinned one: if cloud-init has finished, the user data
+     * never gave it its keys (cloud-init 22.4 logs a user data it cannot read as a warning, calls
+     * the boot done, and makes random host keys), and waiting longer cannot help. Fails with
+     * cloud-init's own warnings.
+     */
+    private failIfFirstBootIgnoredUserData(): void {
+        if (!existsSync(join(this.merged, "var", "lib", "cloud", "data", "result.json"))) return;
+        let log = "";
+        try {
+            log = readFileSync(join(this.merged, "var", "log", "cloud-init.log"), "utf8");
+        } catch {
+            // no log: say what is known
+        }
+        const warnings = log.split("\n").filter((line) => /\[(WARNING|ERROR)\]/.test(line));
+        throw new Error(
+            `vm twin: first boot finished without the user data's host key; cloud-init said:\n${warnings.join("\n") || "(no warnings in /var/log/cloud-init.log)"}`,
+        );
     }
 
     consoleTail(lines = 30): string {
