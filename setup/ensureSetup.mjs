@@ -27,6 +27,7 @@ const systemPackages =
                         { binary: "sslscan", pkg: "sslscan", why: "the TLS audit test" },
                         { binary: "debootstrap", pkg: "debootstrap", why: "the VM twin's Debian 12 tree" },
                         { binary: "systemd-nspawn", pkg: "systemd-container", why: "booting the VM twin" },
+                        { binary: "dpkg-scanpackages", pkg: "dpkg-dev", why: "the VM twin's package mirror" },
                         { binary: "ssh", pkg: "openssh-client", why: "deploying to the VM twin" },
                         { binary: "chromium", pkg: "chromium", why: "the browser tests" },
                         { binary: "haproxy", pkg: "haproxy", why: "the load-balanced twin's front" },

@@ -4,7 +4,7 @@
 // backends on this machine; everything stays on the twin's link and is removed at the end.
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { promisify } from "node:util";
@@ -14,6 +14,7 @@ import { proxyFirstBootScript } from "../host/proxyHost";
 import { LocalStack } from "../local/localStack";
 import { hardFileLimit, waitUntil } from "../local/processes";
 import { close, connect, type EdgeSession, echo } from "../smoke/edgeClient";
+import { rootfsPath, twinMirror, userDataPackages } from "../twin/rootfs";
 import { bootProxyTwin, deployToTwin, gateBackends, TwinDeployError, twinPlan } from "../twin/twinEdge";
 import { runningTwinPids, type VmTwin } from "../twin/vmTwin";
 import { requiring, unlessTwinCanRun } from "./support/requirements";
@@ -66,6 +67,21 @@ describe("the proxy VM's twin", twinRuns, async () => {
         await firstDeploy();
         for (let i = 0; i < 20; i++) held.push(await connectThrough(twin, stack));
         return held;
+    });
+
+    it("starts from an image like the AMI: NGINX, curl and the exporter come from the user data's apt-get at first boot, from the twin's mirror", async () => {
+        const tree = rootfsPath();
+        for (const binary of ["usr/sbin/nginx", "usr/bin/curl", "usr/bin/prometheus-nginx-exporter"])
+            assert.ok(!existsSync(join(tree, binary)), `${binary} is not in the image before first boot`);
+        const mirrored = readFileSync(join(tree, twinMirror, "Packages"), "utf8");
+        for (const pkg of userDataPackages) assert.match(mirrored, new RegExp(`^Package: ${pkg}$`, "m"), `the mirror serves ${pkg}`);
+        await firstDeploy();
+        const installed = await twin.ssh(`dpkg-query -W -f='\${Status}\n' ${userDataPackages.join(" ")}`);
+        assert.deepEqual(
+            installed.stdout.trim().split("\n"),
+            userDataPackages.map(() => "install ok installed"),
+            installed.stderr,
+        );
     });
 
     it("finishes first boot from the stack's user data, and answers SSH only with the host key the stack pinned", async () => {

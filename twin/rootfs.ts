@@ -1,7 +1,7 @@
 /**
  * The VM twin's root file system: Debian 12 as the proxy's AMI has it where it matters here
- * (systemd, cloud-init, OpenSSH, sudo, Debian's NGINX), built once per machine with debootstrap
- * and cached. Everything a twin writes goes to an overlay of its own; this tree is never changed.
+ * (systemd, cloud-init, OpenSSH, sudo; NGINX not yet: the user data installs it), built once per
+ * machine with debootstrap and cached, with a package mirror of its own. Everything a twin writes goes to an overlay of its own; this tree is never changed.
  */
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -9,15 +9,14 @@ import { closeSync, existsSync, openSync, rmSync, statSync } from "node:fs";
 import { mkdir, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { proxyHost } from "../host/proxyHost";
+import { proxyFirstBootScript, proxyHost } from "../host/proxyHost";
 
 const run = promisify(execFile);
 
 /**
  * The packages: what Debian's cloud image has that the proxy's user data and deploy use.
  * python3-cffi-backend is named because cloud-init's dependencies fail to configure without it
- * in a minbase system. nginx-light and curl are what the user data installs: present here, since
- * the twin has no route to a package mirror, its `apt-get install` finds them installed.
+ * in a minbase system.
  */
 const packages = [
     "systemd",
@@ -30,14 +29,20 @@ const packages = [
     "iproute2",
     "ca-certificates",
     "util-linux",
-    "nginx-light",
-    "curl",
-    "prometheus-nginx-exporter",
     // cloud-init's locale module sets en_US.UTF-8, as the cloud image has it.
     "locales",
 ];
 const suite = "bookworm";
 const mirror = "http://deb.debian.org/debian";
+
+/**
+ * What the user data installs at first boot (its `apt-get install` line, read from the script so
+ * the two cannot differ): not installed in the image, as on the AMI, but served to the twin by a
+ * mirror of its own in the tree (the twin has no route to Debian's), with what they depend on.
+ */
+export const userDataPackages = (/apt-get install -y -q ([^\n]+)/.exec(proxyFirstBootScript)?.[1] ?? "").trim().split(/\s+/);
+/** Where the twin's mirror lives in the tree, and how apt is pointed at it. */
+export const twinMirror = "/var/lib/wss-edge-twin-mirror";
 
 /**
  * What the image gets on top of the packages, as Debian's cloud images set it: cloud-init reads
@@ -62,8 +67,8 @@ const cloudImageConfig: Record<string, string> = {
         "    shell: /bin/bash",
         "",
     ].join("\n"),
-    // No mirror is reachable from the twin: apt sees none, and its `update` finds nothing to do.
-    "etc/apt/sources.list": "",
+    // No Debian mirror is reachable from the twin: apt is pointed at the twin's own.
+    "etc/apt/sources.list": `deb [trusted=yes] file:${twinMirror} ./\n`,
     // Each instance gets its machine ID at its first boot, as on EC2.
     "etc/machine-id": "",
 };
@@ -75,12 +80,15 @@ const cloudImageConfig: Record<string, string> = {
  */
 const imageSteps = [
     "sed -i 's/^# *en_US.UTF-8 UTF-8/en_US.UTF-8 UTF-8/' /etc/locale.gen && locale-gen",
-    "rm -f /etc/ssh/ssh_host_* /etc/nginx/sites-enabled/default && rm -rf /var/lib/cloud/*",
+    "rm -f /etc/ssh/ssh_host_* && rm -rf /var/lib/cloud/* /var/lib/apt/lists/* && apt-get clean",
 ];
 
 /** Where the cached tree lives: one per package list and image setup, so a change to either builds a new one. */
 export function rootfsPath(cacheDir = "/var/tmp/wss-edge-vm-twin"): string {
-    const key = createHash("sha256").update(JSON.stringify({ suite, packages, cloudImageConfig, imageSteps })).digest("hex").slice(0, 12);
+    const key = createHash("sha256")
+        .update(JSON.stringify({ suite, packages, userDataPackages, cloudImageConfig, imageSteps }))
+        .digest("hex")
+        .slice(0, 12);
     return join(cacheDir, `${suite}-${key}`, "rootfs");
 }
 
@@ -126,6 +134,21 @@ async function buildRootfs(rootfs: string, log: (line: string) => void): Promise
         await run("debootstrap", ["--variant=minbase", `--include=${packages.join(",")}`, suite, staging, mirror], {
             maxBuffer: 64 * 1024 * 1024,
         });
+        // The twin's mirror: the user data's packages and what they need beyond the image, fetched
+        // now (debootstrap left Debian's mirror in sources.list) and indexed as a flat repository.
+        const mirrorDir = join(staging, twinMirror);
+        await run(
+            "chroot",
+            [staging, "sh", "-c", `apt-get clean && apt-get update -q && apt-get install --download-only -y -q ${userDataPackages.join(" ")}`],
+            { maxBuffer: 64 * 1024 * 1024 },
+        );
+        await mkdir(mirrorDir, { recursive: true });
+        await run("sh", ["-c", `mv "$1"/var/cache/apt/archives/*.deb "$2"/`, "sh", staging, mirrorDir]);
+        const { stdout: index } = await run("dpkg-scanpackages", ["--multiversion", ".", "/dev/null"], {
+            cwd: mirrorDir,
+            maxBuffer: 64 * 1024 * 1024,
+        });
+        await writeFile(join(mirrorDir, "Packages"), index);
         for (const [path, content] of Object.entries(cloudImageConfig)) {
             await mkdir(join(staging, path, ".."), { recursive: true });
             await writeFile(join(staging, path), content);
