@@ -6,25 +6,15 @@ import { after, describe, it } from "node:test";
 import fc from "fast-check";
 import { edgeConfigSpec } from "../nginx/edgeConfigFromSettings";
 import { renderNginxConfig } from "../nginx/renderNginxConfig";
-import { vmProxyHost } from "../plan/capacity";
 import { type RawSettings, validateSettings } from "../settings/edgeSettings";
 import { nginxTest, removeTestPki, scratchLocalHost } from "./support/nginxCheck";
 import { runEdgeProgram } from "./support/pulumiProgram";
+import { render, specFor } from "./support/renderFixtures";
 import { requiring, unlessRoot } from "./support/requirements";
 import { resolvableUpstreams, fuzzSeed as seed, validSettings } from "./support/settingsArbitraries";
 
-/** The proxy VM of the default stack: c6i.large (4 GiB, 2 vCPUs) in front of 3 backends. */
-const vmHost = vmProxyHost({ memoryMiB: 4096, vcpus: 2, backendCount: 3 });
-const backends = [
-    { address: "10.0.1.21", port: 8443 },
-    { address: "10.0.2.22", port: 8443 },
-    { address: "10.0.3.23", port: 8443 },
-];
 // `nginx -t` creates the pid file and temp folders, so they must point somewhere real.
 const { host: localHost, remove: removeScratch } = scratchLocalHost();
-const specFor = (raw: RawSettings = {}, host = vmHost, servers = backends, names = ["ws.example.com"]) =>
-    edgeConfigSpec(validateSettings({ adminCidrs: '["203.0.113.0/24"]', ...raw }), servers, host, names);
-const render = (raw: RawSettings = {}, host = vmHost) => renderNginxConfig(specFor(raw, host));
 /** The proxy VM's config names /run and /var/log/nginx, which only root may write. */
 const asRoot = requiring(unlessRoot("the VM config uses /run and /var/log/nginx"));
 

@@ -4,29 +4,16 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import type { BenchResults } from "../bench/report";
-import { edgeConfigSpec } from "../nginx/edgeConfigFromSettings";
 import type { EdgeConfigSpec } from "../nginx/edgeConfigSpec";
 import { RenderError, renderNginxConfig } from "../nginx/renderNginxConfig";
 import { mozillaIntermediate } from "../nginx/tlsPolicy";
-import { memoryPerSocketKiB, proxySocketCeiling, vmProxyHost } from "../plan/capacity";
-import { type RawSettings, validateSettings } from "../settings/edgeSettings";
+import { memoryPerSocketKiB, proxySocketCeiling } from "../plan/capacity";
 import { defaultConfig, goldenPath } from "./golden/defaultConfig";
 import { scratchLocalHost } from "./support/nginxCheck";
+import { backends, render, specFor, vmHost } from "./support/renderFixtures";
 
-/** The proxy VM of the default stack: c6i.large (4 GiB, 2 vCPUs) in front of 3 backends. */
-const vmHost = vmProxyHost({ memoryMiB: 4096, vcpus: 2, backendCount: 3 });
-
-const backends = [
-    { address: "10.0.1.21", port: 8443 },
-    { address: "10.0.2.22", port: 8443 },
-    { address: "10.0.3.23", port: 8443 },
-];
 // `nginx -t` creates the pid file and temp folders, so they must point somewhere real.
 const { host: localHost, remove: removeScratch } = scratchLocalHost();
-const specFor = (raw: RawSettings = {}, host = vmHost, servers = backends, names = ["ws.example.com"]) =>
-    edgeConfigSpec(validateSettings({ adminCidrs: '["203.0.113.0/24"]', ...raw }), servers, host, names);
-const render = (raw: RawSettings = {}, host = vmHost) => renderNginxConfig(specFor(raw, host));
-
 after(removeScratch);
 
 describe("renderNginxConfig", () => {
