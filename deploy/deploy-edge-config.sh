@@ -123,6 +123,16 @@ UNIT
     systemctl is-active -q wss-edge-backend-health || systemctl enable -q --now wss-edge-backend-health
 fi
 
+# On a systemd host, an NGINX that dies (a crash, an OOM kill) is started again from the live
+# release, as the agent is: Debian's nginx.service has no Restart=, and with one proxy nothing
+# else would bring the edge back. A drop-in of its own, beside first boot's.
+if [ -n "$unit" ]; then
+    restart_dropin="$root/.nginx-restart.conf"
+    printf '[Service]\nRestart=on-failure\nRestartSec=1s\n' >"$restart_dropin"
+    if install_if_changed "$restart_dropin" "/etc/systemd/system/$unit.service.d/wss-edge-restart.conf" 0644; then systemctl daemon-reload; fi
+    rm -f "$restart_dropin"
+fi
+
 previous=$(readlink "$root/current" 2>/dev/null || true)
 swap_to() {
     ln -sfn "$1" "$root/.current.next"

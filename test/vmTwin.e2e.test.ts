@@ -130,13 +130,33 @@ describe("the proxy VM's twin", twinRuns, async () => {
 
     it("takes a second deploy with a changed setting as a reload: the open sockets stay", async () => {
         await heldSockets();
-        const master = (await twin.ssh("cat /run/nginx.pid")).stdout.trim();
+        const master = (await twin.ssh("sudo cat /run/nginx.pid")).stdout.trim();
+        assert.match(master, /^\d+$/, "NGINX's master pid, from its pid file (root's only)");
         await deployToTwin(twin, stack, twinPlan(stack, { idleTimeoutSeconds: "120" }));
-        assert.equal((await twin.ssh("cat /run/nginx.pid")).stdout.trim(), master, "reloaded, not restarted");
+        assert.equal((await twin.ssh("sudo cat /run/nginx.pid")).stdout.trim(), master, "reloaded, not restarted");
         assert.match((await twin.ssh("sudo cat /etc/wss-edge/current/nginx.conf")).stdout, /proxy_read_timeout 120s;/);
         assert.equal(held.filter((s) => s.socket.readyState !== WebSocket.OPEN).length, 0);
         const echoes = await Promise.all(held.map((s, i) => echo(s.socket, `after the second deploy ${i}`)));
         assert.ok(echoes.every((data, i) => data.toString() === `after the second deploy ${i}`));
+    });
+
+    it("starts NGINX again when it dies (systemd restarts it from the live release): a dead NGINX on a healthy VM is not an outage that lasts", async () => {
+        await firstDeploy();
+        const master = (await twin.ssh("sudo cat /run/nginx.pid")).stdout.trim();
+        assert.match(master, /^\d+$/, "NGINX's master pid, from its pid file (root's only)");
+        const killed = await twin.ssh(`sudo kill -9 ${master}`);
+        assert.equal(killed.code, 0, `master ${JSON.stringify(master)}: ${killed.stderr}`);
+        await waitUntil(
+            30000,
+            async () => {
+                const now = await twin.ssh("systemctl is-active --quiet nginx && sudo cat /run/nginx.pid");
+                return now.code === 0 && now.stdout.trim() !== master;
+            },
+            "NGINX did not come back after its master was killed",
+        );
+        const session = await connectThrough(twin, stack);
+        assert.equal((await echo(session.socket, "after a crash")).toString(), "after a crash");
+        await close(session.socket);
     });
 
     it("runs the backend health agent as a systemd service: a frozen backend is marked down in the live config, and back after SIGCONT", async () => {
