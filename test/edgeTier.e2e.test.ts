@@ -159,12 +159,16 @@ describe("the load-balanced edge's twin: two proxies behind HAProxy", async () =
             }
         })();
         const masters = stack.proxyNames().map((name) => stack.nginxMasterPid(name));
-        await stack.reconfigure({ idleTimeoutSeconds: "240" });
-        // A few more arrivals once both proxies run the new release, then the arrivals stop.
-        const openedByTheEnd = opened;
-        await waitUntil(20000, () => opened >= openedByTheEnd + 10 || refused.length > 0, "no new session after the roll");
-        rolling = false;
-        await arrivals;
+        try {
+            await stack.reconfigure({ idleTimeoutSeconds: "240" });
+            // A few more arrivals once both proxies run the new release, then the arrivals stop.
+            const openedByTheEnd = opened;
+            await waitUntil(20000, () => opened >= openedByTheEnd + 10 || refused.length > 0, "no new session after the roll");
+        } finally {
+            // Stopped even if the roll failed: no arrivals run on under the tests after this one.
+            rolling = false;
+            await arrivals;
+        }
 
         for (const name of stack.proxyNames()) {
             assert.match(readFileSync(join(stack.stateDir, name, "current", "nginx.conf"), "utf8"), /proxy_read_timeout 240s;/, name);
@@ -181,11 +185,6 @@ describe("the load-balanced edge's twin: two proxies behind HAProxy", async () =
     });
 
     describe("a frozen backend (SIGSTOP), with active health checks", () => {
-        let frozenPid = 0;
-        after(() => {
-            if (frozenPid && isAlive(frozenPid)) process.kill(frozenPid, "SIGCONT");
-        });
-
         it("is marked down on both proxies: its clients are served elsewhere, the others' sockets stay open; after SIGCONT it gets its clients back", async (t) => {
             // A client that hashes to backend-2, and sockets held on the other backends.
             let client = "";
@@ -207,52 +206,61 @@ describe("the load-balanced edge's twin: two proxies behind HAProxy", async () =
             const closedOthers: number[] = [];
             for (const s of others) s.socket.once("close", (code) => closedOthers.push(code));
 
-            frozenPid = stack.outputs.backends.find((b) => b.name === "backend-2")?.pid ?? 0;
+            const frozenPid = stack.outputs.backends.find((b) => b.name === "backend-2")?.pid ?? 0;
+            assert.ok(isAlive(frozenPid), "backend-2 runs");
             process.kill(frozenPid, "SIGSTOP");
-            const frozenAt = Date.now();
-            // Until both agents have marked it down, a new session may wait on it (NGINX's connect timeout).
-            let moved: EdgeSession | undefined;
-            await waitUntil(
-                60000,
-                async () => {
-                    const attempt = await connectToEdge(stack, { localAddress: client, timeoutMs: 1500 }).catch(() => undefined);
-                    if (attempt && attempt.hello.backend !== "backend-2") moved = attempt;
-                    else if (attempt) await close(attempt.socket);
-                    if (!moved) return false;
-                    // Served elsewhere at once through both proxies, not after a timeout on one of them.
-                    const second = await connectToEdge(stack, { localAddress: client, timeoutMs: 1500 }).catch(() => undefined);
-                    if (second) await close(second.socket);
-                    if (second && second.hello.backend !== "backend-2") return true;
-                    await close(moved.socket);
-                    moved = undefined;
-                    return false;
-                },
-                "sessions of the frozen backend's client were not served elsewhere",
-            );
-            const movedAfterMs = Date.now() - frozenAt;
-            assert.ok(moved);
-            await close(moved.socket);
-            for (const name of stack.proxyNames()) assert.match(stack.backendHealthLog(name), /marked down after 2 failed checks/, name);
-            assert.deepEqual(closedOthers, [], "the other backends' sockets stay open");
-            for (const s of others) assert.equal(s.socket.readyState, WebSocket.OPEN);
+            try {
+                const frozenAt = Date.now();
+                // Until both agents have marked it down, a new session may wait on it (NGINX's connect timeout).
+                let moved: EdgeSession | undefined;
+                await waitUntil(
+                    60000,
+                    async () => {
+                        const attempt = await connectToEdge(stack, { localAddress: client, timeoutMs: 1500 }).catch(() => undefined);
+                        if (attempt && attempt.hello.backend !== "backend-2") moved = attempt;
+                        else if (attempt) await close(attempt.socket);
+                        if (!moved) return false;
+                        // Served elsewhere at once through both proxies, not after a timeout on one of them.
+                        const second = await connectToEdge(stack, { localAddress: client, timeoutMs: 1500 }).catch(() => undefined);
+                        if (second) await close(second.socket);
+                        if (second && second.hello.backend !== "backend-2") return true;
+                        await close(moved.socket);
+                        moved = undefined;
+                        return false;
+                    },
+                    "sessions of the frozen backend's client were not served elsewhere",
+                );
+                const movedAfterMs = Date.now() - frozenAt;
+                assert.ok(moved);
+                await close(moved.socket);
+                for (const name of stack.proxyNames())
+                    assert.match(stack.backendHealthLog(name), /marked down after 2 failed checks/, name);
+                assert.deepEqual(closedOthers, [], "the other backends' sockets stay open");
+                for (const s of others) assert.equal(s.socket.readyState, WebSocket.OPEN);
 
-            process.kill(frozenPid, "SIGCONT");
-            const thawedAt = Date.now();
-            await waitUntil(
-                30000,
-                async () => {
-                    // Two in a row, so both proxies (the front round-robins) have taken it back, not just the first to check.
-                    for (let i = 0; i < 2; i++) {
-                        const attempt = await connectToEdge(stack, { localAddress: client, timeoutMs: 3000 }).catch(() => undefined);
-                        if (attempt) await close(attempt.socket);
-                        if (attempt?.hello.backend !== "backend-2") return false;
-                    }
-                    return true;
-                },
-                "the thawed backend did not get its client back",
-            );
-            t.diagnostic(`served elsewhere ${movedAfterMs} ms after SIGSTOP; back on backend-2 ${Date.now() - thawedAt} ms after SIGCONT`);
-            for (const name of stack.proxyNames()) assert.match(stack.backendHealthLog(name), /is back after 2 good checks/, name);
+                process.kill(frozenPid, "SIGCONT");
+                const thawedAt = Date.now();
+                await waitUntil(
+                    30000,
+                    async () => {
+                        // Two in a row, so both proxies (the front round-robins) have taken it back, not just the first to check.
+                        for (let i = 0; i < 2; i++) {
+                            const attempt = await connectToEdge(stack, { localAddress: client, timeoutMs: 3000 }).catch(() => undefined);
+                            if (attempt) await close(attempt.socket);
+                            if (attempt?.hello.backend !== "backend-2") return false;
+                        }
+                        return true;
+                    },
+                    "the thawed backend did not get its client back",
+                );
+                t.diagnostic(
+                    `served elsewhere ${movedAfterMs} ms after SIGSTOP; back on backend-2 ${Date.now() - thawedAt} ms after SIGCONT`,
+                );
+                for (const name of stack.proxyNames()) assert.match(stack.backendHealthLog(name), /is back after 2 good checks/, name);
+            } finally {
+                // Thawed whether the test passed or not (a second SIGCONT does nothing): later tests need backend-2.
+                if (isAlive(frozenPid)) process.kill(frozenPid, "SIGCONT");
+            }
         });
     });
 

@@ -7,7 +7,7 @@ import { connect as tlsConnect } from "node:tls";
 import WebSocket from "ws";
 import { waitUntil } from "../local/processes";
 import { close, echo } from "../smoke/edgeClient";
-import { clientNetworkAddress, connectToEdge, SocketPool, sleep, startTestEdge } from "./support/localEdge";
+import { clientNetworkAddress, connectToEdge, SocketPool, sleep, startTestEdge, whileBackendsStopped } from "./support/localEdge";
 
 const liveWorkers = (master: number) =>
     readFileSync(`/proc/${master}/task/${master}/children`, "utf8")
@@ -26,15 +26,13 @@ describe("backends failing", async () => {
     const stack = await startTestEdge();
 
     it("with every backend down, clients get a fast 502 before any upgrade, not a hang", async () => {
-        for (const name of stack.backendNames()) await stack.stopBackend(name, "SIGKILL");
-        try {
+        // Each started again afterwards, whether the checks passed or not.
+        await whileBackendsStopped(stack, stack.backendNames(), "SIGKILL", async () => {
             const started = Date.now();
             await assert.rejects(connectToEdge(stack, { timeoutMs: 10000 }), /answered 502 instead of 101/);
             const elapsed = Date.now() - started;
             assert.ok(elapsed < 2000, `failed after ${elapsed} ms; the 5 s connect timeout would mean a hang`);
-        } finally {
-            for (const name of stack.backendNames()) await stack.restartBackend(name);
-        }
+        });
         const { socket } = await connectToEdge(stack);
         await close(socket);
     });
@@ -48,13 +46,15 @@ describe("backends failing", async () => {
             await close(socket);
         }
         assert.ok(home, "found a client network that lands on backend-1");
-        await stack.stopBackend("backend-1", "SIGKILL");
-        for (let i = 0; i < 4; i++) {
-            const { socket, hello } = await connectToEdge(stack, { localAddress: home });
-            assert.notEqual(hello.backend, "backend-1");
-            await close(socket);
-        }
-        await stack.restartBackend("backend-1");
+        // Started again by the test itself, or afterwards if the test fails before it does.
+        await whileBackendsStopped(stack, ["backend-1"], "SIGKILL", async (restart) => {
+            for (let i = 0; i < 4; i++) {
+                const { socket, hello } = await connectToEdge(stack, { localAddress: home });
+                assert.notEqual(hello.backend, "backend-1");
+                await close(socket);
+            }
+            await restart("backend-1");
+        });
         const restartedAt = Date.now();
         let back = false;
         while (!back && Date.now() - restartedAt < 15000) {

@@ -7,7 +7,7 @@ import { networkInterfaces } from "node:os";
 import { describe, it } from "node:test";
 import { waitUntil } from "../local/processes";
 import { close, echo } from "../smoke/edgeClient";
-import { clientNetworkAddress, connectToEdge, startTestEdge } from "./support/localEdge";
+import { clientNetworkAddress, connectToEdge, startTestEdge, whileBackendsStopped } from "./support/localEdge";
 
 const scrape = (url: string) =>
     new Promise<string>((resolve, reject) => {
@@ -68,15 +68,12 @@ describe("metrics", async () => {
     });
 
     it("shows a killed backend as down while the others report", async () => {
-        await stack.stopBackend("backend-2", "SIGKILL");
-        try {
+        await whileBackendsStopped(stack, ["backend-2"], "SIGKILL", async () => {
             const snapshot = await stack.metricsSnapshot();
             assert.equal(snapshot.backends["backend-2"], undefined);
             assert.equal(typeof snapshot.backends["backend-1"], "number");
             await assert.rejects(scrape(url("backend-2")), /ECONNREFUSED/);
-        } finally {
-            await stack.restartBackend("backend-2");
-        }
+        });
     });
 
     it("refuses connections to every metrics port from outside loopback", {

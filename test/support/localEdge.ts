@@ -39,6 +39,32 @@ export function connectToEdge(stack: LocalStack, options: EdgeConnectOptions & {
     return connect(url, { ca: stack.certificates.caCertificatePem, ...options });
 }
 
+/**
+ * Stops `names` (one after another) with `signal`, runs `body`, and starts again every one still
+ * stopped once `body` ends, whether it passed or not: a failing test leaves the stack whole for
+ * the tests after it. `body` may restart one itself (to time its return) with `restart`.
+ */
+export async function whileBackendsStopped<T>(
+    stack: LocalStack,
+    names: readonly string[],
+    signal: NodeJS.Signals,
+    body: (restart: (name: string) => Promise<void>) => Promise<T>,
+): Promise<T> {
+    const stopped = new Set<string>();
+    try {
+        for (const name of names) {
+            await stack.stopBackend(name, signal);
+            stopped.add(name);
+        }
+        return await body(async (name) => {
+            stopped.delete(name);
+            await stack.restartBackend(name);
+        });
+    } finally {
+        for (const name of stopped) await stack.restartBackend(name);
+    }
+}
+
 /** Keeps track of sockets a test opens, and closes whatever is left when the file ends. */
 export class SocketPool {
     readonly sessions: EdgeSession[] = [];
