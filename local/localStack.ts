@@ -1,5 +1,4 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { X509Certificate } from "node:crypto";
 import { closeSync, existsSync, openSync, readdirSync, readFileSync } from "node:fs";
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
@@ -14,7 +13,7 @@ import { type EdgeSettings, type RawSettings, validateEdgeSettings } from "../se
 import { FrontBalancer } from "./frontBalancer";
 import { LocalProxy } from "./localProxy";
 import { canListen, freePort } from "./ports";
-import { httpGetText, httpsGet, peerCertificateFingerprint } from "./probes";
+import { httpGetText, httpsGet } from "./probes";
 import { commandLine, findBinary, isAlive, runScript, stopNginx, terminate, terminatePid, waitUntil } from "./processes";
 import { StateLock } from "./stateLock";
 
@@ -59,7 +58,8 @@ export interface LocalStackOutputs {
     readonly processes: readonly { readonly name: string; readonly pid: number; readonly command: string }[];
 }
 
-interface RunningBackend {
+/** A backend process the stack runs, by its name, ports and entry point. */
+export interface RunningBackend {
     readonly name: string;
     readonly port: number;
     /** Where its Prometheus metrics are served, on loopback. */
@@ -76,12 +76,12 @@ interface RunningBackend {
  * started; tests call it in `finally`/`after` so nothing outlives them.
  */
 export class LocalStack {
-    private readonly backends: RunningBackend[] = [];
+    protected readonly backends: RunningBackend[] = [];
     /** One NGINX, or several behind the front (the proxyCount setting). */
-    private readonly proxies: LocalProxy[] = [];
+    protected readonly proxies: LocalProxy[] = [];
     private front: FrontBalancer | undefined;
-    private pki!: LocalPki;
-    private settings!: EdgeSettings;
+    protected pki!: LocalPki;
+    protected settings!: EdgeSettings;
     private edgePort = 0;
     /** The plain-HTTP port clients are redirected from (the httpRedirect setting); 0 when off. */
     private httpPort = 0;
@@ -92,12 +92,16 @@ export class LocalStack {
     /** Every backend process started, a successor not yet in service too, for the lock. */
     private readonly launched = new Set<RunningBackend>();
 
-    private constructor(private readonly options: LocalStackOptions) {
+    protected constructor(private readonly options: LocalStackOptions) {
         this.workerProcesses = options.workerProcesses ?? 2;
     }
 
-    static async start(options: LocalStackOptions): Promise<LocalStack> {
-        const stack = new LocalStack(options);
+    static start(options: LocalStackOptions): Promise<LocalStack> {
+        return LocalStack.bringUpAndTrack(new LocalStack(options));
+    }
+
+    /** Brings `stack` up (a subclass's too), stopping what it started if it fails; tracked for `interruptStarts`. */
+    protected static async bringUpAndTrack<T extends LocalStack>(stack: T): Promise<T> {
         const started = (async () => {
             try {
                 await stack.bringUp();
@@ -112,7 +116,7 @@ export class LocalStack {
     }
 
     /** Starts in progress in this process. */
-    private static readonly starting = new Set<Promise<LocalStack>>();
+    private static readonly starting = new Set<Promise<unknown>>();
     private static interrupted = false;
 
     /**
@@ -132,7 +136,7 @@ export class LocalStack {
     get stateDir(): string {
         return resolve(this.options.stateDir);
     }
-    private get bindAddress(): string {
+    protected get bindAddress(): string {
         return this.options.bindAddress ?? "127.0.0.1";
     }
     get nginxPidFile(): string {
@@ -175,14 +179,7 @@ export class LocalStack {
     backendNames(): string[] {
         return this.backends.map((b) => b.name);
     }
-    proxyNames(): string[] {
-        return this.proxies.map((p) => p.name);
-    }
-    /** The health agent's log of proxy `name` (the first by default): one line per transition. */
-    backendHealthLog(name = this.proxies[0].name): string {
-        return this.proxy(name).agentLog();
-    }
-    private proxy(name: string): LocalProxy {
+    protected proxy(name: string): LocalProxy {
         const proxy = this.proxies.find((p) => p.name === name);
         if (!proxy) throw new Error(`local stack: no proxy named ${name}`);
         return proxy;
@@ -299,7 +296,7 @@ export class LocalStack {
         };
     }
 
-    private async issuePki(backendCount: number, renew: readonly string[] = []): Promise<void> {
+    protected async issuePki(backendCount: number, renew: readonly string[] = []): Promise<void> {
         const spec = edgePkiPlan(
             { backendCount },
             { dnsNames: ["localhost"], ipAddresses: ["127.0.0.1", "::1"], userSuppliedCertificate: false },
@@ -307,17 +304,8 @@ export class LocalStack {
         this.pki = await issueWithOpenSsl(spec, join(this.stateDir, "pki"), { renew });
     }
 
-    /**
-     * Renews the edge's certificate and key and the proxy's client certificate, and deploys
-     * them with a reload: new handshakes get the new certificate, open sockets stay up.
-     */
-    async rotateEdgeCertificates(): Promise<string> {
-        await this.issuePki(this.pki.backendCertificates.length, ["edge", "proxy-client"]);
-        return this.deploy();
-    }
-
     /** Starts one more backend (its certificate issued first), not yet in the edge's config. */
-    async addBackend(): Promise<string> {
+    protected async addBackend(): Promise<string> {
         const index = this.backends.length;
         if (this.pki.backendCertificates.length <= index) await this.issuePki(index + 1);
         const name = this.pki.backendCertificates[index].name;
@@ -336,14 +324,14 @@ export class LocalStack {
     }
 
     /** The certificate this stack issued for backend `name`. */
-    private backendCertificate(name: string): LocalCertificate {
+    protected backendCertificate(name: string): LocalCertificate {
         const certificate = this.pki.backendCertificates.find((c) => c.name === name);
         if (!certificate) throw new Error(`local stack: no certificate issued for ${name}`);
         return certificate;
     }
 
     /** Writes a backend's TLS files, each renamed into place so a reload never reads half of one. */
-    private async writeBackendTls(name: string): Promise<string> {
+    protected async writeBackendTls(name: string): Promise<string> {
         const certificate = this.backendCertificate(name);
         const tlsDir = join(this.stateDir, "backends", name);
         await mkdir(tlsDir, { recursive: true, mode: 0o700 });
@@ -358,7 +346,7 @@ export class LocalStack {
         return tlsDir;
     }
 
-    private async launchBackend(backend: RunningBackend): Promise<void> {
+    protected async launchBackend(backend: RunningBackend): Promise<void> {
         const tlsDir = await this.writeBackendTls(backend.name);
         const log = openSync(join(this.stateDir, "backends", `${backend.name}.log`), "a");
         const pings = this.options.pingIntervalSeconds ?? this.plan().backendEnvironment.PING_INTERVAL_SECONDS;
@@ -432,16 +420,11 @@ export class LocalStack {
         );
     }
 
-    /** Runs the deploy script of the first proxy with `bundle` on standard input; rejects with its stderr. */
-    deployBundle(bundle: string): Promise<string> {
-        return this.proxies[0].deployBundle(bundle);
-    }
-
     /**
      * The health gate the AWS stack runs on the proxy before pointing NGINX at a backend, run
      * here with the same script: /healthz over mutual TLS with the proxy's client certificate.
      */
-    private async healthGate(backend: RunningBackend): Promise<string> {
+    protected async healthGate(backend: RunningBackend): Promise<string> {
         const credentials = healthGateCredentials(this.pki);
         const args = [backend.name, this.bindAddress, String(backend.port), backendServerName, String(healthGateTimeoutSeconds)];
         const gate = new AbortController();
@@ -462,67 +445,8 @@ export class LocalStack {
         );
     }
 
-    /**
-     * A renewed certificate for backend `name`, as a deploy delivers it on AWS: new key and
-     * certificate written in place, then SIGHUP; the app serves new handshakes with them and
-     * keeps every open socket. Resolves once the backend presents the new certificate.
-     */
-    async renewBackendCertificate(name: string): Promise<LocalCertificate> {
-        const backend = this.backend(name);
-        await this.issuePki(this.pki.backendCertificates.length, [name]);
-        await this.writeBackendTls(name);
-        if (!backend.process) throw new Error(`local stack: backend ${name} is not running`);
-        backend.process.kill("SIGHUP");
-        const renewed = this.backendCertificate(name);
-        const expected = new X509Certificate(renewed.certificatePem).fingerprint256;
-        await waitUntil(
-            5000,
-            async () => (await peerCertificateFingerprint(this.bindAddress, backend.port, this.asProxy())) === expected,
-            `local stack: backend ${name} did not load its renewed certificate`,
-        );
-        return renewed;
-    }
-
-    /**
-     * Replaces backend `name` the way the AWS stack rolls one: a successor with a new
-     * certificate starts beside it, passes the health gate, takes its place in the upstream
-     * (same slot, so the same clients hash to it) with a reload, and only then is the old one
-     * stopped; its clients get 1001 and reconnect to the successor. Other backends are untouched.
-     * `entry` rolls another version of the app in (default: the one running). A successor that
-     * fails the gate is stopped, and the old backend keeps serving.
-     */
-    async replaceBackend(
-        name: string,
-        options: { readonly entry?: string } = {},
-    ): Promise<{ readonly oldPort: number; readonly newPort: number; readonly pid: number }> {
-        const index = this.backends.indexOf(this.backend(name));
-        const predecessor = this.backends[index];
-        await this.issuePki(this.pki.backendCertificates.length, [name]);
-        const entry = options.entry ? resolve(options.entry) : predecessor.entry;
-        const successor: RunningBackend = {
-            name,
-            port: await freePort(this.bindAddress),
-            metricsPort: await freePort("127.0.0.1"),
-            entry,
-            process: undefined,
-            pid: 0,
-        };
-        await this.launchBackend(successor);
-        try {
-            await this.healthGate(successor);
-        } catch (error) {
-            if (successor.process) await terminate(successor.process, "SIGTERM");
-            throw error;
-        }
-        this.backends[index] = successor;
-        await this.deploy();
-        if (predecessor.process) await terminate(predecessor.process, "SIGTERM");
-        await this.writeState();
-        return { oldPort: predecessor.port, newPort: successor.port, pid: successor.pid };
-    }
-
     /** TLS client options with which this stack talks to its backends as the proxy does. */
-    private asProxy() {
+    protected asProxy() {
         return {
             ca: this.pki.caCertificatePem,
             cert: this.pki.proxyClientCertificate.certificatePem,
@@ -546,7 +470,7 @@ export class LocalStack {
         return this.deploy();
     }
 
-    async waitForBackend(backend: RunningBackend | string, timeoutMs = 10000): Promise<void> {
+    protected async waitForBackend(backend: RunningBackend | string, timeoutMs = 10000): Promise<void> {
         const b = typeof backend === "string" ? this.backend(backend) : backend;
         await waitUntil(
             timeoutMs,
@@ -568,18 +492,12 @@ export class LocalStack {
         );
     }
 
-    /** Sockets each backend holds now, from its own /healthz (undefined when it is down). */
-    async backendSocketCounts(): Promise<Record<string, number | undefined>> {
-        const entries = await Promise.all(this.backends.map(async (b) => [b.name, await this.backendHealth(b)] as const));
-        return Object.fromEntries(entries);
-    }
-
-    private async backendHealth(b: RunningBackend): Promise<number | undefined> {
+    protected async backendHealth(b: RunningBackend): Promise<number | undefined> {
         const response = await httpsGet(this.bindAddress, b.port, healthPath, this.asProxy());
         return response?.status === 200 ? (JSON.parse(response.body) as { sockets: number }).sockets : undefined;
     }
 
-    private backend(name: string): RunningBackend {
+    protected backend(name: string): RunningBackend {
         const b = this.backends.find((x) => x.name === name);
         if (!b) throw new Error(`local stack: no backend named ${name}`);
         return b;
@@ -621,7 +539,7 @@ export class LocalStack {
     }
 
     /** Writes outputs.json, and names in the lock every process that holds this stack. */
-    private async writeState(): Promise<void> {
+    protected async writeState(): Promise<void> {
         // Renamed into place: a reader (local:down, a bench being interrupted) never sees half of it.
         await writeFile(join(this.stateDir, ".outputs.json.next"), `${JSON.stringify(this.outputs, null, 2)}\n`);
         await rename(join(this.stateDir, ".outputs.json.next"), join(this.stateDir, "outputs.json"));

@@ -3,22 +3,23 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after } from "node:test";
 import type WebSocket from "ws";
-import { LocalStack, type LocalStackOptions } from "../../local/localStack";
+import type { LocalStack, LocalStackOptions } from "../../local/localStack";
 import { httpsGet } from "../../local/probes";
 import { close, connect, type EdgeConnectOptions, type EdgeSession } from "../../smoke/edgeClient";
+import { DrillStack } from "./drillStack";
 
 /**
  * Starts a local stack on free ports in a fresh state folder, stopped (and its folder
  * removed) when the test file ends, whether its tests passed or not.
  */
-export async function startTestEdge(options: Partial<LocalStackOptions> = {}): Promise<LocalStack> {
+export async function startTestEdge(options: Partial<LocalStackOptions> = {}): Promise<DrillStack> {
     const stateDir = mkdtempSync(join(tmpdir(), "wss-edge-e2e-"));
-    let stack: LocalStack | undefined;
+    let stack: DrillStack | undefined;
     after(async () => {
         await stack?.stop();
         rmSync(stateDir, { recursive: true, force: true });
     });
-    stack = await LocalStack.start({ stateDir, edgePort: 0, ...options });
+    stack = await DrillStack.start({ stateDir, edgePort: 0, ...options });
     return stack;
 }
 
