@@ -21,8 +21,9 @@ import {
     twinPlacement,
 } from "../plan/edgePlan";
 import { edgeSettingsOf, type RawSettings, validateEdgeSettings, validateSettings } from "../settings/edgeSettings";
-import { type EdgeSettingKey, edgeSettingKeys, settingsTable } from "../settings/settingsTable";
-import { fuzzSeed as seed, validSettings } from "./support/settingsArbitraries";
+import { edgeSettingKeys, settingsTable } from "../settings/settingsTable";
+import { runEdgeProgram } from "./support/pulumiProgram";
+import { otherValueOf, fuzzSeed as seed, validSettings } from "./support/settingsArbitraries";
 
 const backends: UpstreamServer[] = [
     { address: "10.213.11.1", port: 17001 },
@@ -127,25 +128,6 @@ describe("one plan, three placements", () => {
     });
 });
 
-/** A valid value other than the default for each edge setting. */
-const otherValue: { readonly [K in EdgeSettingKey]: string } = {
-    backendCount: "4",
-    proxyCount: "2",
-    activeHealthChecks: "false",
-    idleTimeoutSeconds: "120",
-    drainTimeoutSeconds: "60",
-    httpRedirect: "true",
-    tlsPolicy: "mozilla-modern",
-    backendTlsProtocol: "TLSv1.3",
-    connectionsPerAddress: "50",
-    maxSockets: "2000",
-    tunnelBufferKiB: "8",
-    affinity: "cookie",
-    affinityCookieName: "sticky",
-    affinityCookieMaxAgeSeconds: "600",
-    allowedOrigins: '["https://app.example.com"]',
-};
-
 /**
  * Everything an adapter takes from the plan and the settings for a placement: the plan itself, the
  * PKI it issues, and the fleet's shape (how many proxies and backends it starts).
@@ -163,9 +145,8 @@ function whatIsPlaced(raw: RawSettings, kind: "aws" | "twin" | "local"): string 
 }
 
 describe("every setting does something", () => {
-    it("has another valid value for every edge setting of the table", () => {
-        for (const key of edgeSettingKeys) validateEdgeSettings({ [key]: otherValue[key] });
-        assert.deepEqual(Object.keys(otherValue).sort(), [...edgeSettingKeys].sort());
+    it("has another valid value for every edge setting of the table, generated from its kind", () => {
+        for (const key of edgeSettingKeys) validateEdgeSettings({ [key]: otherValueOf(key) });
     });
 
     for (const key of edgeSettingKeys) {
@@ -173,8 +154,23 @@ describe("every setting does something", () => {
             // Settings that act only together with another get it: the cookie's name and age with cookie affinity.
             const base: RawSettings = key.startsWith("affinityCookie") ? { affinity: "cookie" } : {};
             for (const kind of ["aws", "local", "twin"] as const) {
-                assert.notEqual(whatIsPlaced({ ...base, [key]: otherValue[key] }, kind), whatIsPlaced(base, kind), `${key} on ${kind}`);
+                assert.notEqual(whatIsPlaced({ ...base, [key]: otherValueOf(key) }, kind), whatIsPlaced(base, kind), `${key} on ${kind}`);
             }
+        });
+    }
+
+    const awsKeys = (Object.keys(settingsTable) as (keyof typeof settingsTable)[]).filter((key) => settingsTable[key].scope === "aws");
+    const registered = async (config: Record<string, string>) =>
+        JSON.stringify((await runEdgeProgram(config)).resources.map((r) => [r.type, r.name, r.inputs]));
+    for (const key of awsKeys) {
+        it(`${key}: changes what the AWS program registers`, async () => {
+            // A certificate comes with its key and the name it is for; every stack has admin ranges.
+            const base: Record<string, string> = { adminCidrs: '["203.0.113.0/24"]', domainName: "ws.example.com" };
+            const pair = key === "tlsCertificate" || key === "tlsPrivateKey";
+            const changed = pair
+                ? { ...base, tlsCertificate: otherValueOf("tlsCertificate"), tlsPrivateKey: otherValueOf("tlsPrivateKey") }
+                : { ...base, [key]: otherValueOf(key) };
+            assert.notEqual(await registered(changed), await registered(base), key);
         });
     }
 

@@ -192,6 +192,10 @@ export const mockInstanceTypes: Record<string, { memorySize: number; defaultVcpu
     "c6i.xlarge": { memorySize: 8192, defaultVcpus: 4 },
     "t3.small": { memorySize: 2048, defaultVcpus: 2 },
     "t3.medium": { memorySize: 4096, defaultVcpus: 2 },
+    "t4g.nano": { memorySize: 512, defaultVcpus: 2 },
+    "c7g.2xlarge": { memorySize: 16384, defaultVcpus: 8 },
+    "c7gn.16xlarge": { memorySize: 131072, defaultVcpus: 64 },
+    "m6i.metal": { memorySize: 524288, defaultVcpus: 128 },
 };
 
 /**
@@ -269,6 +273,8 @@ function mockCall(token: string, inputs: Record<string, any>, amiRelease: string
         case "aws:ec2/getAmi:getAmi":
             return { id: `ami-${String(inputs.owners?.[0])}-${amiRelease}` };
         case "aws:ec2/getInstanceType:getInstanceType":
+            if (!(String(inputs.instanceType) in mockInstanceTypes))
+                throw new Error(`mock: no description of instance type ${inputs.instanceType} (add it to mockInstanceTypes)`);
             return { ...mockInstanceTypes[String(inputs.instanceType)], instanceType: inputs.instanceType };
         case "aws:ecr/getAuthorizationToken:getAuthorizationToken":
             return {

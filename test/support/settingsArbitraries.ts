@@ -5,7 +5,7 @@
 import fc from "fast-check";
 import type { UpstreamServer } from "../../nginx/edgeConfigSpec";
 import type { RawSettings } from "../../settings/edgeSettings";
-import type { SettingKey } from "../../settings/settingsTable";
+import { type SettingDefinition, type SettingKey, settingKeys, settingsTable } from "../../settings/settingsTable";
 
 /**
  * One seed for every property, the same on every run so a failure comes back when it is run
@@ -42,61 +42,87 @@ const octet = fc.integer({ min: 0, max: 255 });
 const ipv4 = fc.tuple(octet, octet, octet, octet).map((o) => o.join("."));
 const label = fc.stringMatching(/^[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?$/);
 const hostName = fc.array(label, { minLength: 2, maxLength: 4 }).map((labels) => labels.join("."));
-const cidrList = (cidrs: fc.Arbitrary<string>) => fc.array(cidrs, { minLength: 1, maxLength: 4 }).map((list) => JSON.stringify(list));
 
 /** A PEM block of `label` around random base64 (the settings check its shape; the renderer never reads it). */
 const pemBlock = (label: string) =>
     fc.base64String({ minLength: 4, maxLength: 64 }).map((body) => `-----BEGIN ${label}-----\n${body}\n-----END ${label}-----\n`);
 
+/** CIDR blocks of both families; world ranges only where a setting allows them. */
+const cidrs = (allowWorld: boolean) =>
+    fc.constantFrom(
+        ...(allowWorld ? ["0.0.0.0/0", "::/0"] : []),
+        "203.0.113.0/24",
+        "2001:db8::/32",
+        "10.0.0.0/8",
+        "192.0.2.128/25",
+        "198.51.100.7/32",
+    );
+
+const origins = fc.oneof(
+    fc.constant('["*"]'),
+    fc
+        .array(
+            fc.tuple(
+                fc.constantFrom("https", "http"),
+                hostName,
+                fc.option(fc.integer({ min: 1, max: 65535 }).filter((p) => p !== 443 && p !== 80)),
+            ),
+            { maxLength: 3 },
+        )
+        .map((list) => JSON.stringify(list.map(([scheme, host, port]) => `${scheme}://${host}${port === null ? "" : `:${port}`}`))),
+);
+
 /**
- * Values each setting of the table accepts: typed against the table, so a setting added there
- * and not here fails to compile (and the fuzz test fails too).
+ * Values a setting accepts, by its kind and bounds in the table: a setting added there is
+ * generated here with nothing written by hand (a new kind fails to compile until it has one).
  */
-export const validValues: { readonly [K in SettingKey]: fc.Arbitrary<string> } = {
-    backendCount: fc.integer({ min: 1, max: 20 }).map(String),
-    proxyCount: fc.integer({ min: 1, max: 10 }).map(String),
-    activeHealthChecks: fc.constantFrom("true", "false"),
-    tunnelBufferKiB: fc.integer({ min: 1, max: 64 }).map(String),
-    alarmEmail: fc.oneof(
-        fc.constant(""),
-        fc.tuple(label, hostName).map(([user, domain]) => `${user}@${domain}`),
-    ),
-    tlsCertificate: fc.array(pemBlock("CERTIFICATE"), { minLength: 1, maxLength: 3 }).map((chain) => chain.join("")),
-    tlsPrivateKey: fc.constantFrom("PRIVATE KEY", "EC PRIVATE KEY", "RSA PRIVATE KEY").chain(pemBlock),
-    backendInstanceType: fc.constantFrom("t3.small", "c7gn.16xlarge", "m6i.metal", "t4g.nano"),
-    proxyInstanceType: fc.constantFrom("c6i.large", "t4g.nano", "c7g.2xlarge"),
-    backendPort: fc.integer({ min: 1, max: 65535 }).map(String),
-    domainName: hostName,
-    allowedCidrs: cidrList(fc.constantFrom("0.0.0.0/0", "::/0", "203.0.113.0/24", "2001:db8::/32", "10.0.0.0/8", "192.0.2.128/25")),
-    adminCidrs: cidrList(fc.constantFrom("203.0.113.0/24", "2001:db8:1::/48", "198.51.100.7/32")),
-    backendImage: fc.constantFrom("ghcr.io/acme/app:1", "acme/app@sha256:abc", "app"),
-    idleTimeoutSeconds: fc.integer({ min: 10, max: 86400 }).map(String),
-    drainTimeoutSeconds: fc.integer({ min: 1, max: 604800 }).map(String),
-    httpRedirect: fc.constantFrom("true", "false"),
-    tlsPolicy: fc.constantFrom("mozilla-intermediate", "mozilla-modern"),
-    backendTlsProtocol: fc.constantFrom("TLSv1.2", "TLSv1.3"),
-    connectionsPerAddress: fc.integer({ min: 0, max: 65535 }).map(String),
-    maxSockets: fc.integer({ min: 0, max: 1000000 }).map(String),
-    affinity: fc.oneof(
-        fc.constantFrom("client-address", "cookie"),
-        fc.stringMatching(/^[A-Za-z0-9_]{1,32}$/).map((name) => `query:${name}`),
-    ),
-    affinityCookieName: fc.stringMatching(/^[A-Za-z0-9_]{1,32}$/),
-    affinityCookieMaxAgeSeconds: fc.integer({ min: 60, max: 2592000 }).map(String),
-    allowedOrigins: fc.oneof(
-        fc.constant('["*"]'),
-        fc
-            .array(
-                fc.tuple(
-                    fc.constantFrom("https", "http"),
-                    hostName,
-                    fc.option(fc.integer({ min: 1, max: 65535 }).filter((p) => p !== 443 && p !== 80)),
-                ),
-                { maxLength: 3 },
-            )
-            .map((list) => JSON.stringify(list.map(([scheme, host, port]) => `${scheme}://${host}${port === null ? "" : `:${port}`}`))),
-    ),
+export function validValuesOf(definition: SettingDefinition): fc.Arbitrary<string> {
+    switch (definition.kind) {
+        case "integer":
+            return fc.integer({ min: definition.min, max: definition.max }).map(String);
+        case "boolean":
+            return fc.constantFrom("true", "false");
+        case "choice":
+            return fc.constantFrom(...definition.choices);
+        case "instanceType":
+            return fc.constantFrom("t3.small", "c6i.large", "c7gn.16xlarge", "m6i.metal", "t4g.nano", "c7g.2xlarge");
+        case "dnsName":
+            return hostName;
+        case "imageReference":
+            return fc.constantFrom("ghcr.io/acme/app:1", "acme/app@sha256:abc", "app");
+        case "cidrList":
+            return fc.array(cidrs(definition.allowWorld), { minLength: 1, maxLength: 4 }).map((list) => JSON.stringify(list));
+        case "pattern":
+            return fc.stringMatching(new RegExp(definition.pattern)).filter((value) => new RegExp(definition.pattern).test(value));
+        case "originList":
+            return origins;
+        case "pem":
+            return definition.pem === "certificate"
+                ? fc.array(pemBlock("CERTIFICATE"), { minLength: 1, maxLength: 3 }).map((chain) => chain.join(""))
+                : fc.constantFrom("PRIVATE KEY", "EC PRIVATE KEY", "RSA PRIVATE KEY").chain(pemBlock);
+    }
+}
+
+/** Values each setting of the table accepts. */
+export const validValues = Object.fromEntries(settingKeys.map((key) => [key, validValuesOf(settingsTable[key] as SettingDefinition)])) as {
+    readonly [K in SettingKey]: fc.Arbitrary<string>;
 };
+
+/**
+ * A valid value of `key` other than its default, the same on every run. An integer gets one near
+ * its minimum: a ceiling (maxSockets) above what a machine holds is lowered to it, and would
+ * change nothing there.
+ */
+export function otherValueOf(key: SettingKey): string {
+    const definition = settingsTable[key] as SettingDefinition;
+    if (definition.kind === "integer") return String(definition.min + 1 === definition.default ? definition.min + 2 : definition.min + 1);
+    const defaultValue = "default" in definition ? definition.default : undefined;
+    const isDefault = (value: string) => value === String(defaultValue ?? "") || value === JSON.stringify(defaultValue) || value === "[]";
+    return fc.sample(
+        validValuesOf(definition).filter((value) => !isDefault(value)),
+        { numRuns: 1, seed: fuzzSeed },
+    )[0];
+}
 
 /** Values that are out of range, malformed, or try to inject NGINX syntax around a valid one. */
 const invalidValue = (valid: fc.Arbitrary<string>) =>
