@@ -123,32 +123,38 @@ describe("affinity cookie in Chromium", chromiumInstalled, async () => {
     });
 });
 
-describe("the page at / in Chromium", chromiumInstalled, async () => {
-    const stack = await startTestEdge();
-    const browser = await browserFor(stack);
-    if (!browser) return;
+/** The edge's page in both shapes: one proxy, and two behind the local front (the page's origin is the front's port). */
+for (const [shape, settings, screenshot] of [
+    ["", {}, "edge-page.png"],
+    [" behind the local front (proxyCount 2)", { proxyCount: "2" }, "edge-page-two-proxies.png"],
+] as const) {
+    describe(`the page at / in Chromium${shape}`, chromiumInstalled, async () => {
+        const stack = await startTestEdge({ settings });
+        const browser = await browserFor(stack);
+        if (!browser) return;
 
-    it("connects to the edge and shows the backend, both TLS legs and a round trip; a reconnect lands on the same backend", async () => {
-        const page = await browser.newPage();
-        await page.setViewport({ width: 900, height: 640 });
-        const answer = await page.goto(`https://localhost:${stack.edgeAddress.port}/`);
-        assert.equal(answer?.status(), 200);
-        assert.match(String(answer?.headers()["content-security-policy"]), /^default-src 'none'; script-src 'sha256-/);
-        const text = (id: string) => page.$eval(`#${id}`, (element) => element.textContent ?? "");
-        await page.waitForFunction('/ms$/.test(document.getElementById("rtt").textContent)', { timeout: 10000 });
-        assert.equal(await text("state"), "open");
-        assert.match(await text("backend"), /^backend-[123]$/);
-        assert.match(await text("client-tls"), /^TLSv1\.[23]$/);
-        assert.match(await text("backend-tls"), /^TLSv1\.2/);
-        assert.match(await text("rtt"), /^\d+\.\d ms$/);
-        const first = await text("backend");
-        await page.click("#reconnect");
-        await page.waitForFunction('document.querySelectorAll("#history li").length === 2', { timeout: 10000 });
-        assert.match(
-            await page.$eval("#history li:last-child", (element) => element.textContent ?? ""),
-            new RegExp(`${first} \\(same backend\\)$`),
-        );
-        mkdirSync(join(__dirname, "..", "test-results"), { recursive: true });
-        await page.screenshot({ path: join(__dirname, "..", "test-results", "edge-page.png") });
+        it(`connects to the edge and shows the backend, both TLS legs and a round trip; a reconnect lands on the same backend${shape}`, async () => {
+            const page = await browser.newPage();
+            await page.setViewport({ width: 900, height: 640 });
+            const answer = await page.goto(`https://localhost:${stack.edgeAddress.port}/`);
+            assert.equal(answer?.status(), 200);
+            assert.match(String(answer?.headers()["content-security-policy"]), /^default-src 'none'; script-src 'sha256-/);
+            const text = (id: string) => page.$eval(`#${id}`, (element) => element.textContent ?? "");
+            await page.waitForFunction('/ms$/.test(document.getElementById("rtt").textContent)', { timeout: 10000 });
+            assert.equal(await text("state"), "open");
+            assert.match(await text("backend"), /^backend-[123]$/);
+            assert.match(await text("client-tls"), /^TLSv1\.[23]$/);
+            assert.match(await text("backend-tls"), /^TLSv1\.2/);
+            assert.match(await text("rtt"), /^\d+\.\d ms$/);
+            const first = await text("backend");
+            await page.click("#reconnect");
+            await page.waitForFunction('document.querySelectorAll("#history li").length === 2', { timeout: 10000 });
+            assert.match(
+                await page.$eval("#history li:last-child", (element) => element.textContent ?? ""),
+                new RegExp(`${first} \\(same backend\\)$`),
+            );
+            mkdirSync(join(__dirname, "..", "test-results"), { recursive: true });
+            await page.screenshot({ path: join(__dirname, "..", "test-results", screenshot) });
+        });
     });
-});
+}
