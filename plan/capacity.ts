@@ -49,12 +49,23 @@ export function proxySocketCeiling(capacity: ProxyCapacity): number {
 }
 
 /**
+ * Connections a Network Load Balancer carries to one target (IP and port) at once with client IP
+ * preservation off, as the edge's target groups have it (the proxies read the client's address
+ * from the PROXY protocol header): about 55,000, AWS's documented limit ("Client IP
+ * preservation", docs.aws.amazon.com/elasticloadbalancing/latest/network/edit-target-group-attributes.html).
+ * Past it, new connections to that proxy fail at the balancer, not with NGINX's clear 503.
+ */
+export const balancerConnectionsPerTarget = 55000;
+
+/**
  * The proxy VM: NGINX from the distribution, run by systemd as root, one worker per vCPU. Any
  * one worker may hold every socket (the kernel's reuseport spreads them, but not exactly), so
  * each gets connection slots for all of them; the ceiling itself is enforced across workers.
  */
 export function vmProxyHost(capacity: ProxyCapacity, behind: Pick<EdgeHostProfile["listen"], "proxyProtocolFrom"> = {}): EdgeHostProfile {
-    const maxSockets = proxySocketCeiling(capacity);
+    const byMachine = proxySocketCeiling(capacity);
+    // Behind the balancer, no proxy is told to hold more than the balancer carries to it.
+    const maxSockets = behind.proxyProtocolFrom ? Math.min(byMachine, balancerConnectionsPerTarget) : byMachine;
     const connections = 2 * maxSockets + 1024;
     return {
         listen: { port: 443, ipv6: true, ...behind },

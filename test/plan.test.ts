@@ -108,6 +108,29 @@ describe("one plan, three placements", () => {
         assert.equal(twin.maxSockets, 28493);
     });
 
+    it("behind the balancer, a proxy admits no more sockets than the balancer carries to one target (55,000), however large its machine", () => {
+        const edge = validateEdgeSettings({});
+        const onItsOwn = planEdge(
+            edge,
+            awsPlacement({ memoryMiB: 16384, vcpus: 2, publicName: "ws.example.com", backendAddresses: ["10.0.1.21"], backendPort: 8443 }),
+        );
+        const behind = planEdge(
+            edge,
+            awsPlacement({
+                memoryMiB: 16384,
+                vcpus: 2,
+                publicName: "ws.example.com",
+                backendAddresses: ["10.0.1.21"],
+                backendPort: 8443,
+                balancerRange: "172.31.0.0/16",
+            }),
+        );
+        assert.equal(onItsOwn.maxSockets, 60000, "one proxy behind its Elastic IP: what 16 GiB and one backend's ports hold");
+        assert.equal(behind.maxSockets, 55000);
+        assert.match(behind.nginxConfig, /limit_conn edge_sockets 55000;/);
+        assert.match(behind.nginxConfig, /worker_connections 111024;/);
+    });
+
     it("the twin follows activeHealthChecks as AWS does: off, the release carries no health agent", () => {
         for (const plan of Object.values(placed({ activeHealthChecks: "false" })))
             assert.ok(!(backendHealthAgentFile in releaseOf(plan, certificates)), plan.placement.kind);
