@@ -7,9 +7,8 @@ import * as pulumi from "@pulumi/pulumi";
 import * as tls from "@pulumi/tls";
 import { encodeDeployBundle } from "../deploy/deployBundle";
 import { backendDeployCommand, backendDeployScript, backendHealthGateCommand, backendHost, backendUserData } from "../host/backendHost";
-import { backendTlsFiles } from "../pki/certificateLayout";
 import { backendServerName } from "../pki/pkiSpec";
-import { healthGateCredentials } from "../plan/edgePlan";
+import { backendTlsOf, healthGateCredentials } from "../plan/edgePlan";
 import { sha256 } from "./edgeDeploy";
 import type { IssuedCertificate } from "./edgePki";
 import type { EdgeProxy } from "./edgeProxy";
@@ -215,12 +214,15 @@ export class BackendFleet extends pulumi.ComponentResource {
             const release = pulumi.secret(
                 pulumi
                     .all([settings, cert.certificatePem, cert.privateKeyPem, args.caCertificatePem])
-                    .apply(([env, certificatePem, keyPem, caPem]) =>
+                    .apply(([env, certificatePem, privateKeyPem, caPem]) =>
                         encodeDeployBundle({
                             "backend.env": env,
-                            [`tls/${backendTlsFiles.certificate}`]: certificatePem,
-                            [`tls/${backendTlsFiles.key}`]: keyPem,
-                            [`tls/${backendTlsFiles.clientCa}`]: caPem,
+                            ...Object.fromEntries(
+                                Object.entries(backendTlsOf({ certificatePem, privateKeyPem }, caPem)).map(([file, pem]) => [
+                                    `tls/${file}`,
+                                    pem,
+                                ]),
+                            ),
                         }),
                     ),
             );

@@ -5,10 +5,9 @@ import { basename, join, resolve } from "node:path";
 import { healthGateTimeoutSeconds } from "../host/backendHost";
 import type { UpstreamServer } from "../nginx/edgeConfigSpec";
 import { healthPath } from "../nginx/renderNginxConfig";
-import { backendTlsFiles } from "../pki/certificateLayout";
 import { issueWithOpenSsl, type LocalCertificate, type LocalPki } from "../pki/openSslIssuer";
 import { backendServerName } from "../pki/pkiSpec";
-import { type EdgePlan, edgePkiPlan, healthGateCredentials, localPlacement, planEdge, releaseBundle } from "../plan/edgePlan";
+import { backendTlsOf, type EdgePlan, edgePkiPlan, healthGateCredentials, localPlacement, planEdge, releaseBundle } from "../plan/edgePlan";
 import { type EdgeSettings, type RawSettings, validateEdgeSettings } from "../settings/edgeSettings";
 import { FrontBalancer } from "./frontBalancer";
 import { LocalProxy } from "./localProxy";
@@ -335,11 +334,7 @@ export class LocalStack {
         const certificate = this.backendCertificate(name);
         const tlsDir = join(this.stateDir, "backends", name);
         await mkdir(tlsDir, { recursive: true, mode: 0o700 });
-        for (const [file, content] of [
-            [backendTlsFiles.certificate, certificate.certificatePem],
-            [backendTlsFiles.clientCa, this.pki.caCertificatePem],
-            [backendTlsFiles.key, certificate.privateKeyPem],
-        ]) {
+        for (const [file, content] of Object.entries(backendTlsOf(certificate, this.pki.caCertificatePem))) {
             await writeFile(join(tlsDir, `.${file}.next`), content, { mode: 0o600 });
             await rename(join(tlsDir, `.${file}.next`), join(tlsDir, file));
         }

@@ -9,6 +9,7 @@ import { encodeDeployBundle, releaseFiles } from "../deploy/deployBundle";
 import { type EdgeHostProfile, edgeConfigSpec } from "../nginx/edgeConfigFromSettings";
 import type { EdgeConfigSpec, UpstreamServer } from "../nginx/edgeConfigSpec";
 import { renderNginxConfig } from "../nginx/renderNginxConfig";
+import { backendTlsFiles } from "../pki/certificateLayout";
 import { edgePkiSpec, type PkiSpec } from "../pki/pkiSpec";
 import type { EdgeSettings } from "../settings/edgeSettings";
 import { socketCeiling, vmProxyHost } from "./capacity";
@@ -166,6 +167,18 @@ export function releaseOf(plan: Pick<EdgePlan, "nginxConfig" | "healthAgent">, c
 /** The release as the deploy script reads it on standard input. */
 export function releaseBundle(plan: Pick<EdgePlan, "nginxConfig" | "healthAgent">, certificates: EdgeCertificates): string {
     return encodeDeployBundle(releaseOf(plan, certificates));
+}
+
+/** The TLS files a backend serves with, by name (backendTlsFiles): its certificate and key, and the CA the proxy's client certificate must chain to. */
+export function backendTlsOf(
+    certificate: { readonly certificatePem: string; readonly privateKeyPem: string },
+    caCertificatePem: string,
+): Record<string, string> {
+    return {
+        [backendTlsFiles.certificate]: certificate.certificatePem,
+        [backendTlsFiles.key]: certificate.privateKeyPem,
+        [backendTlsFiles.clientCa]: caCertificatePem,
+    };
 }
 
 /** What the health gate on a proxy checks a backend with: the CA and the proxy's client certificate, as it reads them on standard input. */

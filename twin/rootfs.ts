@@ -139,7 +139,12 @@ async function buildRootfs(rootfs: string, log: (line: string) => void): Promise
         const mirrorDir = join(staging, twinMirror);
         await run(
             "chroot",
-            [staging, "sh", "-c", `apt-get clean && apt-get update -q && apt-get install --download-only -y -q ${userDataPackages.join(" ")}`],
+            [
+                staging,
+                "sh",
+                "-c",
+                `apt-get clean && apt-get update -q && apt-get install --download-only -y -q ${userDataPackages.join(" ")}`,
+            ],
             { maxBuffer: 64 * 1024 * 1024 },
         );
         await mkdir(mirrorDir, { recursive: true });

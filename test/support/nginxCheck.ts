@@ -4,10 +4,10 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { promisify } from "node:util";
-import { releaseFiles } from "../../deploy/deployBundle";
 import type { EdgeHostProfile } from "../../nginx/edgeConfigFromSettings";
 import { issueWithOpenSsl, type LocalPki } from "../../pki/openSslIssuer";
 import { edgePkiSpec } from "../../pki/pkiSpec";
+import { releaseOf } from "../../plan/edgePlan";
 
 const run = promisify(execFile);
 let pki: Promise<{ dir: string; pki: LocalPki }> | undefined;
@@ -35,15 +35,7 @@ export async function removeTestPki(): Promise<void> {
 /** The release layout the deploy script creates: nginx.conf beside tls/. */
 export async function writeRelease(dir: string, config: string): Promise<string> {
     const { pki: issued } = await testPki();
-    const files = releaseFiles({
-        nginxConfig: config,
-        certificateChainPem: issued.edgeCertificateChainPem,
-        privateKeyPem: issued.edgePrivateKeyPem,
-        backendCaPem: issued.caCertificatePem,
-        proxyClientCertificatePem: issued.proxyClientCertificate.certificatePem,
-        proxyClientKeyPem: issued.proxyClientCertificate.privateKeyPem,
-        backendHealthAgent: true,
-    });
+    const files = releaseOf({ nginxConfig: config, healthAgent: true }, issued);
     for (const [path, content] of Object.entries(files)) {
         await mkdir(dirname(join(dir, path)), { recursive: true });
         await writeFile(join(dir, path), content);
