@@ -327,13 +327,26 @@ export class VmTwin {
 /** systemd-nspawn's exit status when the container asked to reboot. */
 const rebootExitCode = 133;
 
-/** The systemd-nspawn processes booting the twin whose machine is `machine` (from /proc, so any user's view agrees). */
+/**
+ * The systemd-nspawn process booting the twin whose machine is `machine` (from /proc, so any
+ * user's view agrees). Only the outer one: while the twin boots, nspawn's child still shows the
+ * same command line until it becomes the twin's init.
+ */
 export function runningTwinPids(machine: string): number[] {
-    return readdirSync("/proc")
+    const nspawns = readdirSync("/proc")
         .filter((entry) => /^\d+$/.test(entry))
         .map(Number)
         .filter((pid) => {
             const command = commandLine(pid);
             return command.startsWith("systemd-nspawn ") && command.split(" ").includes(`--machine=${machine}`);
         });
+    return nspawns.filter((pid) => !nspawns.includes(parentPid(pid)));
+}
+
+function parentPid(pid: number): number {
+    try {
+        return Number(readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ")[1]);
+    } catch {
+        return 0;
+    }
 }
