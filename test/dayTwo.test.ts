@@ -91,6 +91,43 @@ describe("the change matrix: what `pulumi up` does after each change", () => {
         assert.ok(triggers.includes(`agent:${sha256(release["backend-health-agent.sh"])}`), "the agent script's digest is a trigger");
     });
 
+    it("a new deploy script (this release's: NGINX restarted by systemd if it dies): each proxy's script copied and deployed again, a reload", async () => {
+        // The script's digest is a trigger of its copy and of the deploy, so a new script replaces
+        // both (the planner's Command rule): the new script runs on every proxy, one after another.
+        const script = readFileSync(join(__dirname, "../deploy/deploy-edge-config.sh"), "utf8");
+        assert.match(script, /Restart=on-failure/, "the script installs NGINX's restart drop-in");
+        const { resources } = await runEdgeProgram({ ...dev, proxyCount: "2" });
+        for (const name of ["edge-deploy", "edge-deploy-2"]) {
+            const copyTriggers = (await resolveOutput(named(resources, `${name}-script`).inputs.triggers)) as string[];
+            assert.ok(copyTriggers.includes(sha256(script)), `${name}-script: the script's digest is a trigger of its copy`);
+            const deployTriggers = (await resolveOutput(named(resources, name).inputs.triggers)) as string[];
+            assert.ok(deployTriggers.includes(`script:${sha256(script)}`), `${name}: the script's digest is a trigger of the deploy`);
+        }
+        assert.ok(
+            named(resources, "edge-deploy-2").dependencies.includes(named(resources, "edge-deploy").urn),
+            "one proxy after the other",
+        );
+    });
+
+    it("this release's cap behind the balancer (55,000 per proxy): a larger proxy's config changes, each proxy's deploy in turn, a reload", async () => {
+        // A c6i.xlarge proxy was told 84,811 behind the balancer; its release now says 55,000, so its
+        // config digest (a trigger) changes and each deploy runs again. Open sockets past 55,000 stay:
+        // limit_conn refuses new connections only.
+        const { resources } = await runEdgeProgram({ ...dev, proxyCount: "2", proxyInstanceType: "c6i.xlarge" });
+        for (const name of ["edge-deploy", "edge-deploy-2"]) {
+            const config = bundleFiles(named(resources, name).inputs.stdin)["nginx.conf"];
+            assert.match(config, /limit_conn edge_sockets 55000;/, name);
+            const triggers = (await resolveOutput(named(resources, name).inputs.triggers)) as string[];
+            assert.ok(triggers.includes(`config:${sha256(config)}`), `${name}: the config's digest is a trigger`);
+        }
+        const single = named((await runEdgeProgram({ ...dev, proxyInstanceType: "c6i.xlarge" })).resources, "edge-deploy");
+        assert.match(
+            bundleFiles(single.inputs.stdin)["nginx.conf"],
+            /limit_conn edge_sockets 8482;/,
+            "one proxy on its own keeps its memory's ceiling (84,811, counted on 10 keys past NGINX's 65,535 per key)",
+        );
+    });
+
     it("an edge setting with three proxies: each proxy's deploy, in turn; nothing on AWS changes", async () => {
         const three = { ...dev, proxyCount: "3" };
         assert.deepEqual(touched(await change({ config: three }, { config: { ...three, connectionsPerAddress: "500" } })), [

@@ -142,6 +142,17 @@ describe("the proxy VM's twin", twinRuns, async () => {
 
     it("starts NGINX again when it dies (systemd restarts it from the live release): a dead NGINX on a healthy VM is not an outage that lasts", async () => {
         await firstDeploy();
+        // Day two on a proxy the previous release deployed (no restart drop-in yet): this release's
+        // deploy installs it with a reload, the master and the open sockets stay.
+        const dropIn = "/etc/systemd/system/nginx.service.d/wss-edge-restart.conf";
+        await twin.ssh(`sudo rm -f ${dropIn} && sudo systemctl daemon-reload`);
+        const before = (await twin.ssh("sudo cat /run/nginx.pid")).stdout.trim();
+        const open = await connectThrough(twin, stack);
+        await deployToTwin(twin, stack, twinPlan(stack, { idleTimeoutSeconds: "90" }));
+        assert.equal((await twin.ssh(`test -f ${dropIn}`)).code, 0, "the deploy installed the drop-in");
+        assert.equal((await twin.ssh("sudo cat /run/nginx.pid")).stdout.trim(), before, "reloaded, not restarted");
+        assert.equal((await echo(open.socket, "through the upgrade")).toString(), "through the upgrade");
+        await close(open.socket);
         const master = (await twin.ssh("sudo cat /run/nginx.pid")).stdout.trim();
         assert.match(master, /^\d+$/, "NGINX's master pid, from its pid file (root's only)");
         const killed = await twin.ssh(`sudo kill -9 ${master}`);
