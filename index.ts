@@ -16,6 +16,7 @@ import { EdgePki } from "./components/edgePki";
 import { EdgeProxy } from "./components/edgeProxy";
 import { healthPath } from "./nginx/renderNginxConfig";
 import { awsPlacement, backendPingIntervalSeconds, edgePkiPlan, planEdge } from "./plan/edgePlan";
+import { edgeSettingsOf } from "./settings/edgeSettings";
 import { loadStackSettings } from "./settings/pulumiSettings";
 
 // Throws before any resource is registered when a setting is invalid.
@@ -101,7 +102,7 @@ const plan = pulumi
     .all([pulumi.all(backends.privateIps), publicName, proxy.memoryMiB, proxy.vcpus, network.vpcCidr])
     .apply(([backendAddresses, publicName, memoryMiB, vcpus, vpcCidr]) =>
         planEdge(
-            settings,
+            edgeSettingsOf(settings),
             awsPlacement({
                 memoryMiB,
                 vcpus,

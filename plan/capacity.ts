@@ -53,7 +53,8 @@ export function proxySocketCeiling(capacity: ProxyCapacity): number {
  * preservation off, as the edge's target groups have it (the proxies read the client's address
  * from the PROXY protocol header): about 55,000, AWS's documented limit ("Client IP
  * preservation", docs.aws.amazon.com/elasticloadbalancing/latest/network/edit-target-group-attributes.html).
- * Past it, new connections to that proxy fail at the balancer, not with NGINX's clear 503.
+ * Past it, new connections to that proxy fail at the balancer, not with NGINX's clear 503. The
+ * premise, preservation off on the target groups, is held by test/loadBalanced.test.ts.
  */
 export const balancerConnectionsPerTarget = 55000;
 

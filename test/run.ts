@@ -109,7 +109,7 @@ const indent = (text: string, spaces: number) =>
 async function lane(files: readonly string[], patterns: readonly string[], tally: Tally, concurrency = 1): Promise<void> {
     if (files.length === 0) return;
     const stream = run({ files: [...files], concurrency, ...(patterns.length > 0 ? { testNamePatterns: [...patterns] } : {}) });
-    for await (const event of stream) tally.take(event as { type: string; data: unknown } as never);
+    for await (const event of stream) tally.take(event);
 }
 
 async function main(): Promise<void> {

@@ -14,7 +14,7 @@ import { backendServerName } from "../pki/pkiSpec";
 import { type EdgePlan, healthGateCredentials, planEdge, releaseBundle, twinPlacement } from "../plan/edgePlan";
 import { type RawSettings, validateEdgeSettings } from "../settings/edgeSettings";
 import { ensureRootfs } from "./rootfs";
-import { newSshKeyPair, type RemoteResult, runningTwinPids, type SshKeyPair, VmTwin } from "./vmTwin";
+import { newSshKeyPair, type RemoteResult, refuseIfTwinRunning, type SshKeyPair, VmTwin } from "./vmTwin";
 
 export class TwinDeployError extends Error {
     constructor(
@@ -36,11 +36,7 @@ export async function bootProxyTwin(options: {
     log?: (line: string) => void;
 }): Promise<VmTwin> {
     // Before anything of a twin of this name is touched: its keys, its disk, its network.
-    const running = runningTwinPids(`wss-twin-${options.name}`);
-    if (running.length > 0)
-        throw new Error(
-            `vm twin: a twin named ${JSON.stringify(options.name)} is running (systemd-nspawn pid ${running.join(", ")}); stop it first (Ctrl-C in its terminal, or npm run vm-twin -- down)`,
-        );
+    refuseIfTwinRunning(options.name);
     const rootfs = await ensureRootfs(options.log);
     const keysDir = join(options.workDir, `${options.name}-keys`);
     await mkdir(keysDir, { recursive: true, mode: 0o700 });

@@ -99,11 +99,7 @@ export class VmTwin {
      * systemd. Refused while a twin of the same name runs (what a killed run left is removed).
      */
     async create(): Promise<void> {
-        const running = runningTwinPids(this.namespace);
-        if (running.length > 0)
-            throw new Error(
-                `vm twin: a twin named ${JSON.stringify(this.options.name)} is running (systemd-nspawn pid ${running.join(", ")})`,
-            );
+        refuseIfTwinRunning(this.options.name);
         await this.removeLeftovers();
         await mkdir(join(this.dir, "upper"), { recursive: true });
         await mkdir(join(this.dir, "work"), { recursive: true });
@@ -322,6 +318,15 @@ export class VmTwin {
             return "(no console output)";
         }
     }
+}
+
+/** Throws when a twin named `name` runs now: nothing of it (keys, disk, network) may be touched. */
+export function refuseIfTwinRunning(name: string): void {
+    const running = runningTwinPids(`wss-twin-${name}`);
+    if (running.length > 0)
+        throw new Error(
+            `vm twin: a twin named ${JSON.stringify(name)} is running (systemd-nspawn pid ${running.join(", ")}); stop it first (Ctrl-C in its terminal, or npm run vm-twin -- down)`,
+        );
 }
 
 /** systemd-nspawn's exit status when the container asked to reboot. */
