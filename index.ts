@@ -1,10 +1,12 @@
 // The WSS edge on AWS: the edge's plan (plan/edgePlan.ts), placed with Pulumi resources. Reads
-// top to bottom, and data flows one way: settings → network → PKI → proxy VMs (and their load
-// balancer) → backends → the plan on AWS's facts (the proxy's size, the backends' addresses) →
-// its release deployed, one proxy at a time → outputs.
+// top to bottom, and data flows one way: settings → network → release channel → PKI → proxies
+// (and their load balancer) → backends → the plan on AWS's facts (the proxy's size, the
+// backends' addresses) → its release, rolled across the proxies → outputs.
 //
 // Two shapes, by proxyCount: 1 is one proxy VM behind an Elastic IP; 2 or more is a Network
-// Load Balancer across availability zones in front of that many proxy VMs.
+// Load Balancer across availability zones in front of an Auto Scaling group of that many
+// proxies. Nothing reaches a VM from outside but the edge's traffic: releases go through the
+// stack's release store and Systems Manager (components/releaseChannel.ts).
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 import { BackendFleet } from "./components/backendFleet";
@@ -14,8 +16,14 @@ import { EdgeMonitoring } from "./components/edgeMonitoring";
 import { EdgeNetwork } from "./components/edgeNetwork";
 import { EdgePki } from "./components/edgePki";
 import { EdgeProxy } from "./components/edgeProxy";
+import { InstanceRole } from "./components/instanceRole";
+import { ProxyGroup } from "./components/proxyGroup";
+import { type CommandTargets, ReleaseChannel } from "./components/releaseChannel";
+import { proxyUserData } from "./host/proxyHost";
+import { gateCredentialsKey, releaseFolders } from "./host/releaseChannel";
 import { healthPath } from "./nginx/renderNginxConfig";
-import { awsPlacement, backendPingIntervalSeconds, edgePkiPlan, planEdge } from "./plan/edgePlan";
+import { backendServerName } from "./pki/pkiSpec";
+import { awsPlacement, backendPingIntervalSeconds, edgePkiPlan, healthGateCredentials, planEdge } from "./plan/edgePlan";
 import { edgeSettingsOf } from "./settings/edgeSettings";
 import { loadStackSettings } from "./settings/pulumiSettings";
 
@@ -29,36 +37,17 @@ const userCertificate =
 const loadBalanced = settings.proxyCount > 1;
 const network = new EdgeNetwork("edge", {
     allowedCidrs: settings.allowedCidrs,
-    adminCidrs: settings.adminCidrs,
     httpRedirect: settings.httpRedirect,
     backendPort: settings.backendPort,
     loadBalanced,
 });
-
-// The first proxy keeps its name in both shapes, so growing to a load-balanced edge adds proxies
-// beside it instead of replacing it. Proxies go round the availability zones.
-const proxies = Array.from({ length: settings.proxyCount }, (_, i) => i).map((i) => ({
-    name: i === 0 ? "edge-proxy" : `edge-proxy-${i + 1}`,
-    role: loadBalanced ? `proxy-${i + 1}` : "proxy",
-    subnetId: network.subnetIds.apply((ids) => ids[i % ids.length]),
-}));
+const channel = new ReleaseChannel("edge-releases", { backendServerName });
+const region = channel.region;
 
 // Allocated first so that, without a domain name, the edge certificate can name the address.
 const address = loadBalanced
     ? undefined
     : new aws.ec2.Eip("edge", { domain: "vpc", tags: { Name: `${pulumi.getProject()}-${pulumi.getStack()}` } });
-
-const proxyVms = proxies.map(
-    ({ name, role, subnetId }) =>
-        new EdgeProxy(name, {
-            instanceType: settings.proxyInstanceType,
-            subnetId,
-            securityGroupId: network.proxySecurityGroup.id,
-            address,
-            role,
-        }),
-);
-const proxy = proxyVms[0];
 const publicPorts = [443, ...(settings.httpRedirect ? [80] : [])];
 const balancer = loadBalanced
     ? new EdgeLoadBalancer("edge", {
@@ -67,10 +56,40 @@ const balancer = loadBalanced
           // biome-ignore lint/style/noNonNullAssertion: EdgeNetwork creates it when loadBalanced.
           securityGroupId: network.loadBalancerSecurityGroup!.id,
           ports: publicPorts,
-          proxies: proxyVms,
           drainSeconds: settings.drainTimeoutSeconds,
       })
     : undefined;
+
+// The proxies' identity: Systems Manager, and the edge's folder of the store (its releases, and the gates' credentials).
+const proxyRole = new InstanceRole("edge-proxy", { statements: channel.readStatements([`${releaseFolders.edge}/*`]) });
+const userData = pulumi.all([channel.store, region]).apply(([store, ssmAgentRegion]) => proxyUserData({ store, ssmAgentRegion }));
+const proxy = balancer
+    ? new ProxyGroup(
+          "edge-proxies",
+          {
+              instanceType: settings.proxyInstanceType,
+              count: settings.proxyCount,
+              subnetIds: network.subnetIds,
+              securityGroupId: network.proxySecurityGroup.id,
+              instanceProfileArn: proxyRole.profile.arn,
+              userData,
+              targetGroupArns: balancer.targetGroups.map((group) => group.arn),
+          },
+          { dependsOn: [proxyRole] },
+      )
+    : new EdgeProxy(
+          "edge-proxy",
+          {
+              instanceType: settings.proxyInstanceType,
+              subnetId: network.subnetIds.apply((ids) => ids[0]),
+              securityGroupId: network.proxySecurityGroup.id,
+              instanceProfile: proxyRole.profile.name,
+              userData,
+          },
+          { dependsOn: [proxyRole] },
+      );
+const proxies: CommandTargets =
+    proxy instanceof ProxyGroup ? { autoScalingGroup: proxy.group.name } : { instanceIds: [proxy.instance.id] };
 
 const pki = new EdgePki("edge", {
     spec: edgePkiPlan(settings, {
@@ -83,6 +102,17 @@ const pki = new EdgePki("edge", {
     userCertificate,
 });
 
+// What each backend's health gate on the proxies presents: readable by the proxies' role only.
+const gateCredentials = channel.put(
+    "edge-gate-credentials",
+    gateCredentialsKey,
+    pulumi
+        .all([pki.caCertificatePem, pki.proxyClientCertificate.certificatePem, pki.proxyClientCertificate.privateKeyPem])
+        .apply(([caCertificatePem, certificatePem, privateKeyPem]) =>
+            healthGateCredentials({ caCertificatePem, proxyClientCertificate: { certificatePem, privateKeyPem } }),
+        ),
+);
+
 const backends = new BackendFleet("backends", {
     instanceType: settings.backendInstanceType,
     port: settings.backendPort,
@@ -90,10 +120,11 @@ const backends = new BackendFleet("backends", {
     securityGroupId: network.backendSecurityGroup.id,
     certificates: pki.backendCertificates,
     caCertificatePem: pki.caCertificatePem,
-    proxyClientCertificate: pki.proxyClientCertificate,
     image: settings.backendImage,
     pingIntervalSeconds: backendPingIntervalSeconds(settings),
-    proxy,
+    channel,
+    proxies,
+    gateCredentials,
 });
 
 const publicName: pulumi.Input<string> = settings.domainName ?? balancer?.dnsName ?? (address as aws.ec2.Eip).publicIp;
@@ -116,22 +147,30 @@ const plan = pulumi
     );
 export const nginxConfig = plan.nginxConfig;
 
-// One proxy at a time: each deploy starts once the previous proxy has reloaded and answers its
-// health check (the deploy script's last step), so the balancer always has proxies serving.
-proxyVms.reduce<EdgeDeploy | undefined>(
-    (previous, vm, i) =>
-        new EdgeDeploy(i === 0 ? "edge-deploy" : `edge-deploy-${i + 1}`, {
-            proxy: vm,
-            plan,
-            certificates: pki,
-            after: previous ? [previous.deploy] : backends.backends.map((b) => b.healthGate),
-        }),
-    undefined,
-);
+// One proxy at a time, once every backend has passed its gate; each proxy's deploy ends with
+// NGINX answering its health check, so the balancer always has proxies serving.
+const edgeDeploy = new EdgeDeploy("edge-deploy", {
+    channel,
+    proxies,
+    plan,
+    certificates: pki,
+    after: backends.backends.map((b) => b.healthGate),
+});
+
+// The single VM's address moves to a VM only once it serves: after the deploy that checked it.
+// A replacement VM takes it from the old one (allowReassociation) before the old is deleted.
+const association =
+    address && proxy instanceof EdgeProxy
+        ? new aws.ec2.EipAssociation(
+              "edge-proxy",
+              { allocationId: address.allocationId, instanceId: proxy.instance.id, allowReassociation: true },
+              { dependsOn: [edgeDeploy] },
+          )
+        : undefined;
 
 const monitoring = new EdgeMonitoring("edge", {
     instances: [
-        ...proxyVms.map((vm, i) => ({ role: proxies[i].role, instance: vm.instance })),
+        ...(proxy instanceof EdgeProxy ? [{ role: "proxy", instance: proxy.instance }] : []),
         ...backends.backends.map((b) => ({ role: b.name, instance: b.instance })),
     ],
     targetGroups: balancer?.targetGroups.map((targetGroup, i) => ({
@@ -144,16 +183,21 @@ const monitoring = new EdgeMonitoring("edge", {
 
 export const endpoint = pulumi.interpolate`wss://${publicName}/`;
 export const healthUrl = pulumi.interpolate`https://${publicName}${healthPath}`;
-/** The single VM's Elastic IP; behind a load balancer, the first proxy's own address (for SSH). */
-export const proxyPublicIp = proxy.publicIp;
-/** Every proxy VM's public address, for SSH from adminCidrs. */
-export const proxyPublicIps = pulumi.all(proxyVms.map((vm) => vm.publicIp));
+/** The single VM's Elastic IP (once it is associated with a VM that serves). */
+export const proxyPublicIp = address && association ? pulumi.all([address.publicIp, association.id]).apply(([ip]) => ip) : undefined;
 /** The Network Load Balancer's DNS name (point domainName at it), when proxyCount is 2 or more. */
 export const loadBalancerDnsName = balancer?.dnsName;
+/** The load-balanced proxies' Auto Scaling group. */
+export const proxyAutoScalingGroup = proxy instanceof ProxyGroup ? proxy.group.name : undefined;
+/** The single proxy VM's instance ID (for Session Manager: aws ssm start-session --target <id>). */
+export const proxyInstanceId = proxy instanceof EdgeProxy ? proxy.instance.id : undefined;
 export const backendPrivateIps = pulumi.all(backends.privateIps);
 export const caCertificatePem = pki.caCertificatePem;
 /** WebSockets the proxy admits at once before answering 503: what its memory holds, or the maxSockets setting if lower. */
 export const maxSockets = plan.maxSockets;
+/** The release store's bucket, and the edge release the proxies serve (and new proxies apply as they boot). */
+export const releaseBucket = channel.bucket.bucket;
+export const edgeRelease = edgeDeploy.releaseId;
 /** The CloudWatch dashboard of the edge's instances. */
 export const dashboardUrl = monitoring.dashboardUrl;
 /** When each certificate expires (RFC 3339); a `pulumi up` in the last 30 days of a leaf renews it. */

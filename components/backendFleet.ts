@@ -1,18 +1,15 @@
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
+import { createHash } from "node:crypto";
 import * as aws from "@pulumi/aws";
-import * as command from "@pulumi/command";
+import type * as command from "@pulumi/command";
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
-import * as tls from "@pulumi/tls";
-import { encodeDeployBundle } from "../deploy/deployBundle";
-import { backendDeployCommand, backendDeployScript, backendHealthGateCommand, backendHost, backendUserData } from "../host/backendHost";
-import { backendServerName } from "../pki/pkiSpec";
-import { backendTlsOf, healthGateCredentials } from "../plan/edgePlan";
-import { sha256 } from "./edgeDeploy";
+import { backendHost, backendUserData } from "../host/backendHost";
+import { releaseFolders, storedRelease } from "../host/releaseChannel";
+import { backendTlsOf } from "../plan/edgePlan";
 import type { IssuedCertificate } from "./edgePki";
-import type { EdgeProxy } from "./edgeProxy";
-import { cpuArchitecture, hardenedInstanceSettings, userDataWithHostKey } from "./instanceDefaults";
+import { cpuArchitecture, hardenedInstanceSettings } from "./instanceDefaults";
+import { InstanceRole } from "./instanceRole";
+import type { CommandTargets, ReleaseChannel } from "./releaseChannel";
 
 export interface BackendFleetArgs {
     readonly instanceType: string;
@@ -24,13 +21,15 @@ export interface BackendFleetArgs {
     readonly certificates: readonly IssuedCertificate[];
     /** The CA the proxy's client certificate must chain to (and the backends' certificates too). */
     readonly caCertificatePem: pulumi.Input<string>;
-    /** What the proxy presents to the backends; each health gate checks its backend with it. */
-    readonly proxyClientCertificate: IssuedCertificate;
     /** Run this image instead of building `backend/` into an ECR repository. */
     readonly image?: string;
     readonly pingIntervalSeconds: number;
-    /** The proxy VM: the deploys jump through it, and the health gates run on it. */
-    readonly proxy: EdgeProxy;
+    /** The release store and the documents the deploys and gates run. */
+    readonly channel: ReleaseChannel;
+    /** Where each health gate runs: the proxies, which check the backend over mutual TLS as NGINX will. */
+    readonly proxies: CommandTargets;
+    /** What the gates need first: their credentials in the store. */
+    readonly gateCredentials: pulumi.Resource;
 }
 
 /** One backend: its instance, the deploy of its app and certificates, and the gate it passes. */
@@ -38,18 +37,20 @@ export interface Backend {
     readonly name: string;
     readonly instance: aws.ec2.Instance;
     readonly privateIp: pulumi.Output<string>;
-    readonly deploy: command.remote.Command;
-    /** Passes once the backend answers /healthz from the proxy, over mutual TLS. */
-    readonly healthGate: command.remote.Command;
+    readonly release: aws.s3.BucketObjectv2;
+    readonly deploy: command.local.Command;
+    /** Passes once the backend answers /healthz from the proxies, over mutual TLS. */
+    readonly healthGate: command.local.Command;
 }
 
 /**
- * N instances running the backend WebSocket app as a container. Each deploy reaches its host
- * over SSH through the proxy, with the release (image, settings, certificates) on stdin, so a
- * renewed certificate or a new image reaches the hosts in the same `pulumi up` — certificates
- * without closing a socket. Deploys go one backend at a time: each waits until the backend
- * before it passes its health gate from the proxy, and the edge's config is deployed only once
- * every backend has passed.
+ * N instances running the backend WebSocket app as a container. Each backend's release (image,
+ * settings, certificates) goes to its own folder of the release store, which only its own role
+ * can read; Systems Manager has the host apply it, so a renewed certificate or a new image
+ * reaches the hosts in the same `pulumi up` — certificates without closing a socket — and a
+ * replaced host applies its folder's current release at first boot. Deploys go one backend at a
+ * time: each waits until the backend before it passes its health gate from the proxies, and the
+ * edge's release is sent only once every backend has passed.
  */
 export class BackendFleet extends pulumi.ComponentResource {
     readonly backends: Backend[];
@@ -61,10 +62,7 @@ export class BackendFleet extends pulumi.ComponentResource {
     constructor(name: string, args: BackendFleetArgs, opts?: pulumi.ComponentResourceOptions) {
         super("wss-edge:backends:BackendFleet", name, {}, opts);
         const architecture = cpuArchitecture(args.instanceType);
-        const { proxy } = args;
 
-        let instanceProfile: aws.iam.InstanceProfile | undefined;
-        let rolePolicy: aws.iam.RolePolicy | undefined;
         if (args.image === undefined) {
             this.repository = new aws.ecr.Repository(
                 `${name}-app`,
@@ -96,37 +94,11 @@ export class BackendFleet extends pulumi.ComponentResource {
                 { parent: this },
             );
             this.imageReference = image.repoDigest;
-
-            // The only thing a backend host may do in AWS: pull its image. It reads no secret from
-            // AWS at all; its key comes with its deploy, so no backend can read another's key.
-            const role = new aws.iam.Role(
-                `${name}-instance`,
-                { assumeRolePolicy: aws.iam.assumeRolePolicyForPrincipal({ Service: "ec2.amazonaws.com" }) },
-                { parent: this },
-            );
-            rolePolicy = new aws.iam.RolePolicy(
-                `${name}-instance`,
-                {
-                    role: role.id,
-                    policy: {
-                        Version: "2012-10-17",
-                        Statement: [
-                            { Effect: "Allow", Action: ["ecr:GetAuthorizationToken"], Resource: "*" },
-                            {
-                                Effect: "Allow",
-                                Action: ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
-                                Resource: this.repository.arn,
-                            },
-                        ],
-                    },
-                },
-                { parent: this },
-            );
-            instanceProfile = new aws.iam.InstanceProfile(`${name}-instance`, { role: role.name }, { parent: this });
         } else {
             this.imageReference = pulumi.output(args.image);
         }
 
+        const repository = this.repository;
         const ami = aws.ec2.getAmiOutput(
             {
                 owners: ["amazon"],
@@ -138,20 +110,33 @@ export class BackendFleet extends pulumi.ComponentResource {
             },
             { parent: this },
         );
-
-        const scriptText = readFileSync(join(__dirname, "..", backendDeployScript), "utf8");
-        const gateCredentials = pulumi.secret(
-            pulumi
-                .all([args.caCertificatePem, args.proxyClientCertificate.certificatePem, args.proxyClientCertificate.privateKeyPem])
-                .apply(([caCertificatePem, certificatePem, privateKeyPem]) =>
-                    healthGateCredentials({ caCertificatePem, proxyClientCertificate: { certificatePem, privateKeyPem } }),
-                ),
-        );
+        const { channel } = args;
 
         this.backends = [];
         for (const [i, cert] of args.certificates.entries()) {
             const previousGate = this.backends[i - 1]?.healthGate;
-            const hostKey = new tls.PrivateKey(`${name}-${cert.name}-host`, { algorithm: "ED25519" }, { parent: this });
+            const folder = releaseFolders.backend(cert.name);
+            // What this host may do in AWS: be managed by Systems Manager, read its own releases
+            // (no other backend's key), and pull its image.
+            const role = new InstanceRole(
+                `${name}-${cert.name}`,
+                {
+                    statements: pulumi.all([channel.readStatements([`${folder}/*`]), repository?.arn]).apply(([read, repositoryArn]) => [
+                        ...read,
+                        ...(repositoryArn
+                            ? [
+                                  { Effect: "Allow" as const, Action: ["ecr:GetAuthorizationToken"], Resource: "*" },
+                                  {
+                                      Effect: "Allow" as const,
+                                      Action: ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
+                                      Resource: repositoryArn,
+                                  },
+                              ]
+                            : []),
+                    ]),
+                },
+                { parent: this },
+            );
             const instance = new aws.ec2.Instance(
                 `${name}-${cert.name}`,
                 {
@@ -159,12 +144,11 @@ export class BackendFleet extends pulumi.ComponentResource {
                     instanceType: args.instanceType,
                     subnetId: pulumi.output(args.subnetIds).apply((ids) => ids[i % ids.length]),
                     vpcSecurityGroupIds: [args.securityGroupId],
-                    iamInstanceProfile: instanceProfile?.name,
-                    keyName: proxy.deployKeyName,
-                    // Egress only (image pulls): the security group admits nothing but the proxy.
+                    iamInstanceProfile: role.profile.name,
+                    // Egress only (Systems Manager, the store, image pulls): the security group admits nothing but the proxies.
                     associatePublicIpAddress: true,
                     ...hardenedInstanceSettings,
-                    userData: userDataWithHostKey(hostKey, backendUserData),
+                    userData: channel.store.apply((store) => backendUserData(store, cert.name)),
                     userDataReplaceOnChange: true,
                     tags: { Name: `${pulumi.getProject()}-${pulumi.getStack()}-${cert.name}`, Role: "wss-edge-backend" },
                 },
@@ -173,33 +157,14 @@ export class BackendFleet extends pulumi.ComponentResource {
                     // A new Amazon Linux release must not replace every backend at once; roll it
                     // with `pulumi up --replace` (see the change matrix in docs/aws.md).
                     ignoreChanges: ["ami"],
-                    // Role first (its image pull needs it), and an in-place change (instance type:
-                    // stop and start) only once the backend before it is serving again.
-                    dependsOn: [...(rolePolicy ? [rolePolicy] : []), ...(previousGate ? [previousGate] : [])],
+                    // Role first (first boot reads the store with it), and an in-place change
+                    // (instance type: stop and start) only once the backend before it is serving again.
+                    dependsOn: [role, ...(previousGate ? [previousGate] : [])],
                 },
-            );
-
-            const connection: command.types.input.remote.ConnectionArgs = {
-                host: instance.privateIp,
-                user: backendHost.user,
-                privateKey: proxy.deployPrivateKey,
-                hostKey: hostKey.publicKeyOpenssh,
-                dialErrorLimit: 40,
-                proxy: proxy.connection,
-            };
-            const copyScript = new command.remote.CopyToRemote(
-                `${name}-${cert.name}-script`,
-                {
-                    connection,
-                    source: new pulumi.asset.FileAsset(backendDeployScript),
-                    remotePath: backendHost.deployScriptPath,
-                    triggers: [sha256(scriptText), instance.id],
-                },
-                { parent: this, dependsOn: previousGate ? [previousGate] : [] },
             );
 
             const settings = pulumi
-                .all([this.imageReference, this.repository?.repositoryUrl])
+                .all([this.imageReference, repository?.repositoryUrl])
                 .apply(([image, repositoryUrl]) =>
                     [
                         `IMAGE=${image}`,
@@ -211,48 +176,46 @@ export class BackendFleet extends pulumi.ComponentResource {
                         "",
                     ].join("\n"),
                 );
-            const release = pulumi.secret(
-                pulumi
-                    .all([settings, cert.certificatePem, cert.privateKeyPem, args.caCertificatePem])
-                    .apply(([env, certificatePem, privateKeyPem, caPem]) =>
-                        encodeDeployBundle({
-                            "backend.env": env,
-                            ...Object.fromEntries(
-                                Object.entries(backendTlsOf({ certificatePem, privateKeyPem }, caPem)).map(([file, pem]) => [
-                                    `tls/${file}`,
-                                    pem,
-                                ]),
-                            ),
-                        }),
-                    ),
-            );
+            const stored = pulumi
+                .all([settings, cert.certificatePem, cert.privateKeyPem, args.caCertificatePem])
+                .apply(([env, certificatePem, privateKeyPem, caPem]) =>
+                    storedRelease("backend", {
+                        "backend.env": env,
+                        ...Object.fromEntries(
+                            Object.entries(backendTlsOf({ certificatePem, privateKeyPem }, caPem)).map(([file, pem]) => [`tls/${file}`, pem]),
+                        ),
+                    }),
+                );
+            const releaseId = pulumi.unsecret(stored.apply((r) => r.id));
+            const release = channel.publish(`${name}-${cert.name}-release`, folder, stored);
             // Public material only, readable in a preview: what a new run of the deploy is for.
             const triggers = pulumi
-                .all([settings, cert.certificatePem, args.caCertificatePem, instance.id])
-                .apply(([env, certificatePem, caPem, instanceId]) => [
+                .all([settings, cert.certificatePem, args.caCertificatePem, releaseId, instance.id])
+                .apply(([env, certificatePem, caPem, id, instanceId]) => [
                     `app:${sha256(env)}`,
                     `certificates:${sha256(certificatePem + caPem)}`,
-                    `script:${sha256(scriptText)}`,
+                    `release:${id}`,
                     `instance:${instanceId}`,
                 ]);
-            const deploy = new command.remote.Command(
-                `${name}-${cert.name}-deploy`,
-                { connection, create: backendDeployCommand, stdin: release, triggers, logging: "stdoutAndStderr" },
-                { parent: this, dependsOn: [copyScript, ...(previousGate ? [previousGate] : [])] },
-            );
-            const healthGate = new command.remote.Command(
-                `${name}-${cert.name}-health`,
-                {
-                    connection: proxy.connection,
-                    create: instance.privateIp.apply((ip) => backendHealthGateCommand(cert.name, ip, args.port, backendServerName)),
-                    stdin: gateCredentials,
-                    // Checked again after every deploy and every in-place change of the host.
-                    triggers: pulumi.all([triggers, instance.instanceType]).apply(([deployed, type]) => [...deployed, `type:${type}`]),
-                    logging: "stdoutAndStderr",
-                },
-                { parent: this, dependsOn: [deploy] },
-            );
-            this.backends.push({ name: cert.name, instance, privateIp: instance.privateIp, deploy, healthGate });
+            const deploy = channel.send(`${name}-${cert.name}-deploy`, {
+                document: channel.backendDocument,
+                parameters: { Backend: cert.name, Release: releaseId },
+                targets: { instanceIds: [instance.id] },
+                what: pulumi.interpolate`${cert.name}'s release ${releaseId.apply((id) => id.slice(0, 12))}`,
+                pointer: { folder, release: releaseId },
+                triggers,
+                dependsOn: [release, ...(previousGate ? [previousGate] : [])],
+            });
+            const healthGate = channel.send(`${name}-${cert.name}-health`, {
+                document: channel.gateDocument,
+                parameters: { Backend: cert.name, Address: instance.privateIp, Port: String(args.port) },
+                targets: args.proxies,
+                what: `${cert.name}'s health gate`,
+                // Checked again after every deploy and every in-place change of the host.
+                triggers: pulumi.all([triggers, instance.instanceType]).apply(([deployed, type]) => [...deployed, `type:${type}`]),
+                dependsOn: [deploy, args.gateCredentials],
+            });
+            this.backends.push({ name: cert.name, instance, privateIp: instance.privateIp, release, deploy, healthGate });
         }
         this.privateIps = this.backends.map((b) => b.privateIp);
 
@@ -262,6 +225,10 @@ export class BackendFleet extends pulumi.ComponentResource {
             repositoryUrl: this.repository?.repositoryUrl,
         });
     }
+}
+
+export function sha256(text: string): string {
+    return createHash("sha256").update(text).digest("hex");
 }
 
 /** Keeps the 10 newest images (instances run the newest by digest) and drops untagged ones after a week. */

@@ -1,12 +1,11 @@
-import { createHash } from "node:crypto";
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
-import * as command from "@pulumi/command";
+import type * as aws from "@pulumi/aws";
+import type * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { backendHealthAgentScript } from "../deploy/deployBundle";
-import { edgeDeployScript, proxyDeployCommand, proxyHost } from "../host/proxyHost";
-import { type EdgePlan, releaseBundle } from "../plan/edgePlan";
-import type { EdgeProxy } from "./edgeProxy";
+import { releaseFolders, storedRelease } from "../host/releaseChannel";
+import { type EdgePlan, releaseOf } from "../plan/edgePlan";
+import { sha256 } from "./backendFleet";
+import type { CommandTargets, ReleaseChannel } from "./releaseChannel";
 
 /** The PKI's part of a release, as the AWS components give it. */
 export interface EdgeCertificateInputs {
@@ -17,7 +16,9 @@ export interface EdgeCertificateInputs {
 }
 
 export interface EdgeDeployArgs {
-    readonly proxy: EdgeProxy;
+    readonly channel: ReleaseChannel;
+    /** The proxies: the single VM by its instance ID, or the Auto Scaling group. */
+    readonly proxies: CommandTargets;
     /** The edge's plan: the config every proxy runs, and whether the health agent runs beside it. */
     readonly plan: pulumi.Input<Pick<EdgePlan, "nginxConfig" | "healthAgent">>;
     readonly certificates: EdgeCertificateInputs;
@@ -26,55 +27,47 @@ export interface EdgeDeployArgs {
 }
 
 /**
- * One edge release on the proxy VM: the deploy script is copied, then run with the release
- * (config, certificates, keys) on standard input. It reloads NGINX, never restarts it, so open
- * WebSockets stay up. Both steps run again when the release changes (an update) and when the VM
- * is new (a replacement: the instance ID is one of their triggers), so a replaced or re-created
- * VM is always deployed to.
+ * One edge release: written to the store, made `current` (what a proxy that boots applies), then
+ * applied by Systems Manager on each proxy in turn, each one's deploy ending with NGINX answering
+ * its health check before the next starts (deploy/ssm-send.sh); a proxy that fails stops the
+ * rollout, and `current` goes back to the release before. The deploy script reloads NGINX, never
+ * restarts it, so open WebSockets stay up. The rollout runs again when the release changes and
+ * when the proxies do (a replaced single VM), so a new VM is always checked to serve it.
  */
 export class EdgeDeploy extends pulumi.ComponentResource {
-    /** Content hashes of what the release holds, and the instance it went to. */
+    /** Content hashes of what the release holds (readable in a preview), and its id. */
     readonly triggers: pulumi.Output<string[]>;
-    readonly deploy: command.remote.Command;
+    readonly releaseId: pulumi.Output<string>;
+    readonly release: aws.s3.BucketObjectv2;
+    readonly deploy: command.local.Command;
 
     constructor(name: string, args: EdgeDeployArgs, opts?: pulumi.ComponentResourceOptions) {
         super("wss-edge:proxy:EdgeDeploy", name, {}, opts);
-        const { proxy } = args;
-        const scriptText = readFileSync(join(__dirname, "..", edgeDeployScript), "utf8");
-
-        const copyScript = new command.remote.CopyToRemote(
-            `${name}-script`,
-            {
-                connection: proxy.connection,
-                // Relative to the project root: no path of this checkout lands in the stack's state.
-                source: new pulumi.asset.FileAsset(edgeDeployScript),
-                remotePath: proxyHost.deployScriptPath,
-                triggers: [sha256(scriptText), proxy.instance.id],
-            },
-            { parent: this },
-        );
-
-        const { certificates } = args;
+        const { certificates, channel } = args;
         const plan = pulumi.output(args.plan);
-        const release = pulumi.secret(
-            pulumi
-                .all([
-                    plan,
-                    certificates.caCertificatePem,
-                    certificates.edgeCertificateChainPem,
-                    certificates.edgePrivateKeyPem,
-                    certificates.proxyClientCertificate.certificatePem,
-                    certificates.proxyClientCertificate.privateKeyPem,
-                ])
-                .apply(([planned, caCertificatePem, edgeCertificateChainPem, edgePrivateKeyPem, certificatePem, privateKeyPem]) =>
-                    releaseBundle(planned, {
+        const stored = pulumi
+            .all([
+                plan,
+                certificates.caCertificatePem,
+                certificates.edgeCertificateChainPem,
+                certificates.edgePrivateKeyPem,
+                certificates.proxyClientCertificate.certificatePem,
+                certificates.proxyClientCertificate.privateKeyPem,
+            ])
+            .apply(([planned, caCertificatePem, edgeCertificateChainPem, edgePrivateKeyPem, certificatePem, privateKeyPem]) =>
+                storedRelease(
+                    "edge",
+                    releaseOf(planned, {
                         caCertificatePem,
                         edgeCertificateChainPem,
                         edgePrivateKeyPem,
                         proxyClientCertificate: { certificatePem, privateKeyPem },
                     }),
                 ),
-        );
+            );
+        this.releaseId = pulumi.unsecret(stored.apply((r) => r.id));
+        this.release = channel.publish(`${name}-release`, releaseFolders.edge, stored);
+
         // Hashes of public material only, so the trigger diff in a preview stays readable. Keys
         // change only together with their certificates.
         this.triggers = pulumi
@@ -83,32 +76,25 @@ export class EdgeDeploy extends pulumi.ComponentResource {
                 pulumi.unsecret(pulumi.output(certificates.edgeCertificateChainPem)),
                 certificates.caCertificatePem,
                 certificates.proxyClientCertificate.certificatePem,
-                proxy.instance.id,
+                this.releaseId,
             ])
-            .apply(([planned, chain, backendCa, clientCert, instanceId]) => [
+            .apply(([planned, chain, backendCa, clientCert, id]) => [
                 `config:${sha256(planned.nginxConfig)}`,
                 `certificates:${sha256(chain + backendCa + clientCert)}`,
-                `script:${sha256(scriptText)}`,
                 `agent:${planned.healthAgent ? sha256(backendHealthAgentScript) : "off"}`,
-                `instance:${instanceId}`,
+                `release:${id}`,
             ]);
 
-        this.deploy = new command.remote.Command(
-            name,
-            {
-                connection: proxy.connection,
-                create: proxyDeployCommand,
-                stdin: release,
-                triggers: this.triggers,
-                logging: "stdoutAndStderr",
-            },
-            { parent: this, dependsOn: pulumi.output(args.after ?? []).apply((after) => [copyScript, ...after]) },
-        );
+        this.deploy = channel.send(name, {
+            document: channel.edgeDocument,
+            parameters: { Release: this.releaseId },
+            targets: args.proxies,
+            what: pulumi.interpolate`the edge release ${this.releaseId.apply((id) => id.slice(0, 12))}`,
+            pointer: { folder: releaseFolders.edge, release: this.releaseId },
+            triggers: this.triggers,
+            dependsOn: pulumi.output(args.after ?? []).apply((after) => [this.release, ...after]),
+        });
 
-        this.registerOutputs({ triggers: this.triggers });
+        this.registerOutputs({ triggers: this.triggers, releaseId: this.releaseId });
     }
-}
-
-export function sha256(text: string): string {
-    return createHash("sha256").update(text).digest("hex");
 }

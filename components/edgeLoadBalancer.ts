@@ -1,8 +1,5 @@
 import * as aws from "@pulumi/aws";
-import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
-import { proxyDrainCommand } from "../host/proxyHost";
-import type { EdgeProxy } from "./edgeProxy";
 
 export interface EdgeLoadBalancerArgs {
     readonly vpcId: pulumi.Input<string>;
@@ -11,7 +8,6 @@ export interface EdgeLoadBalancerArgs {
     readonly securityGroupId: pulumi.Input<string>;
     /** 443, and 80 when httpRedirect is on. */
     readonly ports: readonly number[];
-    readonly proxies: readonly EdgeProxy[];
     /** How long a leaving proxy keeps its open sockets (drainTimeoutSeconds, within AWS's 3600 s). */
     readonly drainSeconds: number;
 }
@@ -28,15 +24,15 @@ export const maxDeregistrationDelaySeconds = 3600;
  * the header only from there. A TCP health check on the traffic port takes a proxy whose NGINX
  * is gone out of rotation.
  *
- * A proxy leaves in order: its target is deregistered (no new connections), its sockets get
- * `drainSeconds` to end on their own while the VM still runs, and only then is the VM deleted;
- * whatever is left is closed by the balancer at the end of the same delay.
+ * The proxies register themselves: they are an Auto Scaling group attached to the target groups
+ * (ProxyGroup). A proxy leaves in order: the group deregisters it (no new connections), its
+ * sockets get `drainSeconds` to end on their own while the VM still runs, and only then is it
+ * terminated; whatever is left is closed by the balancer at the end of the same delay.
  */
 export class EdgeLoadBalancer extends pulumi.ComponentResource {
     readonly loadBalancer: aws.lb.LoadBalancer;
     readonly targetGroups: aws.lb.TargetGroup[];
     readonly listeners: aws.lb.Listener[];
-    readonly attachments: aws.lb.TargetGroupAttachment[];
     readonly dnsName: pulumi.Output<string>;
 
     constructor(name: string, args: EdgeLoadBalancerArgs, opts?: pulumi.ComponentResourceOptions) {
@@ -57,20 +53,8 @@ export class EdgeLoadBalancer extends pulumi.ComponentResource {
         );
         this.dnsName = this.loadBalancer.dnsName;
 
-        // Each proxy's drain runs on its VM when the proxy leaves; the attachments depend on it, so
-        // a leaving proxy is deregistered first, drained next, and its VM deleted last.
-        const drains = args.proxies.map(
-            (proxy, i) =>
-                new command.remote.Command(
-                    `${name}-drain-${i + 1}`,
-                    { connection: proxy.connection, delete: proxyDrainCommand(drainSeconds), triggers: [proxy.instance.id] },
-                    { parent: this },
-                ),
-        );
-
         this.targetGroups = [];
         this.listeners = [];
-        this.attachments = [];
         for (const port of args.ports) {
             const targetGroup = new aws.lb.TargetGroup(
                 `${name}-${port}`,
@@ -100,15 +84,6 @@ export class EdgeLoadBalancer extends pulumi.ComponentResource {
                     { parent: this },
                 ),
             );
-            args.proxies.forEach((proxy, i) => {
-                this.attachments.push(
-                    new aws.lb.TargetGroupAttachment(
-                        `${name}-${port}-${i + 1}`,
-                        { targetGroupArn: targetGroup.arn, targetId: proxy.instance.id, port },
-                        { parent: this, dependsOn: [drains[i]] },
-                    ),
-                );
-            });
         }
 
         this.registerOutputs({ dnsName: this.dnsName, arn: this.loadBalancer.arn });

@@ -30,7 +30,10 @@ const failedMinutes = 2;
  * checks, both sent to one SNS topic: the instance check (the VM itself: kernel, memory, disk,
  * network config) and the system check (the host under it), whose alarm also has EC2 recover the
  * instance onto healthy hardware, keeping its ID, addresses and disk, so the edge comes back without
- * a `pulumi up`. Missing data counts as failing: a VM that stopped reporting is not healthy.
+ * a `pulumi up`. Missing data keeps the alarm as it was: EC2 reports no status checks for a
+ * stopped instance, and a planned stop (a new instance type is applied by stopping and
+ * starting the VM) is not a failure. The load-balanced proxies have no alarms of their own: the
+ * group replaces a proxy the balancer finds unhealthy, and the target groups' alarms say so.
  * (EC2's recover action is valid on StatusCheckFailed_System alarms of instances on EBS:
  * docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/UsingAlarmActions.html#AddingRecoverActions.)
  */
@@ -64,7 +67,7 @@ export class EdgeMonitoring extends pulumi.ComponentResource {
                 evaluationPeriods: failedMinutes,
                 threshold: 1,
                 comparisonOperator: "GreaterThanOrEqualToThreshold",
-                treatMissingData: "breaching",
+                treatMissingData: "missing",
                 okActions: [this.topic.arn],
             };
             return [

@@ -7,8 +7,6 @@ import { proxyHost } from "../host/proxyHost";
 export interface EdgeNetworkArgs {
     /** Who may connect on 443 (and on 80 when `httpRedirect`). */
     readonly allowedCidrs: readonly string[];
-    /** Who may reach SSH on the proxy. */
-    readonly adminCidrs: readonly string[];
     readonly httpRedirect: boolean;
     readonly backendPort: number;
     /** Proxies behind a Network Load Balancer: clients reach the balancer, and only it reaches the proxies. */
@@ -17,8 +15,10 @@ export interface EdgeNetworkArgs {
 
 /**
  * Where the edge lives and who may talk to what: the account's default VPC, one subnet per
- * availability zone, the proxy's security group (443 from the world or the allowed ranges,
- * 22 from the admins only) and the backends' (their port from the proxy only). Load-balanced,
+ * availability zone, the proxy's security group (443 from the world or the allowed ranges) and
+ * the backends' (their port from the proxy only). No group admits SSH or any other way in:
+ * Systems Manager reaches the VMs through their agents' own outbound connections, and
+ * operators use Session Manager. Load-balanced,
  * the allowed ranges reach the balancer's group instead, and the proxies' 443 (and 80) admit
  * the balancer only, its health checks included: no client reaches a proxy directly.
  */
@@ -81,7 +81,7 @@ export class EdgeNetwork extends pulumi.ComponentResource {
             `${name}-proxy`,
             {
                 vpcId: this.vpcId,
-                description: "wss-edge proxy: TLS from clients, SSH from admins",
+                description: "wss-edge proxy: TLS from clients",
                 ingress: [
                     ...(balancer
                         ? publicPorts.map((port) => ({
@@ -93,13 +93,6 @@ export class EdgeNetwork extends pulumi.ComponentResource {
                           }))
                         : clientRules),
                     {
-                        description: "SSH for admins and the deploy",
-                        protocol: "tcp",
-                        fromPort: 22,
-                        toPort: 22,
-                        ...splitCidrs(args.adminCidrs),
-                    },
-                    {
                         description: "NGINX's metrics, to the stack's own proxies",
                         protocol: "tcp",
                         fromPort: proxyHost.exporterPort,
@@ -107,7 +100,7 @@ export class EdgeNetwork extends pulumi.ComponentResource {
                         self: true,
                     },
                 ],
-                egress: [allEgress("Backends, package mirrors")],
+                egress: [allEgress("Backends, package mirrors, Systems Manager, the release store")],
             },
             { parent: this },
         );
@@ -115,7 +108,7 @@ export class EdgeNetwork extends pulumi.ComponentResource {
             `${name}-backend`,
             {
                 vpcId: this.vpcId,
-                description: "wss-edge backends: the WebSocket port and the deploy's SSH, from the proxy only",
+                description: "wss-edge backends: the WebSocket port, from the proxy only",
                 ingress: [
                     {
                         description: "WebSockets from the edge proxy",
@@ -131,15 +124,8 @@ export class EdgeNetwork extends pulumi.ComponentResource {
                         toPort: backendHost.metricsPort,
                         securityGroups: [this.proxySecurityGroup.id],
                     },
-                    {
-                        description: "The deploy's SSH, jumping through the edge proxy",
-                        protocol: "tcp",
-                        fromPort: 22,
-                        toPort: 22,
-                        securityGroups: [this.proxySecurityGroup.id],
-                    },
                 ],
-                egress: [allEgress("Image pulls")],
+                egress: [allEgress("Image pulls, Systems Manager, the release store")],
             },
             { parent: this },
         );

@@ -1,18 +1,5 @@
+import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
-import type * as tls from "@pulumi/tls";
-import type { SshHostKey } from "../host/cloudConfig";
-
-/**
- * User data that presets the host's SSH key (cloud-init's documented way), so the deploy can pin
- * it; it holds a private key, so it is a secret.
- */
-export function userDataWithHostKey(hostKey: tls.PrivateKey, render: (key: SshHostKey) => string): pulumi.Output<string> {
-    return pulumi.secret(
-        pulumi
-            .all([hostKey.privateKeyOpenssh, hostKey.publicKeyOpenssh])
-            .apply(([privateKeyOpenssh, publicKeyOpenssh]) => render({ privateKeyOpenssh, publicKeyOpenssh })),
-    );
-}
 
 /** What every instance of the stack gets, proxy and backends alike. */
 export const hardenedInstanceSettings = {
@@ -28,4 +15,22 @@ export const hardenedInstanceSettings = {
  */
 export function cpuArchitecture(instanceType: string): "arm64" | "x86_64" {
     return /^a1\./.test(instanceType) || /^[a-z]+[0-9]+[a-z]*g[a-z]*\./.test(instanceType) ? "arm64" : "x86_64";
+}
+
+/** The proxy's image and what its instance type offers (memory and vCPUs size NGINX's workers and its socket ceiling). */
+export function proxyMachine(instanceType: string, parent: pulumi.Resource) {
+    const architecture = cpuArchitecture(instanceType);
+    const ami = aws.ec2.getAmiOutput(
+        {
+            owners: ["136693071363"], // Debian's official cloud images
+            mostRecent: true,
+            filters: [
+                { name: "name", values: [`debian-12-${architecture === "arm64" ? "arm64" : "amd64"}-*`] },
+                { name: "state", values: ["available"] },
+            ],
+        },
+        { parent },
+    );
+    const facts = aws.ec2.getInstanceTypeOutput({ instanceType }, { parent });
+    return { amiId: ami.id, memoryMiB: facts.memorySize, vcpus: facts.defaultVcpus };
 }

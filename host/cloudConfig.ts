@@ -13,10 +13,11 @@ export interface CloudConfig {
     /** One line saying what this host is; written as a YAML comment. */
     readonly purpose: string;
     /**
-     * The host's SSH key, issued by the stack so that every SSH connection of the deploy can pin
-     * it (cloud-init's ssh module writes it before sshd first starts).
+     * A host SSH key to preset (cloud-init's ssh module writes it before sshd first starts), for
+     * a host reached over SSH with its key pinned. The stack's VMs are reached by Systems Manager
+     * only and have none.
      */
-    readonly hostKey: SshHostKey;
+    readonly hostKey?: SshHostKey;
     readonly packages?: readonly string[];
     readonly files?: readonly { readonly path: string; readonly permissions: string; readonly content: string }[];
     /** Commands run once, at the end of first boot; a failure marks the boot as failed. */
@@ -27,11 +28,15 @@ export function renderCloudConfig(config: CloudConfig): string {
     return [
         "#cloud-config",
         `# ${config.purpose.replace(/\n/g, " ")}`,
-        "ssh_deletekeys: true",
-        "ssh_keys:",
-        "  ed25519_private: |",
-        literalBlock(config.hostKey.privateKeyOpenssh, 4),
-        `  ed25519_public: ${JSON.stringify(config.hostKey.publicKeyOpenssh.trim())}`,
+        ...(config.hostKey
+            ? [
+                  "ssh_deletekeys: true",
+                  "ssh_keys:",
+                  "  ed25519_private: |",
+                  literalBlock(config.hostKey.privateKeyOpenssh, 4),
+                  `  ed25519_public: ${JSON.stringify(config.hostKey.publicKeyOpenssh.trim())}`,
+              ]
+            : []),
         ...(config.packages && config.packages.length > 0
             ? ["package_update: true", "packages:", ...config.packages.map((p) => `  - ${JSON.stringify(p)}`)]
             : []),

@@ -1,16 +1,13 @@
-import { renderCloudConfig, type SshHostKey } from "./cloudConfig";
+import { renderCloudConfig } from "./cloudConfig";
+import { applyReleaseCommand, type ReleaseStore, releaseFolders } from "./releaseChannel";
 
 /**
- * Facts about the proxy VM (Debian 12's cloud image), in one place: the user data, the deploy's
- * command line and the renderer's host profile read them from here.
+ * Facts about the proxy VM (Debian 12's cloud image), in one place: the user data, the release
+ * documents and the renderer's host profile read them from here.
  */
 export const proxyHost = {
-    /** Debian's cloud images log in as `admin`, with passwordless sudo. */
-    user: "admin",
     /** Where the deploy script keeps releases; NGINX runs `-c <releaseRoot>/current/nginx.conf`. */
     releaseRoot: "/etc/wss-edge",
-    /** Where CopyToRemote puts the deploy script. */
-    deployScriptPath: "/home/admin/wss-edge/deploy-edge-config.sh",
     systemdUnit: "nginx",
     /** NGINX's stub_status, on loopback, read by the metrics exporter. */
     statusPort: 8081,
@@ -26,16 +23,20 @@ export const systemFileLimit = 1000000;
 /** The deploy script's path in this repository, relative to the project root (Pulumi's working directory). */
 export const edgeDeployScript = "deploy/deploy-edge-config.sh";
 
+/** What the edge's deploy script is told on the VM: where releases live, and NGINX's systemd unit. */
+export const edgeDeployEnvironment = { WSS_EDGE_ROOT: proxyHost.releaseRoot, WSS_EDGE_SYSTEMD_UNIT: proxyHost.systemdUnit } as const;
+
 /**
  * First boot, run once by cloud-init: NGINX from Debian, run by systemd from the deploy's
- * `current` release, with the descriptor and network limits tens of thousands of sockets need.
- * NGINX stays stopped until the first deploy; until then nothing listens.
+ * `current` release, with the descriptor and network limits tens of thousands of sockets need,
+ * and the AWS CLI the release channel fetches with. NGINX stays stopped until a release is
+ * applied (first boot's next step, or the first deploy); until then nothing listens.
  */
 export const proxyFirstBootScript = `#!/bin/bash
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
-apt-get install -y -q nginx-light curl prometheus-nginx-exporter
+apt-get install -y -q nginx-light curl prometheus-nginx-exporter awscli
 systemctl disable --now nginx
 # NGINX's metrics: stub_status on loopback (the deploy's config), exported on ${proxyHost.exporterPort} to the
 # stack's own security groups only. It waits for the first deploy to start NGINX.
@@ -74,53 +75,45 @@ systemctl enable ${proxyHost.systemdUnit}
 `;
 
 /**
- * The proxy's user data. cloud-init runs it once per instance: a change to it replaces the VM
- * (`userDataReplaceOnChange`), and the replacement is deployed to like any new VM.
+ * Systems Manager's agent, which Debian's cloud images do not carry: AWS's own package for the
+ * region and the VM's architecture (the installation AWS documents for Debian Server), installed
+ * before anything else so that Session Manager reaches the VM even if a later step fails.
  */
-export function proxyUserData(hostKey: SshHostKey): string {
-    return renderCloudConfig({
-        purpose: "wss-edge proxy: NGINX from Debian, started by the first deploy",
-        hostKey,
-        files: [{ path: "/usr/local/sbin/wss-edge-first-boot", permissions: "0755", content: proxyFirstBootScript }],
-        runcmd: [["/usr/local/sbin/wss-edge-first-boot"]],
-    });
+export function ssmAgentInstallScript(region: string): string {
+    return `#!/bin/bash
+set -euo pipefail
+arch=$(dpkg --print-architecture)
+curl -fsSL --retry 10 --retry-connrefused -o /tmp/amazon-ssm-agent.deb \\
+    "https://s3.${region}.amazonaws.com/amazon-ssm-${region}/latest/debian_\${arch}/amazon-ssm-agent.deb"
+dpkg -i /tmp/amazon-ssm-agent.deb
+rm -f /tmp/amazon-ssm-agent.deb
+systemctl enable --now amazon-ssm-agent
+`;
+}
+
+export interface ProxyUserDataOptions {
+    /** Where first boot fetches the current edge release from. */
+    readonly store: ReleaseStore;
+    /** Install Systems Manager's agent for this region (on AWS; the twin's stand-in runs the documents itself). */
+    readonly ssmAgentRegion?: string;
 }
 
 /**
- * Waits for first boot to finish, and fails with cloud-init's own account of it when it failed
- * (exit 1); exit 2 (newer cloud-init: finished, with recoverable errors) passes with its warnings.
- * Sent ahead of every remote deploy step, on the proxy and the backends alike.
+ * The proxy's user data. cloud-init runs it once per instance: a change to it replaces the VM,
+ * and the new VM applies the store's current release at the end of its first boot.
  */
-export const waitForFirstBoot = [
-    "rc=0; cloud-init status --wait >/dev/null 2>&1 || rc=$?",
-    'if [ "$rc" -eq 2 ]; then cloud-init status --long >&2 || true; fi',
-    'if [ "$rc" -ne 0 ] && [ "$rc" -ne 2 ]; then',
-    '  echo "wss-edge: first boot of $(hostname) failed (cloud-init status exit $rc):" >&2',
-    "  cloud-init status --long >&2 || true",
-    "  sudo tail -n 25 /var/log/cloud-init-output.log >&2 || true",
-    "  exit 1",
-    "fi",
-].join("\n");
-
-/** The deploy step's command line: first boot done, then the deploy script with the release on stdin. */
-export const proxyDeployCommand = `${waitForFirstBoot}\nsudo WSS_EDGE_ROOT=${proxyHost.releaseRoot} WSS_EDGE_SYSTEMD_UNIT=${proxyHost.systemdUnit} bash ${proxyHost.deployScriptPath}`;
-
-/**
- * What runs on a proxy VM as it leaves the load balancer (its target deregistered, so no new
- * connections): wait until NGINX holds no client sockets but the check's own, or `seconds` pass,
- * whichever is first. Sockets still open then are closed by the balancer (connection
- * termination at the end of the same deregistration delay) and their clients reconnect to
- * the other proxies.
- */
-export function proxyDrainCommand(seconds: number): string {
-    return [
-        `deadline=$((SECONDS + ${seconds}))`,
-        `while [ "$SECONDS" -lt "$deadline" ]; do`,
-        `  active=$(curl -fsS --max-time 2 http://127.0.0.1:${proxyHost.statusPort}/stub_status 2>/dev/null | sed -n 's/^Active connections: *\\([0-9]*\\).*/\\1/p')`,
-        // No answer (NGINX already gone) counts as drained.
-        '  [ "0$active" -le 1 ] && break',
-        "  sleep 5",
-        "done",
-        'echo "wss-edge: drained $(hostname), 0$active connections left"',
-    ].join("\n");
+export function proxyUserData(options: ProxyUserDataOptions): string {
+    const agent = options.ssmAgentRegion;
+    return renderCloudConfig({
+        purpose: "wss-edge proxy: NGINX from Debian, serving the release store's current edge release",
+        files: [
+            ...(agent ? [{ path: "/usr/local/sbin/wss-edge-install-ssm-agent", permissions: "0755", content: ssmAgentInstallScript(agent) }] : []),
+            { path: "/usr/local/sbin/wss-edge-first-boot", permissions: "0755", content: proxyFirstBootScript },
+        ],
+        runcmd: [
+            ...(agent ? [["/usr/local/sbin/wss-edge-install-ssm-agent"]] : []),
+            ["/usr/local/sbin/wss-edge-first-boot"],
+            ["sh", "-c", applyReleaseCommand(options.store, "edge", releaseFolders.edge, "current", edgeDeployEnvironment)],
+        ],
+    });
 }

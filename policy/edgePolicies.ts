@@ -72,14 +72,15 @@ export const worldIngressOnlyOnWebPorts: ResourceValidationPolicy = {
     },
 };
 
-export const sshNeverFromTheWorld: ResourceValidationPolicy = {
-    name: "ssh-never-from-the-world",
-    description: "SSH (22) is never admitted from 0.0.0.0/0 or ::/0.",
+/** The edge's VMs take releases through Systems Manager and operators reach them with Session Manager: nothing needs SSH. */
+export const noSsh: ResourceValidationPolicy = {
+    name: "no-ssh",
+    description: "No security-group rule admits port 22, from any range or group: the VMs are reached through Systems Manager.",
     enforcementLevel: "mandatory",
     validateResource: (args, reportViolation) => {
         for (const rule of ingressRules(args.type, args.props)) {
-            if (isOpenToWorld(rule) && coversPort(rule, 22))
-                reportViolation("SSH is open to the whole internet; admit your admin ranges only");
+            if (coversPort(rule, 22))
+                reportViolation(`${portsOf(rule)} admits SSH (22); reach the VMs with Session Manager instead (aws ssm start-session)`);
         }
     },
 };
@@ -88,10 +89,16 @@ export const imdsV2Required: ResourceValidationPolicy = {
     name: "imdsv2-required",
     description: "Every instance requires IMDSv2 session tokens.",
     enforcementLevel: "mandatory",
-    validateResource: validateResourceOfType(aws.ec2.Instance, (instance, _args, reportViolation) => {
-        if (instance.metadataOptions?.httpTokens !== "required")
-            reportViolation('instance metadata must require IMDSv2 tokens (metadataOptions.httpTokens = "required")');
-    }),
+    validateResource: [
+        validateResourceOfType(aws.ec2.Instance, (instance, _args, reportViolation) => {
+            if (instance.metadataOptions?.httpTokens !== "required")
+                reportViolation('instance metadata must require IMDSv2 tokens (metadataOptions.httpTokens = "required")');
+        }),
+        validateResourceOfType(aws.ec2.LaunchTemplate, (template, _args, reportViolation) => {
+            if (template.metadataOptions?.httpTokens !== "required")
+                reportViolation('instances launched from this template must require IMDSv2 tokens (metadataOptions.httpTokens = "required")');
+        }),
+    ],
 };
 
 export const rootVolumesEncrypted: ResourceValidationPolicy = {
@@ -148,7 +155,7 @@ export const noPrivateKeysInOutputs: StackValidationPolicy = {
 
 export const edgePolicies = [
     worldIngressOnlyOnWebPorts,
-    sshNeverFromTheWorld,
+    noSsh,
     imdsV2Required,
     rootVolumesEncrypted,
     backendsWithoutPublicIngress,

@@ -3,6 +3,7 @@ import {
     type EdgeSettingKey,
     type EdgeSettings,
     edgeSettingKeys,
+    retiredSettings,
     type SettingDefinition,
     type SettingKey,
     type StackSettings,
@@ -46,7 +47,7 @@ export function validateSettings(raw: RawSettings, namespace = "wss-edge"): Stac
         raw,
         settingKeys,
         problems,
-        () => `is not a setting of this stack (known: ${settingKeys.join(", ")})`,
+        (key) => retiredSettings[key] ?? `is not a setting of this stack (known: ${settingKeys.join(", ")})`,
     ) as StackSettings;
     if ((values.tlsCertificate === undefined) !== (values.tlsPrivateKey === undefined)) {
         const missing: SettingKey = values.tlsCertificate === undefined ? "tlsCertificate" : "tlsPrivateKey";
@@ -71,9 +72,10 @@ export function validateSettings(raw: RawSettings, namespace = "wss-edge"): Stac
 export function validateEdgeSettings(raw: RawSettings, namespace = "local"): EdgeSettings {
     const problems: SettingProblem[] = [];
     const values = readAll(raw, edgeSettingKeys, problems, (key) =>
-        (settingKeys as string[]).includes(key)
+        retiredSettings[key] ??
+        ((settingKeys as string[]).includes(key)
             ? "places the AWS stack (instances, ranges, names, images); the local stack does not take it"
-            : `is not a setting of this stack (edge settings: ${edgeSettingKeys.join(", ")})`,
+            : `is not a setting of this stack (edge settings: ${edgeSettingKeys.join(", ")})`),
     ) as EdgeSettings;
     if (problems.length > 0) throw new SettingsError(namespace, problems);
     return values;

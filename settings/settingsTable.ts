@@ -96,12 +96,6 @@ export const settingsTable = {
         allowWorld: true,
         description: "IPv4 and IPv6 ranges allowed on 443 (and 80 when httpRedirect is on).",
     },
-    adminCidrs: {
-        scope: "aws",
-        kind: "cidrList",
-        allowWorld: false,
-        description: "Required. Ranges allowed to SSH to the proxy; the deploy connects from one of them. Never /0.",
-    },
     tlsCertificate: {
         scope: "aws",
         kind: "pem",
@@ -295,3 +289,9 @@ export function pulumiConfigBlock(): Record<string, { type: string; items?: { ty
     }
     return block;
 }
+
+/** Settings this stack once took, and what a stack that still sets one is told. */
+export const retiredSettings: Readonly<Record<string, string>> = {
+    adminCidrs:
+        "is no longer used: deploys go through Systems Manager and no security group admits SSH; reach a VM with Session Manager (aws ssm start-session --target <instance id>). Remove it: pulumi config rm adminCidrs",
+};

@@ -24,7 +24,7 @@ describe("local stack command line", () => {
     it("reads a stack file's edge settings with --stack, lists its AWS placement settings as left out, and lets --set win", () => {
         const { settings, ignored } = parse("up", "--stack", "dev", "--set", "idleTimeoutSeconds=90");
         assert.deepEqual(settings, { backendCount: "3", idleTimeoutSeconds: "90", httpRedirect: "true" });
-        assert.deepEqual([...ignored].sort(), ["adminCidrs", "backendInstanceType", "proxyInstanceType"]);
+        assert.deepEqual([...ignored].sort(), ["backendInstanceType", "proxyInstanceType"]);
     });
 
     it("defaults to port 8443 or EDGE_PORT, and the .local folder", () => {

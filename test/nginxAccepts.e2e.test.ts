@@ -79,7 +79,7 @@ describe("nginx -t accepts every config the renderer produces", () => {
 
 describe("nginx -t on what the AWS program and generated settings render", () => {
     it("accepts the config the AWS stack exports (default dev config, under mocks) with real certificates", asRoot, async () => {
-        const { outputs } = await runEdgeProgram({ adminCidrs: '["203.0.113.0/24"]' });
+        const { outputs } = await runEdgeProgram({});
         const result = await nginxTest(String(outputs.nginxConfig));
         assert.ok(result.ok, result.output);
     });

@@ -188,7 +188,7 @@ describe("every setting does something", () => {
     for (const key of awsKeys) {
         it(`${key}: changes what the AWS program registers`, async () => {
             // A certificate comes with its key and the name it is for; every stack has admin ranges.
-            const base: Record<string, string> = { adminCidrs: '["203.0.113.0/24"]', domainName: "ws.example.com" };
+            const base: Record<string, string> = { domainName: "ws.example.com" };
             const pair = key === "tlsCertificate" || key === "tlsPrivateKey";
             const changed = pair
                 ? { ...base, tlsCertificate: otherValueOf("tlsCertificate"), tlsPrivateKey: otherValueOf("tlsPrivateKey") }
@@ -200,7 +200,7 @@ describe("every setting does something", () => {
     it("takes the AWS placement's settings from the stack only (edge settings are the table's edge scope)", () => {
         const aws = Object.keys(settingsTable).filter((key) => !(edgeSettingKeys as string[]).includes(key));
         for (const key of aws) assert.equal(settingsTable[key as keyof typeof settingsTable].scope, "aws", key);
-        const stack = validateSettings({ adminCidrs: '["203.0.113.0/24"]' });
+        const stack = validateSettings({});
         assert.deepEqual(Object.keys(edgeSettingsOf(stack)).sort(), [...edgeSettingKeys].sort());
     });
 });

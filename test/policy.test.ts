@@ -185,7 +185,6 @@ describe("this repository's stack", () => {
     for (const proxyCount of [1, 2, 3])
         it(`passes every guardrail, as registered under mocks (with the redirect on), with ${proxyCount} prox${proxyCount === 1 ? "y" : "ies"}`, async () => {
             const { resources, outputs } = await runEdgeProgram({
-                adminCidrs: '["203.0.113.0/24"]',
                 httpRedirect: "true",
                 proxyCount: String(proxyCount),
             });

@@ -4,7 +4,7 @@ import { describe, it } from "node:test";
 import { SettingsError, validateSettings } from "../settings/edgeSettings";
 import { type RegisteredResource, runEdgeProgram } from "./support/pulumiProgram";
 
-const valid = { adminCidrs: '["203.0.113.0/24"]' };
+const valid = {};
 
 /** Runs the whole program with `config` and expects it to stop before registering anything. */
 async function rejectsBeforeRegistration(config: Record<string, string>, key: string, rule: RegExp): Promise<void> {
@@ -35,9 +35,12 @@ describe("invalid settings stop the program before any resource is registered", 
         ["CIDR list that is not a list", { allowedCidrs: "0.0.0.0/0" }, "allowedCidrs", /list of CIDRs/],
         ["backend port out of range", { backendPort: "70000" }, "backendPort", /from 1 to 65535/],
         ["instance type not shaped like one", { proxyInstanceType: "large-machine" }, "proxyInstanceType", /EC2 instance type/],
-        ["SSH open to the world", { adminCidrs: '["0.0.0.0/0"]' }, "adminCidrs", /opens SSH to the whole internet/],
-        ["SSH open to all of IPv6", { adminCidrs: '["::/0"]' }, "adminCidrs", /opens SSH to the whole internet/],
-        ["no admin range at all", { adminCidrs: "" }, "adminCidrs", /is required/],
+        [
+            "adminCidrs, which SSH once needed, still set",
+            { adminCidrs: '["203.0.113.0/24"]' },
+            "adminCidrs",
+            /no longer used: deploys go through Systems Manager.*pulumi config rm adminCidrs/,
+        ],
         [
             "certificate without its key",
             { domainName: "ws.example.com", tlsCertificate: "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n" },
@@ -71,10 +74,10 @@ describe("invalid settings stop the program before any resource is registered", 
 
     it("reports every problem at once, and never echoes a secret", () => {
         assert.throws(
-            () => validateSettings({ backendPort: "0", backendCount: "99", tlsPrivateKey: "not a key", adminCidrs: '["10.1.2.3/8"]' }),
+            () => validateSettings({ backendPort: "0", backendCount: "99", tlsPrivateKey: "not a key", allowedCidrs: '["10.1.2.3/8"]' }),
             (error: Error) => {
                 assert.match(error.message, /4 problems/);
-                for (const key of ["backendPort", "backendCount", "tlsPrivateKey", "adminCidrs"])
+                for (const key of ["backendPort", "backendCount", "tlsPrivateKey", "allowedCidrs"])
                     assert.match(error.message, new RegExp(`wss-edge:${key}`));
                 assert.match(error.message, /tlsPrivateKey = \[secret\]/);
                 assert.doesNotMatch(error.message, /not a key/);
@@ -84,9 +87,9 @@ describe("invalid settings stop the program before any resource is registered", 
     });
 
     it("accepts IPv6 ranges and fills every default", () => {
-        const settings = validateSettings({ adminCidrs: '["2001:db8:1234::/48"]' });
-        assert.deepEqual(settings.adminCidrs, ["2001:db8:1234::/48"]);
-        assert.deepEqual(settings.allowedCidrs, ["0.0.0.0/0", "::/0"]);
+        const settings = validateSettings({ allowedCidrs: '["2001:db8:1234::/48"]' });
+        assert.deepEqual(settings.allowedCidrs, ["2001:db8:1234::/48"]);
+        assert.deepEqual(validateSettings({}).allowedCidrs, ["0.0.0.0/0", "::/0"]);
         assert.equal(settings.backendCount, 3);
         assert.equal(settings.tlsPolicy, "mozilla-intermediate");
         assert.equal(settings.backendTlsProtocol, "TLSv1.2");

@@ -14,7 +14,7 @@ export const goldenPath = join(__dirname, "default.nginx.conf");
 
 /** Default settings, a domain name, three backends, on the default proxy instance type (c6i.large). */
 export function defaultConfig(): string {
-    const settings = validateSettings({ adminCidrs: '["203.0.113.0/24"]', domainName: "ws.example.com", httpRedirect: "true" });
+    const settings = validateSettings({ domainName: "ws.example.com", httpRedirect: "true" });
     const backends = ["10.0.1.21", "10.0.2.22", "10.0.3.23"].map((address) => ({ address, port: settings.backendPort }));
     return renderNginxConfig(
         edgeConfigSpec(settings, backends, vmProxyHost({ memoryMiB: 4096, vcpus: 2, backendCount: 3 }), ["ws.example.com"]),

@@ -16,7 +16,7 @@ export const backends: UpstreamServer[] = [
 
 /** The renderer's spec for the stack's settings plus `raw`, on `host`, in front of `servers`, named `names`. */
 export const specFor = (raw: RawSettings = {}, host = vmHost, servers = backends, names = ["ws.example.com"]): EdgeConfigSpec =>
-    edgeConfigSpec(validateSettings({ adminCidrs: '["203.0.113.0/24"]', ...raw }), servers, host, names);
+    edgeConfigSpec(validateSettings({ ...raw }), servers, host, names);
 
 /** The config for the stack's settings plus `raw`, on `host`. */
 export const render = (raw: RawSettings = {}, host = vmHost): string => renderNginxConfig(specFor(raw, host));

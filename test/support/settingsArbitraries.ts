@@ -155,7 +155,7 @@ const { tlsCertificate, tlsPrivateKey, ...withoutCertificate } = validValues;
  */
 export const validSettings: fc.Arbitrary<RawSettings> = fc
     .tuple(
-        fc.record(withoutCertificate, { requiredKeys: ["adminCidrs"] }),
+        fc.record(withoutCertificate),
         fc.option(
             fc.record(
                 { tlsCertificate, tlsPrivateKey, domainName: hostName },
