@@ -88,8 +88,7 @@ const proxy = balancer
           },
           { dependsOn: [proxyRole] },
       );
-const proxies: CommandTargets =
-    proxy instanceof ProxyGroup ? { autoScalingGroup: proxy.group.name } : { instanceIds: [proxy.instance.id] };
+const proxies: CommandTargets = proxy instanceof ProxyGroup ? { autoScalingGroup: proxy.group.name } : { instanceIds: [proxy.instance.id] };
 
 const pki = new EdgePki("edge", {
     spec: edgePkiPlan(settings, {
@@ -164,7 +163,7 @@ const association =
         ? new aws.ec2.EipAssociation(
               "edge-proxy",
               { allocationId: address.allocationId, instanceId: proxy.instance.id, allowReassociation: true },
-              { dependsOn: [edgeDeploy] },
+              { dependsOn: [edgeDeploy.deploy] },
           )
         : undefined;
 

@@ -182,12 +182,15 @@ export class BackendFleet extends pulumi.ComponentResource {
                     storedRelease("backend", {
                         "backend.env": env,
                         ...Object.fromEntries(
-                            Object.entries(backendTlsOf({ certificatePem, privateKeyPem }, caPem)).map(([file, pem]) => [`tls/${file}`, pem]),
+                            Object.entries(backendTlsOf({ certificatePem, privateKeyPem }, caPem)).map(([file, pem]) => [
+                                `tls/${file}`,
+                                pem,
+                            ]),
                         ),
                     }),
                 );
             const releaseId = pulumi.unsecret(stored.apply((r) => r.id));
-            const release = channel.publish(`${name}-${cert.name}-release`, folder, stored);
+            const release = channel.publish(`${name}-${cert.name}-release`, folder, stored, { parent: this });
             // Public material only, readable in a preview: what a new run of the deploy is for.
             const triggers = pulumi
                 .all([settings, cert.certificatePem, args.caCertificatePem, releaseId, instance.id])
@@ -197,24 +200,32 @@ export class BackendFleet extends pulumi.ComponentResource {
                     `release:${id}`,
                     `instance:${instanceId}`,
                 ]);
-            const deploy = channel.send(`${name}-${cert.name}-deploy`, {
-                document: channel.backendDocument,
-                parameters: { Backend: cert.name, Release: releaseId },
-                targets: { instanceIds: [instance.id] },
-                what: pulumi.interpolate`${cert.name}'s release ${releaseId.apply((id) => id.slice(0, 12))}`,
-                pointer: { folder, release: releaseId },
-                triggers,
-                dependsOn: [release, ...(previousGate ? [previousGate] : [])],
-            });
-            const healthGate = channel.send(`${name}-${cert.name}-health`, {
-                document: channel.gateDocument,
-                parameters: { Backend: cert.name, Address: instance.privateIp, Port: String(args.port) },
-                targets: args.proxies,
-                what: `${cert.name}'s health gate`,
-                // Checked again after every deploy and every in-place change of the host.
-                triggers: pulumi.all([triggers, instance.instanceType]).apply(([deployed, type]) => [...deployed, `type:${type}`]),
-                dependsOn: [deploy, args.gateCredentials],
-            });
+            const deploy = channel.send(
+                `${name}-${cert.name}-deploy`,
+                {
+                    document: channel.backendDocument,
+                    parameters: { Backend: cert.name, Release: releaseId },
+                    targets: { instanceIds: [instance.id] },
+                    what: pulumi.interpolate`${cert.name}'s release ${releaseId.apply((id) => id.slice(0, 12))}`,
+                    pointer: { folder, release: releaseId },
+                    triggers,
+                    dependsOn: [release, ...(previousGate ? [previousGate] : [])],
+                },
+                { parent: this },
+            );
+            const healthGate = channel.send(
+                `${name}-${cert.name}-health`,
+                {
+                    document: channel.gateDocument,
+                    parameters: { Backend: cert.name, Address: instance.privateIp, Port: String(args.port) },
+                    targets: args.proxies,
+                    what: `${cert.name}'s health gate`,
+                    // Checked again after every deploy and every in-place change of the host.
+                    triggers: pulumi.all([triggers, instance.instanceType]).apply(([deployed, type]) => [...deployed, `type:${type}`]),
+                    dependsOn: [deploy, args.gateCredentials],
+                },
+                { parent: this },
+            );
             this.backends.push({ name: cert.name, instance, privateIp: instance.privateIp, release, deploy, healthGate });
         }
         this.privateIps = this.backends.map((b) => b.privateIp);

@@ -66,7 +66,7 @@ export class EdgeDeploy extends pulumi.ComponentResource {
                 ),
             );
         this.releaseId = pulumi.unsecret(stored.apply((r) => r.id));
-        this.release = channel.publish(`${name}-release`, releaseFolders.edge, stored);
+        this.release = channel.publish(`${name}-release`, releaseFolders.edge, stored, { parent: this });
 
         // Hashes of public material only, so the trigger diff in a preview stays readable. Keys
         // change only together with their certificates.
@@ -85,15 +85,19 @@ export class EdgeDeploy extends pulumi.ComponentResource {
                 `release:${id}`,
             ]);
 
-        this.deploy = channel.send(name, {
-            document: channel.edgeDocument,
-            parameters: { Release: this.releaseId },
-            targets: args.proxies,
-            what: pulumi.interpolate`the edge release ${this.releaseId.apply((id) => id.slice(0, 12))}`,
-            pointer: { folder: releaseFolders.edge, release: this.releaseId },
-            triggers: this.triggers,
-            dependsOn: pulumi.output(args.after ?? []).apply((after) => [this.release, ...after]),
-        });
+        this.deploy = channel.send(
+            name,
+            {
+                document: channel.edgeDocument,
+                parameters: { Release: this.releaseId },
+                targets: args.proxies,
+                what: pulumi.interpolate`the edge release ${this.releaseId.apply((id) => id.slice(0, 12))}`,
+                pointer: { folder: releaseFolders.edge, release: this.releaseId },
+                triggers: this.triggers,
+                dependsOn: pulumi.output(args.after ?? []).apply((after) => [this.release, ...after]),
+            },
+            { parent: this },
+        );
 
         this.registerOutputs({ triggers: this.triggers, releaseId: this.releaseId });
     }

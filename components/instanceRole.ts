@@ -31,7 +31,10 @@ export class InstanceRole extends pulumi.ComponentResource {
         );
         this.policy = new aws.iam.RolePolicy(
             name,
-            { role: this.role.id, policy: pulumi.output(args.statements).apply((Statement) => JSON.stringify({ Version: "2012-10-17", Statement })) },
+            {
+                role: this.role.id,
+                policy: pulumi.output(args.statements).apply((Statement) => JSON.stringify({ Version: "2012-10-17", Statement })),
+            },
             { parent: this },
         );
         this.profile = new aws.iam.InstanceProfile(name, { role: this.role.name }, { parent: this });

@@ -64,7 +64,10 @@ export class ReleaseChannel extends pulumi.ComponentResource {
 
         this.key = new aws.kms.Key(
             name,
-            { description: `${pulumi.getProject()}-${pulumi.getStack()}: the edge's releases (keys and certificates)`, enableKeyRotation: true },
+            {
+                description: `${pulumi.getProject()}-${pulumi.getStack()}: the edge's releases (keys and certificates)`,
+                enableKeyRotation: true,
+            },
             parent,
         );
         // Emptied with the stack: every object is a release `pulumi up` can write again.
@@ -73,7 +76,12 @@ export class ReleaseChannel extends pulumi.ComponentResource {
             name,
             {
                 bucket: this.bucket.id,
-                rules: [{ applyServerSideEncryptionByDefault: { sseAlgorithm: "aws:kms", kmsMasterKeyId: this.key.arn }, bucketKeyEnabled: true }],
+                rules: [
+                    {
+                        applyServerSideEncryptionByDefault: { sseAlgorithm: "aws:kms", kmsMasterKeyId: this.key.arn },
+                        bucketKeyEnabled: true,
+                    },
+                ],
             },
             parent,
         );
@@ -82,7 +90,11 @@ export class ReleaseChannel extends pulumi.ComponentResource {
             { bucket: this.bucket.id, blockPublicAcls: true, blockPublicPolicy: true, ignorePublicAcls: true, restrictPublicBuckets: true },
             parent,
         );
-        const ownership = new aws.s3.BucketOwnershipControls(name, { bucket: this.bucket.id, rule: { objectOwnership: "BucketOwnerEnforced" } }, parent);
+        const ownership = new aws.s3.BucketOwnershipControls(
+            name,
+            { bucket: this.bucket.id, rule: { objectOwnership: "BucketOwnerEnforced" } },
+            parent,
+        );
         const tlsOnly = new aws.s3.BucketPolicy(
             name,
             {
@@ -111,7 +123,11 @@ export class ReleaseChannel extends pulumi.ComponentResource {
         const document = (suffix: string, content: (store: ReleaseStore) => CommandDocument) =>
             new aws.ssm.Document(
                 `${name}-${suffix}`,
-                { documentType: "Command", documentFormat: "JSON", content: this.store.apply((store) => JSON.stringify(content(store), null, 2)) },
+                {
+                    documentType: "Command",
+                    documentFormat: "JSON",
+                    content: this.store.apply((store) => JSON.stringify(content(store), null, 2)),
+                },
                 parent,
             );
         this.edgeDocument = document("edge", (store) => edgeReleaseDocument(store, edgeDeployEnvironment));
@@ -122,16 +138,35 @@ export class ReleaseChannel extends pulumi.ComponentResource {
     }
 
     /** Writes one release into `folder`, under the key its content names. */
-    publish(name: string, folder: string, release: pulumi.Output<StoredRelease>): aws.s3.BucketObjectv2 {
-        return this.put(name, release.apply((r) => releaseKey(folder, r.id)), release.apply((r) => r.content));
+    publish(
+        name: string,
+        folder: string,
+        release: pulumi.Output<StoredRelease>,
+        opts?: pulumi.CustomResourceOptions,
+    ): aws.s3.BucketObjectv2 {
+        return this.put(
+            name,
+            release.apply((r) => releaseKey(folder, r.id)),
+            release.apply((r) => r.content),
+            opts,
+        );
     }
 
     /** Writes one object (secret content) once the bucket's encryption and access settings apply. */
-    put(name: string, key: pulumi.Input<string>, content: pulumi.Input<string>): aws.s3.BucketObjectv2 {
+    put(
+        name: string,
+        key: pulumi.Input<string>,
+        content: pulumi.Input<string>,
+        opts?: pulumi.CustomResourceOptions,
+    ): aws.s3.BucketObjectv2 {
         return new aws.s3.BucketObjectv2(
             name,
             { bucket: this.bucket.id, key, content: pulumi.secret(content), contentType: "text/plain" },
-            { parent: this, dependsOn: this.guards },
+            // Created before the old object goes, said explicitly: the bridge would otherwise delete
+            // first, as for any explicitly set auto-nameable field (docs/engine-rules.md, rule b),
+            // leaving `current` naming a release that is gone until the new one is written. Release
+            // keys differ by content, so the two never collide.
+            { parent: this, ...opts, dependsOn: this.guards, deleteBeforeReplace: false },
         );
     }
 
@@ -173,14 +208,12 @@ export class ReleaseChannel extends pulumi.ComponentResource {
                           }
                         : {}),
                 },
-                triggers: pulumi.all([args.triggers, targets, args.document.latestVersion]).apply(([triggers, t, version]) => [
-                    ...triggers,
-                    `targets:${t}`,
-                    `document:${version}`,
-                ]),
+                triggers: pulumi
+                    .all([args.triggers, targets, args.document.latestVersion])
+                    .apply(([triggers, t, version]) => [...triggers, `targets:${t}`, `document:${version}`]),
                 logging: "stdoutAndStderr",
             },
-            { ...opts, parent: this, dependsOn: args.dependsOn },
+            { parent: this, ...opts, dependsOn: args.dependsOn },
         );
     }
 }

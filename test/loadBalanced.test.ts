@@ -1,19 +1,15 @@
 // The load-balanced shape (proxyCount 2 or more) under Pulumi's mocks: the Network Load Balancer,
-// its listeners, target groups and attachments, the proxies over the zones, the security groups
-// rule by rule, the config every proxy gets, the rolling order, the drain, and the alarms.
+// its listeners and target groups, the proxies' Auto Scaling group over the zones, the security
+// groups rule by rule, the release every proxy gets, the rolling order, the drain, and the alarms.
 import assert from "node:assert/strict";
 import { before, describe, it } from "node:test";
 import { maxDeregistrationDelaySeconds } from "../components/edgeLoadBalancer";
-import { proxyDrainCommand } from "../host/proxyHost";
 import { planBetween, resourceKey } from "./support/changePlan";
 import { bundleFiles, mockVpcCidr, named, ofType, type RegisteredResource, runEdgeProgram } from "./support/pulumiProgram";
 
-const adminCidrs = '["203.0.113.0/24"]';
-const urnOf = (resources: RegisteredResource[], name: string) => named(resources, name).urn;
-
 for (const proxyCount of [2, 3]) {
     describe(`the load-balanced edge with ${proxyCount} proxies, under mocks`, () => {
-        const config = { adminCidrs, proxyCount: String(proxyCount), httpRedirect: "true", drainTimeoutSeconds: "600" };
+        const config = { proxyCount: String(proxyCount), httpRedirect: "true", drainTimeoutSeconds: "600" };
         let resources: RegisteredResource[] = [];
         let outputs: Record<string, any> = {};
         let proxies: RegisteredResource[] = [];
@@ -77,25 +73,53 @@ for (const proxyCount of [2, 3]) {
             }
         });
 
-        it(`registers each of the ${proxyCount} proxies in both target groups, and the proxies sit in distinct zones`, () => {
-            const attachments = ofType(resources, "aws:lb/targetGroupAttachment:TargetGroupAttachment");
-            assert.equal(attachments.length, 2 * proxyCount);
-            const proxyIds = proxies.map((p) => `${p.name}-id`).sort();
-            for (const port of [443, 80]) {
-                const atPort = attachments.filter((a) => a.inputs.port === port);
-                assert.deepEqual(atPort.map((a) => a.inputs.targetId).sort(), proxyIds);
-                assert.ok(atPort.every((a) => a.inputs.targetGroupArn.includes(`targetgroup/edge-${port}/`)));
-            }
-            assert.equal(proxies.length, proxyCount);
-            assert.equal(new Set(proxies.map((p) => p.inputs.subnetId)).size, proxyCount, "one subnet (zone) each");
-            assert.deepEqual(
-                proxies.map((p) => p.inputs.tags.Name),
-                Array.from({ length: proxyCount }, (_, i) => `wss-edge-dev-proxy-${i + 1}`),
+        it(`runs the ${proxyCount} proxies as an Auto Scaling group in both target groups, over every zone, replaced when the balancer finds one unhealthy`, () => {
+            assert.deepEqual(proxies, [], "no proxy is a Pulumi instance: the group owns them");
+            assert.equal(
+                ofType(resources, "aws:lb/targetGroupAttachment:TargetGroupAttachment").length,
+                0,
+                "the group registers its proxies",
             );
-            assert.equal(proxies[0].name, "edge-proxy", "the first proxy keeps its name: growing the edge does not replace it");
+            const [group] = ofType(resources, "aws:autoscaling/group:Group");
+            assert.equal(group.type, "aws:autoscaling/group:Group");
+            assert.deepEqual(
+                [group.inputs.minSize, group.inputs.maxSize, group.inputs.desiredCapacity],
+                [proxyCount, proxyCount, proxyCount],
+            );
+            assert.deepEqual(group.inputs.vpcZoneIdentifiers, ["subnet-a", "subnet-b", "subnet-c"]);
+            assert.deepEqual(
+                group.inputs.targetGroupArns.map((arn: string) => arn.split(":").at(-1)),
+                ["targetgroup/edge-443/fedcba9876543210", "targetgroup/edge-80/fedcba9876543210"],
+            );
+            assert.equal(group.inputs.healthCheckType, "ELB", "a proxy the balancer finds unhealthy is replaced");
+            assert.equal(group.inputs.healthCheckGracePeriod, 600, "time to boot and apply the current release first");
+            assert.deepEqual(group.inputs.instanceRefresh, {
+                strategy: "Rolling",
+                preferences: {
+                    minHealthyPercentage: 100,
+                    maxHealthyPercentage: 200,
+                    instanceWarmup: "60",
+                    skipMatching: true,
+                    autoRollback: true,
+                },
+            });
+            const launchTemplate = ofType(resources, "aws:ec2/launchTemplate:LaunchTemplate")[0];
+            assert.equal(group.inputs.launchTemplate.id, "edge-proxies-id");
+            assert.match(group.inputs.launchTemplate.version, /^[0-9]+$/, "a version number, not $Latest: a new version starts a refresh");
+            assert.equal(launchTemplate.inputs.metadataOptions.httpTokens, "required");
+            assert.equal(launchTemplate.inputs.blockDeviceMappings[0].ebs.encrypted, "true");
+            assert.equal(launchTemplate.inputs.iamInstanceProfile.arn, "arn:aws:iam::123456789012:role/edge-proxy");
+            assert.equal(launchTemplate.inputs.keyName, undefined, "no key pair");
+            const userData = Buffer.from(launchTemplate.inputs.userData, "base64").toString();
+            assert.match(userData, /amazon-ssm-agent\.deb/);
+            assert.match(
+                userData,
+                /apply-release edge s3:\/\/edge-releases\/edge current/,
+                "a new proxy serves the current release with no push",
+            );
         });
 
-        it("admits clients only at the balancer: the proxies' 443 and 80 take the balancer's group, SSH only the admins", () => {
+        it("admits clients only at the balancer: the proxies' 443 and 80 take the balancer's group; no SSH", () => {
             const group = (name: string) => {
                 const found = ofType(resources, "aws:ec2/securityGroup:SecurityGroup").find((g) => g.name === name);
                 assert.ok(found, `security group ${name}`);
@@ -127,19 +151,13 @@ for (const proxyCount of [2, 3]) {
                 [
                     { port: 443, cidrs: [], groups: ["edge-load-balancer-id"], self: false },
                     { port: 80, cidrs: [], groups: ["edge-load-balancer-id"], self: false },
-                    { port: 22, cidrs: ["203.0.113.0/24"], groups: [], self: false },
                     { port: 9113, cidrs: [], groups: [], self: true },
                 ],
             );
         });
 
-        it("gives every proxy the same config: PROXY protocol on its listeners, believed from the VPC only, one upstream", () => {
-            const configs = Array.from(
-                { length: proxyCount },
-                (_, i) => bundleFiles(named(resources, i === 0 ? "edge-deploy" : `edge-deploy-${i + 1}`).inputs.stdin)["nginx.conf"],
-            );
-            assert.equal(new Set(configs).size, 1, "identical upstream lists and hashing on every proxy");
-            const [config] = configs;
+        it("gives every proxy the same release: PROXY protocol on its listeners, believed from the VPC only, one upstream", () => {
+            const config = bundleFiles(named(resources, "edge-deploy-release").inputs.content)["nginx.conf"];
             assert.match(config, /listen 443 ssl proxy_protocol default_server reuseport;/);
             assert.match(config, /listen 80 proxy_protocol;/);
             assert.match(config, new RegExp(`set_real_ip_from ${mockVpcCidr.replace(/\./g, "\\.")};\\n\\s*real_ip_header proxy_protocol;`));
@@ -148,48 +166,26 @@ for (const proxyCount of [2, 3]) {
             assert.equal(config, outputs.nginxConfig);
         });
 
-        it("deploys one proxy at a time, after the backends' health gates", () => {
-            const deploys = Array.from({ length: proxyCount }, (_, i) =>
-                named(resources, i === 0 ? "edge-deploy" : `edge-deploy-${i + 1}`),
-            );
-            assert.ok(
-                ofType(resources, "command:remote:Command")
-                    .filter((c) => c.name.endsWith("-health-gate"))
-                    .every((gate) => deploys[0].dependencies.includes(gate.urn)),
-                "the first proxy waits for every backend's gate",
-            );
-            for (let i = 1; i < proxyCount; i++) {
-                assert.ok(deploys[i].dependencies.includes(deploys[i - 1].urn), `${deploys[i].name} waits for ${deploys[i - 1].name}`);
-                assert.ok(!deploys[i - 1].dependencies.includes(deploys[i].urn));
+        it("rolls the release across the group's proxies one at a time, after the backends' gates, which run on the group's proxies", () => {
+            const deploy = named(resources, "edge-deploy");
+            assert.equal(deploy.inputs.environment.WSS_EDGE_TARGETS, "asg:edge-proxies-id");
+            assert.equal(deploy.inputs.create, "bash deploy/ssm-send.sh", "which runs one VM at a time and stops at the first failure");
+            for (const gate of ofType(resources, "command:local:Command").filter((c) => c.name.endsWith("-health"))) {
+                assert.ok(deploy.dependencies.includes(gate.urn), `after ${gate.name}`);
+                assert.equal(gate.inputs.environment.WSS_EDGE_TARGETS, "asg:edge-proxies-id");
             }
+            assert.equal(ofType(resources, "command:remote:Command").length, 0, "nothing reaches a VM over SSH");
         });
 
-        it("drains a leaving proxy before its VM goes: deregistered first (the attachment depends on the drain), then drained, then deleted", () => {
-            for (let i = 1; i <= proxyCount; i++) {
-                const drain = named(resources, `edge-drain-${i}`);
-                assert.equal(drain.inputs.create, undefined, "nothing to do on create");
-                assert.equal(drain.inputs.delete, proxyDrainCommand(600));
-                const vm = proxies[i - 1];
-                assert.deepEqual(drain.inputs.triggers, [`${vm.name}-id`]);
-                assert.ok(drain.dependencies.includes(vm.urn), `${drain.name} depends on its VM, so the VM is deleted after it`);
-                for (const port of [443, 80]) {
-                    assert.ok(named(resources, `edge-${port}-${i}`).dependencies.includes(urnOf(resources, `edge-drain-${i}`)));
-                }
-            }
-            assert.match(proxyDrainCommand(600), /deadline=\$\(\(SECONDS \+ 600\)\)/);
-        });
-
-        it("names the balancer in the endpoint and the edge certificate, and lists every proxy's address", () => {
+        it("names the balancer in the endpoint and the edge certificate, and the proxies' group in the outputs", () => {
             const dnsName = "edge-0123456789abcdef.elb.eu-west-1.amazonaws.com";
             assert.equal(outputs.endpoint, `wss://${dnsName}/`);
             assert.equal(outputs.loadBalancerDnsName, dnsName);
             assert.deepEqual(ofType(resources, "tls:index/certRequest:CertRequest").find((r) => r.name === "edge-edge")?.inputs.dnsNames, [
                 dnsName,
             ]);
-            assert.deepEqual(
-                outputs.proxyPublicIps,
-                Array.from({ length: proxyCount }, (_, i) => `203.0.113.${i + 1}`),
-            );
+            assert.equal(outputs.proxyAutoScalingGroup, "edge-proxies-id");
+            assert.equal(outputs.proxyPublicIp, undefined);
         });
 
         it("alarms on unhealthy proxies in each target group, to the alarms' topic", () => {
@@ -219,54 +215,38 @@ for (const proxyCount of [2, 3]) {
             const statusAlarms = ofType(resources, "aws:cloudwatch/metricAlarm:MetricAlarm").filter(
                 (a) => a.inputs.namespace === "AWS/EC2",
             );
-            for (let i = 1; i <= proxyCount; i++) {
-                assert.ok(statusAlarms.some((a) => a.inputs.name === `wss-edge-dev-proxy-${i}-system-check`));
-            }
+            assert.ok(
+                statusAlarms.every((a) => a.inputs.name.includes("backend")),
+                "no status alarm per proxy: the group replaces an unhealthy one, and the target groups' alarms say so",
+            );
         });
     });
 }
 
 describe("the drain bound", () => {
     it("is drainTimeoutSeconds, within AWS's longest deregistration delay", async () => {
-        const { resources } = await runEdgeProgram({ adminCidrs, proxyCount: "2" });
+        const { resources } = await runEdgeProgram({ proxyCount: "2" });
         const group = ofType(resources, "aws:lb/targetGroup:TargetGroup")[0];
         assert.equal(group.inputs.deregistrationDelay, maxDeregistrationDelaySeconds, "the default 3600 s is AWS's maximum");
-        assert.equal(named(resources, "edge-drain-1").inputs.delete, proxyDrainCommand(3600));
     });
 });
 
 describe("changing the shape on day two", () => {
-    it("growing from one proxy to three keeps the first VM and adds two, behind a new balancer; the Elastic IP goes", async () => {
-        const plan = await planBetween({ config: { adminCidrs } }, { config: { adminCidrs, proxyCount: "3" } });
-        // Only its Name tag changes (…-proxy becomes …-proxy-1): in place, without a stop.
-        assert.equal(plan.get(resourceKey("aws:ec2/instance:Instance", "edge-proxy")), "update");
-        assert.equal(plan.get(resourceKey("aws:ec2/instance:Instance", "edge-proxy-2")), "create");
-        assert.equal(plan.get(resourceKey("aws:ec2/instance:Instance", "edge-proxy-3")), "create");
+    it("growing from one proxy to three: the group and the balancer are created, the single VM and its Elastic IP go at the end", async () => {
+        const plan = await planBetween({ config: {} }, { config: { proxyCount: "3" } });
+        assert.equal(plan.get(resourceKey("aws:ec2/instance:Instance", "edge-proxy")), "delete");
+        assert.equal(plan.get(resourceKey("aws:autoscaling/group:Group", "edge-proxies")), "create");
         assert.equal(plan.get(resourceKey("aws:lb/loadBalancer:LoadBalancer", "edge")), "create");
         assert.equal(plan.get(resourceKey("aws:ec2/eip:Eip", "edge")), "delete");
         assert.equal(plan.get(resourceKey("aws:ec2/securityGroup:SecurityGroup", "edge-proxy")), "update", "its rules change in place");
-        // The config changes (PROXY protocol), so the first proxy is redeployed, then the new ones in turn.
-        assert.equal(plan.get(resourceKey("command:remote:Command", "edge-deploy")), "replace");
+        // The config changes (PROXY protocol): a new release, rolled over the group.
+        assert.equal(plan.get(resourceKey("command:local:Command", "edge-deploy")), "replace");
     });
 
-    it("a third proxy added to two leaves the first two VMs and their registrations alone", async () => {
-        const plan = await planBetween({ config: { adminCidrs, proxyCount: "2" } }, { config: { adminCidrs, proxyCount: "3" } });
-        for (const name of ["edge-proxy", "edge-proxy-2"]) assert.equal(plan.get(resourceKey("aws:ec2/instance:Instance", name)), "same");
-        for (const name of ["edge-443-1", "edge-443-2"])
-            assert.equal(plan.get(resourceKey("aws:lb/targetGroupAttachment:TargetGroupAttachment", name)), "same");
-        assert.equal(plan.get(resourceKey("aws:lb/targetGroupAttachment:TargetGroupAttachment", "edge-443-3")), "create");
+    it("a third proxy added to two: the group grows in place, its template and every serving proxy untouched", async () => {
+        const plan = await planBetween({ config: { proxyCount: "2" } }, { config: { proxyCount: "3" } });
+        assert.equal(plan.get(resourceKey("aws:autoscaling/group:Group", "edge-proxies")), "update");
+        assert.equal(plan.get(resourceKey("aws:ec2/launchTemplate:LaunchTemplate", "edge-proxies")), "same");
         assert.equal(plan.get(resourceKey("aws:lb/loadBalancer:LoadBalancer", "edge")), "same");
-    });
-
-    it("a replaced proxy VM is drained and redeployed: its drain, registrations and deploy follow the new instance", async () => {
-        const plan = await planBetween(
-            { config: { adminCidrs, proxyCount: "2" } },
-            { config: { adminCidrs, proxyCount: "2" }, replaced: [resourceKey("aws:ec2/instance:Instance", "edge-proxy-2")] },
-        );
-        assert.equal(plan.get(resourceKey("command:remote:Command", "edge-drain-2")), "replace");
-        assert.equal(plan.get(resourceKey("aws:lb/targetGroupAttachment:TargetGroupAttachment", "edge-443-2")), "replace");
-        assert.equal(plan.get(resourceKey("command:remote:Command", "edge-deploy-2")), "replace");
-        assert.equal(plan.get(resourceKey("aws:ec2/instance:Instance", "edge-proxy")), "same");
-        assert.equal(plan.get(resourceKey("command:remote:Command", "edge-drain-1")), "same");
     });
 });

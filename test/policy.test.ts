@@ -9,8 +9,8 @@ import {
     edgePolicies,
     imdsV2Required,
     noPrivateKeysInOutputs,
+    noSsh,
     rootVolumesEncrypted,
-    sshNeverFromTheWorld,
     worldIngressOnlyOnWebPorts,
 } from "../policy/edgePolicies";
 import { resourceArgs, type StackResource, stackArgs, violationsOf } from "./support/policyArgs";
@@ -89,24 +89,43 @@ describe("guardrail: only 443 open to the world", () => {
     });
 });
 
-describe("guardrail: SSH never from the world", () => {
-    it("flags 22 from 0.0.0.0/0 or ::/0, also inside a port range", async () => {
+describe("guardrail: no SSH at all", () => {
+    it("flags 22 from any range or group, also inside a port range or an all-traffic rule", async () => {
         assert.match(
-            (await violationsOf(sshNeverFromTheWorld, resourceArgs(sg, { ingress: [tcp(22, [], ["::/0"])] })))[0],
-            /SSH is open to the whole internet/,
+            (await violationsOf(noSsh, resourceArgs(sg, { ingress: [tcp(22, [], ["::/0"])] })))[0],
+            /admits SSH \(22\).*Session Manager/,
+        );
+        assert.equal(
+            (await violationsOf(noSsh, resourceArgs(sg, { ingress: [tcp(22, ["203.0.113.0/24"])] }))).length,
+            1,
+            "an admin range too",
         );
         assert.equal(
             (
                 await violationsOf(
-                    sshNeverFromTheWorld,
-                    resourceArgs(sg, { ingress: [{ protocol: "tcp", fromPort: 1, toPort: 1024, cidrBlocks: ["0.0.0.0/0"] }] }),
+                    noSsh,
+                    resourceArgs(sg, { ingress: [{ protocol: "tcp", fromPort: 22, toPort: 22, securityGroups: ["sg-1"] }] }),
+                )
+            ).length,
+            1,
+            "another security group too",
+        );
+        assert.equal(
+            (
+                await violationsOf(
+                    noSsh,
+                    resourceArgs(sg, { ingress: [{ protocol: "tcp", fromPort: 1, toPort: 1024, cidrBlocks: ["10.0.0.0/8"] }] }),
                 )
             ).length,
             1,
         );
+        assert.equal(
+            (await violationsOf(noSsh, resourceArgs(sg, { ingress: [{ protocol: "-1", fromPort: 0, toPort: 0, self: true }] }))).length,
+            1,
+        );
     });
-    it("allows 22 from an admin range", async () => {
-        assert.deepEqual(await violationsOf(sshNeverFromTheWorld, resourceArgs(sg, { ingress: [tcp(22, ["203.0.113.0/24"])] })), []);
+    it("allows the edge's own ports", async () => {
+        assert.deepEqual(await violationsOf(noSsh, resourceArgs(sg, { ingress: [tcp(443, ["0.0.0.0/0"]), tcp(9113)] })), []);
     });
 });
 
@@ -121,6 +140,12 @@ describe("guardrails on instances", () => {
         );
         assert.equal((await violationsOf(imdsV2Required, resourceArgs(instance, {}))).length, 1);
         assert.deepEqual(await violationsOf(imdsV2Required, resourceArgs(instance, goodInstance)), []);
+        const template = "aws:ec2/launchTemplate:LaunchTemplate";
+        assert.match(
+            (await violationsOf(imdsV2Required, resourceArgs(template, { metadataOptions: { httpTokens: "optional" } })))[0],
+            /IMDSv2/,
+        );
+        assert.deepEqual(await violationsOf(imdsV2Required, resourceArgs(template, { metadataOptions: { httpTokens: "required" } })), []);
     });
     it("require an encrypted root volume", async () => {
         assert.match(

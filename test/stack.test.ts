@@ -1,5 +1,6 @@
 // The AWS resource graph, proven under Pulumi's mocks: what `pulumi up` would register.
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
@@ -20,6 +21,11 @@ import {
 import { projectConfigError } from "./support/pulumiProjectConfig";
 
 const devConfig = {};
+/** The files of the release object `name` in the store. */
+const storedFiles = (resources: RegisteredResource[], name: string) => bundleFiles(named(resources, name).inputs.content);
+/** The instance (not its Elastic IP association) named `name`. */
+const instanceNamed = (resources: RegisteredResource[], name: string) =>
+    ofType(resources, "aws:ec2/instance:Instance").find((r) => r.name === name) ?? assert.fail(`no instance ${name}`);
 const instances = (resources: RegisteredResource[]) => ofType(resources, "aws:ec2/instance:Instance");
 
 const securityGroup = (resources: RegisteredResource[], suffix: string) => {
@@ -46,7 +52,7 @@ describe("the AWS stack under mocks, default dev config", async () => {
         assert.deepEqual(subnets, ["subnet-a", "subnet-b", "subnet-c"]);
     });
 
-    it("admits exactly 443 from everywhere, SSH from the admin range, and NGINX's metrics from its own group only on the proxy; no port 80 without the redirect", () => {
+    it("admits exactly 443 from everywhere and NGINX's metrics from its own group only on the proxy; no SSH; no port 80 without the redirect", () => {
         const proxy = securityGroup(resources, "-proxy");
         assert.deepEqual(
             proxy.inputs.ingress.map((r: any) => ({
@@ -60,13 +66,12 @@ describe("the AWS stack under mocks, default dev config", async () => {
             })),
             [
                 { port: 443, to: 443, protocol: "tcp", v4: ["0.0.0.0/0"], v6: ["::/0"], groups: undefined, self: undefined },
-                { port: 22, to: 22, protocol: "tcp", v4: ["203.0.113.0/24"], v6: [], groups: undefined, self: undefined },
                 { port: 9113, to: 9113, protocol: "tcp", v4: undefined, v6: undefined, groups: undefined, self: true },
             ],
         );
     });
 
-    it("admits only the backend port, the app's metrics and the deploy's SSH, only from the proxy's security group, on the backends", () => {
+    it("admits only the backend port and the app's metrics, only from the proxy's security group, on the backends; no SSH", () => {
         const backend = securityGroup(resources, "-backend");
         assert.deepEqual(
             backend.inputs.ingress.map((r: any) => ({
@@ -80,7 +85,6 @@ describe("the AWS stack under mocks, default dev config", async () => {
             [
                 { port: 8443, to: 8443, protocol: "tcp", groups: ["edge-proxy-id"], v4: undefined, v6: undefined },
                 { port: 9464, to: 9464, protocol: "tcp", groups: ["edge-proxy-id"], v4: undefined, v6: undefined },
-                { port: 22, to: 22, protocol: "tcp", groups: ["edge-proxy-id"], v4: undefined, v6: undefined },
             ],
         );
     });
@@ -93,8 +97,8 @@ describe("the AWS stack under mocks, default dev config", async () => {
     });
 
     it("issues an ECDSA P-256 CA, an edge certificate for the Elastic IP, one certificate per backend and a client certificate", () => {
-        const keys = ofType(resources, "tls:index/privateKey:PrivateKey").filter((r) => r.inputs.algorithm !== "ED25519");
-        assert.equal(keys.length, 6, "CA, edge, three backends, proxy client");
+        const keys = ofType(resources, "tls:index/privateKey:PrivateKey");
+        assert.equal(keys.length, 6, "CA, edge, three backends, proxy client: no SSH keys");
         assert.ok(keys.every((k) => k.inputs.algorithm === "ECDSA" && k.inputs.ecdsaCurve === "P256"));
         assert.deepEqual(
             ofType(resources, "tls:index/selfSignedCert:SelfSignedCert").map((r) => [r.name, r.inputs.isCaCertificate]),
@@ -130,50 +134,55 @@ describe("the AWS stack under mocks, default dev config", async () => {
                 ["any", "imageCountMoreThan", 10],
             ],
         );
-        const env = bundleFiles(named(resources, "backends-backend-1-deploy").inputs.stdin)["backend.env"];
+        const env = storedFiles(resources, "backends-backend-1-release")["backend.env"];
         assert.match(env, /^IMAGE=123456789012\.dkr\.ecr\.eu-west-1\.amazonaws\.com\/backends-app@sha256:[0-9a-f]{64}$/m);
         assert.match(env, /^REGISTRY=123456789012\.dkr\.ecr\.eu-west-1\.amazonaws\.com$/m);
         assert.match(env, /^BACKEND_NAME=backend-1$/m);
         assert.match(env, /^PING_INTERVAL_SECONDS=30$/m);
     });
 
-    it("lets the backends' role do one thing, pull from their repository, and boots them only once it exists", async () => {
-        const [policy] = ofType(resources, "aws:iam/rolePolicy:RolePolicy");
-        const statements = (await resolveOutput<any>(policy.inputs.policy)).Statement;
-        assert.deepEqual(statements.flatMap((s: any) => s.Action).sort(), [
-            "ecr:BatchCheckLayerAvailability",
-            "ecr:BatchGetImage",
-            "ecr:GetAuthorizationToken",
-            "ecr:GetDownloadUrlForLayer",
-        ]);
-        assert.equal(
-            ofType(resources, "aws:ssm/parameter:Parameter").length,
-            0,
-            "no key sits in AWS where another backend's role could read it",
-        );
-        for (const backend of instances(resources).filter((r) => r.name.startsWith("backends-"))) {
-            assert.ok(backend.dependencies.includes(policy.urn), `${backend.name} waits for its role's policy`);
+    it("lets each backend's role read its own releases, decrypt them and pull from its repository, and boots it only once the role exists", async () => {
+        for (const name of ["backend-1", "backend-2", "backend-3"]) {
+            const policy =
+                ofType(resources, "aws:iam/rolePolicy:RolePolicy").find((p) => p.name === `backends-${name}`) ?? assert.fail(name);
+            const statements = JSON.parse(await resolveOutput<string>(policy.inputs.policy)).Statement;
+            assert.deepEqual(
+                statements.map((s: any) => [s.Action, s.Resource]),
+                [
+                    [["s3:GetObject"], [`arn:aws:s3:::edge-releases/backends/${name}/*`]],
+                    [["kms:Decrypt"], "arn:aws:kms:eu-west-1:123456789012:key/edge-releases"],
+                    [["ecr:GetAuthorizationToken"], "*"],
+                    [
+                        ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
+                        "arn:aws:ecr:eu-west-1:123456789012:repository/backends-app",
+                    ],
+                ],
+                `${name} reads its own folder only: no other backend's key`,
+            );
+            const attachment =
+                ofType(resources, "aws:iam/rolePolicyAttachment:RolePolicyAttachment").find((a) => a.name === `backends-${name}-ssm`) ??
+                assert.fail(name);
+            assert.equal(attachment.inputs.policyArn, "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore");
+            for (const dependency of [policy, attachment])
+                assert.ok(
+                    instanceNamed(resources, `backends-${name}`).dependencies.includes(dependency.urn),
+                    `${name} waits for ${dependency.type}`,
+                );
         }
     });
 
-    it("keeps private keys secret: TLS keys travel only on the deploys' stdin, user data holds only the host's SSH key", async () => {
-        const commands = ofType(resources, "command:remote:Command");
-        assert.deepEqual(commands.map((c) => c.name).sort(), [
-            "backends-backend-1-deploy",
-            "backends-backend-1-health",
-            "backends-backend-2-deploy",
-            "backends-backend-2-health",
-            "backends-backend-3-deploy",
-            "backends-backend-3-health",
-            "edge-deploy",
+    it("keeps private keys secret: TLS keys travel only in the store's objects, as secrets; no command, user data or output holds one", async () => {
+        const objects = ofType(resources, "aws:s3/bucketObjectv2:BucketObjectv2");
+        assert.deepEqual(objects.map((o) => o.name).sort(), [
+            "backends-backend-1-release",
+            "backends-backend-2-release",
+            "backends-backend-3-release",
+            "edge-deploy-release",
+            "edge-gate-credentials",
         ]);
-        for (const command of commands) {
-            assert.ok(command.inputs.stdin, `${command.name} has a release on stdin`);
-            assert.ok(command.secretInputs.has("stdin"), `${command.name}: its stdin reaches the provider as a secret`);
-            assert.ok(command.secretInputs.has("connection"), `${command.name}: the SSH key reaches the provider as a secret`);
-            assert.ok(!command.secretInputs.has("triggers"), `${command.name}: the triggers stay readable in a preview diff`);
-        }
-        const edgeRelease = bundleFiles(named(resources, "edge-deploy").inputs.stdin);
+        for (const object of objects)
+            assert.ok(object.secretInputs.has("content"), `${object.name}: its content reaches the provider as a secret`);
+        const edgeRelease = storedFiles(resources, "edge-deploy-release");
         assert.match(edgeRelease["nginx.conf"], /^# wss-edge/);
         assert.match(edgeRelease["tls/edge.key"], /PRIVATE KEY/);
         assert.match(
@@ -181,19 +190,44 @@ describe("the AWS stack under mocks, default dev config", async () => {
             /^#!\/usr\/bin\/env bash/,
             "the release carries the health agent it runs with",
         );
-        assert.match(bundleFiles(named(resources, "backends-backend-2-deploy").inputs.stdin)["tls/server.key"], /PRIVATE KEY/);
-        for (const instance of instances(resources)) {
-            assert.ok(instance.secretInputs.has("userData"), `${instance.name}: its user data (with the SSH host key) is a secret`);
-            const userData = await resolveOutput<string>(instance.inputs.userData);
-            assert.deepEqual(
-                [...userData.matchAll(/-----BEGIN ([A-Z ]*PRIVATE KEY)-----/g)].map((m) => m[1]),
-                ["OPENSSH PRIVATE KEY"],
-                instance.name,
-            );
-        }
+        assert.match(edgeRelease["deploy-edge-config.sh"], /^#!\/usr\/bin\/env bash/, "and the deploy script that applies it");
+        assert.match(storedFiles(resources, "backends-backend-2-release")["tls/server.key"], /PRIVATE KEY/);
+        assert.deepEqual(Object.keys(storedFiles(resources, "edge-gate-credentials")).sort(), ["ca.crt", "client.crt", "client.key"]);
+        for (const command of ofType(resources, "command:local:Command"))
+            assert.doesNotMatch(JSON.stringify(command.inputs), /PRIVATE KEY/, command.name);
+        for (const instance of instances(resources))
+            assert.doesNotMatch(await resolveOutput<string>(instance.inputs.userData), /PRIVATE KEY/, instance.name);
         for (const [name, value] of Object.entries(outputs)) {
             assert.doesNotMatch(JSON.stringify(value) ?? "", /PRIVATE KEY/, `output ${name}`);
         }
+    });
+
+    it("stores releases under the hash of their bytes, encrypted with the stack's own key, in a bucket with no public access and TLS only", async () => {
+        const release = named(resources, "edge-deploy-release");
+        const id = createHash("sha256").update(release.inputs.content).digest("hex");
+        assert.equal(await resolveOutput(release.inputs.key), `edge/releases/${id}`);
+        assert.equal(outputs.edgeRelease, id);
+        const [encryption] = ofType(resources, "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration");
+        assert.deepEqual(encryption.inputs.rules[0].applyServerSideEncryptionByDefault, {
+            sseAlgorithm: "aws:kms",
+            kmsMasterKeyId: "arn:aws:kms:eu-west-1:123456789012:key/edge-releases",
+        });
+        assert.equal(ofType(resources, "aws:kms/key:Key")[0].inputs.enableKeyRotation, true);
+        const [block] = ofType(resources, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock");
+        assert.deepEqual(
+            [
+                block.inputs.blockPublicAcls,
+                block.inputs.blockPublicPolicy,
+                block.inputs.ignorePublicAcls,
+                block.inputs.restrictPublicBuckets,
+            ],
+            [true, true, true, true],
+        );
+        const policy = JSON.parse(ofType(resources, "aws:s3/bucketPolicy:BucketPolicy")[0].inputs.policy);
+        assert.deepEqual(policy.Statement[0].Condition, { Bool: { "aws:SecureTransport": "false" } });
+        for (const object of ofType(resources, "aws:s3/bucketObjectv2:BucketObjectv2"))
+            for (const guard of [encryption, block])
+                assert.ok(object.dependencies.includes(guard.urn), `${object.name} is written only once ${guard.type} applies`);
     });
 
     it("marks every issued private key as a Pulumi secret and the CA certificate as plain", async () => {
@@ -214,51 +248,80 @@ describe("the AWS stack under mocks, default dev config", async () => {
         await waitForRPCs();
     });
 
-    it("copies the deploy script, then runs it with the release on stdin over SSH with the host key pinned", async () => {
-        const copy = named(resources, "edge-deploy-script");
-        assert.equal(copy.inputs.remotePath, "/home/admin/wss-edge/deploy-edge-config.sh");
-        assert.equal(await copy.inputs.source.path, "deploy/deploy-edge-config.sh");
+    it("sends the edge release through Systems Manager: the proxy by its instance ID, the release by its id, `current` moved first", async () => {
         const deploy = named(resources, "edge-deploy");
-        assert.match(deploy.inputs.create, /cloud-init status --wait/);
-        assert.match(
-            deploy.inputs.create,
-            /\nsudo WSS_EDGE_ROOT=\/etc\/wss-edge WSS_EDGE_SYSTEMD_UNIT=nginx bash \/home\/admin\/wss-edge\/deploy-edge-config\.sh$/,
-        );
+        assert.equal(deploy.inputs.create, "bash deploy/ssm-send.sh");
+        const env = deploy.inputs.environment;
+        assert.equal(env.WSS_EDGE_REGION, "eu-west-1");
+        assert.equal(env.WSS_EDGE_DOCUMENT, "edge-releases-edge-id");
+        assert.equal(env.WSS_EDGE_TARGETS, "edge-proxy-id");
+        assert.deepEqual(JSON.parse(env.WSS_EDGE_PARAMETERS), { Release: [outputs.edgeRelease] });
+        assert.equal(env.WSS_EDGE_POINTER, "s3://edge-releases/edge/current");
+        assert.equal(env.WSS_EDGE_RELEASE, outputs.edgeRelease);
         assert.deepEqual(
             deploy.inputs.triggers.map((t: string) => t.split(":")[0]),
-            ["config", "certificates", "script", "agent", "instance"],
+            ["config", "certificates", "agent", "release", "targets", "document"],
         );
-        assert.equal(deploy.inputs.connection.host, mockEdgeIp);
-        assert.equal(deploy.inputs.connection.user, "admin");
-        const hostKey = named(resources, "edge-proxy-host");
-        assert.equal(hostKey.inputs.algorithm, "ED25519");
-        for (const resource of [copy, deploy])
-            assert.equal(
-                resource.inputs.connection.hostKey,
-                `ssh-ed25519 AAAA${Buffer.from("edge-proxy-host").toString("base64")}`,
-                resource.name,
-            );
+        assert.ok(!deploy.secretInputs.has("triggers"), "the triggers stay readable in a preview diff");
+        assert.ok(deploy.dependencies.includes(named(resources, "edge-deploy-release").urn), "the release is in the store first");
+        const document = JSON.parse(named(resources, "edge-releases-edge").inputs.content);
+        assert.equal(document.parameters.Release.allowedPattern, "^([0-9a-f]{64}|current)$");
+        const [waitForBoot, apply] = document.mainSteps[0].inputs.runCommand;
+        assert.match(waitForBoot, /cloud-init status --wait/);
+        assert.match(apply, /^env WSS_EDGE_REGION=eu-west-1 WSS_EDGE_ROOT=\/etc\/wss-edge WSS_EDGE_SYSTEMD_UNIT=nginx bash -c '/);
+        assert.match(apply, /' apply-release edge s3:\/\/edge-releases\/edge '\{\{ Release \}\}'$/);
     });
 
-    it("reaches each backend through the proxy with both host keys pinned, and gates it from the proxy over mutual TLS", () => {
+    it("gives the proxy an identity that reads the edge's folder of the store and nothing else, with Systems Manager's agent installed at first boot", async () => {
+        const policy = ofType(resources, "aws:iam/rolePolicy:RolePolicy").find((p) => p.name === "edge-proxy") ?? assert.fail("policy");
+        const statements = JSON.parse(await resolveOutput<string>(policy.inputs.policy)).Statement;
+        assert.deepEqual(
+            statements.map((s: any) => [s.Action, s.Resource]),
+            [
+                [["s3:GetObject"], ["arn:aws:s3:::edge-releases/edge/*"]],
+                [["kms:Decrypt"], "arn:aws:kms:eu-west-1:123456789012:key/edge-releases"],
+            ],
+        );
+        const proxy = instanceNamed(resources, "edge-proxy");
+        assert.equal(proxy.inputs.iamInstanceProfile, "edge-proxy", "the proxy role's instance profile");
+        assert.equal(proxy.inputs.keyName, undefined, "no key pair: nothing logs in over SSH");
+        const userData = await resolveOutput<string>(proxy.inputs.userData);
+        assert.match(userData, /amazon-ssm-eu-west-1\/latest\/debian_\$\{arch\}\/amazon-ssm-agent\.deb/);
+        assert.match(userData, /apply-release edge s3:\/\/edge-releases\/edge current/);
+        assert.ok(
+            userData.indexOf('wss-edge-install-ssm-agent"]') < userData.indexOf('wss-edge-first-boot"]'),
+            "the agent first, so Session Manager reaches a VM whose later steps failed",
+        );
+    });
+
+    it("deploys each backend through Systems Manager by its instance ID, and gates it from the proxy over mutual TLS", () => {
         for (const [i, name] of ["backend-1", "backend-2", "backend-3"].entries()) {
             const deploy = named(resources, `backends-${name}-deploy`);
-            assert.equal(deploy.inputs.connection.host, mockBackendIps[i]);
-            assert.equal(deploy.inputs.connection.user, "ec2-user");
-            assert.equal(deploy.inputs.connection.hostKey, `ssh-ed25519 AAAA${Buffer.from(`backends-${name}-host`).toString("base64")}`);
-            assert.equal(deploy.inputs.connection.proxy.host, mockEdgeIp);
-            assert.equal(deploy.inputs.connection.proxy.hostKey, `ssh-ed25519 AAAA${Buffer.from("edge-proxy-host").toString("base64")}`);
-            assert.match(deploy.inputs.create, /\nsudo bash \/home\/ec2-user\/wss-edge\/deploy-backend\.sh$/);
+            assert.equal(deploy.inputs.environment.WSS_EDGE_TARGETS, `backends-${name}-id`);
+            assert.equal(deploy.inputs.environment.WSS_EDGE_DOCUMENT, "edge-releases-backend-id");
+            assert.equal(deploy.inputs.environment.WSS_EDGE_POINTER, `s3://edge-releases/backends/${name}/current`);
+            assert.deepEqual(Object.keys(JSON.parse(deploy.inputs.environment.WSS_EDGE_PARAMETERS)), ["Backend", "Release"]);
             const gate = named(resources, `backends-${name}-health`);
-            assert.equal(gate.inputs.connection.host, mockEdgeIp, "the gate runs on the proxy");
-            assert.match(
-                gate.inputs.create,
-                new RegExp(
-                    `backend-health-gate ${name} ${mockBackendIps[i].replace(/\./g, "\\.")} 8443 backends\\.wss-edge\\.internal 180$`,
-                ),
-            );
-            assert.deepEqual(Object.keys(bundleFiles(gate.inputs.stdin)).sort(), ["ca.crt", "client.crt", "client.key"]);
+            assert.equal(gate.inputs.environment.WSS_EDGE_TARGETS, "edge-proxy-id", "the gate runs on the proxy");
+            assert.deepEqual(JSON.parse(gate.inputs.environment.WSS_EDGE_PARAMETERS), {
+                Backend: [name],
+                Address: [mockBackendIps[i]],
+                Port: ["8443"],
+            });
+            assert.ok(gate.dependencies.includes(named(resources, "edge-gate-credentials").urn), "its credentials are in the store first");
         }
+        const gateDocument = JSON.parse(named(resources, "edge-releases-gate").inputs.content);
+        assert.match(
+            gateDocument.mainSteps[0].inputs.runCommand[1],
+            /s3:\/\/edge-releases\/edge\/gate - \| bash -c '[\s\S]*' backend-health-gate '\{\{ Backend \}\}' '\{\{ Address \}\}' '\{\{ Port \}\}' backends\.wss-edge\.internal 180$/,
+        );
+    });
+
+    it("moves the Elastic IP to the proxy only after the deploy that checked it serves", () => {
+        const association = ofType(resources, "aws:ec2/eipAssociation:EipAssociation")[0];
+        assert.equal(association.inputs.instanceId, "edge-proxy-id");
+        assert.equal(association.inputs.allowReassociation, true);
+        assert.ok(association.dependencies.includes(named(resources, "edge-deploy").urn));
     });
 
     it("rolls the backends one at a time, and deploys the edge's config only after every backend passed its gate", () => {
@@ -268,11 +331,8 @@ describe("the AWS stack under mocks, default dev config", async () => {
             ["backend-1", "backend-2"],
             ["backend-2", "backend-3"],
         ]) {
-            for (const step of [`backends-${next}`, `backends-${next}-deploy`]) {
-                assert.ok(
-                    named(resources, step).dependencies.includes(urn(`backends-${previous}-health`)),
-                    `${step} waits for ${previous}'s gate`,
-                );
+            for (const step of [instanceNamed(resources, `backends-${next}`), named(resources, `backends-${next}-deploy`)]) {
+                assert.ok(step.dependencies.includes(urn(`backends-${previous}-health`)), `${step.name} waits for ${previous}'s gate`);
             }
         }
         const deploy = named(resources, "edge-deploy");
@@ -296,7 +356,7 @@ describe("the AWS stack under mocks, default dev config", async () => {
                 ["Maximum", 60, 2, 1],
             );
             assert.equal(alarm.inputs.comparisonOperator, "GreaterThanOrEqualToThreshold");
-            assert.equal(alarm.inputs.treatMissingData, "breaching", "a VM that stops reporting is not healthy");
+            assert.equal(alarm.inputs.treatMissingData, "missing", "a stopped VM reports nothing: a planned stop raises no alarm");
             assert.deepEqual(alarm.inputs.okActions, [topic]);
             const recover = alarm.inputs.metricName === "StatusCheckFailed_System" ? ["arn:aws:automate:eu-west-1:ec2:recover"] : [];
             assert.deepEqual(alarm.inputs.alarmActions, [topic, ...recover], alarm.inputs.name);
@@ -366,7 +426,6 @@ describe("the AWS stack under mocks, other configs", () => {
         assert.deepEqual(ports, [
             [443, ["192.0.2.0/24"], ["2001:db8::/32"]],
             [80, ["192.0.2.0/24"], ["2001:db8::/32"]],
-            [22, ["203.0.113.0/24"], []],
             [9113, undefined, undefined],
         ]);
         assert.match(String(outputs.nginxConfig), /return 301 https:\/\/\$host\$request_uri;/);
@@ -428,11 +487,16 @@ describe("the AWS stack under mocks, other configs", () => {
         const { resources } = await runEdgeProgram({ ...devConfig, backendImage: "ghcr.io/acme/ws-app:1.4" });
         assert.equal(ofType(resources, "aws:ecr/repository:Repository").length, 0);
         assert.equal(ofType(resources, "docker:index/image:Image").length, 0);
-        const env = bundleFiles(named(resources, "backends-backend-1-deploy").inputs.stdin)["backend.env"];
+        const env = storedFiles(resources, "backends-backend-1-release")["backend.env"];
         assert.match(env, /^IMAGE=ghcr\.io\/acme\/ws-app:1\.4$/m);
         assert.match(env, /^REGISTRY=$/m);
-        assert.equal(ofType(resources, "aws:iam/role:Role").length, 0, "no role: the hosts need nothing from AWS");
-        assert.equal(named(resources, "backends-backend-1").inputs.iamInstanceProfile, undefined);
+        const policy =
+            ofType(resources, "aws:iam/rolePolicy:RolePolicy").find((p) => p.name === "backends-backend-1") ?? assert.fail("policy");
+        assert.doesNotMatch(
+            await resolveOutput<string>(policy.inputs.policy),
+            /ecr:/,
+            "no image pulls from AWS: the role reads its releases only",
+        );
     });
 
     it("serves a user-supplied certificate instead of issuing an edge certificate", async () => {
@@ -447,7 +511,7 @@ describe("the AWS stack under mocks, other configs", () => {
             ofType(resources, "tls:index/certRequest:CertRequest").find((r) => r.name === "edge-edge"),
             undefined,
         );
-        assert.equal(bundleFiles(named(resources, "edge-deploy").inputs.stdin)["tls/edge.crt"], certificate);
+        assert.equal(storedFiles(resources, "edge-deploy-release")["tls/edge.crt"], certificate);
     });
 
     it("scales to five backends over three zones and builds an arm64 image for Graviton types", async () => {

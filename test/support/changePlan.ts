@@ -3,37 +3,36 @@
  * the rules of the providers this stack uses. Mocks cannot run a provider's diff, so its rules
  * are written down here, as read in each provider's source:
  *
- * - pulumi-command (provider/pkg/provider/common/inputs.go, remote/command.go, remote/copy.go,
- *   remote/commandController.go): `triggers` is the only `replaceOnChanges` input. A change to it
- *   replaces the resource, which runs `create`. Any other change (stdin, create, connection) is an
- *   update, and `Update` runs `update` or, when there is none (as here), `create` again. A
- *   CopyToRemote update copies again only when the asset's hash or the remote path changed.
+ * - pulumi-command (provider/pkg/provider/common/inputs.go, local/commandController.go):
+ *   `triggers` is the only `replaceOnChanges` input. A change to it replaces the resource, which
+ *   runs `create`. Any other change (environment, create) is an update, and `Update` runs
+ *   `update` or, when there is none (as here), `create` again.
+ * - S3 objects (terraform-provider-aws internal/service/s3/object.go): `bucket` and `key` are
+ *   ForceNew; new content is uploaded again under the same key. SSM documents
+ *   (internal/service/ssm/document.go): only `name` is ForceNew; new content is a new version,
+ *   made the default. An Auto Scaling group's launch template version is an in-place update that
+ *   starts an instance refresh (internal/service/autoscaling/group.go); a launch template's
+ *   changes are new versions. docs/engine-rules.md quotes each.
  * - AWS (terraform-provider-aws, ForceNew attributes): an instance is replaced when its AMI, subnet,
  *   key pair or public-IP setting changes, or its user data when `userDataReplaceOnChange` is on;
  *   a new instance type, or user data without that flag, is applied in place by stopping and
  *   starting it (the installed @pulumi/aws documents both on `Instance`). Every attribute of an
  *   EIP association is ForceNew, `allow_reassociation` is passed to AssociateAddress, and its
  *   delete ignores InvalidAssociationID.NotFound (internal/service/ec2/ec2_eip_association.go):
- *   so a replacement VM can take the address before the old association is deleted. A key pair,
- *   a role policy's role and an ECR lifecycle policy's repository are ForceNew too.
+ *   so a replacement VM can take the address before the old association is deleted. A role
+ *   policy's role, a policy attachment and an ECR lifecycle policy's repository are ForceNew too.
  * - TLS (terraform-provider-tls): every input of a key, request or certificate is ForceNew; a
  *   certificate inside its early-renewal window is replaced on the next `up`.
  * - docker (pulumi-docker Image): a change to the build or the image name builds and pushes anew.
  * - Load balancing (terraform-provider-aws internal/service/elbv2). Read in the source:
- *   target_group_attachment.go — every attribute (target group, target, port, zone) is ForceNew,
- *   and its delete only calls DeregisterTargets: it does not wait out the deregistration delay,
- *   so a leaving proxy must be drained by something that does (EdgeLoadBalancer's drain command);
  *   target_group.go — port, protocol, protocol version, IP address type, target type, VPC and
  *   name are ForceNew, deregistration_delay takes 0–3600, health checks 5–300 s apart with
  *   thresholds 2–10. From the provider's docs, not its source: a load balancer's type, scheme and
  *   name, and a listener's load balancer, are ForceNew.
  * - The engine: `ignoreChanges` paths are not diffed; a replacement creates the new resource
  *   before it deletes the old one (no `deleteBeforeReplace` here); dependents see the new ID and
- *   outputs, which `runUntilStable` feeds back by running the program again. Deletes run in
- *   reverse dependency order, dependents first: a proxy's target group attachment (which depends
- *   on its drain command, which depends on the VM) is deregistered, then the drain command's
- *   `delete` runs on the VM, then the VM goes. pulumi-command runs `delete` when the resource is
- *   deleted, and for a replacement on the old resource, after the new one is created.
+ *   outputs, which `planBetween` feeds back by running the program again. In what order the steps
+ *   run, and which at the same time, is engineOrder.ts's.
  */
 import { isDeepStrictEqual } from "node:util";
 import { type RegisteredResource, type RunOptions, runEdgeProgram } from "./pulumiProgram";
@@ -42,12 +41,22 @@ export type Action = "same" | "create" | "delete" | "replace" | "update" | "upda
 
 /** Inputs whose change replaces the resource, by type; `*` means every input. */
 const replacingInputs: Record<string, readonly string[]> = {
-    "command:remote:Command": ["triggers"],
-    "command:remote:CopyToRemote": ["triggers"],
+    "command:local:Command": ["triggers"],
     "aws:ec2/instance:Instance": ["ami", "subnetId", "keyName", "associatePublicIpAddress", "availabilityZone", "privateIp"],
+    "aws:s3/bucketObjectv2:BucketObjectv2": ["bucket", "key"],
+    "aws:s3/bucket:Bucket": ["bucket", "bucketPrefix", "objectLockEnabled"],
+    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration": ["bucket"],
+    "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock": ["bucket"],
+    "aws:s3/bucketOwnershipControls:BucketOwnershipControls": ["bucket"],
+    "aws:s3/bucketPolicy:BucketPolicy": ["bucket"],
+    "aws:kms/key:Key": ["keySpec", "keyUsage", "customerMasterKeySpec", "multiRegion"],
+    "aws:ssm/document:Document": ["name"],
+    "aws:ec2/launchTemplate:LaunchTemplate": ["name", "namePrefix"],
+    "aws:autoscaling/group:Group": ["name", "namePrefix"],
+    "aws:iam/role:Role": ["name", "namePrefix"],
+    "aws:iam/rolePolicyAttachment:RolePolicyAttachment": ["*"],
     "aws:ec2/eipAssociation:EipAssociation": ["*"],
     "aws:ec2/eip:Eip": ["domain"],
-    "aws:ec2/keyPair:KeyPair": ["*"],
     "aws:ec2/securityGroup:SecurityGroup": ["vpcId", "description", "name"],
     "aws:iam/rolePolicy:RolePolicy": ["role", "name"],
     "aws:iam/instanceProfile:InstanceProfile": ["name"],
@@ -58,7 +67,6 @@ const replacingInputs: Record<string, readonly string[]> = {
     "tls:index/locallySignedCert:LocallySignedCert": ["*"],
     "tls:index/selfSignedCert:SelfSignedCert": ["*"],
     "docker:index/image:Image": ["build", "imageName"],
-    "aws:lb/targetGroupAttachment:TargetGroupAttachment": ["*"],
     "aws:lb/targetGroup:TargetGroup": ["port", "protocol", "protocolVersion", "ipAddressType", "vpcId", "targetType", "name", "namePrefix"],
     "aws:lb/loadBalancer:LoadBalancer": ["loadBalancerType", "internal", "name", "namePrefix"],
     "aws:lb/listener:Listener": ["loadBalancerArn"],

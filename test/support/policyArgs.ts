@@ -77,15 +77,22 @@ export async function violationsOf(
 ): Promise<string[]> {
     const found: string[] = [];
     const report = (message: string) => found.push(message);
-    try {
-        if ("validateStack" in policy && policy.validateStack) {
-            await policy.validateStack(args as StackValidationArgs, report);
-        } else if ("validateResource" in policy && policy.validateResource) {
-            const validations = Array.isArray(policy.validateResource) ? policy.validateResource : [policy.validateResource];
-            for (const validate of validations) await validate(args as ResourceValidationArgs, report);
+    // As the policy server does (@pulumi/policy server.js): each validation of a resource policy
+    // runs on its own, and one that finds the resource not applicable leaves the others to run.
+    const validations =
+        "validateStack" in policy && policy.validateStack
+            ? [() => policy.validateStack(args as StackValidationArgs, report)]
+            : "validateResource" in policy && policy.validateResource
+              ? (Array.isArray(policy.validateResource) ? policy.validateResource : [policy.validateResource]).map(
+                    (validate) => () => validate(args as ResourceValidationArgs, report),
+                )
+              : [];
+    for (const validate of validations) {
+        try {
+            await validate();
+        } catch (error) {
+            if (!(error instanceof NotApplicable)) throw error;
         }
-    } catch (error) {
-        if (!(error instanceof NotApplicable)) throw error;
     }
     return found;
 }

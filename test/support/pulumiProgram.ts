@@ -1,4 +1,7 @@
+import { createHash } from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
+
+const sha256Hex = (text: string) => createHash("sha256").update(text).digest("hex");
 
 /** Settles once every registration in flight is done. Exported by the runtime, not declared in its types. */
 export const waitForRPCs = (require("@pulumi/pulumi/runtime/settings") as { waitForRPCs: () => Promise<void> }).waitForRPCs;
@@ -257,8 +260,17 @@ function mockState(
             return { arn: `arn:aws:iam::123456789012:role/${name}`, name };
         case "aws:sns/topic:Topic":
             return { arn: `arn:aws:sns:eu-west-1:123456789012:${name}` };
-        case "aws:ec2/keyPair:KeyPair":
-            return { keyName: name };
+        case "aws:s3/bucket:Bucket":
+            return { arn: `arn:aws:s3:::${name}`, bucket: name };
+        case "aws:kms/key:Key":
+            return { arn: `arn:aws:kms:eu-west-1:123456789012:key/${name}` };
+        case "aws:ssm/document:Document":
+            // Each content is a new version of the document (SSM keeps them numbered).
+            return { name: `${name}-id`, latestVersion: String(1 + (Number.parseInt(sha256Hex(String(inputs.content)).slice(0, 4), 16) % 97)) };
+        case "aws:ec2/launchTemplate:LaunchTemplate":
+            return { latestVersion: 1 + (Number.parseInt(sha256Hex(JSON.stringify(inputs)).slice(0, 4), 16) % 97) };
+        case "aws:autoscaling/group:Group":
+            return { name: `${name}-id`, arn: `arn:aws:autoscaling:eu-west-1:123456789012:autoScalingGroup:${name}` };
         default:
             return {};
     }
@@ -266,6 +278,8 @@ function mockState(
 
 function mockCall(token: string, inputs: Record<string, any>, amiRelease: string): Record<string, unknown> {
     switch (token) {
+        case "aws:index/getRegion:getRegion":
+            return { region: "eu-west-1", name: "eu-west-1", id: "eu-west-1" };
         case "aws:ec2/getVpc:getVpc":
             return { id: "vpc-0default", cidrBlock: mockVpcCidr };
         case "aws:ec2/getSubnets:getSubnets":
