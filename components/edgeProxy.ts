@@ -41,7 +41,9 @@ export class EdgeProxy extends pulumi.ComponentResource {
                 tags: { Name: `${pulumi.getProject()}-${pulumi.getStack()}-proxy`, Role: "wss-edge-proxy" },
             },
             // The AMI moves on; a newer Debian image must not replace a serving edge on its own.
-            { parent: this, ignoreChanges: ["ami"] },
+            // A new instance type replaces the VM instead of stopping it: the new one boots and
+            // serves, and only then does the address move to it (index.ts).
+            { parent: this, ignoreChanges: ["ami"], replaceOnChanges: ["instanceType"] },
         );
         this.registerOutputs({ instanceId: this.instance.id });
     }

@@ -9,9 +9,10 @@
 #   WSS_EDGE_REGION      the stack's region
 #   WSS_EDGE_DOCUMENT    the document's name
 #   WSS_EDGE_PARAMETERS  its parameters, as `aws ssm send-command --parameters` takes them (JSON)
-#   WSS_EDGE_TARGETS     instance IDs separated by spaces, or `asg:NAME` for the InService
-#                        instances of an Auto Scaling group (read again at the end: a VM the group
-#                        launched meanwhile is run on too)
+#   WSS_EDGE_TARGETS     instance IDs separated by spaces, or `asg:NAME` for the instances of an
+#                        Auto Scaling group, in service or still launching (read again at the
+#                        end: a VM the group launched meanwhile is run on too, so no VM that
+#                        booted before the pointer moved is left on the release before)
 #   WSS_EDGE_POINTER     optional: s3://BUCKET/PREFIX/current, set to WSS_EDGE_RELEASE before the
 #                        first VM (so a VM that boots meanwhile applies the new release) and set
 #                        back to what it was if a VM fails
@@ -48,7 +49,8 @@ targets() {
     case "$WSS_EDGE_TARGETS" in
         asg:*)
             aws_ autoscaling describe-auto-scaling-groups --auto-scaling-group-names "${WSS_EDGE_TARGETS#asg:}" \
-                --query 'AutoScalingGroups[0].Instances[?LifecycleState==`InService`].InstanceId' --output text | tr '\t' '\n' | grep -v '^None$' | sort
+                --query 'AutoScalingGroups[0].Instances[?LifecycleState==`InService` || starts_with(LifecycleState, `Pending`)].InstanceId' \
+                --output text | tr '\t' '\n' | grep -v -e '^None$' -e '^$' | sort
             ;;
         *) printf '%s\n' $WSS_EDGE_TARGETS ;;
     esac

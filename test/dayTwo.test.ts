@@ -1,28 +1,23 @@
-// Day two on AWS: for each change a user makes after the first `pulumi up`, what the next `up`
-// replaces, updates or leaves alone — the program run before and after under mocks, the
-// providers' replace rules applied (test/support/changePlan.ts). The change matrix in docs/aws.md
-// says the same in words; what happens to open sockets follows from these actions.
+// Day two on AWS: for each change a user makes after the first `pulumi up`, in both shapes (one
+// VM; a balancer in front of an Auto Scaling group), what the next `up` replaces, updates or
+// leaves alone — the program run before and after under mocks, the providers' replace rules
+// applied (test/support/changePlan.ts) — and, on the engine's order of those steps
+// (test/support/engineOrder.ts), the availability invariants (test/support/availability.ts). The
+// change matrix in docs/aws.md says the same in words, row by row.
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { sha256 } from "../components/edgeDeploy";
+import { sha256 } from "../components/backendFleet";
 import { cpuArchitecture } from "../components/instanceDefaults";
 import { SettingsError } from "../settings/edgeSettings";
-import { type Plan, type ProgramState, planBetween, resourceKey, withAction } from "./support/changePlan";
+import { assertAvailability } from "./support/availability";
+import { type Change, changeBetween, type Plan, type ProgramState, resourceKey } from "./support/changePlan";
 import { bundleFiles, named, type RegisteredResource, resolveOutput, runEdgeProgram } from "./support/pulumiProgram";
 
-const dev = { adminCidrs: '["203.0.113.0/24"]' };
-const backendParts = (n: number) => [
-    `edge-backend-${n}-instance-check`,
-    `edge-backend-${n}-system-check`,
-    `backends-backend-${n}`,
-    `backends-backend-${n}-deploy`,
-    `backends-backend-${n}-health`,
-    `backends-backend-${n}-host`,
-    `backends-backend-${n}-script`,
-];
-const certificateParts = (name: string) => [`edge-${name}`, `edge-${name}`, `edge-${name}`]; // key, request, certificate
+const dev = {};
+const shapes = { "one VM": {}, "load-balanced": { proxyCount: "2" } } as const;
+type Shape = keyof typeof shapes;
 
 /** Everything the plan touches, as `action name` lines, sorted. */
 function touched(plan: Plan): string[] {
@@ -32,256 +27,272 @@ function touched(plan: Plan): string[] {
         .sort();
 }
 
-const change = (before: ProgramState, after: ProgramState) => planBetween(before, after);
 const instance = (name: string) => resourceKey("aws:ec2/instance:Instance", name);
 const certificate = (name: string) => resourceKey("tls:index/locallySignedCert:LocallySignedCert", name);
-const hostKey = (name: string) => resourceKey("tls:index/privateKey:PrivateKey", name);
 const builtImage = resourceKey("docker:index/image:Image", "backends-app");
 
-describe("the change matrix: what `pulumi up` does after each change", () => {
-    it("nothing changed: two runs register identical inputs, and nothing is touched", async () => {
-        const [first, second] = [await runEdgeProgram(dev), await runEdgeProgram(dev)];
-        const strip = (r: RegisteredResource) => ({ type: r.type, name: r.name, inputs: JSON.stringify(r.inputs), options: r.options });
-        assert.deepEqual(second.resources.map(strip), first.resources.map(strip));
-        assert.deepEqual(touched(await change({ config: dev }, { config: dev })), []);
+const edgeRelease = ["replace edge-deploy", "replace edge-deploy-release"];
+const backendRelease = (n: number) => [
+    `replace backends-backend-${n}-deploy`,
+    `replace backends-backend-${n}-health`,
+    `replace backends-backend-${n}-release`,
+];
+const backendParts = (n: number) => [
+    `backends-backend-${n}`,
+    `backends-backend-${n}`,
+    `backends-backend-${n}`,
+    `backends-backend-${n}`,
+    `backends-backend-${n}-deploy`,
+    `backends-backend-${n}-health`,
+    `backends-backend-${n}-release`,
+    `backends-backend-${n}-ssm`,
+    `edge-backend-${n}`,
+    `edge-backend-${n}`,
+    `edge-backend-${n}`,
+    `edge-backend-${n}-instance-check`,
+    `edge-backend-${n}-system-check`,
+];
+const singleProxyReplaced = [
+    // The VM's replacement, and the address association that follows it once the deploy checked it.
+    "replace edge-proxy",
+    "replace edge-proxy",
+    "replace edge-deploy",
+    // The gates run on the proxy: checked again from the new one.
+    "replace backends-backend-1-health",
+    "replace backends-backend-2-health",
+    "replace backends-backend-3-health",
+    // The alarms and the dashboard follow the new instance ID.
+    "update edge-dashboard",
+    "update edge-proxy-instance-check",
+    "update edge-proxy-system-check",
+];
+
+interface Row {
+    readonly change: string;
+    readonly before?: ProgramState["config"];
+    readonly after?: ProgramState["config"];
+    readonly replaced?: readonly string[];
+    readonly options?: ProgramState["options"];
+    /** What `up` touches, in each shape. */
+    readonly touches: Record<Shape, readonly string[]>;
+}
+
+const rows: Row[] = [
+    { change: "nothing changed", touches: { "one VM": [], "load-balanced": [] } },
+    {
+        change: "an edge setting (connectionsPerAddress): a new edge release, rolled over the proxies, a reload",
+        after: { connectionsPerAddress: "500" },
+        touches: { "one VM": edgeRelease, "load-balanced": edgeRelease },
+    },
+    {
+        change: "affinity and allowedOrigins: a new edge release; nothing on AWS changes",
+        after: { affinity: "cookie", allowedOrigins: '["https://app.example.com"]' },
+        touches: { "one VM": edgeRelease, "load-balanced": edgeRelease },
+    },
+    {
+        change: "activeHealthChecks off: a new edge release without the agent",
+        after: { activeHealthChecks: "false" },
+        touches: { "one VM": edgeRelease, "load-balanced": edgeRelease },
+    },
+    {
+        change: "idleTimeoutSeconds: the proxies reload, and the backends restart one by one for their new ping interval",
+        after: { idleTimeoutSeconds: "60" },
+        touches: {
+            "one VM": [...edgeRelease, ...[1, 2, 3].flatMap(backendRelease)].sort(),
+            "load-balanced": [...edgeRelease, ...[1, 2, 3].flatMap(backendRelease)].sort(),
+        },
+    },
+    {
+        change: "backendCount 3 → 4: a new backend with its own role, certificate, release and gate; the proxies reload",
+        after: { backendCount: "4" },
+        touches: {
+            "one VM": [...backendParts(4).map((p) => `create ${p}`), ...edgeRelease, "update edge-dashboard"].sort(),
+            "load-balanced": [...backendParts(4).map((p) => `create ${p}`), ...edgeRelease, "update edge-dashboard"].sort(),
+        },
+    },
+    {
+        change: "backendCount 4 → 3: the proxies stop sending the fourth new clients, then it goes",
+        before: { backendCount: "4" },
+        touches: {
+            "one VM": [...backendParts(4).map((p) => `delete ${p}`), ...edgeRelease, "update edge-dashboard"].sort(),
+            "load-balanced": [...backendParts(4).map((p) => `delete ${p}`), ...edgeRelease, "update edge-dashboard"].sort(),
+        },
+    },
+    {
+        change: "a new image of the user's own: each backend's release, deployed and gated in turn",
+        before: { backendImage: "ghcr.io/acme/ws-app:1.4" },
+        after: { backendImage: "ghcr.io/acme/ws-app:1.5" },
+        touches: { "one VM": [1, 2, 3].flatMap(backendRelease), "load-balanced": [1, 2, 3].flatMap(backendRelease) },
+    },
+    {
+        change: "a rebuilt backend/ image (new digest): the same rolling deploy",
+        replaced: [builtImage],
+        touches: {
+            "one VM": ["replace backends-app", ...[1, 2, 3].flatMap(backendRelease)],
+            "load-balanced": ["replace backends-app", ...[1, 2, 3].flatMap(backendRelease)],
+        },
+    },
+    {
+        change: "a new Debian or Amazon Linux AMI: instances keep theirs; the proxies' group rolls onto it, launching before terminating",
+        options: { amiRelease: "2026.12" },
+        touches: { "one VM": [], "load-balanced": ["update edge-proxies", "update edge-proxies"] },
+    },
+    {
+        change: "a renewed backend certificate: only that backend's release (a TLS reload in the app) and gate",
+        replaced: [certificate("edge-backend-2")],
+        touches: {
+            "one VM": [...backendRelease(2), "replace edge-backend-2"].sort(),
+            "load-balanced": [...backendRelease(2), "replace edge-backend-2"].sort(),
+        },
+    },
+    {
+        change: "a renewed edge certificate: a new edge release, a reload",
+        replaced: [certificate("edge-edge")],
+        touches: { "one VM": [...edgeRelease, "replace edge-edge"], "load-balanced": [...edgeRelease, "replace edge-edge"] },
+    },
+    {
+        change: "a renewed proxy client certificate: a new edge release, and the gates' credentials in the store",
+        replaced: [certificate("edge-proxy-client")],
+        touches: {
+            "one VM": [...edgeRelease, "replace edge-proxy-client", "update edge-gate-credentials"],
+            "load-balanced": [...edgeRelease, "replace edge-proxy-client", "update edge-gate-credentials"],
+        },
+    },
+    {
+        change: "a user-supplied certificate instead of the stack's: the issued one goes, a new edge release",
+        before: { domainName: "ws.example.com" },
+        after: {
+            domainName: "ws.example.com",
+            tlsCertificate: "-----BEGIN CERTIFICATE-----\nTUlJQg==\n-----END CERTIFICATE-----\n",
+            tlsPrivateKey: "-----BEGIN PRIVATE KEY-----\nTUlJQg==\n-----END PRIVATE KEY-----\n",
+        },
+        touches: {
+            "one VM": ["delete edge-edge", "delete edge-edge", "delete edge-edge", ...edgeRelease],
+            "load-balanced": ["delete edge-edge", "delete edge-edge", "delete edge-edge", ...edgeRelease],
+        },
+    },
+    {
+        change: "a lost proxy VM, after `pulumi up --refresh`: one VM is created anew and serves before the address moves; the group replaces its own",
+        replaced: [instance("edge-proxy")],
+        touches: { "one VM": [...singleProxyReplaced].sort(), "load-balanced": [] },
+    },
+    {
+        change: "a lost backend, after `pulumi up --refresh`: created anew, it applies its current release at first boot, is deployed and gated; the proxies reload for its address",
+        replaced: [instance("backends-backend-2")],
+        touches: {
+            "one VM": [
+                "replace backends-backend-2",
+                "replace backends-backend-2-deploy",
+                "replace backends-backend-2-health",
+                ...edgeRelease,
+                "update edge-backend-2-instance-check",
+                "update edge-backend-2-system-check",
+                "update edge-dashboard",
+            ].sort(),
+            "load-balanced": [
+                "replace backends-backend-2",
+                "replace backends-backend-2-deploy",
+                "replace backends-backend-2-health",
+                ...edgeRelease,
+                "update edge-backend-2-instance-check",
+                "update edge-backend-2-system-check",
+                "update edge-dashboard",
+            ].sort(),
+        },
+    },
+    {
+        change: "backendInstanceType: each backend stopped and started in place, the next only once the one before passed its gate",
+        after: { backendInstanceType: "t3.medium" },
+        touches: {
+            "one VM": [1, 2, 3]
+                .flatMap((n) => [`replace backends-backend-${n}-health`, `update (stop and start) backends-backend-${n}`])
+                .sort(),
+            "load-balanced": [1, 2, 3]
+                .flatMap((n) => [`replace backends-backend-${n}-health`, `update (stop and start) backends-backend-${n}`])
+                .sort(),
+        },
+    },
+    {
+        change: "proxyInstanceType: one VM is replaced by one of the new type, which serves before the address moves; the group rolls onto the new type",
+        after: { proxyInstanceType: "c6i.xlarge" },
+        touches: {
+            "one VM": [...singleProxyReplaced, "replace edge-deploy-release"].sort(),
+            "load-balanced": [...edgeRelease, "update edge-proxies", "update edge-proxies"].sort(),
+        },
+    },
+    {
+        change: "alarmEmail: only the topic's email subscription is created",
+        after: { alarmEmail: "ops@example.com" },
+        touches: { "one VM": ["create edge-alarms-email"], "load-balanced": ["create edge-alarms-email"] },
+    },
+];
+
+describe("the change matrix: what `pulumi up` does after each change, in both shapes, and what keeps serving", () => {
+    for (const row of rows) {
+        for (const shape of Object.keys(shapes) as Shape[]) {
+            it(`${row.change} [${shape}]`, async () => {
+                const change: Change = await changeBetween(
+                    { config: { ...row.before, ...shapes[shape] } },
+                    { config: { ...row.after, ...shapes[shape] }, replaced: row.replaced, options: row.options },
+                );
+                assert.deepEqual(touched(change.plan), [...row.touches[shape]].sort());
+                assertAvailability(change);
+            });
+        }
+    }
+
+    it("proxyCount 2 → 3 [load-balanced]: the group grows in place; no serving proxy is touched", async () => {
+        const change = await changeBetween({ config: { proxyCount: "2" } }, { config: { proxyCount: "3" } });
+        assert.deepEqual(touched(change.plan), ["update edge-proxies"]);
+        assertAvailability(change);
+    });
+
+    it("proxyCount 3 → 2 [load-balanced]: the group shrinks in place; the proxy it removes is deregistered and drained first", async () => {
+        const change = await changeBetween({ config: { proxyCount: "3" } }, { config: { proxyCount: "2" } });
+        assert.deepEqual(touched(change.plan), ["update edge-proxies"]);
+        assertAvailability(change);
     });
 
     it("no input of any resource holds a path of this checkout", async () => {
-        const { resources } = await runEdgeProgram(dev);
-        const checkout = require("node:path").resolve(__dirname, "..");
-        for (const resource of resources) {
-            const source = (resource.inputs.source as { path?: Promise<string> } | undefined)?.path;
-            const inputs = JSON.stringify(resource.inputs) + (source ? await source : "");
-            assert.ok(!inputs.includes(checkout), `${resource.type} ${resource.name} holds ${checkout}`);
+        for (const shape of Object.values(shapes)) {
+            const { resources } = await runEdgeProgram(shape);
+            const checkout = require("node:path").resolve(__dirname, "..");
+            for (const resource of resources) {
+                assert.ok(!JSON.stringify(resource.inputs).includes(checkout), `${resource.type} ${resource.name} holds ${checkout}`);
+            }
         }
     });
 
-    it("an edge setting (connectionsPerAddress): one deploy to the proxy, a reload", async () => {
-        assert.deepEqual(touched(await change({ config: dev }, { config: { ...dev, connectionsPerAddress: "500" } })), [
-            "replace edge-deploy",
-        ]);
+    it("two runs of the same program register identical inputs", async () => {
+        const [first, second] = [await runEdgeProgram(dev), await runEdgeProgram(dev)];
+        const strip = (r: RegisteredResource) => ({ type: r.type, name: r.name, inputs: JSON.stringify(r.inputs), options: r.options });
+        assert.deepEqual(second.resources.map(strip), first.resources.map(strip));
     });
 
-    it("affinity or allowedOrigins: one deploy to the proxy, a reload; nothing on AWS changes", async () => {
-        assert.deepEqual(
-            touched(
-                await change({ config: dev }, { config: { ...dev, affinity: "cookie", allowedOrigins: '["https://app.example.com"]' } }),
-            ),
-            ["replace edge-deploy"],
-        );
-    });
-
-    it("tunnelBufferKiB or activeHealthChecks: one deploy to the proxy, a reload (the agent stops or starts with it)", async () => {
-        assert.deepEqual(touched(await change({ config: dev }, { config: { ...dev, tunnelBufferKiB: "1" } })), ["replace edge-deploy"]);
-        assert.deepEqual(touched(await change({ config: dev }, { config: { ...dev, activeHealthChecks: "false" } })), [
-            "replace edge-deploy",
-        ]);
-    });
-
-    it("a new release of this project (its socket ceiling, its health agent): one deploy to the proxy, which carries both", async () => {
-        // The deploy's stdin is the release: a new ceiling or agent script changes it, and a changed
-        // stdin replaces the deploy command (the planner's Command rule, as for every edge setting).
-        const deploy = named((await runEdgeProgram(dev)).resources, "edge-deploy");
-        const release = bundleFiles(deploy.inputs.stdin);
+    it("a new release of this project (its deploy script, its health agent, its socket ceiling): a new release id, so one rollout carries all", async () => {
+        const { resources, outputs } = await runEdgeProgram(dev);
+        const release = bundleFiles(named(resources, "edge-deploy-release").inputs.content);
         assert.equal(release["backend-health-agent.sh"], readFileSync(join(__dirname, "../deploy/backend-health-agent.sh"), "utf8"));
+        assert.equal(release["deploy-edge-config.sh"], readFileSync(join(__dirname, "../deploy/deploy-edge-config.sh"), "utf8"));
+        assert.match(release["deploy-edge-config.sh"], /Restart=on-failure/, "the script installs NGINX's restart drop-in");
         assert.match(release["nginx.conf"], /limit_conn edge_sockets 38550;/);
-        // What the release carries is what its triggers hash, so a new release is a replacement, whatever changed in it.
-        const triggers = (await resolveOutput(deploy.inputs.triggers)) as string[];
-        assert.ok(triggers.includes(`config:${sha256(release["nginx.conf"])}`), "the config's digest is a trigger");
-        assert.ok(triggers.includes(`agent:${sha256(release["backend-health-agent.sh"])}`), "the agent script's digest is a trigger");
+        const triggers = (await resolveOutput(named(resources, "edge-deploy").inputs.triggers)) as string[];
+        assert.ok(triggers.includes(`release:${outputs.edgeRelease}`), "the release id, a hash of all it carries, is a trigger");
+        assert.ok(triggers.includes(`config:${sha256(release["nginx.conf"])}`), "and, readable in a preview, the config's digest");
     });
 
-    it("a new deploy script (this release's: NGINX restarted by systemd if it dies): each proxy's script copied and deployed again, a reload", async () => {
-        // The script's digest is a trigger of its copy and of the deploy, so a new script replaces
-        // both (the planner's Command rule): the new script runs on every proxy, one after another.
-        const script = readFileSync(join(__dirname, "../deploy/deploy-edge-config.sh"), "utf8");
-        assert.match(script, /Restart=on-failure/, "the script installs NGINX's restart drop-in");
-        const { resources } = await runEdgeProgram({ ...dev, proxyCount: "2" });
-        for (const name of ["edge-deploy", "edge-deploy-2"]) {
-            const copyTriggers = (await resolveOutput(named(resources, `${name}-script`).inputs.triggers)) as string[];
-            assert.ok(copyTriggers.includes(sha256(script)), `${name}-script: the script's digest is a trigger of its copy`);
-            const deployTriggers = (await resolveOutput(named(resources, name).inputs.triggers)) as string[];
-            assert.ok(deployTriggers.includes(`script:${sha256(script)}`), `${name}: the script's digest is a trigger of the deploy`);
-        }
-        assert.ok(
-            named(resources, "edge-deploy-2").dependencies.includes(named(resources, "edge-deploy").urn),
-            "one proxy after the other",
-        );
-    });
-
-    it("this release's cap behind the balancer (55,000 per proxy): a larger proxy's config changes, each proxy's deploy in turn, a reload", async () => {
-        // A c6i.xlarge proxy was told 84,811 behind the balancer; its release now says 55,000, so its
-        // config digest (a trigger) changes and each deploy runs again. Open sockets past 55,000 stay:
-        // limit_conn refuses new connections only.
-        const { resources } = await runEdgeProgram({ ...dev, proxyCount: "2", proxyInstanceType: "c6i.xlarge" });
-        for (const name of ["edge-deploy", "edge-deploy-2"]) {
-            const config = bundleFiles(named(resources, name).inputs.stdin)["nginx.conf"];
-            assert.match(config, /limit_conn edge_sockets 55000;/, name);
-            const triggers = (await resolveOutput(named(resources, name).inputs.triggers)) as string[];
-            assert.ok(triggers.includes(`config:${sha256(config)}`), `${name}: the config's digest is a trigger`);
-        }
-        const single = named((await runEdgeProgram({ ...dev, proxyInstanceType: "c6i.xlarge" })).resources, "edge-deploy");
+    it("the cap behind the balancer (55,000 per proxy): a larger proxy's release says so; one proxy on its own keeps its memory's ceiling", async () => {
+        const balanced = await runEdgeProgram({ proxyCount: "2", proxyInstanceType: "c6i.xlarge" });
         assert.match(
-            bundleFiles(single.inputs.stdin)["nginx.conf"],
+            bundleFiles(named(balanced.resources, "edge-deploy-release").inputs.content)["nginx.conf"],
+            /limit_conn edge_sockets 55000;/,
+        );
+        const single = await runEdgeProgram({ proxyInstanceType: "c6i.xlarge" });
+        assert.match(
+            bundleFiles(named(single.resources, "edge-deploy-release").inputs.content)["nginx.conf"],
             /limit_conn edge_sockets 8482;/,
-            "one proxy on its own keeps its memory's ceiling (84,811, counted on 10 keys past NGINX's 65,535 per key)",
+            "84,811, counted on 10 keys past NGINX's 65,535 per key",
         );
-    });
-
-    it("an edge setting with three proxies: each proxy's deploy, in turn; nothing on AWS changes", async () => {
-        const three = { ...dev, proxyCount: "3" };
-        assert.deepEqual(touched(await change({ config: three }, { config: { ...three, connectionsPerAddress: "500" } })), [
-            "replace edge-deploy",
-            "replace edge-deploy-2",
-            "replace edge-deploy-3",
-        ]);
-    });
-
-    it("proxyCount 3 → 2: the third proxy's registrations, drain, VM and deploy go; the others untouched", async () => {
-        const plan = await change({ config: { ...dev, proxyCount: "3" } }, { config: { ...dev, proxyCount: "2" } });
-        assert.deepEqual(withAction(plan, "delete"), [
-            "edge-443-3",
-            "edge-deploy-3",
-            "edge-deploy-3-script",
-            "edge-drain-3",
-            "edge-proxy-3",
-            "edge-proxy-3-deploy",
-            "edge-proxy-3-deploy",
-            "edge-proxy-3-host",
-            "edge-proxy-3-instance-check",
-            "edge-proxy-3-system-check",
-        ]);
-        assert.deepEqual(withAction(plan, "replace", "update", "update (stop and start)", "create"), ["edge-dashboard"]);
-    });
-
-    it("alarmEmail: only the topic's email subscription is created", async () => {
-        assert.deepEqual(touched(await change({ config: dev }, { config: { ...dev, alarmEmail: "ops@example.com" } })), [
-            "create edge-alarms-email",
-        ]);
-    });
-
-    it("idleTimeoutSeconds: the proxy reloads, and the backends restart one by one for their new ping interval", async () => {
-        const plan = await change({ config: dev }, { config: { ...dev, idleTimeoutSeconds: "60" } });
-        const rolled = [1, 2, 3].flatMap((n) => [`backends-backend-${n}-deploy`, `backends-backend-${n}-health`]);
-        assert.deepEqual(withAction(plan, "replace"), [...rolled, "edge-deploy"]);
-        assert.deepEqual(withAction(plan, "update", "update (stop and start)", "create", "delete"), []);
-    });
-
-    it("backendCount 3 → 4: a new backend with its own certificate and gate; the others untouched; the proxy reloads", async () => {
-        const plan = await change({ config: dev }, { config: { ...dev, backendCount: "4" } });
-        assert.deepEqual(withAction(plan, "create"), [...backendParts(4), ...certificateParts("backend-4")].sort());
-        assert.deepEqual(withAction(plan, "replace", "update", "update (stop and start)", "delete"), ["edge-dashboard", "edge-deploy"]);
-    });
-
-    it("backendCount 4 → 3: the fourth backend goes after the proxy stopped sending it new clients", async () => {
-        const plan = await change({ config: { ...dev, backendCount: "4" } }, { config: dev });
-        assert.deepEqual(withAction(plan, "delete"), [...backendParts(4), ...certificateParts("backend-4")].sort());
-        assert.deepEqual(withAction(plan, "replace", "update", "update (stop and start)", "create"), ["edge-dashboard", "edge-deploy"]);
-    });
-
-    it("a new image of the user's own: each backend deployed and gated in turn; no instance, no proxy change", async () => {
-        const plan = await change(
-            { config: { ...dev, backendImage: "ghcr.io/acme/ws-app:1.4" } },
-            { config: { ...dev, backendImage: "ghcr.io/acme/ws-app:1.5" } },
-        );
-        assert.deepEqual(
-            touched(plan),
-            [1, 2, 3].flatMap((n) => [`replace backends-backend-${n}-deploy`, `replace backends-backend-${n}-health`]),
-        );
-    });
-
-    it("a rebuilt backend/ image (new digest): the same rolling deploy", async () => {
-        const plan = await change({ config: dev }, { config: dev, replaced: [builtImage] });
-        assert.deepEqual(touched(plan), [
-            "replace backends-app",
-            ...[1, 2, 3].flatMap((n) => [`replace backends-backend-${n}-deploy`, `replace backends-backend-${n}-health`]),
-        ]);
-    });
-
-    it("a new Amazon Linux or Debian AMI: nothing is replaced", async () => {
-        assert.deepEqual(touched(await change({ config: dev }, { config: dev, options: { amiRelease: "2026.12" } })), []);
-    });
-
-    it("a renewed backend certificate: only that backend's deploy (a TLS reload in the app) and gate", async () => {
-        const plan = await change({ config: dev }, { config: dev, replaced: [certificate("edge-backend-2")] });
-        assert.deepEqual(touched(plan), [
-            "replace backends-backend-2-deploy",
-            "replace backends-backend-2-health",
-            "replace edge-backend-2",
-        ]);
-    });
-
-    it("a renewed edge certificate: one deploy to the proxy, a reload", async () => {
-        const plan = await change({ config: dev }, { config: dev, replaced: [certificate("edge-edge")] });
-        assert.deepEqual(touched(plan), ["replace edge-deploy", "replace edge-edge"]);
-    });
-
-    it("a user-supplied certificate instead of the stack's: the issued one goes, one deploy to the proxy", async () => {
-        const certificate = "-----BEGIN CERTIFICATE-----\nTUlJQg==\n-----END CERTIFICATE-----\n";
-        const own = { ...dev, domainName: "ws.example.com" };
-        const plan = await change(
-            { config: own },
-            {
-                config: {
-                    ...own,
-                    tlsCertificate: certificate,
-                    tlsPrivateKey: "-----BEGIN PRIVATE KEY-----\nTUlJQg==\n-----END PRIVATE KEY-----\n",
-                },
-            },
-        );
-        assert.deepEqual(touched(plan), ["delete edge-edge", "delete edge-edge", "delete edge-edge", "replace edge-deploy"]);
-    });
-
-    it("a replaced or lost proxy VM: the address moves to the new one and it is deployed to; backends untouched", async () => {
-        const plan = await change({ config: dev }, { config: dev, replaced: [instance("edge-proxy")] });
-        // The instance and its address association, both named edge-proxy.
-        assert.deepEqual(touched(plan), [
-            "replace edge-deploy",
-            "replace edge-deploy-script",
-            "replace edge-proxy",
-            "replace edge-proxy",
-            // The alarms and the dashboard follow the new instance ID.
-            "update edge-dashboard",
-            "update edge-proxy-instance-check",
-            "update edge-proxy-system-check",
-        ]);
-    });
-
-    it("a new proxy host key: the VM is replaced (user data), and each backend deploy runs again through it (a TLS reload, no restart)", async () => {
-        const plan = await change({ config: dev }, { config: dev, replaced: [hostKey("edge-proxy-host")] });
-        assert.deepEqual(withAction(plan, "replace"), ["edge-deploy", "edge-deploy-script", "edge-proxy", "edge-proxy", "edge-proxy-host"]);
-        assert.deepEqual(
-            withAction(plan, "update"),
-            [
-                ...[1, 2, 3].flatMap((n) => [
-                    `backends-backend-${n}-deploy`,
-                    `backends-backend-${n}-health`,
-                    `backends-backend-${n}-script`,
-                ]),
-                "edge-dashboard",
-                "edge-proxy-instance-check",
-                "edge-proxy-system-check",
-            ].sort(),
-        );
-    });
-
-    it("backendInstanceType: each backend stopped and started in place, the next only once the one before passed its gate", async () => {
-        const plan = await change({ config: dev }, { config: { ...dev, backendInstanceType: "t3.medium" } });
-        assert.deepEqual(withAction(plan, "update (stop and start)"), ["backends-backend-1", "backends-backend-2", "backends-backend-3"]);
-        assert.deepEqual(withAction(plan, "replace"), [
-            "backends-backend-1-health",
-            "backends-backend-2-health",
-            "backends-backend-3-health",
-        ]);
-        assert.deepEqual(withAction(plan, "create", "delete", "update"), []);
-    });
-
-    it("proxyInstanceType: the proxy is stopped and started (every socket closes) and redeployed sized for its new memory", async () => {
-        const plan = await change({ config: dev }, { config: { ...dev, proxyInstanceType: "c6i.xlarge" } });
-        assert.deepEqual(touched(plan), ["replace edge-deploy", "update (stop and start) edge-proxy"]);
-        const { outputs } = await runEdgeProgram({ ...dev, proxyInstanceType: "c6i.xlarge" });
-        assert.equal(outputs.maxSockets, 84811);
-        assert.match(String(outputs.nginxConfig), /^worker_processes 4;$/m);
     });
 });
 
@@ -295,12 +306,16 @@ describe("the rules behind the matrix, as the program states them", () => {
         ]);
     });
 
-    it("ignores AMI changes on every instance, and replaces (not reboots) an instance whose user data changes", async () => {
+    it("ignores AMI changes on every instance, and replaces (not reboots) an instance whose user data changes; the single proxy is replaced for a new type too", async () => {
         const { resources } = await runEdgeProgram(dev);
         for (const instance of resources.filter((r) => r.type === "aws:ec2/instance:Instance")) {
             assert.deepEqual(instance.options.ignoreChanges, ["ami"], instance.name);
             assert.equal(instance.inputs.userDataReplaceOnChange, true, instance.name);
         }
+        assert.deepEqual(
+            resources.find((r) => r.type === "aws:ec2/instance:Instance" && r.name === "edge-proxy")?.options.replaceOnChanges,
+            ["instanceType"],
+        );
     });
 
     it("lets the Elastic IP move to a replacement VM created before the old one is deleted", async () => {
@@ -355,13 +370,14 @@ describe("the rules behind the matrix, as the program states them", () => {
         assert.deepEqual(registered, []);
     });
 
-    it("waits for first boot and fails with cloud-init's own account of a failed one", async () => {
+    it("every document waits for first boot and fails with cloud-init's own account of a failed one", async () => {
         const { resources } = await runEdgeProgram(dev);
-        for (const command of resources.filter((r) => r.type === "command:remote:Command")) {
-            const create = await resolveOutput<string>(command.inputs.create);
-            assert.match(create, /^rc=0; cloud-init status --wait >\/dev\/null 2>&1 \|\| rc=\$\?\n/, command.name);
-            assert.match(create, /cloud-init status --long >&2/, command.name);
-            assert.doesNotMatch(create, /cloud-init status --wait >\/dev\/null;/, command.name);
+        const documents = resources.filter((r) => r.type === "aws:ssm/document:Document");
+        assert.equal(documents.length, 3);
+        for (const document of documents) {
+            const [first] = JSON.parse(document.inputs.content).mainSteps[0].inputs.runCommand;
+            assert.match(first, /^rc=0; cloud-init status --wait >\/dev\/null 2>&1 \|\| rc=\$\?\n/, document.name);
+            assert.match(first, /cloud-init status --long >&2/, document.name);
         }
     });
 

@@ -11,7 +11,7 @@ const typings = (path: string) => readFileSync(require.resolve(path), "utf8").re
 
 describe("the rules, as the installed providers document them", () => {
     it("pulumi-command: a change to `triggers` replaces (runs create); any other input change runs create again", () => {
-        const command = typings("@pulumi/command/remote/command.d.ts");
+        const command = typings("@pulumi/command/local/command.d.ts");
         assert.match(
             command,
             /If an `update` command isn't provided, then `create` will also be run when the resource's inputs are modified\./,
@@ -20,7 +20,17 @@ describe("the rules, as the installed providers document them", () => {
             command,
             /If the `update` command was provided the resource will be updated, otherwise it will be replaced using the `create` command\./,
         );
-        assert.match(typings("@pulumi/command/remote/copyToRemote.d.ts"), /Trigger replacements on changes to this input\./);
+    });
+
+    it("aws autoscaling: a new launch template version starts an instance refresh, which the provider does not wait for", () => {
+        const refresh = typings("@pulumi/aws/types/input.d.ts");
+        assert.match(
+            refresh,
+            /A refresh will always be triggered by a change in any of `launchConfiguration`, `launchTemplate`, or `mixedInstancesPolicy`\./,
+        );
+        assert.match(refresh, /A refresh will not start when `version = "\$Latest"` is configured in the `launchTemplate` block\./);
+        assert.match(refresh, /This resource does not wait for the instance refresh to complete\./);
+        assert.match(refresh, /When this resource is updated, any existing refresh is cancelled\./);
     });
 
     it("aws: a new instance type stops and starts the instance; user data too, unless userDataReplaceOnChange replaces it", () => {
@@ -35,12 +45,11 @@ describe("the rules, as the installed providers document them", () => {
         );
     });
 
-    it("aws lb: a deregistration delay of at most 3600 s; pulumi-command: a command to run on deletion", () => {
+    it("aws lb: a deregistration delay of at most 3600 s", () => {
         assert.match(
             typings("@pulumi/aws/lb/targetGroup.d.ts"),
             /Amount time for Elastic Load Balancing to wait before changing the state of a deregistering target from draining to unused\. The range is 0-3600 seconds\./,
         );
-        assert.match(typings("@pulumi/command/remote/command.d.ts"), /The command to run on resource delettion\./);
     });
 
     it("tls: a certificate inside its early-renewal window is replaced by the next update", () => {
@@ -68,7 +77,7 @@ const action = (before: RegisteredResource, after: RegisteredResource) => [...(p
 
 describe("the planner applies them", () => {
     const command = (inputs: Record<string, unknown>) =>
-        resource("command:remote:Command", { create: "deploy", stdin: "a", triggers: ["t1"], ...inputs });
+        resource("command:local:Command", { create: "bash deploy/ssm-send.sh", environment: { A: "a" }, triggers: ["t1"], ...inputs });
     const instance = (inputs: Record<string, unknown>) =>
         resource(
             "aws:ec2/instance:Instance",
@@ -76,9 +85,9 @@ describe("the planner applies them", () => {
             ["ami"],
         );
 
-    it("a command: same inputs, same; new stdin, an update (create runs again); new triggers, a replacement", () => {
+    it("a command: same inputs, same; new environment, an update (create runs again); new triggers, a replacement", () => {
         assert.equal(action(command({}), command({})), "same");
-        assert.equal(action(command({}), command({ stdin: "b" })), "update");
+        assert.equal(action(command({}), command({ environment: { A: "b" } })), "update");
         assert.equal(action(command({}), command({ triggers: ["t2"] })), "replace");
     });
 
@@ -99,10 +108,15 @@ describe("the planner applies them", () => {
         assert.equal(action(association("i-1"), association("i-2")), "replace");
     });
 
-    it("a target group attachment: a new target replaces it; a target group: a new drain delay updates it, a new port replaces it", () => {
-        const attachment = (targetId: string) =>
-            resource("aws:lb/targetGroupAttachment:TargetGroupAttachment", { targetGroupArn: "tg", targetId, port: 443 });
-        assert.equal(action(attachment("i-1"), attachment("i-2")), "replace");
+    it("a release object: new content under a new key replaces it; a launch template's new instance type updates it (a new version)", () => {
+        const object = (key: string, content: string) => resource("aws:s3/bucketObjectv2:BucketObjectv2", { bucket: "b", key, content });
+        assert.equal(action(object("edge/releases/1", "a"), object("edge/releases/2", "b")), "replace");
+        assert.equal(action(object("edge/gate", "a"), object("edge/gate", "b")), "update");
+        const template = (instanceType: string) => resource("aws:ec2/launchTemplate:LaunchTemplate", { imageId: "ami-1", instanceType });
+        assert.equal(action(template("c6i.large"), template("c6i.xlarge")), "update");
+    });
+
+    it("a target group: a new drain delay updates it, a new port replaces it", () => {
         const group = (port: number, deregistrationDelay: number) =>
             resource("aws:lb/targetGroup:TargetGroup", { port, protocol: "TCP", deregistrationDelay });
         assert.equal(action(group(443, 600), group(443, 300)), "update");

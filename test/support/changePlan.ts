@@ -141,6 +141,19 @@ export interface ProgramState {
  * follows (at most five rounds).
  */
 export async function planBetween(before: ProgramState, after: ProgramState): Promise<Plan> {
+    return (await changeBetween(before, after)).plan;
+}
+
+/** What each run registered, and the plan between them (as planBetween). */
+export interface Change {
+    readonly before: readonly RegisteredResource[];
+    readonly after: readonly RegisteredResource[];
+    /** Resources (`type::name`) the update replaces: their new versions report new IDs and outputs in `after`. */
+    readonly replaced: ReadonlySet<string>;
+    readonly plan: Plan;
+}
+
+export async function changeBetween(before: ProgramState, after: ProgramState): Promise<Change> {
     const first = await runEdgeProgram(before.config, before.options);
     const replaced = new Set(after.replaced ?? []);
     for (let round = 0; round < 5; round++) {
@@ -148,7 +161,7 @@ export async function planBetween(before: ProgramState, after: ProgramState): Pr
         const plan = new Map(planChanges(first.resources, second.resources));
         for (const [key] of plan) if (after.replaced?.includes(key)) plan.set(key, "replace");
         const more = [...plan.entries()].filter(([key, action]) => action === "replace" && !replaced.has(key)).map(([key]) => key);
-        if (more.length === 0) return plan;
+        if (more.length === 0) return { before: first.resources, after: second.resources, replaced, plan };
         for (const key of more) replaced.add(key);
     }
     throw new Error("planBetween: replacements did not settle in five rounds");
