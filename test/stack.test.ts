@@ -578,7 +578,7 @@ describe("Pulumi.yaml", () => {
         assert.equal(projectConfigError(project.name, project.config, "prod", {}), undefined);
     });
 
-    it("is previewed on every pull request after the tests, commented on the PR, with the guardrails", () => {
+    it("is previewed on every pull request after the tests, with the guardrails, and the preview commented on the PR", () => {
         const workflow = parseYaml(readFileSync(join(__dirname, "..", ".github", "workflows", "pull-request.yml"), "utf8"));
         assert.ok("pull_request" in workflow.on);
         assert.ok(
@@ -595,21 +595,55 @@ describe("Pulumi.yaml", () => {
         const preview = workflow.jobs.preview.steps.find((step: any) => String(step.uses).startsWith("pulumi/actions@"));
         assert.equal(preview.with.command, "preview");
         assert.equal(preview.with["stack-name"], "dev");
-        assert.equal(preview.with["comment-on-pr"], true);
         assert.equal(preview.with.policyPacks, "policy");
-        assert.match(preview.env.PULUMI_ACCESS_TOKEN, /secrets\.PULUMI_ACCESS_TOKEN/);
+        assert.deepEqual(workflow.jobs.comment.needs, "preview");
     });
 
-    it("gives the job that runs the PR's code as root a read-only token and no cloud identity; previews only its own branches", () => {
+    it("runs the PR's code with least privilege: tests with a read-only token; the preview with a token that reads the dev stack only; the comment runs none of it", () => {
         const workflow = parseYaml(readFileSync(join(__dirname, "..", ".github", "workflows", "pull-request.yml"), "utf8"));
         assert.deepEqual(workflow.permissions, {});
         assert.deepEqual(workflow.jobs.test.permissions, { contents: "read" });
-        assert.deepEqual(workflow.jobs.preview.permissions, { contents: "read", "id-token": "write", "pull-requests": "write" });
+        assert.deepEqual(workflow.jobs.preview.permissions, { contents: "read", "id-token": "write" }, "it cannot write to the PR");
         assert.equal(workflow.jobs.preview.if, "github.event.pull_request.head.repo.full_name == github.repository");
+        const auth = workflow.jobs.preview.steps.find((step: any) => String(step.uses).startsWith("pulumi/auth-actions@"));
+        assert.equal(
+            auth.with["requested-token-type"],
+            "urn:pulumi:token-type:access_token:team",
+            "a team token, scoped by the team's stack permissions",
+        );
+        assert.doesNotMatch(JSON.stringify(workflow.jobs.preview), /secrets\.PULUMI_ACCESS_TOKEN/, "no long-lived token of wider scope");
+        assert.deepEqual(workflow.jobs.comment.permissions, { "pull-requests": "write" });
+        assert.ok(
+            workflow.jobs.comment.steps.every((step: any) => !String(step.uses).startsWith("actions/checkout@") && step.run === undefined),
+            "the job that may write to the PR checks out and runs nothing of it",
+        );
         for (const job of Object.values<any>(workflow.jobs)) {
             const node = job.steps.find((step: any) => String(step.uses).startsWith("actions/setup-node@"));
-            assert.ok(Number(node.with["node-version"]) >= 22, "a supported Node LTS, as @pulumi/pulumi requires");
+            if (node) assert.ok(Number(node.with["node-version"]) >= 22, "a supported Node LTS, as @pulumi/pulumi requires");
         }
+    });
+
+    it("deploys every push to the default branch and refreshes weekly, both `pulumi up --refresh` from GitHub's runner in an environment that can require approval", () => {
+        const workflow = (name: string) => parseYaml(readFileSync(join(__dirname, "..", ".github", "workflows", name), "utf8"));
+        const deploy = workflow("deploy.yml");
+        const refresh = workflow("refresh.yml");
+        assert.deepEqual(deploy.on.push.branches, ["main"]);
+        assert.deepEqual(deploy.jobs.up.needs, "test", "only after the tests pass");
+        assert.match(refresh.on.schedule[0].cron, /^\S+ \S+ \* \* 1$/, "weekly");
+        for (const { jobs } of [deploy, refresh]) {
+            assert.equal(jobs.up.environment, "production");
+            assert.deepEqual(jobs.up.permissions, { contents: "read", "id-token": "write" });
+            const up = jobs.up.steps.find((step: any) => String(step.uses).startsWith("pulumi/actions@"));
+            assert.equal(up.with.command, "up");
+            assert.equal(up.with.refresh, true, "`up` alone does not see a lost VM or a moved address (docs/engine-rules.md, e)");
+            assert.ok(
+                jobs.up.steps.some((step: any) => String(step.uses).startsWith("aws-actions/configure-aws-credentials@")),
+                "AWS by OIDC",
+            );
+        }
+        assert.deepEqual(deploy.concurrency, refresh.concurrency, "never two `up`s of one stack at once");
+        assert.equal(refresh.jobs.report.if, "failure()", "a failed refresh opens an issue");
+        assert.deepEqual(refresh.jobs.report.permissions, { issues: "write" });
     });
 
     it("declares the policy pack's own dependencies, at the versions the stack uses", () => {
