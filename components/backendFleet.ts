@@ -155,8 +155,11 @@ export class BackendFleet extends pulumi.ComponentResource {
                 {
                     parent: this,
                     // A new Amazon Linux release must not replace every backend at once; roll it
-                    // with `pulumi up --replace` (see the change matrix in docs/aws.md).
-                    ignoreChanges: ["ami"],
+                    // with `pulumi up --replace` (see the change matrix in docs/aws.md). Backends
+                    // go round the subnets by index: a subnet that appears later (a new zone's
+                    // default subnet) would shift that round and replace them, so a backend keeps
+                    // the subnet it was created in; a new or replaced one takes its turn's.
+                    ignoreChanges: ["ami", "subnetId"],
                     // Role first (first boot reads the store with it), and an in-place change
                     // (instance type: stop and start) only once the backend before it is serving again.
                     dependsOn: [role, ...(previousGate ? [previousGate] : [])],

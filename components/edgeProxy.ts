@@ -43,7 +43,8 @@ export class EdgeProxy extends pulumi.ComponentResource {
             // The AMI moves on; a newer Debian image must not replace a serving edge on its own.
             // A new instance type replaces the VM instead of stopping it: the new one boots and
             // serves, and only then does the address move to it (index.ts).
-            { parent: this, ignoreChanges: ["ami"], replaceOnChanges: ["instanceType"] },
+            // A subnet of the region that appears later (a new zone's default subnet) must not move it either.
+            { parent: this, ignoreChanges: ["ami", "subnetId"], replaceOnChanges: ["instanceType"] },
         );
         this.registerOutputs({ instanceId: this.instance.id });
     }

@@ -221,6 +221,12 @@ const rows: Row[] = [
         },
     },
     {
+        change: "a new default subnet (a zone added to the region): no VM moves; the group may use the new zone too",
+        options: { subnetIds: ["subnet-c", "subnet-a", "subnet-b", "subnet-0"] },
+        // A Network Load Balancer takes a new subnet in place (changePlan.ts, from the provider's customizeDiffLoadBalancerNLB).
+        touches: { "one VM": [], "load-balanced": ["update edge", "update edge-proxies"] },
+    },
+    {
         change: "alarmEmail: only the topic's email subscription is created",
         after: { alarmEmail: "ops@example.com" },
         touches: { "one VM": ["create edge-alarms-email"], "load-balanced": ["create edge-alarms-email"] },
@@ -309,7 +315,7 @@ describe("the rules behind the matrix, as the program states them", () => {
     it("ignores AMI changes on every instance, and replaces (not reboots) an instance whose user data changes; the single proxy is replaced for a new type too", async () => {
         const { resources } = await runEdgeProgram(dev);
         for (const instance of resources.filter((r) => r.type === "aws:ec2/instance:Instance")) {
-            assert.deepEqual(instance.options.ignoreChanges, ["ami"], instance.name);
+            assert.deepEqual(instance.options.ignoreChanges, ["ami", "subnetId"], instance.name);
             assert.equal(instance.inputs.userDataReplaceOnChange, true, instance.name);
         }
         assert.deepEqual(

@@ -123,3 +123,12 @@ describe("the planner applies them", () => {
         assert.equal(action(group(443, 600), group(8443, 600)), "replace");
     });
 });
+
+describe("a Network Load Balancer's subnets", () => {
+    const balancer = (subnets: string[]) => resource("aws:lb/loadBalancer:LoadBalancer", { loadBalancerType: "network", subnets });
+    it("more of them: an update in place; fewer, or others: a replacement", () => {
+        assert.equal(action(balancer(["a", "b"]), balancer(["a", "b", "c"])), "update");
+        assert.equal(action(balancer(["a", "b", "c"]), balancer(["a", "b"])), "replace");
+        assert.equal(action(balancer(["a", "b"]), balancer(["a", "c"])), "replace");
+    });
+});

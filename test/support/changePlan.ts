@@ -100,6 +100,16 @@ function actionFor(before: RegisteredResource, after: RegisteredResource): Actio
     const replacing = replacingInputs[after.type] ?? [];
     const replaceOnChanges = [...replacing, ...after.options.replaceOnChanges];
     if (after.type === "aws:ec2/instance:Instance" && after.inputs.userDataReplaceOnChange) replaceOnChanges.push("userData");
+    // A Network Load Balancer takes more subnets in place; any other change of them replaces it
+    // (terraform-provider-aws internal/service/elbv2/load_balancer.go, customizeDiffLoadBalancerNLB:
+    // "In-place increase in number of subnets only").
+    if (
+        after.type === "aws:lb/loadBalancer:LoadBalancer" &&
+        after.inputs.loadBalancerType === "network" &&
+        changed.includes("subnets") &&
+        (after.inputs.subnets ?? []).length <= (before.inputs.subnets ?? []).length
+    )
+        return "replace";
     if (replaceOnChanges.includes("*") || changed.some((input) => replaceOnChanges.includes(input))) return "replace";
     if (after.type === "aws:ec2/instance:Instance" && changed.some((input) => stopStartInputs.includes(input)))
         return "update (stop and start)";

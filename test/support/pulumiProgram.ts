@@ -61,6 +61,8 @@ export interface RunOptions {
     validityEndTime?: string;
     /** The AMI release the image look-ups find (a new one is published every few weeks). */
     amiRelease?: string;
+    /** The region's default subnets, as EC2 lists them (a new zone adds one). */
+    subnetIds?: readonly string[];
 }
 
 /**
@@ -99,7 +101,12 @@ async function runWithMocks(config: Record<string, string>, options: RunOptions)
                 return { id: replaced ? `${args.name}-id-2` : `${args.name}-id`, state: { ...args.inputs, ...state } };
             },
             call(args) {
-                return mockCall(args.token, args.inputs, options.amiRelease ?? "2026.11");
+                return mockCall(
+                    args.token,
+                    args.inputs,
+                    options.amiRelease ?? "2026.11",
+                    options.subnetIds ?? ["subnet-c", "subnet-a", "subnet-b"],
+                );
             },
         },
         "wss-edge",
@@ -266,7 +273,10 @@ function mockState(
             return { arn: `arn:aws:kms:eu-west-1:123456789012:key/${name}` };
         case "aws:ssm/document:Document":
             // Each content is a new version of the document (SSM keeps them numbered).
-            return { name: `${name}-id`, latestVersion: String(1 + (Number.parseInt(sha256Hex(String(inputs.content)).slice(0, 4), 16) % 97)) };
+            return {
+                name: `${name}-id`,
+                latestVersion: String(1 + (Number.parseInt(sha256Hex(String(inputs.content)).slice(0, 4), 16) % 97)),
+            };
         case "aws:ec2/launchTemplate:LaunchTemplate":
             return { latestVersion: 1 + (Number.parseInt(sha256Hex(JSON.stringify(inputs)).slice(0, 4), 16) % 97) };
         case "aws:autoscaling/group:Group":
@@ -276,14 +286,14 @@ function mockState(
     }
 }
 
-function mockCall(token: string, inputs: Record<string, any>, amiRelease: string): Record<string, unknown> {
+function mockCall(token: string, inputs: Record<string, any>, amiRelease: string, subnetIds: readonly string[]): Record<string, unknown> {
     switch (token) {
         case "aws:index/getRegion:getRegion":
             return { region: "eu-west-1", name: "eu-west-1", id: "eu-west-1" };
         case "aws:ec2/getVpc:getVpc":
             return { id: "vpc-0default", cidrBlock: mockVpcCidr };
         case "aws:ec2/getSubnets:getSubnets":
-            return { ids: ["subnet-c", "subnet-a", "subnet-b"] };
+            return { ids: [...subnetIds] };
         case "aws:ec2/getAmi:getAmi":
             return { id: `ami-${String(inputs.owners?.[0])}-${amiRelease}` };
         case "aws:ec2/getInstanceType:getInstanceType":
