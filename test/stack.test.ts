@@ -416,6 +416,20 @@ describe("the AWS stack under mocks, default dev config", async () => {
 });
 
 describe("the AWS stack under mocks, other configs", () => {
+    it("in both shapes, no security-group rule admits 22 and nothing reaches a VM over SSH: no remote command, no key pair", async () => {
+        for (const proxyCount of ["1", "2"]) {
+            const { resources } = await runEdgeProgram({ ...devConfig, proxyCount, httpRedirect: "true" });
+            for (const group of ofType(resources, "aws:ec2/securityGroup:SecurityGroup"))
+                for (const rule of group.inputs.ingress)
+                    assert.ok(rule.fromPort > 22 || rule.toPort < 22, `${group.name} admits ${rule.fromPort}-${rule.toPort}`);
+            assert.deepEqual(
+                resources.filter((r) => r.type.startsWith("command:remote:") || r.type === "aws:ec2/keyPair:KeyPair").map((r) => r.name),
+                [],
+            );
+            assert.ok(ofType(resources, "command:local:Command").length >= 7, "every deploy and gate goes through Systems Manager");
+        }
+    });
+
     it("opens port 80 on the proxy only when the HTTP redirect is on", async () => {
         const { resources, outputs } = await runEdgeProgram({
             ...devConfig,
