@@ -1,5 +1,5 @@
 import * as aws from "@pulumi/aws";
-import * as pulumi from "@pulumi/pulumi";
+import type * as pulumi from "@pulumi/pulumi";
 
 /** What every instance of the stack gets, proxy and backends alike. */
 export const hardenedInstanceSettings = {

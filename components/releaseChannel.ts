@@ -1,6 +1,7 @@
 import * as aws from "@pulumi/aws";
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
+import { healthGateTimeoutSeconds } from "../host/backendHost";
 import { edgeDeployEnvironment } from "../host/proxyHost";
 import {
     backendReleaseDocument,
@@ -13,7 +14,6 @@ import {
     type StoredRelease,
     s3Url,
 } from "../host/releaseChannel";
-import { healthGateTimeoutSeconds } from "../host/backendHost";
 
 export interface ReleaseChannelArgs {
     /** The name the backends' certificates carry, which each health gate checks. */

@@ -107,7 +107,9 @@ export function proxyUserData(options: ProxyUserDataOptions): string {
     return renderCloudConfig({
         purpose: "wss-edge proxy: NGINX from Debian, serving the release store's current edge release",
         files: [
-            ...(agent ? [{ path: "/usr/local/sbin/wss-edge-install-ssm-agent", permissions: "0755", content: ssmAgentInstallScript(agent) }] : []),
+            ...(agent
+                ? [{ path: "/usr/local/sbin/wss-edge-install-ssm-agent", permissions: "0755", content: ssmAgentInstallScript(agent) }]
+                : []),
             { path: "/usr/local/sbin/wss-edge-first-boot", permissions: "0755", content: proxyFirstBootScript },
         ],
         runcmd: [

@@ -75,7 +75,10 @@ export const waitForFirstBoot = [
 ].join("\n");
 
 /** A backend's health gate, run on a proxy: the credentials from the store, then the gate script. */
-export function healthGateCommand(store: ReleaseStore, args: { name: string; address: string; port: number | string; serverName: string; timeoutSeconds: number }): string {
+export function healthGateCommand(
+    store: ReleaseStore,
+    args: { name: string; address: string; port: number | string; serverName: string; timeoutSeconds: number },
+): string {
     const fetch = `aws ${store.endpointUrl ? `--endpoint-url ${store.endpointUrl} ` : ""}--region ${store.region} s3 cp --only-show-errors ${s3Url(store, gateCredentialsKey)} -`;
     return `set -o pipefail; ${fetch} | ${inlineScript(healthGateScript, "backend-health-gate", [args.name, args.address, args.port, args.serverName, args.timeoutSeconds])}`;
 }
@@ -155,7 +158,8 @@ export function documentScript(document: CommandDocument, parameters: Readonly<R
     for (const [name, spec] of Object.entries(document.parameters)) {
         const value = parameters[name];
         if (value === undefined) throw new Error(`document parameter ${name} is missing`);
-        if (!new RegExp(spec.allowedPattern).test(value)) throw new Error(`document parameter ${name}: ${JSON.stringify(value)} does not match ${spec.allowedPattern}`);
+        if (!new RegExp(spec.allowedPattern).test(value))
+            throw new Error(`document parameter ${name}: ${JSON.stringify(value)} does not match ${spec.allowedPattern}`);
     }
     for (const name of Object.keys(parameters))
         if (!(name in document.parameters)) throw new Error(`document parameter ${name} is not one of the document's`);

@@ -96,7 +96,9 @@ export const imdsV2Required: ResourceValidationPolicy = {
         }),
         validateResourceOfType(aws.ec2.LaunchTemplate, (template, _args, reportViolation) => {
             if (template.metadataOptions?.httpTokens !== "required")
-                reportViolation('instances launched from this template must require IMDSv2 tokens (metadataOptions.httpTokens = "required")');
+                reportViolation(
+                    'instances launched from this template must require IMDSv2 tokens (metadataOptions.httpTokens = "required")',
+                );
         }),
     ],
 };

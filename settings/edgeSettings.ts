@@ -71,11 +71,15 @@ export function validateSettings(raw: RawSettings, namespace = "wss-edge"): Stac
  */
 export function validateEdgeSettings(raw: RawSettings, namespace = "local"): EdgeSettings {
     const problems: SettingProblem[] = [];
-    const values = readAll(raw, edgeSettingKeys, problems, (key) =>
-        retiredSettings[key] ??
-        ((settingKeys as string[]).includes(key)
-            ? "places the AWS stack (instances, ranges, names, images); the local stack does not take it"
-            : `is not a setting of this stack (edge settings: ${edgeSettingKeys.join(", ")})`),
+    const values = readAll(
+        raw,
+        edgeSettingKeys,
+        problems,
+        (key) =>
+            retiredSettings[key] ??
+            ((settingKeys as string[]).includes(key)
+                ? "places the AWS stack (instances, ranges, names, images); the local stack does not take it"
+                : `is not a setting of this stack (edge settings: ${edgeSettingKeys.join(", ")})`),
     ) as EdgeSettings;
     if (problems.length > 0) throw new SettingsError(namespace, problems);
     return values;
