@@ -192,12 +192,7 @@ describe(`fuzzing settings and the renderer (seed ${seed}; FUZZ_SEED=<n> for ano
     });
 
     it(`refuses hostile values anywhere in a renderer spec, naming the field (${hostileSpecCases} cases)`, () => {
-        const base = edgeConfigSpec(
-            validateSettings({}),
-            [{ address: "10.0.0.1", port: 8443 }],
-            localHost,
-            ["localhost"],
-        );
+        const base = edgeConfigSpec(validateSettings({}), [{ address: "10.0.0.1", port: 8443 }], localHost, ["localhost"]);
         const fields = {
             serverName: (v: string) => ({ ...base, serverNames: [v] }),
             certificate: (v: string) => ({ ...base, tls: { ...base.tls, certificate: v } }),
