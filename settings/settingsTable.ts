@@ -164,7 +164,7 @@ export const settingsTable = {
         min: 0,
         max: 65535,
         description:
-            "Sockets one client address may hold at once (limit_conn), 0 to 65535; 0 turns the limit off. Keep it high for clients behind carrier NAT.",
+            "Sockets one client address may hold at once on each proxy (limit_conn), 0 to 65535; 0 turns the limit off. Per proxy: behind the balancer, an address's sockets spread over the proxies, so it may hold up to proxyCount times this in all. Keep it high for clients behind carrier NAT.",
     },
     maxSockets: {
         scope: "edge",

@@ -166,6 +166,13 @@ for (const proxyCount of [2, 3]) {
             assert.equal(config, outputs.nginxConfig);
         });
 
+        it("holds connectionsPerAddress per proxy, and says so: every proxy's limit is the setting, not a share of it", async () => {
+            const config = bundleFiles(named(resources, "edge-deploy-release").inputs.content)["nginx.conf"];
+            assert.match(config, /limit_conn per_client_address 1000;/);
+            const { settingsTable } = await import("../settings/settingsTable");
+            assert.match(settingsTable.connectionsPerAddress.description, /on each proxy.*up to proxyCount times this in all/);
+        });
+
         it("rolls the release across the group's proxies one at a time, after the backends' gates, which run on the group's proxies", () => {
             const deploy = named(resources, "edge-deploy");
             assert.equal(deploy.inputs.environment.WSS_EDGE_TARGETS, "asg:edge-proxies-id");
