@@ -23,7 +23,7 @@ import { proxyUserData } from "./host/proxyHost";
 import { gateCredentialsKey, releaseFolders } from "./host/releaseChannel";
 import { healthPath } from "./nginx/renderNginxConfig";
 import { backendServerName } from "./pki/pkiSpec";
-import { awsPlacement, backendPingIntervalSeconds, edgePkiPlan, healthGateCredentials, planEdge } from "./plan/edgePlan";
+import { awsPlacement, backendEnvironmentOf, edgePkiPlan, healthGateCredentials, planEdge } from "./plan/edgePlan";
 import { edgeSettingsOf } from "./settings/edgeSettings";
 import { loadStackSettings } from "./settings/pulumiSettings";
 
@@ -120,7 +120,7 @@ const backends = new BackendFleet("backends", {
     certificates: pki.backendCertificates,
     caCertificatePem: pki.caCertificatePem,
     image: settings.backendImage,
-    pingIntervalSeconds: backendPingIntervalSeconds(settings),
+    environment: backendEnvironmentOf(settings),
     channel,
     proxies,
     gateCredentials,

@@ -9,6 +9,9 @@
 //   TLS_DIR                 holds server.crt, server.key and client-ca.crt (default /etc/wss-backend/tls)
 //   PING_INTERVAL_SECONDS   ping every client this often; 0 turns pings off (default 30)
 //   MAX_PAYLOAD_BYTES       largest message accepted; larger ones close the socket with 1009 (default 16 MiB)
+//   MAX_BUFFERED_BYTES      most held for one client that does not read: past it the backend stops
+//                           reading from that client until it catches up (default 1 MiB)
+//   STUCK_SECONDS           a client held back this long is closed with 1008 (default 150)
 //   TLS_SESSION_SECONDS     how long a TLS session may be resumed, and how often the key that encrypts
 //                           session tickets is replaced (default 300)
 //   METRICS_HOST, METRICS_PORT  where Prometheus metrics are served over plain HTTP, apart from the
@@ -30,6 +33,8 @@ const config = {
     tlsDir: process.env.TLS_DIR || "/etc/wss-backend/tls",
     pingIntervalSeconds: integerFromEnv("PING_INTERVAL_SECONDS", 30, 0, 3600),
     maxPayloadBytes: integerFromEnv("MAX_PAYLOAD_BYTES", 16 * 1024 * 1024, 1, 1024 * 1024 * 1024),
+    maxBufferedBytes: integerFromEnv("MAX_BUFFERED_BYTES", 1024 * 1024, 16 * 1024, 64 * 1024 * 1024),
+    stuckSeconds: integerFromEnv("STUCK_SECONDS", 150, 1, 86400),
     tlsSessionSeconds: integerFromEnv("TLS_SESSION_SECONDS", 300, 1, 86400),
     metricsHost: process.env.METRICS_HOST || "127.0.0.1",
     metricsPort: integerFromEnv("METRICS_PORT", 9464, 0, 65535),
@@ -56,6 +61,11 @@ const counters = {
         name: "wss_backend_closes_total",
         help: "WebSockets closed, by close code",
         labelNames: ["code"],
+        registers: [metrics],
+    }),
+    heldBack: new Counter({
+        name: "wss_backend_held_back_total",
+        help: "Times a client that did not read was held back (its reads paused) at MAX_BUFFERED_BYTES",
         registers: [metrics],
     }),
 };
@@ -113,6 +123,16 @@ ticketKeyRotation.unref();
 
 const sockets = new WebSocketServer({ server, maxPayload: config.maxPayloadBytes });
 new Gauge({
+    name: "wss_backend_held_back_sockets",
+    help: "WebSockets held back now: their client does not read, so the backend does not read from them",
+    registers: [metrics],
+    collect() {
+        let held = 0;
+        for (const socket of sockets.clients) if (socket.heldBack) held++;
+        this.set(held);
+    },
+});
+new Gauge({
     name: "wss_backend_open_sockets",
     help: "WebSockets open now",
     registers: [metrics],
@@ -144,9 +164,13 @@ sockets.on("connection", (socket, request) => {
     socket.on("message", (data, isBinary) => {
         counters.received.inc();
         counters.sent.inc();
-        socket.send(data, { binary: isBinary });
+        socket.send(data, { binary: isBinary }, () => catchUp(socket));
+        if (socket.bufferedAmount > config.maxBufferedBytes) holdBack(socket);
     });
-    socket.on("close", (code) => counters.closes.inc({ code: String(code) }));
+    socket.on("close", (code) => {
+        clearTimeout(socket.stuckTimer);
+        counters.closes.inc({ code: String(code) });
+    });
     socket.on("error", () => socket.terminate());
     const headers = Object.fromEntries(reportedHeaders.filter((h) => h in request.headers).map((h) => [h, request.headers[h]]));
     const tls = { protocol: request.socket.getProtocol(), resumed: request.socket.isSessionReused() };
@@ -163,6 +187,35 @@ sockets.on("connection", (socket, request) => {
     );
 });
 
+/**
+ * Backpressure: a client that sends but does not read would make the echo pile up here without
+ * bound. Past MAX_BUFFERED_BYTES the backend stops reading from it, so its TCP window closes and
+ * the pressure goes back through NGINX to the sender, who can only send as fast as it reads; the
+ * other clients are not slowed. One still held back after STUCK_SECONDS is closed with 1008
+ * (policy violation), which it sees once it reads what is queued before it; it is cut 30 s later
+ * if it never does.
+ */
+const stuckGraceSeconds = 30;
+function holdBack(socket) {
+    if (socket.heldBack) return;
+    socket.heldBack = true;
+    counters.heldBack.inc();
+    socket.pause();
+    socket.stuckTimer = setTimeout(() => {
+        socket.close(1008, "not reading: the backend's send buffer stayed full");
+        setTimeout(() => socket.terminate(), stuckGraceSeconds * 1000).unref();
+    }, config.stuckSeconds * 1000);
+    socket.stuckTimer.unref();
+}
+
+/** Each flushed send: a held-back client that has read half of what was held is read again. */
+function catchUp(socket) {
+    if (!socket.heldBack || socket.bufferedAmount > config.maxBufferedBytes / 2) return;
+    socket.heldBack = false;
+    clearTimeout(socket.stuckTimer);
+    socket.resume();
+}
+
 if (config.pingIntervalSeconds > 0) {
     // Every socket is pinged once per interval, but not all at once: every second, one slot's
     // sockets are. With tens of thousands of sockets, one burst per interval would hold the event
@@ -172,7 +225,8 @@ if (config.pingIntervalSeconds > 0) {
         () => {
             const slot = tick++ % pingSlots;
             for (const socket of sockets.clients) {
-                if (socket.pingSlot !== slot) continue;
+                // A held-back socket cannot read its pong; its own timer bounds it (holdBack).
+                if (socket.pingSlot !== slot || socket.heldBack) continue;
                 // No pong since the last ping: the peer is gone without a FIN; free the socket.
                 if (!socket.isAlive) {
                     socket.terminate();

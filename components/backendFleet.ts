@@ -5,7 +5,7 @@ import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import { backendHost, backendUserData } from "../host/backendHost";
 import { releaseFolders, storedRelease } from "../host/releaseChannel";
-import { backendTlsOf } from "../plan/edgePlan";
+import { type BackendEnvironment, backendTlsOf } from "../plan/edgePlan";
 import type { IssuedCertificate } from "./edgePki";
 import { cpuArchitecture, hardenedInstanceSettings } from "./instanceDefaults";
 import { InstanceRole } from "./instanceRole";
@@ -23,7 +23,8 @@ export interface BackendFleetArgs {
     readonly caCertificatePem: pulumi.Input<string>;
     /** Run this image instead of building `backend/` into an ECR repository. */
     readonly image?: string;
-    readonly pingIntervalSeconds: number;
+    /** What the edge's settings tell every backend (the plan's backendEnvironmentOf). */
+    readonly environment: BackendEnvironment;
     /** The release store and the documents the deploys and gates run. */
     readonly channel: ReleaseChannel;
     /** Where each health gate runs: the proxies, which check the backend over mutual TLS as NGINX will. */
@@ -174,7 +175,7 @@ export class BackendFleet extends pulumi.ComponentResource {
                         `REGISTRY=${repositoryUrl ? repositoryUrl.split("/")[0] : ""}`,
                         `BACKEND_NAME=${cert.name}`,
                         `PORT=${args.port}`,
-                        `PING_INTERVAL_SECONDS=${args.pingIntervalSeconds}`,
+                        ...Object.entries(args.environment).map(([key, value]) => `${key}=${value}`),
                         `METRICS_PORT=${backendHost.metricsPort}`,
                         "",
                     ].join("\n"),

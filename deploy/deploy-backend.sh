@@ -5,7 +5,8 @@
 #
 # The bundle has the edge release's format (deploy/deployBundle.ts): one line per file,
 # "<relative path> <base64 content>". Files: tls/server.crt, tls/server.key, tls/client-ca.crt,
-# and backend.env (IMAGE, REGISTRY, BACKEND_NAME, PORT, PING_INTERVAL_SECONDS, METRICS_PORT).
+# and backend.env (IMAGE, REGISTRY, BACKEND_NAME, PORT, METRICS_PORT, and what the edge's settings
+# tell the app: PING_INTERVAL_SECONDS, MAX_BUFFERED_BYTES, STUCK_SECONDS).
 #
 # What it does depends on what changed since the last release:
 #   - only certificates: the files are swapped in and the app is sent SIGHUP; it loads them for
@@ -92,7 +93,7 @@ if "$docker" inspect "$container" >/dev/null 2>&1; then
     "$docker" rm "$container" >/dev/null
 fi
 env_args=()
-for key in BACKEND_NAME PORT PING_INTERVAL_SECONDS METRICS_PORT; do env_args+=(-e "$key=$(setting "$key")"); done
+for key in BACKEND_NAME PORT PING_INTERVAL_SECONDS MAX_BUFFERED_BYTES STUCK_SECONDS METRICS_PORT; do env_args+=(-e "$key=$(setting "$key")"); done
 metrics=$(setting METRICS_PORT)
 [[ "$metrics" =~ ^[0-9]+$ ]] || fail "backend.env: METRICS_PORT '$metrics' is not a port"
 # The metrics listen on all of the container's addresses; the security group admits the proxy's only.

@@ -352,6 +352,7 @@ export class LocalStack {
                 HOST: this.bindAddress,
                 PORT: String(backend.port),
                 TLS_DIR: tlsDir,
+                ...this.plan().backendEnvironment,
                 PING_INTERVAL_SECONDS: String(pings),
                 METRICS_HOST: "127.0.0.1",
                 METRICS_PORT: String(backend.metricsPort),

@@ -89,7 +89,7 @@ export interface EdgePlan {
     readonly maxSockets: number | undefined;
     readonly nginxConfig: string;
     /** What every backend runs with, besides its own name, address and certificate. */
-    readonly backendEnvironment: { readonly PING_INTERVAL_SECONDS: string };
+    readonly backendEnvironment: BackendEnvironment;
     /** Whether each proxy runs the backend health agent beside NGINX (the activeHealthChecks setting). */
     readonly healthAgent: boolean;
 }
@@ -116,8 +116,24 @@ export function planEdge(settings: EdgeSettings, placement: EdgePlacement): Edge
         host,
         maxSockets: socketCeiling(settings, host),
         nginxConfig: renderNginxConfig(spec),
-        backendEnvironment: { PING_INTERVAL_SECONDS: String(backendPingIntervalSeconds(settings)) },
+        backendEnvironment: backendEnvironmentOf(settings),
         healthAgent: settings.activeHealthChecks,
+    };
+}
+
+/** What every backend is told by the edge's settings, in every placement (backend/server.mjs reads it). */
+export interface BackendEnvironment {
+    readonly PING_INTERVAL_SECONDS: string;
+    readonly MAX_BUFFERED_BYTES: string;
+    readonly STUCK_SECONDS: string;
+}
+
+export function backendEnvironmentOf(settings: Pick<EdgeSettings, "idleTimeoutSeconds" | "backendBufferKiB">): BackendEnvironment {
+    return {
+        PING_INTERVAL_SECONDS: String(backendPingIntervalSeconds(settings)),
+        MAX_BUFFERED_BYTES: String(settings.backendBufferKiB * 1024),
+        // Before NGINX's own send timeout (idleTimeoutSeconds) would cut it without a word.
+        STUCK_SECONDS: String(Math.max(5, Math.floor(settings.idleTimeoutSeconds / 2))),
     };
 }
 

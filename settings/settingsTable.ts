@@ -127,6 +127,15 @@ export const settingsTable = {
         description:
             "Seconds a socket may go without data from the backend before NGINX closes it (10 to 86400). Backends ping every third of it, at most every 30 s.",
     },
+    backendBufferKiB: {
+        scope: "edge",
+        kind: "integer",
+        default: 1024,
+        min: 16,
+        max: 65536,
+        description:
+            "Most a backend holds, in KiB, for one client that does not read (16 to 65536): past it the backend stops reading from that client, so TCP pushes back through NGINX to the sender; a client stuck for half of idleTimeoutSeconds is closed with 1008.",
+    },
     drainTimeoutSeconds: {
         scope: "edge",
         kind: "integer",

@@ -103,6 +103,11 @@ const rows: Row[] = [
         },
     },
     {
+        change: "backendBufferKiB: each backend's release in turn, its container restarted with the new bound; the proxies untouched",
+        after: { backendBufferKiB: "256" },
+        touches: { "one VM": [1, 2, 3].flatMap(backendRelease), "load-balanced": [1, 2, 3].flatMap(backendRelease) },
+    },
+    {
         change: "backendCount 3 → 4: a new backend with its own role, certificate, release and gate; the proxies reload",
         after: { backendCount: "4" },
         touches: {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { close, connect } from "../../smoke/edgeClient";
+import { close, connect, echo } from "../../smoke/edgeClient";
 import { closeCodeOf, completeResponse, exchange, frame, statusOf, type Target, upgraded, upgradeRequest } from "../support/rawClient";
 
 /**
@@ -446,6 +446,38 @@ export const hostileCorpus: HostileCase[] = [
                 await assert.rejects(connect(url, options), /answered 503/);
             } finally {
                 await Promise.all(held.map((s) => close(s.socket)));
+            }
+        },
+    },
+    {
+        name: "sends and never reads",
+        layer: "WebSocket",
+        attempt: "upgrades, then sends 1 MiB messages for 4 s and never reads the echoes",
+        outcome:
+            "its backend holds at most backendBufferKiB for it and stops reading from it, so TCP pushes back to the sender; the same backend's other clients keep their echoes (held back past half of idleTimeoutSeconds: closed with 1008)",
+        run: async (t) => {
+            const options = { ca: t.ca, address: t.host };
+            const url = `wss://localhost:${t.port}/`;
+            const flooder = await connect(url, { ...options, localAddress: "127.68.0.1" });
+            let other = await connect(url, { ...options, localAddress: "127.68.1.1" });
+            for (let n = 2; n < 40 && other.hello.backend !== flooder.hello.backend; n++) {
+                await close(other.socket);
+                other = await connect(url, { ...options, localAddress: `127.68.${n}.1` });
+            }
+            try {
+                assert.equal(other.hello.backend, flooder.hello.backend, "a neighbour on the same backend");
+                flooder.socket.pause();
+                const frame = Buffer.alloc(1024 * 1024, 0x61);
+                for (let round = 0; round < 40; round++) {
+                    flooder.socket.send(frame);
+                    const started = Date.now();
+                    await echo(other.socket, `neighbour ${round}`, 2000);
+                    assert.ok(Date.now() - started < 1000, "the neighbour's echo came back within a second");
+                    await new Promise((resolve) => setTimeout(resolve, 100));
+                }
+            } finally {
+                flooder.socket.terminate();
+                await close(other.socket);
             }
         },
     },
