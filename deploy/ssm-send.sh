@@ -91,7 +91,7 @@ run_on() {
     wait_online "$id" || { echo "ssm-send: $id left its group; skipped"; return 0; }
     command_id=$(aws_ ssm send-command --instance-ids "$id" --document-name "$WSS_EDGE_DOCUMENT" \
         --parameters "$WSS_EDGE_PARAMETERS" --timeout-seconds "$command_timeout" \
-        --comment "wss-edge: $what" --query Command.CommandId --output text)
+        --comment "wss-edge: $what" --query Command.CommandId --output text) || fail "Systems Manager refused to send $what to $id"
     echo "ssm-send: $what on $id (command $command_id)"
     while :; do
         sleep "${WSS_EDGE_POLL_SECONDS:-5}"
@@ -112,14 +112,20 @@ run_on() {
     fi
     aws_ ssm get-command-invocation --command-id "$command_id" --instance-id "$id" \
         --query StandardErrorContent --output text 2>/dev/null | sed "s/^/[$id] /" >&2 || true
-    restore_pointer
-    fail "$what failed on $id ($status)"
+    case "$status" in
+        Pending | InProgress | Delayed) fail "$what on $id did not finish within ${command_timeout}s" ;;
+        *) fail "$what failed on $id ($status)" ;;
+    esac
 }
 
 if [ -n "${WSS_EDGE_POINTER:-}" ]; then
     [[ "${WSS_EDGE_RELEASE:-}" =~ ^[0-9a-f]{64}$ ]] || fail "WSS_EDGE_RELEASE '${WSS_EDGE_RELEASE:-}' is not a release id"
     previous_pointer=$(aws_ s3 cp --only-show-errors "$WSS_EDGE_POINTER" - 2>/dev/null || true)
     printf '%s' "$WSS_EDGE_RELEASE" | aws_ s3 cp --only-show-errors - "$WSS_EDGE_POINTER"
+    # Whatever stops the run before every VM took the release (a VM that fails, one that never
+    # comes online, an error of the CLI) puts the pointer back: new VMs keep booting into the
+    # release the others serve.
+    trap 'status=$?; [ "$status" -eq 0 ] || restore_pointer; exit "$status"' EXIT
 fi
 
 done_ids=()

@@ -74,13 +74,29 @@ export const waitForFirstBoot = [
     "fi",
 ].join("\n");
 
-/** A backend's health gate, run on a proxy: the credentials from the store, then the gate script. */
+/**
+ * A backend's health gate, run on a proxy: the credentials from the store into a file of their
+ * own, then the gate script reading them. POSIX sh, as the agent runs a document's commands.
+ */
 export function healthGateCommand(
     store: ReleaseStore,
     args: { name: string; address: string; port: number | string; serverName: string; timeoutSeconds: number },
 ): string {
-    const fetch = `aws ${store.endpointUrl ? `--endpoint-url ${store.endpointUrl} ` : ""}--region ${store.region} s3 cp --only-show-errors ${s3Url(store, gateCredentialsKey)} -`;
-    return `set -o pipefail; ${fetch} | ${inlineScript(healthGateScript, "backend-health-gate", [args.name, args.address, args.port, args.serverName, args.timeoutSeconds])}`;
+    const fetch = `aws ${store.endpointUrl ? `--endpoint-url ${store.endpointUrl} ` : ""}--region ${store.region} s3 cp --only-show-errors ${s3Url(store, gateCredentialsKey)} "$credentials"`;
+    const gate = inlineScript(healthGateScript, "backend-health-gate", [
+        args.name,
+        args.address,
+        args.port,
+        args.serverName,
+        args.timeoutSeconds,
+    ]);
+    return [
+        "credentials=$(mktemp)",
+        `if ! ${fetch}; then rm -f "$credentials"; echo "backend-health-gate: cannot read the gate's credentials from the store" >&2; exit 1; fi`,
+        `rc=0; ${gate} <"$credentials" || rc=$?`,
+        'rm -f "$credentials"',
+        'exit "$rc"',
+    ].join("\n");
 }
 
 /** An SSM command document (schema 2.2): parameters constrained by pattern, one shell step. */

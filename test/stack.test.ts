@@ -313,7 +313,7 @@ describe("the AWS stack under mocks, default dev config", async () => {
         const gateDocument = JSON.parse(named(resources, "edge-releases-gate").inputs.content);
         assert.match(
             gateDocument.mainSteps[0].inputs.runCommand[1],
-            /s3:\/\/edge-releases\/edge\/gate - \| bash -c '[\s\S]*' backend-health-gate '\{\{ Backend \}\}' '\{\{ Address \}\}' '\{\{ Port \}\}' backends\.wss-edge\.internal 180$/,
+            /s3:\/\/edge-releases\/edge\/gate "\$credentials"[\s\S]*bash -c '[\s\S]*' backend-health-gate '\{\{ Backend \}\}' '\{\{ Address \}\}' '\{\{ Port \}\}' backends\.wss-edge\.internal 180 <"\$credentials"/,
         );
     });
 
