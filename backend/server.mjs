@@ -10,7 +10,7 @@
 //   PING_INTERVAL_SECONDS   ping every client this often; 0 turns pings off (default 30)
 //   MAX_PAYLOAD_BYTES       largest message accepted; larger ones close the socket with 1009 (default 16 MiB)
 //   MAX_BUFFERED_BYTES      most held for one client that does not read: past it the backend stops
-//                           reading from that client until it catches up (default 1 MiB)
+//                           reading from that client until it catches up (default 256 KiB)
 //   STUCK_SECONDS           a client held back this long is closed with 1008 (default 150)
 //   TLS_SESSION_SECONDS     how long a TLS session may be resumed, and how often the key that encrypts
 //                           session tickets is replaced (default 300)
@@ -33,7 +33,7 @@ const config = {
     tlsDir: process.env.TLS_DIR || "/etc/wss-backend/tls",
     pingIntervalSeconds: integerFromEnv("PING_INTERVAL_SECONDS", 30, 0, 3600),
     maxPayloadBytes: integerFromEnv("MAX_PAYLOAD_BYTES", 16 * 1024 * 1024, 1, 1024 * 1024 * 1024),
-    maxBufferedBytes: integerFromEnv("MAX_BUFFERED_BYTES", 1024 * 1024, 16 * 1024, 64 * 1024 * 1024),
+    maxBufferedBytes: integerFromEnv("MAX_BUFFERED_BYTES", 256 * 1024, 16 * 1024, 64 * 1024 * 1024),
     stuckSeconds: integerFromEnv("STUCK_SECONDS", 150, 1, 86400),
     tlsSessionSeconds: integerFromEnv("TLS_SESSION_SECONDS", 300, 1, 86400),
     metricsHost: process.env.METRICS_HOST || "127.0.0.1",

@@ -130,7 +130,10 @@ export const settingsTable = {
     backendBufferKiB: {
         scope: "edge",
         kind: "integer",
-        default: 1024,
+        // Measured through the local stack: 149–167 MiB/s echoed to a client that reads, for 16 and
+        // 256 KiB messages, alike at 64, 256 and 1,024 KiB (run-to-run noise); 256 holds a quarter
+        // of 1,024's memory per stuck client, with a margin over 64.
+        default: 256,
         min: 16,
         max: 65536,
         description:

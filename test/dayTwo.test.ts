@@ -104,7 +104,7 @@ const rows: Row[] = [
     },
     {
         change: "backendBufferKiB: each backend's release in turn, its container restarted with the new bound; the proxies untouched",
-        after: { backendBufferKiB: "256" },
+        after: { backendBufferKiB: "1024" },
         touches: { "one VM": [1, 2, 3].flatMap(backendRelease), "load-balanced": [1, 2, 3].flatMap(backendRelease) },
     },
     {
