@@ -2,7 +2,8 @@
  * The proxy VM's twin on this machine:
  *
  *   npm run vm-twin -- up [--set KEY=VALUE …]   build (once) and boot it from the stack's user data,
- *                                              deploy to it over SSH, serve until Ctrl-C
+ *                                              deploy to it through the release store and the
+ *                                              documents' agent stand-in, serve until Ctrl-C
  *   npm run vm-twin -- down                     remove what an `up` that did not end cleanly left
  *   npm run vm-twin -- image                    build the twin's Debian tree now (once per machine)
  *
@@ -16,17 +17,20 @@ import { settingAssignments } from "../local/cli";
 import { LocalStack, repositoryRoot, stopDetachedStack } from "../local/localStack";
 import { terminatePid } from "../local/processes";
 import type { RawSettings } from "../settings/edgeSettings";
+import { TwinReleaseStore } from "./releaseStore";
 import { ensureRootfs } from "./rootfs";
 import { bootProxyTwin, deployToTwin, gateBackends, twinPlan } from "./twinEdge";
-import { runningTwinPids, type VmTwin } from "./vmTwin";
+import { refuseIfTwinRunning, removeTwinCgroups, runningTwinPids, type VmTwin } from "./vmTwin";
 
 const run = promisify(execFile);
 const workDir = "/var/tmp/wss-edge-vm-twin/instances";
 const stateDir = join(repositoryRoot, ".local-vm-twin");
 const name = "proxy";
+const storeDir = join(workDir, `${name}-store`);
 const usage = `usage:
   npm run vm-twin -- up [--set KEY=VALUE …]   boot the proxy VM's twin from the stack's user data, deploy
-                                             to it over SSH with its pinned host key, serve until Ctrl-C
+                                             to it as the stack does (a release in the store's stand-in,
+                                             the stack's documents run on it), serve until Ctrl-C
   npm run vm-twin -- down                     remove a twin (and its backends) left by an up that did not end cleanly
   npm run vm-twin -- image                    build the twin's Debian tree now (once per machine; up builds it too)`;
 
@@ -66,31 +70,42 @@ async function main(argv: string[]): Promise<number> {
 async function up(settings: RawSettings): Promise<number> {
     let twin: VmTwin | undefined;
     let stack: LocalStack | undefined;
+    let store: TwinReleaseStore | undefined;
     const stop = async () => {
         await twin?.destroy();
         await stack?.stop();
+        await store?.stop();
+        await rm(storeDir, { recursive: true, force: true });
         process.exit(0);
     };
     for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(signal, () => void stop());
     try {
+        // Refused before the store's folder (beside the twin's) is touched.
+        refuseIfTwinRunning(name);
+        await rm(storeDir, { recursive: true, force: true });
+        store = await TwinReleaseStore.start({ directory: storeDir });
         twin = await bootProxyTwin({
             name,
             subnet: 1,
             workDir,
             instanceId: `i-twin-${Date.now().toString(16)}`,
+            store: store.forTwins,
             log: (line) => console.log(`vm twin: ${line}`),
         });
         stack = await LocalStack.start({ stateDir, edgePort: 0, bindAddress: twin.hostAddress, settings });
-        await twin.waitForSsh();
-        await gateBackends(twin, stack);
-        console.log((await deployToTwin(twin, stack, twinPlan(stack, settings))).trim());
+        await twin.waitForBoot();
+        await gateBackends(twin, store, stack);
+        console.log((await deployToTwin(twin, store, stack, twinPlan(stack, settings))).trim());
     } catch (error) {
         // A failed start leaves nothing behind.
         await twin?.destroy();
         await stack?.stop();
+        await store?.stop();
+        await rm(storeDir, { recursive: true, force: true });
         throw error;
     }
     console.log(`twin              ${twin.address} (console: ${twin.consoleLog})`);
+    console.log(`release store     ${store.endpointHere} (bucket ${store.bucket}; the twin reaches it at ${store.forTwins.endpointUrl})`);
     console.log(`endpoint          wss://localhost/ at ${twin.address}:443`);
     console.log(`caCertificatePem  ${stack.certificates.caCertificatePath}`);
     console.log(`\ntry: npm run smoke -- wss://localhost/ --address ${twin.address} --ca ${stack.certificates.caCertificatePath}`);
@@ -99,12 +114,14 @@ async function up(settings: RawSettings): Promise<number> {
 }
 
 async function down(): Promise<number> {
-    // The twin's systemd-nspawn, if a killed `up` left it booted: its sshd, NGINX and agent go with it.
+    // The twin's systemd-nspawn, if a killed `up` left it booted: its NGINX and health agent go with it
+    // (the release store ran in the killed `up` itself).
     for (const pid of runningTwinPids(`wss-twin-${name}`)) await terminatePid(pid, "SIGTERM", 60000);
     await run("umount", ["-l", join(workDir, name, "merged")]).catch(() => undefined);
     await run("ip", ["netns", "delete", `wss-twin-${name}`]).catch(() => undefined);
+    removeTwinCgroups(`wss-twin-${name}`);
     await rm(join(workDir, name), { recursive: true, force: true });
-    await rm(join(workDir, `${name}-keys`), { recursive: true, force: true });
+    await rm(storeDir, { recursive: true, force: true });
     const stopped = await stopDetachedStack(stateDir);
     console.log(`vm twin: removed; ${stopped.length > 0 ? `stopped ${stopped.join(", ")}` : "no backends were running"}`);
     return 0;

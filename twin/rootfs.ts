@@ -1,7 +1,8 @@
 /**
  * The VM twin's root file system: Debian 12 as the proxy's AMI has it where it matters here
- * (systemd, cloud-init, OpenSSH, sudo; NGINX not yet: the user data installs it), built once per
- * machine with debootstrap and cached, with a package mirror of its own. Everything a twin writes goes to an overlay of its own; this tree is never changed.
+ * (systemd, cloud-init, OpenSSH, sudo; NGINX and the AWS CLI not yet: the user data installs
+ * them), built once per machine with debootstrap and cached, with a package mirror of its own.
+ * Everything a twin writes goes to an overlay of its own; this tree is never changed.
  */
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -9,7 +10,7 @@ import { closeSync, existsSync, openSync, rmSync, statSync } from "node:fs";
 import { mkdir, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { proxyFirstBootScript, proxyHost } from "../host/proxyHost";
+import { proxyFirstBootScript } from "../host/proxyHost";
 
 const run = promisify(execFile);
 
@@ -47,7 +48,8 @@ export const twinMirror = "/var/lib/wss-edge-twin-mirror";
 /**
  * What the image gets on top of the packages, as Debian's cloud images set it: cloud-init reads
  * NoCloud (the twin's seed) instead of EC2's metadata service, and creates the default user
- * `admin` with passwordless sudo, given the key pair's public key.
+ * `admin` with passwordless sudo (nothing logs in as it: the stack reaches its VMs through
+ * Systems Manager, which the twin's agent stand-in plays as root).
  */
 const cloudImageConfig: Record<string, string> = {
     "etc/cloud/cloud.cfg.d/01_wss_edge_twin.cfg": [
@@ -61,7 +63,7 @@ const cloudImageConfig: Record<string, string> = {
         "manage_etc_hosts: true",
         "system_info:",
         "  default_user:",
-        `    name: ${proxyHost.user}`,
+        "    name: admin",
         '    sudo: "ALL=(ALL) NOPASSWD:ALL"',
         "    groups: [adm, sudo]",
         "    shell: /bin/bash",

@@ -1,37 +1,28 @@
 /**
  * A host twin of the proxy VM on this machine: the cached Debian 12 tree booted by
  * systemd-nspawn with systemd as PID 1, in a network namespace of its own with an address of its
- * own, fed the stack's own user data through cloud-init's NoCloud seed, and reached over real SSH
- * as `admin` with the host key pinned — as the stack's deploy reaches the VM.
+ * own, fed the stack's own user data through cloud-init's NoCloud seed. Nothing listens on it for
+ * the deploy: as on AWS, where Systems Manager's agent runs the stack's command documents on the
+ * VM, the twin's agent stand-in (`runDocument`) runs a document's script as root inside the
+ * twin, and the VM fetches the release itself from the release store's stand-in.
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { closeSync, existsSync, openSync, readdirSync, readFileSync } from "node:fs";
-import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { closeSync, type Dirent, existsSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, rmdirSync } from "node:fs";
+import { chmod, mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { proxyHost } from "../host/proxyHost";
-import { commandLine, sleep, terminate, waitUntil } from "../local/processes";
+import { type CommandDocument, documentScript } from "../host/releaseChannel";
+import { childPids, commandLine, sleep, terminate, waitUntil } from "../local/processes";
 
 const run = promisify(execFile);
 
-/** An SSH key pair in OpenSSH format, as @pulumi/tls issues them for the stack. */
-export interface SshKeyPair {
-    readonly privateKeyOpenssh: string;
-    readonly publicKeyOpenssh: string;
-}
-
-/** A fresh ED25519 key pair from ssh-keygen. */
-export async function newSshKeyPair(dir: string, name: string): Promise<SshKeyPair & { readonly privateKeyPath: string }> {
-    const path = join(dir, name);
-    await rm(path, { force: true });
-    await rm(`${path}.pub`, { force: true });
-    await run("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", name, "-f", path]);
-    return {
-        privateKeyOpenssh: await readFile(path, "utf8"),
-        publicKeyOpenssh: (await readFile(`${path}.pub`, "utf8")).trim(),
-        privateKeyPath: path,
-    };
-}
+/**
+ * This machine's address on every twin's link besides its own 10.213.<subnet>.1: what all twins
+ * reach alike. The release store's stand-in listens here, as every VM of a region reaches the
+ * one S3 endpoint, so one document (which names the store's endpoint) runs on any twin; and
+ * backends that several twins front (the proxies of one group) listen here too.
+ */
+export const sharedHostAddress = "10.213.0.1";
 
 export interface VmTwinOptions {
     /** Short name: the network namespace, the machine, the instance's folder. */
@@ -45,12 +36,12 @@ export interface VmTwinOptions {
     readonly userData: string;
     /** EC2's instance ID: cloud-init runs user data once per instance ID. */
     readonly instanceId: string;
-    /** The key pair's public key, as EC2's metadata service offers it. */
-    readonly authorizedKey: string;
-    /** The host key the deploy pins: the one the user data presets. */
-    readonly hostPublicKey: string;
-    /** The deploy's private key file. */
-    readonly deployKeyPath: string;
+    /**
+     * The instance role's stand-in: the AWS CLI's credentials file, written to
+     * /root/.aws/credentials before first boot (on EC2 the CLI gets the role's keys from the
+     * metadata service instead).
+     */
+    readonly instanceRoleCredentials?: string;
 }
 
 export interface RemoteResult {
@@ -59,10 +50,14 @@ export interface RemoteResult {
     readonly stderr: string;
 }
 
+/** The PATH Systems Manager's agent runs commands with (systemd's default for services). */
+const agentPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 export class VmTwin {
     private nspawn: ChildProcess | undefined;
     private mounted = false;
     private networkUp = false;
+    private commands = 0;
 
     constructor(readonly options: VmTwinOptions) {
         if (!/^[a-z0-9-]{1,12}$/.test(options.name))
@@ -74,7 +69,7 @@ export class VmTwin {
     get hostAddress(): string {
         return `10.213.${this.options.subnet}.1`;
     }
-    /** The twin's own address, where its NGINX and sshd listen. */
+    /** The twin's own address, where its NGINX listens. */
     get address(): string {
         return `10.213.${this.options.subnet}.2`;
     }
@@ -95,10 +90,20 @@ export class VmTwin {
     }
 
     /**
-     * First boot: a disk of its own over the cached tree, the NoCloud seed, the network, then
-     * systemd. Refused while a twin of the same name runs (what a killed run left is removed).
+     * First boot: `prepare`, then systemd. Refused while a twin of the same name runs (what a
+     * killed run left is removed).
      */
     async create(): Promise<void> {
+        await this.prepare();
+        await this.start();
+    }
+
+    /**
+     * The instance before its first boot: a disk of its own over the cached tree, the NoCloud
+     * seed and the instance role's stand-in, and its network (this machine's addresses on its
+     * link exist from here on). `start` boots it.
+     */
+    async prepare(): Promise<void> {
         refuseIfTwinRunning(this.options.name);
         await this.removeLeftovers();
         await mkdir(join(this.dir, "upper"), { recursive: true });
@@ -108,17 +113,16 @@ export class VmTwin {
         const seed = join(this.merged, "var", "lib", "cloud", "seed", "nocloud");
         await mkdir(seed, { recursive: true });
         await writeFile(join(seed, "user-data"), this.options.userData);
+        // No key pair: the stack's VMs are reached through Systems Manager only.
         await writeFile(
             join(seed, "meta-data"),
-            [
-                `instance-id: ${this.options.instanceId}`,
-                "local-hostname: wss-edge-proxy",
-                "public-keys:",
-                `  - ${this.options.authorizedKey.trim()}`,
-                "",
-            ].join("\n"),
+            [`instance-id: ${this.options.instanceId}`, "local-hostname: wss-edge-proxy", ""].join("\n"),
         );
-        await this.start();
+        if (this.options.instanceRoleCredentials !== undefined) {
+            await mkdir(join(this.merged, "root", ".aws"), { recursive: true, mode: 0o700 });
+            await writeFile(join(this.merged, "root", ".aws", "credentials"), this.options.instanceRoleCredentials, { mode: 0o600 });
+        }
+        await this.bringUpNetwork();
     }
 
     private async mount(): Promise<void> {
@@ -144,10 +148,13 @@ export class VmTwin {
         this.networkUp = true;
         await run("ip", ["link", "add", this.hostVeth, "type", "veth", "peer", "name", "eth0", "netns", this.namespace]);
         await run("ip", ["addr", "add", `${this.hostAddress}/24`, "dev", this.hostVeth]);
+        // The shared address too (other twins' links may carry it as well): it goes with the link.
+        await run("ip", ["addr", "add", `${sharedHostAddress}/32`, "dev", this.hostVeth]);
         await run("ip", ["link", "set", this.hostVeth, "up"]);
         await run("ip", ["-n", this.namespace, "addr", "add", `${this.address}/24`, "dev", "eth0"]);
         await run("ip", ["-n", this.namespace, "link", "set", "eth0", "up"]);
         await run("ip", ["-n", this.namespace, "link", "set", "lo", "up"]);
+        await run("ip", ["-n", this.namespace, "route", "add", `${sharedHostAddress}/32`, "dev", "eth0"]);
     }
 
     /** Boots systemd in the twin (the first boot, or a boot after `stop`). */
@@ -155,9 +162,17 @@ export class VmTwin {
         await this.mount();
         await this.bringUpNetwork();
         const log = openSync(this.consoleLog, "a");
+        // nspawn makes the container's cgroups under its caller's: each twin's caller a cgroup of its
+        // own, or all twins would share one tree, and one twin's systemd would find (and fail to
+        // kill) the processes of the others in its units' cgroups.
+        const cgroups = twinCgroups(this.namespace);
+        for (const dir of cgroups) mkdirSync(dir, { recursive: true });
         this.nspawn = spawn(
-            "systemd-nspawn",
+            "sh",
             [
+                "-c",
+                'for dir in $WSS_TWIN_CGROUPS; do echo $$ > "$dir/cgroup.procs" || exit 1; done; exec systemd-nspawn "$@"',
+                "sh",
                 "--boot",
                 `--directory=${this.merged}`,
                 `--network-namespace-path=/run/netns/${this.namespace}`,
@@ -168,7 +183,10 @@ export class VmTwin {
                 "--console=read-only",
             ],
             // /proc/sys writable, so the user data's network sysctls take effect in the twin's own namespace.
-            { stdio: ["ignore", log, log], env: { ...process.env, SYSTEMD_NSPAWN_API_VFS_WRITABLE: "yes" } },
+            {
+                stdio: ["ignore", log, log],
+                env: { ...process.env, SYSTEMD_NSPAWN_API_VFS_WRITABLE: "yes", WSS_TWIN_CGROUPS: cgroups.join(" ") },
+            },
         );
         closeSync(log);
         const booted = this.nspawn;
@@ -178,6 +196,12 @@ export class VmTwin {
         booted.once("exit", (code) => {
             if (code === rebootExitCode && this.nspawn === booted) void this.start();
         });
+        // Running once the wrapper has become systemd-nspawn (in its cgroups): what `runningTwinPids` sees.
+        await waitUntil(
+            10000,
+            () => booted.exitCode !== null || commandLine(booted.pid ?? 0).startsWith("systemd-nspawn "),
+            `vm twin: systemd-nspawn did not start for ${this.options.name}`,
+        );
     }
 
     /** A clean shutdown, as `shutdown -h` on the VM; the disk stays for the next `start`. */
@@ -193,6 +217,7 @@ export class VmTwin {
         await run("umount", ["-l", this.merged]).catch(() => undefined);
         await run("ip", ["netns", "delete", this.namespace]).catch(() => undefined);
         await run("ip", ["link", "delete", this.hostVeth]).catch(() => undefined);
+        removeTwinCgroups(this.namespace);
         await rm(this.dir, { recursive: true, force: true });
     }
 
@@ -209,96 +234,162 @@ export class VmTwin {
             await run("ip", ["link", "delete", this.hostVeth]).catch(() => undefined);
             this.networkUp = false;
         }
+        removeTwinCgroups(this.namespace);
         await rm(this.dir, { recursive: true, force: true });
     }
 
-    private sshOptions(): string[] {
-        const knownHosts = join(this.dir, "known_hosts");
-        // The pinned host key, the only one accepted; no other file is consulted or written.
-        return [
-            "-o",
-            `UserKnownHostsFile=${knownHosts}`,
-            "-o",
-            "GlobalKnownHostsFile=/dev/null",
-            "-o",
-            "StrictHostKeyChecking=yes",
-            "-o",
-            `HostKeyAlgorithms=${this.options.hostPublicKey.split(" ")[0]}`,
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "ConnectTimeout=5",
-            "-o",
-            "LogLevel=ERROR",
-            "-i",
-            this.options.deployKeyPath,
-        ];
+    /**
+     * The twin's PID 1 (its systemd), or undefined while it is not booted: the child of the outer
+     * systemd-nspawn once that child has become init.
+     */
+    initPid(): number | undefined {
+        const [outer] = runningTwinPids(this.namespace);
+        if (outer === undefined) return undefined;
+        return childPids(outer).find((pid) => {
+            try {
+                return readFileSync(`/proc/${pid}/comm`, "utf8").trim() === "systemd";
+            } catch {
+                return false;
+            }
+        });
     }
 
-    private async writeKnownHosts(): Promise<void> {
-        const [type, key] = this.options.hostPublicKey.trim().split(/\s+/);
-        await writeFile(join(this.dir, "known_hosts"), `${this.address} ${type} ${key}\n`);
+    /** Whether the twin's systemd runs: what Systems Manager's stand-in reports as the agent being online. */
+    get running(): boolean {
+        return this.initPid() !== undefined;
     }
 
-    /** Runs `command` as `admin` over SSH with `stdin`, as the stack's remote commands do. */
-    async ssh(command: string, stdin = ""): Promise<RemoteResult> {
-        await this.writeKnownHosts();
+    /**
+     * Runs `argv` as root inside the twin (all of its namespaces: its file system, network,
+     * processes and systemd), with the environment Systems Manager's agent gives its commands.
+     * Killed with everything it started there after `timeoutMs`.
+     */
+    private inside(
+        argv: readonly string[],
+        options: { stdin?: string; cwd?: string; timeoutMs: number; signal?: AbortSignal },
+    ): Promise<RemoteResult> {
+        const pid = this.initPid();
+        if (pid === undefined) return Promise.reject(new Error(`vm twin: ${this.options.name} is not running`));
         return new Promise((done, fail) => {
-            const child = spawn("ssh", [...this.sshOptions(), `${proxyHost.user}@${this.address}`, command], {
-                stdio: ["pipe", "pipe", "pipe"],
-            });
+            const child = spawn(
+                "nsenter",
+                [
+                    `--target=${pid}`,
+                    "--all",
+                    "--root",
+                    "--",
+                    "/usr/bin/env",
+                    "-i",
+                    `--chdir=${options.cwd ?? "/"}`,
+                    `PATH=${agentPath}`,
+                    "LANG=C.UTF-8",
+                    ...argv,
+                ],
+                { stdio: ["pipe", "pipe", "pipe"], detached: true },
+            );
             let stdout = "";
             let stderr = "";
+            const timer = setTimeout(() => {
+                stderr += `\nvm twin: killed after ${options.timeoutMs / 1000} s`;
+                killGroup(child);
+            }, options.timeoutMs);
+            const abort = () => {
+                stderr += "\nvm twin: cancelled";
+                killGroup(child);
+            };
+            if (options.signal?.aborted) abort();
+            options.signal?.addEventListener("abort", abort, { once: true });
             child.stdout.on("data", (d) => (stdout += d));
             child.stderr.on("data", (d) => (stderr += d));
-            child.on("error", fail);
-            child.on("close", (code) => done({ code: code ?? -1, stdout, stderr }));
+            child.on("error", (error) => {
+                clearTimeout(timer);
+                fail(error);
+            });
+            child.on("close", (code, killedBy) => {
+                clearTimeout(timer);
+                options.signal?.removeEventListener("abort", abort);
+                // A shell's own account of a killed command: 128 + the signal (SIGKILL: 137).
+                done({ code: code ?? (killedBy ? 137 : -1), stdout, stderr });
+            });
             child.stdin.on("error", () => undefined);
-            child.stdin.end(stdin);
+            child.stdin.end(options.stdin ?? "");
         });
     }
 
-    /** Copies a file to `remotePath` over SFTP, creating its folder, as CopyToRemote does. */
-    async copy(localPath: string, remotePath: string): Promise<void> {
-        await this.writeKnownHosts();
-        const folder = remotePath.slice(0, remotePath.lastIndexOf("/"));
-        const batch = join(this.dir, "sftp-batch");
-        await writeFile(batch, `-mkdir ${folder}\nput ${localPath} ${remotePath}\n`);
-        await run("sftp", [...this.sshOptions(), "-b", batch, `${proxyHost.user}@${this.address}`]);
+    /** Runs `command` with bash as root in the twin, `stdin` on its standard input: an operator's look inside. */
+    exec(command: string, stdin = "", timeoutMs = 120000): Promise<RemoteResult> {
+        return this.inside(["bash", "-c", command], { stdin, timeoutMs });
     }
 
     /**
-     * Waits until sshd answers with the pinned key and takes the deploy key; fails with the last
-     * probe's answer and the console's last lines. The bound is a real VM's: a first boot that
-     * runs apt takes minutes on a busy host, and the stack's deploy waits as long.
+     * The stand-in for Systems Manager's agent: runs a command of `document` with `parameters` as
+     * the agent does — the document's script (`documentScript`: parameters checked against their
+     * patterns, then substituted) written to `_script.sh` in the command's orchestration folder
+     * and run as root by `sh -c` (Debian's dash), in that folder, bounded by the step's
+     * timeoutSeconds (or until `signal` aborts it). Throws, running nothing, when a parameter is
+     * refused.
      */
-    async waitForSsh(timeoutMs = 300000): Promise<void> {
-        let lastAnswer = "";
-        await waitUntil(
-            timeoutMs,
-            async () => {
-                if (this.nspawn && this.nspawn.exitCode !== null)
-                    throw new Error(`vm twin: the twin stopped while booting:\n${this.consoleTail()}`);
-                const probe = await this.ssh("true");
-                lastAnswer = probe.stderr.trim();
-                if (probe.code !== 0 && /REMOTE HOST IDENTIFICATION HAS CHANGED/.test(lastAnswer)) this.failIfFirstBootIgnoredUserData();
-                if (probe.code !== 0) await sleep(500);
-                return probe.code === 0;
-            },
-            `vm twin: ${this.address} did not answer SSH with its pinned host key`,
-        ).catch((error: Error) => {
-            throw new Error(`${error.message}\nlast answer: ${lastAnswer || "(none)"}\n${this.consoleTail()}`);
+    async runDocument(
+        document: CommandDocument,
+        parameters: Readonly<Record<string, string>>,
+        options: { readonly commandId?: string; readonly signal?: AbortSignal } = {},
+    ): Promise<RemoteResult> {
+        const commandId = options.commandId ?? `twin-${Date.now().toString(16)}-${++this.commands}`;
+        const script = documentScript(document, parameters);
+        const [step] = document.mainSteps;
+        const folder = join("/var/lib/amazon/ssm", this.options.instanceId, "document", "orchestration", commandId, step.name);
+        await mkdir(join(this.merged, folder), { recursive: true, mode: 0o700 });
+        await writeFile(join(this.merged, folder, "_script.sh"), `${script}\n`, { mode: 0o700 });
+        await chmod(join(this.merged, folder, "_script.sh"), 0o700);
+        return this.inside(["sh", "-c", join(folder, "_script.sh")], {
+            cwd: folder,
+            timeoutMs: Number(step.inputs.timeoutSeconds) * 1000,
+            signal: options.signal,
         });
     }
 
     /**
-     * sshd answers with a key other than the pinned one: if cloud-init has finished, the user data
-     * never gave it its keys (cloud-init 22.4 logs a user data it cannot read as a warning, calls
-     * the boot done, and makes random host keys), and waiting longer cannot help. Fails with
+     * Waits until cloud-init has finished this boot, and resolves with how it ended ("done", or
+     * "error": then the first document run fails with cloud-init's own account, as on AWS). Fails
+     * at once when the twin stopped, or when first boot finished without running the user data's
+     * commands (cloud-init 22.4 logs a user data it cannot read as a warning and calls the boot
+     * done: waiting longer cannot help), with cloud-init's own warnings; after `timeoutMs`, with
+     * the console's last lines. The bound is a real VM's: a first boot that runs apt takes
+     * minutes on a busy host.
+     */
+    async waitForBoot(timeoutMs = 300000): Promise<"done" | "error"> {
+        const deadline = Date.now() + timeoutMs;
+        let last = "";
+        for (;;) {
+            if (this.nspawn && this.nspawn.exitCode !== null)
+                throw new Error(`vm twin: the twin stopped while booting:\n${this.consoleTail()}`);
+            const pid = this.initPid();
+            // /run/cloud-init/result.json: written when cloud-init finishes, on the twin's /run (this boot's only).
+            if (pid !== undefined && lstatExists(`/proc/${pid}/root/run/cloud-init/result.json`)) {
+                const status = await this.exec("cloud-init status --long");
+                last = `${status.stdout}${status.stderr}`.trim();
+                const state = /^status: (\w+)/m.exec(status.stdout)?.[1];
+                if (state === "done" || state === "error") {
+                    this.failIfFirstBootIgnoredUserData();
+                    return state;
+                }
+            }
+            if (Date.now() > deadline)
+                throw new Error(
+                    `vm twin: ${this.options.name} did not finish first boot within ${timeoutMs / 1000} s\nlast status: ${last || "(none)"}\n${this.consoleTail()}`,
+                );
+            await sleep(1000);
+        }
+    }
+
+    /**
+     * cloud-init finished without the user data's commands: it never read the user data (it
+     * writes the runcmd script of every user data here, which always has commands). Fails with
      * cloud-init's own warnings.
      */
     private failIfFirstBootIgnoredUserData(): void {
-        if (!existsSync(join(this.merged, "var", "lib", "cloud", "data", "result.json"))) return;
+        // (instances/<id>, not the `instance` symlink: it is absolute, and would resolve on this machine.)
+        if (existsSync(join(this.merged, "var", "lib", "cloud", "instances", this.options.instanceId, "scripts", "runcmd"))) return;
         let log = "";
         try {
             log = readFileSync(join(this.merged, "var", "log", "cloud-init.log"), "utf8");
@@ -307,7 +398,7 @@ export class VmTwin {
         }
         const warnings = log.split("\n").filter((line) => /\[(WARNING|ERROR)\]/.test(line));
         throw new Error(
-            `vm twin: first boot finished without the user data's host key; cloud-init said:\n${warnings.join("\n") || "(no warnings in /var/log/cloud-init.log)"}`,
+            `vm twin: first boot finished without running the user data's commands; cloud-init said:\n${warnings.join("\n") || "(no warnings in /var/log/cloud-init.log)"}`,
         );
     }
 
@@ -320,13 +411,67 @@ export class VmTwin {
     }
 }
 
-/** Throws when a twin named `name` runs now: nothing of it (keys, disk, network) may be touched. */
+/** Whether `path` exists itself (a symlink into the twin's tree counts, wherever it points from here). */
+function lstatExists(path: string): boolean {
+    try {
+        lstatSync(path);
+        return true;
+    } catch {
+        return false;
+    }
+}
+
+/** SIGKILL to a detached child's process group: nsenter, and what it started inside the twin. */
+function killGroup(child: ChildProcess): void {
+    try {
+        if (child.pid) process.kill(-child.pid, "SIGKILL");
+    } catch {
+        // gone already
+    }
+}
+
+/** Throws when a twin named `name` runs now: nothing of it (disk, network) may be touched. */
 export function refuseIfTwinRunning(name: string): void {
     const running = runningTwinPids(`wss-twin-${name}`);
     if (running.length > 0)
         throw new Error(
             `vm twin: a twin named ${JSON.stringify(name)} is running (systemd-nspawn pid ${running.join(", ")}); stop it first (Ctrl-C in its terminal, or npm run vm-twin -- down)`,
         );
+}
+
+/**
+ * The cgroups a twin's systemd-nspawn is started in, one per hierarchy systemd uses (the named v1
+ * `systemd` one and the unified one on a hybrid host; the unified one alone on a cgroup v2 host),
+ * each under this process's own cgroup there.
+ */
+export function twinCgroups(machine: string): string[] {
+    const own = readFileSync("/proc/self/cgroup", "utf8");
+    const pathIn = (pattern: RegExp) => pattern.exec(own)?.[1] ?? "/";
+    const hierarchies = [
+        { mount: "/sys/fs/cgroup/systemd", path: pathIn(/^\d+:name=systemd:(.*)$/m) },
+        { mount: "/sys/fs/cgroup/unified", path: pathIn(/^0::(.*)$/m) },
+        { mount: "/sys/fs/cgroup", path: pathIn(/^0::(.*)$/m) },
+    ];
+    return hierarchies.filter((h) => existsSync(join(h.mount, "cgroup.procs"))).map((h) => join(h.mount, h.path, machine));
+}
+
+/** Removes a stopped twin's cgroups, deepest first (a cgroup with a process left in it stays). */
+export function removeTwinCgroups(machine: string): void {
+    const remove = (dir: string) => {
+        let entries: Dirent[];
+        try {
+            entries = readdirSync(dir, { withFileTypes: true });
+        } catch {
+            return;
+        }
+        for (const entry of entries) if (entry.isDirectory()) remove(join(dir, entry.name));
+        try {
+            rmdirSync(dir);
+        } catch {
+            // busy, or gone
+        }
+    };
+    for (const dir of twinCgroups(machine)) remove(dir);
 }
 
 /** systemd-nspawn's exit status when the container asked to reboot. */
