@@ -30,6 +30,8 @@ const systemPackages =
                         { binary: "dpkg-scanpackages", pkg: "dpkg-dev", why: "the VM twin's package mirror" },
                         { binary: "ssh", pkg: "openssh-client", why: "deploying to the VM twin" },
                         { binary: "chromium", pkg: "chromium", why: "the browser tests" },
+                        // By its path: a pip or pyenv `aws` earlier on PATH is not the client the VM runs.
+                        { binary: "/usr/bin/aws", pkg: "awscli", why: "the VM twin's release store and Systems Manager stand-ins" },
                         { binary: "haproxy", pkg: "haproxy", why: "the load-balanced twin's front" },
                     ]
                   : []),
