@@ -28,7 +28,6 @@ const systemPackages =
                         { binary: "debootstrap", pkg: "debootstrap", why: "the VM twin's Debian 12 tree" },
                         { binary: "systemd-nspawn", pkg: "systemd-container", why: "booting the VM twin" },
                         { binary: "dpkg-scanpackages", pkg: "dpkg-dev", why: "the VM twin's package mirror" },
-                        { binary: "ssh", pkg: "openssh-client", why: "deploying to the VM twin" },
                         { binary: "chromium", pkg: "chromium", why: "the browser tests" },
                         // By its path: a pip or pyenv `aws` earlier on PATH is not the client the VM runs.
                         { binary: "/usr/bin/aws", pkg: "awscli", why: "the VM twin's release store and Systems Manager stand-ins" },

@@ -20,7 +20,7 @@ import { LocalStack } from "../local/localStack";
 import { hardFileLimit, sleep, waitUntil } from "../local/processes";
 import { releaseOf } from "../plan/edgePlan";
 import { close, connect, type EdgeSession, echo } from "../smoke/edgeClient";
-import { awsCli, TwinReleaseStore, twinRegion } from "../twin/releaseStore";
+import { TwinReleaseStore, twinRegion } from "../twin/releaseStore";
 import { rootfsPath, twinMirror, userDataPackages } from "../twin/rootfs";
 import { type SsmSendRequest, SsmStandIn, ssmSend } from "../twin/ssmStandIn";
 import {
@@ -36,12 +36,7 @@ import { runningTwinPids, sharedHostAddress, VmTwin } from "../twin/vmTwin";
 import { requiring, unlessTwinCanRun } from "./support/requirements";
 
 const run = promisify(execFile);
-const twinRuns = requiring(
-    unlessTwinCanRun() ||
-        (existsSync(awsCli)
-            ? false
-            : `needs Debian's AWS CLI at ${awsCli} (Debian's awscli): the stand-ins are driven with the client the VM runs`),
-);
+const twinRuns = requiring(unlessTwinCanRun());
 const skip = twinRuns.skip !== undefined;
 
 const workDir = mkdtempSync("/var/tmp/wss-edge-twin-test-");

@@ -47,10 +47,10 @@ export function unlessTwinCanRun(): string | false {
         unlessInstalled({
             "systemd-nspawn": "systemd-container",
             debootstrap: "debootstrap",
-            ssh: "openssh-client",
-            sftp: "openssh-client",
-            "ssh-keyscan": "openssh-client",
+            nsenter: "util-linux",
             ip: "iproute2",
+            // By its path: the stand-ins are driven with the client the VM runs, not a pip or pyenv `aws`.
+            "/usr/bin/aws": "awscli",
         });
     if (unmet) return unmet;
     try {
