@@ -163,8 +163,20 @@ export interface Change {
     readonly plan: Plan;
 }
 
+/** The program's registrations for a state, run once per state: a run is a pure function of its config and options. */
+const registrations = new Map<string, Promise<readonly RegisteredResource[]>>();
+function registered(state: ProgramState): Promise<readonly RegisteredResource[]> {
+    const key = JSON.stringify([state.config, state.options ?? {}]);
+    let run = registrations.get(key);
+    if (!run) {
+        run = runEdgeProgram(state.config, state.options).then((r) => r.resources);
+        registrations.set(key, run);
+    }
+    return run;
+}
+
 export async function changeBetween(before: ProgramState, after: ProgramState): Promise<Change> {
-    const first = await runEdgeProgram(before.config, before.options);
+    const first = { resources: await registered(before) };
     const replaced = new Set(after.replaced ?? []);
     for (let round = 0; round < 5; round++) {
         const second = await runEdgeProgram(after.config, { ...after.options, replaced: [...replaced] });
