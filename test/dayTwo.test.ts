@@ -67,6 +67,9 @@ const singleProxyReplaced = [
     "update edge-proxy-system-check",
 ];
 
+/** What `up` touches when it is the same in both shapes. */
+const inBothShapes = (touches: readonly string[]): Record<Shape, readonly string[]> => ({ "one VM": touches, "load-balanced": touches });
+
 interface Row {
     readonly change: string;
     readonly before?: ProgramState["config"];
@@ -82,60 +85,48 @@ const rows: Row[] = [
     {
         change: "an edge setting (connectionsPerAddress): a new edge release, rolled over the proxies, a reload",
         after: { connectionsPerAddress: "500" },
-        touches: { "one VM": edgeRelease, "load-balanced": edgeRelease },
+        touches: inBothShapes(edgeRelease),
     },
     {
         change: "affinity and allowedOrigins: a new edge release; nothing on AWS changes",
         after: { affinity: "cookie", allowedOrigins: '["https://app.example.com"]' },
-        touches: { "one VM": edgeRelease, "load-balanced": edgeRelease },
+        touches: inBothShapes(edgeRelease),
     },
     {
         change: "activeHealthChecks off: a new edge release without the agent",
         after: { activeHealthChecks: "false" },
-        touches: { "one VM": edgeRelease, "load-balanced": edgeRelease },
+        touches: inBothShapes(edgeRelease),
     },
     {
         change: "idleTimeoutSeconds: the proxies reload, and the backends restart one by one for their new ping interval",
         after: { idleTimeoutSeconds: "60" },
-        touches: {
-            "one VM": [...edgeRelease, ...[1, 2, 3].flatMap(backendRelease)].sort(),
-            "load-balanced": [...edgeRelease, ...[1, 2, 3].flatMap(backendRelease)].sort(),
-        },
+        touches: inBothShapes([...edgeRelease, ...[1, 2, 3].flatMap(backendRelease)].sort()),
     },
     {
         change: "backendBufferKiB: each backend's release in turn, its container restarted with the new bound; the proxies untouched",
         after: { backendBufferKiB: "1024" },
-        touches: { "one VM": [1, 2, 3].flatMap(backendRelease), "load-balanced": [1, 2, 3].flatMap(backendRelease) },
+        touches: inBothShapes([1, 2, 3].flatMap(backendRelease)),
     },
     {
         change: "backendCount 3 → 4: a new backend with its own role, certificate, release and gate; the proxies reload",
         after: { backendCount: "4" },
-        touches: {
-            "one VM": [...backendParts(4).map((p) => `create ${p}`), ...edgeRelease, "update edge-dashboard"].sort(),
-            "load-balanced": [...backendParts(4).map((p) => `create ${p}`), ...edgeRelease, "update edge-dashboard"].sort(),
-        },
+        touches: inBothShapes([...backendParts(4).map((p) => `create ${p}`), ...edgeRelease, "update edge-dashboard"].sort()),
     },
     {
         change: "backendCount 4 → 3: the proxies stop sending the fourth new clients, then it goes",
         before: { backendCount: "4" },
-        touches: {
-            "one VM": [...backendParts(4).map((p) => `delete ${p}`), ...edgeRelease, "update edge-dashboard"].sort(),
-            "load-balanced": [...backendParts(4).map((p) => `delete ${p}`), ...edgeRelease, "update edge-dashboard"].sort(),
-        },
+        touches: inBothShapes([...backendParts(4).map((p) => `delete ${p}`), ...edgeRelease, "update edge-dashboard"].sort()),
     },
     {
         change: "a new image of the user's own: each backend's release, deployed and gated in turn",
         before: { backendImage: "ghcr.io/acme/ws-app:1.4" },
         after: { backendImage: "ghcr.io/acme/ws-app:1.5" },
-        touches: { "one VM": [1, 2, 3].flatMap(backendRelease), "load-balanced": [1, 2, 3].flatMap(backendRelease) },
+        touches: inBothShapes([1, 2, 3].flatMap(backendRelease)),
     },
     {
         change: "a rebuilt backend/ image (new digest): the same rolling deploy",
         replaced: [builtImage],
-        touches: {
-            "one VM": ["replace backends-app", ...[1, 2, 3].flatMap(backendRelease)],
-            "load-balanced": ["replace backends-app", ...[1, 2, 3].flatMap(backendRelease)],
-        },
+        touches: inBothShapes(["replace backends-app", ...[1, 2, 3].flatMap(backendRelease)]),
     },
     {
         change: "a new Debian or Amazon Linux AMI: instances keep theirs; the proxies' group rolls onto it, launching before terminating",
@@ -145,23 +136,17 @@ const rows: Row[] = [
     {
         change: "a renewed backend certificate: only that backend's release (a TLS reload in the app) and gate",
         replaced: [certificate("edge-backend-2")],
-        touches: {
-            "one VM": [...backendRelease(2), "replace edge-backend-2"].sort(),
-            "load-balanced": [...backendRelease(2), "replace edge-backend-2"].sort(),
-        },
+        touches: inBothShapes([...backendRelease(2), "replace edge-backend-2"].sort()),
     },
     {
         change: "a renewed edge certificate: a new edge release, a reload",
         replaced: [certificate("edge-edge")],
-        touches: { "one VM": [...edgeRelease, "replace edge-edge"], "load-balanced": [...edgeRelease, "replace edge-edge"] },
+        touches: inBothShapes([...edgeRelease, "replace edge-edge"]),
     },
     {
         change: "a renewed proxy client certificate: a new edge release, and the gates' credentials in the store",
         replaced: [certificate("edge-proxy-client")],
-        touches: {
-            "one VM": [...edgeRelease, "replace edge-proxy-client", "update edge-gate-credentials"],
-            "load-balanced": [...edgeRelease, "replace edge-proxy-client", "update edge-gate-credentials"],
-        },
+        touches: inBothShapes([...edgeRelease, "replace edge-proxy-client", "update edge-gate-credentials"]),
     },
     {
         change: "a user-supplied certificate instead of the stack's: the issued one goes, a new edge release",
@@ -171,10 +156,7 @@ const rows: Row[] = [
             tlsCertificate: "-----BEGIN CERTIFICATE-----\nTUlJQg==\n-----END CERTIFICATE-----\n",
             tlsPrivateKey: "-----BEGIN PRIVATE KEY-----\nTUlJQg==\n-----END PRIVATE KEY-----\n",
         },
-        touches: {
-            "one VM": ["delete edge-edge", "delete edge-edge", "delete edge-edge", ...edgeRelease],
-            "load-balanced": ["delete edge-edge", "delete edge-edge", "delete edge-edge", ...edgeRelease],
-        },
+        touches: inBothShapes(["delete edge-edge", "delete edge-edge", "delete edge-edge", ...edgeRelease]),
     },
     {
         change: "a lost proxy VM, after `pulumi up --refresh`: one VM is created anew and serves before the address moves; the group replaces its own",
@@ -184,8 +166,8 @@ const rows: Row[] = [
     {
         change: "a lost backend, after `pulumi up --refresh`: created anew, it applies its current release at first boot, is deployed and gated; the proxies reload for its address",
         replaced: [instance("backends-backend-2")],
-        touches: {
-            "one VM": [
+        touches: inBothShapes(
+            [
                 "replace backends-backend-2",
                 "replace backends-backend-2-deploy",
                 "replace backends-backend-2-health",
@@ -194,28 +176,14 @@ const rows: Row[] = [
                 "update edge-backend-2-system-check",
                 "update edge-dashboard",
             ].sort(),
-            "load-balanced": [
-                "replace backends-backend-2",
-                "replace backends-backend-2-deploy",
-                "replace backends-backend-2-health",
-                ...edgeRelease,
-                "update edge-backend-2-instance-check",
-                "update edge-backend-2-system-check",
-                "update edge-dashboard",
-            ].sort(),
-        },
+        ),
     },
     {
         change: "backendInstanceType: each backend stopped and started in place, the next only once the one before passed its gate",
         after: { backendInstanceType: "t3.medium" },
-        touches: {
-            "one VM": [1, 2, 3]
-                .flatMap((n) => [`replace backends-backend-${n}-health`, `update (stop and start) backends-backend-${n}`])
-                .sort(),
-            "load-balanced": [1, 2, 3]
-                .flatMap((n) => [`replace backends-backend-${n}-health`, `update (stop and start) backends-backend-${n}`])
-                .sort(),
-        },
+        touches: inBothShapes(
+            [1, 2, 3].flatMap((n) => [`replace backends-backend-${n}-health`, `update (stop and start) backends-backend-${n}`]).sort(),
+        ),
     },
     {
         change: "proxyInstanceType: one VM is replaced by one of the new type, which serves before the address moves; the group rolls onto the new type",
@@ -234,7 +202,7 @@ const rows: Row[] = [
     {
         change: "alarmEmail: only the topic's email subscription is created",
         after: { alarmEmail: "ops@example.com" },
-        touches: { "one VM": ["create edge-alarms-email"], "load-balanced": ["create edge-alarms-email"] },
+        touches: inBothShapes(["create edge-alarms-email"]),
     },
 ];
 
