@@ -1,8 +1,8 @@
-import { createHash } from "node:crypto";
 import * as aws from "@pulumi/aws";
 import type * as command from "@pulumi/command";
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
+import { sha256 } from "../deploy/deployBundle";
 import { backendHost, backendUserData } from "../host/backendHost";
 import { releaseFolders, storedRelease } from "../host/releaseChannel";
 import { type BackendEnvironment, backendTlsOf } from "../plan/edgePlan";
@@ -240,10 +240,6 @@ export class BackendFleet extends pulumi.ComponentResource {
             repositoryUrl: this.repository?.repositoryUrl,
         });
     }
-}
-
-export function sha256(text: string): string {
-    return createHash("sha256").update(text).digest("hex");
 }
 
 /** Keeps the 10 newest images (instances run the newest by digest) and drops untagged ones after a week. */

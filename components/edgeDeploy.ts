@@ -1,10 +1,9 @@
 import type * as aws from "@pulumi/aws";
 import type * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
-import { backendHealthAgentScript } from "../deploy/deployBundle";
+import { backendHealthAgentScript, sha256 } from "../deploy/deployBundle";
 import { releaseFolders, storedRelease } from "../host/releaseChannel";
 import { type EdgePlan, releaseOf } from "../plan/edgePlan";
-import { sha256 } from "./backendFleet";
 import type { CommandTargets, ReleaseChannel } from "./releaseChannel";
 
 /** The PKI's part of a release, as the AWS components give it. */

@@ -54,7 +54,7 @@ export function isBundlePath(path: string): boolean {
     return /^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/.test(path) && !path.split("/").some((part) => part === "..");
 }
 
-/** Content hash of a release: what makes the deploy run again when anything in it changes. */
-export function releaseFingerprint(bundle: string): string {
-    return createHash("sha256").update(bundle).digest("hex");
+/** SHA-256 of a text, in hex: what names a release in the store, and the digests its triggers show in a preview. */
+export function sha256(text: string): string {
+    return createHash("sha256").update(text).digest("hex");
 }

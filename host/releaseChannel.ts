@@ -6,10 +6,9 @@
  * recovered serves on its own. The VM twin runs the same document commands against an
  * S3-compatible server on this machine.
  */
-import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { encodeDeployBundle } from "../deploy/deployBundle";
+import { encodeDeployBundle, sha256 } from "../deploy/deployBundle";
 import { inlineScript } from "./remoteScript";
 
 /** Where the releases are, and how a VM reaches the store. */
@@ -203,5 +202,5 @@ export function storedRelease(kind: ReleaseKind, files: Readonly<Record<string, 
     const name = deployScripts[kind];
     if (name in files) throw new Error(`a ${kind} release cannot hold a file named ${name}`);
     const content = encodeDeployBundle({ ...files, [name]: script(name) });
-    return { id: createHash("sha256").update(content).digest("hex"), content };
+    return { id: sha256(content), content };
 }
