@@ -63,6 +63,13 @@ async function reconnect(stack: LocalStack, localAddress: string, timeoutMs: num
     }
 }
 
+/** Two sessions from one client, one after the other (so through both proxies); `probeFirst` swaps their order. */
+async function connectTwice(stack: LocalStack, client: string, probeFirst: boolean): Promise<[EdgeSession, EdgeSession]> {
+    const first = await connectToEdge(stack, { localAddress: client });
+    const second = await connectToEdge(stack, { localAddress: client });
+    return probeFirst ? [second, first] : [first, second];
+}
+
 /** Whether an open session still reaches its backend (it echoes) or is being closed under it. */
 function echoOrClose(session: EdgeSession): Promise<"open" | "closed"> {
     if (session.socket.readyState !== WebSocket.OPEN) return Promise.resolve("closed");
@@ -266,10 +273,22 @@ describe("the load-balanced edge's twin: two proxies behind HAProxy", async () =
 
     describe("a proxy killed abruptly (SIGKILL to its NGINX)", () => {
         it("its clients reconnect through the front and land on the same backends as before; the other proxy's sockets stay open", async (t) => {
+            // Each client's backend, as both proxies agree on it (the front alternates them): a session
+            // placed by a retry (a busy backend's slow handshake) would not say where its hash lands.
             const sessions: { client: string; session: EdgeSession }[] = [];
             for (let i = 0; i < 60; i++) {
                 const client = newClientAddress();
-                sessions.push({ client, session: await connectToEdge(stack, { localAddress: client }) });
+                for (let attempt = 1; ; attempt++) {
+                    // Probe first for every other client, so the sessions held are spread over both proxies.
+                    const [session, probe] = await connectTwice(stack, client, i % 2 === 1);
+                    await close(probe.socket);
+                    if (probe.hello.backend === session.hello.backend) {
+                        sessions.push({ client, session });
+                        break;
+                    }
+                    await close(session.socket);
+                    assert.ok(attempt < 5, `${client}: the proxies disagree on its backend 5 times in a row`);
+                }
             }
             held.push(...sessions.map((s) => s.session));
             const dropped = new Set<string>();
