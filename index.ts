@@ -16,6 +16,7 @@ import { EdgeMonitoring } from "./components/edgeMonitoring";
 import { EdgeNetwork } from "./components/edgeNetwork";
 import { EdgePki } from "./components/edgePki";
 import { EdgeProxy } from "./components/edgeProxy";
+import { backendMemoryMiB } from "./components/instanceDefaults";
 import { InstanceRole } from "./components/instanceRole";
 import { ProxyGroup } from "./components/proxyGroup";
 import { type CommandTargets, ReleaseChannel } from "./components/releaseChannel";
@@ -112,6 +113,7 @@ const gateCredentials = channel.put(
         ),
 );
 
+const backendMemory = backendMemoryMiB(settings.backendInstanceType);
 const backends = new BackendFleet("backends", {
     instanceType: settings.backendInstanceType,
     port: settings.backendPort,
@@ -120,7 +122,7 @@ const backends = new BackendFleet("backends", {
     certificates: pki.backendCertificates,
     caCertificatePem: pki.caCertificatePem,
     image: settings.backendImage,
-    environment: backendEnvironmentOf(settings),
+    environment: backendMemory.apply((memoryMiB) => backendEnvironmentOf(settings, { memoryMiB })),
     channel,
     proxies,
     gateCredentials,
@@ -129,13 +131,14 @@ const backends = new BackendFleet("backends", {
 const publicName: pulumi.Input<string> = settings.domainName ?? balancer?.dnsName ?? (address as aws.ec2.Eip).publicIp;
 /** The edge's plan, placed on AWS: every proxy runs its config, the same upstream and hashing, so a client lands on the same backend through any of them. */
 const plan = pulumi
-    .all([pulumi.all(backends.privateIps), publicName, proxy.memoryMiB, proxy.vcpus, network.vpcCidr])
-    .apply(([backendAddresses, publicName, memoryMiB, vcpus, vpcCidr]) =>
+    .all([pulumi.all(backends.privateIps), publicName, proxy.memoryMiB, proxy.vcpus, network.vpcCidr, backendMemory])
+    .apply(([backendAddresses, publicName, memoryMiB, vcpus, vpcCidr, backendMemoryMiB]) =>
         planEdge(
             edgeSettingsOf(settings),
             awsPlacement({
                 memoryMiB,
                 vcpus,
+                backendMemoryMiB,
                 publicName,
                 backendAddresses,
                 backendPort: settings.backendPort,

@@ -12,6 +12,10 @@
 //   MAX_BUFFERED_BYTES      most held for one client that does not read: past it the backend stops
 //                           reading from that client until it catches up (default 256 KiB)
 //   STUCK_SECONDS           a client held back this long is closed with 1008 (default 150)
+//   MAX_SOCKETS             most WebSockets held at once; an upgrade past it gets 503, which the edge
+//                           takes as "try the next backend" (default 0: no cap)
+//   CLOSE_SPREAD_SECONDS    on SIGTERM (a deploy, a replacement, a scale-in), the open sockets are
+//                           closed one by one over this window, not all at once (default 10; 0: at once)
 //   TLS_SESSION_SECONDS     how long a TLS session may be resumed, and how often the key that encrypts
 //                           session tickets is replaced (default 300)
 //   METRICS_HOST, METRICS_PORT  where Prometheus metrics are served over plain HTTP, apart from the
@@ -35,6 +39,8 @@ const config = {
     maxPayloadBytes: integerFromEnv("MAX_PAYLOAD_BYTES", 16 * 1024 * 1024, 1, 1024 * 1024 * 1024),
     maxBufferedBytes: integerFromEnv("MAX_BUFFERED_BYTES", 256 * 1024, 16 * 1024, 64 * 1024 * 1024),
     stuckSeconds: integerFromEnv("STUCK_SECONDS", 150, 1, 86400),
+    closeSpreadSeconds: integerFromEnv("CLOSE_SPREAD_SECONDS", 10, 0, 300),
+    maxSockets: integerFromEnv("MAX_SOCKETS", 0, 0, 10000000),
     tlsSessionSeconds: integerFromEnv("TLS_SESSION_SECONDS", 300, 1, 86400),
     metricsHost: process.env.METRICS_HOST || "127.0.0.1",
     metricsPort: integerFromEnv("METRICS_PORT", 9464, 0, 65535),
@@ -61,6 +67,11 @@ const counters = {
         name: "wss_backend_closes_total",
         help: "WebSockets closed, by close code",
         labelNames: ["code"],
+        registers: [metrics],
+    }),
+    full: new Counter({
+        name: "wss_backend_full_refusals_total",
+        help: "Upgrades refused with 503 because MAX_SOCKETS were open (the edge tried the next backend)",
         registers: [metrics],
     }),
     heldBack: new Counter({
@@ -121,7 +132,19 @@ process.on("SIGHUP", () => {
 const ticketKeyRotation = setInterval(() => server.setTicketKeys(randomBytes(48)), config.tlsSessionSeconds * 1000);
 ticketKeyRotation.unref();
 
-const sockets = new WebSocketServer({ server, maxPayload: config.maxPayloadBytes });
+const sockets = new WebSocketServer({ noServer: true, maxPayload: config.maxPayloadBytes });
+
+// Full: refused before the 101, so the edge (proxy_next_upstream http_503) tries the next backend
+// and the client never sees it. NGINX's max_conns skips a full backend without asking; this check
+// is the exact one, across every proxy and across NGINX reloads, which start max_conns from zero.
+server.on("upgrade", (request, socket, head) => {
+    if (config.maxSockets > 0 && sockets.clients.size >= config.maxSockets) {
+        counters.full.inc();
+        socket.end("HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        return;
+    }
+    sockets.handleUpgrade(request, socket, head, (ws) => sockets.emit("connection", ws, request));
+});
 new Gauge({
     name: "wss_backend_held_back_sockets",
     help: "WebSockets held back now: their client does not read, so the backend does not read from them",
@@ -268,23 +291,45 @@ server.listen(config.port, config.host, () => {
     console.log(JSON.stringify({ event: "listening", backend: config.name, host: config.host, port }));
 });
 
+/**
+ * A stop. SIGTERM (a supervisor's: docker stop, systemd, the local stack replacing a backend): no
+ * new sockets (the edge sends new clients to the other backends at once), and the open ones are
+ * closed in a random order spread evenly over CLOSE_SPREAD_SECONDS, so that their reconnects
+ * reach the other backends as a trickle instead of one burst. SIGINT (Ctrl-C, or a whole stack
+ * going down, when no other backend is left to spread onto): all at once.
+ *
+ * Each close is 1001 "going away" with a reconnect hint in its reason, `retry-after-ms=<n>`, a
+ * random 0 to 1,000 ms: a client that honours it spreads even the sockets closed in one tick.
+ */
+const retryHintMs = 1000;
 let stopping = false;
-for (const signal of ["SIGTERM", "SIGINT"]) {
-    process.on(signal, () => {
-        if (stopping) return;
-        stopping = true;
-        // 1001 "going away": clients know to reconnect, and the edge sends them elsewhere.
-        for (const socket of sockets.clients) socket.close(1001, "backend shutting down");
-        server.close();
-        metricsServer.close();
-        const deadline = setTimeout(() => process.exit(0), 5000);
-        deadline.unref();
-        const poll = setInterval(() => {
-            if (sockets.clients.size === 0) process.exit(0);
-        }, 50);
-        poll.unref();
+function stop(spreadSeconds) {
+    if (stopping) return;
+    stopping = true;
+    server.close();
+    metricsServer.close();
+    const open = [...sockets.clients];
+    for (let i = open.length - 1; i > 0; i--) {
+        const j = Math.floor(Math.random() * (i + 1));
+        [open[i], open[j]] = [open[j], open[i]];
+    }
+    const stepMs = open.length === 0 ? 0 : (spreadSeconds * 1000) / open.length;
+    console.log(JSON.stringify({ event: "stopping", backend: config.name, sockets: open.length, spreadSeconds }));
+    open.forEach((socket, i) => {
+        const closeOne = () => socket.close(1001, `backend stopping; retry-after-ms=${Math.floor(Math.random() * retryHintMs)}`);
+        if (stepMs === 0) closeOne();
+        else setTimeout(closeOne, i * stepMs);
     });
+    // A client that never answers its close is cut by ws after 30 s; the process does not wait that long.
+    const deadline = setTimeout(() => process.exit(0), spreadSeconds * 1000 + 5000);
+    deadline.unref();
+    const poll = setInterval(() => {
+        if (sockets.clients.size === 0) process.exit(0);
+    }, 50);
+    poll.unref();
 }
+process.on("SIGTERM", () => stop(config.closeSpreadSeconds));
+process.on("SIGINT", () => stop(0));
 
 function integerFromEnv(name, fallback, min, max) {
     const raw = process.env[name];

@@ -47,6 +47,14 @@ export type Command =
       }
     | { readonly cmd: "status" }
     | { readonly cmd: "reconnect"; readonly target: TlsTarget; readonly addresses: readonly string[]; readonly deadlineMs: number }
+    /**
+     * From now on, a held socket that closes without the bench asking reconnects by itself, as a
+     * client library does: after the close's `retry-after-ms` hint when `honourHints` (else at
+     * once), then every 20 ms, 5 s per attempt, for at most `deadlineMs` after its close.
+     */
+    | { readonly cmd: "follow"; readonly target: TlsTarget; readonly honourHints: boolean; readonly deadlineMs: number }
+    /** Waits (at most `deadlineMs`) until every socket that closed since `follow` is served again or gave up, and reports each. */
+    | { readonly cmd: "followed"; readonly deadlineMs: number }
     | { readonly cmd: "close" };
 
 export interface Reply {
@@ -67,6 +75,42 @@ interface Held {
 
 const held: Held[] = [];
 let expectingClose = false;
+
+/** One socket's way back after it closed under a `follow`: times are Date.now() of this machine. */
+export interface Rejoin {
+    readonly closedAt: number;
+    readonly code: number;
+    servedAt?: number;
+    attempts: number;
+    readonly backendBefore: string;
+    backendAfter?: string;
+}
+let following: { readonly target: TlsTarget; readonly honourHints: boolean; readonly deadlineMs: number } | undefined;
+const rejoins: Rejoin[] = [];
+const rejoining = new Set<Promise<void>>();
+
+async function rejoin(entry: Held, code: number, reason: string): Promise<void> {
+    if (!following) return;
+    const { target, honourHints, deadlineMs } = following;
+    const record: Rejoin = { closedAt: Date.now(), code, attempts: 0, backendBefore: entry.backend };
+    rejoins.push(record);
+    const hint = honourHints ? /retry-after-ms=(\d+)/.exec(reason) : null;
+    if (hint) await new Promise((r) => setTimeout(r, Number(hint[1])));
+    const deadline = record.closedAt + deadlineMs;
+    while (Date.now() < deadline && following) {
+        record.attempts++;
+        try {
+            const again = await dial(target, held.indexOf(entry), entry.address, 5000);
+            Object.assign(entry, { socket: again.socket, backend: again.backend, closedUnexpectedly: false });
+            watch(entry);
+            record.servedAt = Date.now();
+            record.backendAfter = again.backend;
+            return;
+        } catch {
+            await new Promise((r) => setTimeout(r, 20));
+        }
+    }
+}
 
 /**
  * One new session as lean as a client can make it — TLS handshake, upgrade request, 101 and the
@@ -186,8 +230,13 @@ function converse(socket: WebSocket, begin: () => void, onMessage: (finish: () =
 
 /** Marks the entry when its socket closes without the bench asking. */
 function watch(entry: Held): void {
-    entry.socket.once("close", () => {
-        if (!expectingClose) entry.closedUnexpectedly = true;
+    entry.socket.once("close", (code, reason) => {
+        if (expectingClose) return;
+        entry.closedUnexpectedly = true;
+        if (!following) return;
+        const done = rejoin(entry, code, reason.toString());
+        rejoining.add(done);
+        done.finally(() => rejoining.delete(done));
     });
 }
 
@@ -345,7 +394,28 @@ async function handle(command: Command): Promise<Record<string, unknown>> {
             );
             return { dropped: dropped.length, served, lastServedMs, servedMs, attempts, sameBackend, errors: errorsSeen(errors) };
         }
+        case "follow": {
+            following = { target: command.target, honourHints: command.honourHints, deadlineMs: command.deadlineMs };
+            rejoins.length = 0;
+            return {};
+        }
+        case "followed": {
+            const deadline = Date.now() + command.deadlineMs;
+            // Settled: nothing rejoining, and no new close for 500 ms.
+            let quietSince = Date.now();
+            let seen = rejoins.length;
+            while (Date.now() < deadline) {
+                if (rejoins.length !== seen || rejoining.size > 0) {
+                    seen = rejoins.length;
+                    quietSince = Date.now();
+                } else if (Date.now() - quietSince >= 500) break;
+                await new Promise((r) => setTimeout(r, 50));
+            }
+            following = undefined;
+            return { rejoins: rejoins.splice(0) };
+        }
         case "close": {
+            following = undefined;
             expectingClose = true;
             for (const h of held.splice(0)) h.socket.terminate();
             expectingClose = false;

@@ -14,6 +14,8 @@ export interface ProxyUnderTest {
     readonly target: TlsTarget;
     /** PIDs whose memory and CPU count as the proxy's (none for direct). */
     processes(): number[];
+    /** Starts a new process with the same config and soft-stops the old one, where the proxy has such a reload (HAProxy's -sf). */
+    reload?(): Promise<void>;
     /** The most sockets it can hold on this machine, when something other than the proxy sets it. */
     readonly socketCeiling?: { readonly sockets: number; readonly why: string };
     stop(): Promise<void>;
@@ -128,7 +130,11 @@ ip_hash; server 127.0.0.1:${p1}; server 127.0.0.1:${p2}; server 127.0.0.1:${p3};
  * the backends with verification and the client certificate. HAProxy is one process; to hold
  * more sockets than one process's descriptor limit allows, several share the port (SO_REUSEPORT).
  */
-export async function haproxy({ stack, dir, fileLimit }: BenchContext, instances: number): Promise<ProxyUnderTest> {
+export async function haproxy(
+    { stack, dir, fileLimit }: BenchContext,
+    instances: number,
+    options: { readonly closeSpreadSeconds?: number } = {},
+): Promise<ProxyUnderTest> {
     const root = join(dir, "haproxy");
     mkdirSync(root, { recursive: true });
     const pki = stack.certificates;
@@ -139,6 +145,11 @@ export async function haproxy({ stack, dir, fileLimit }: BenchContext, instances
     writeFileSync(join(root, "ca.crt"), pki.caCertificatePem);
     const port = await freePort("127.0.0.1");
     const perProcess = Math.floor((fileLimit - 200) / 2);
+    // A soft stop (reload) closes the old process's connections over the window; it quits 5 s after it.
+    const spread =
+        options.closeSpreadSeconds === undefined
+            ? ""
+            : `    close-spread-time ${options.closeSpreadSeconds}s\n    hard-stop-after ${options.closeSpreadSeconds + 5}s\n`;
     const servers = backendPorts(stack)
         .map(
             (p, i) =>
@@ -152,7 +163,7 @@ export async function haproxy({ stack, dir, fileLimit }: BenchContext, instances
     nbthread 2
     ssl-default-bind-options ssl-min-ver TLSv1.2
     ssl-default-bind-ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305
-defaults
+${spread}defaults
     mode http
     maxconn ${perProcess}
     timeout connect 5s
@@ -174,9 +185,9 @@ backend wss
 ${servers}
 `,
     );
-    const children: ChildProcess[] = Array.from({ length: instances }, () =>
-        spawn("haproxy", ["-db", "-f", join(root, "haproxy.cfg")], { stdio: ["ignore", "ignore", "inherit"] }),
-    );
+    const start = (...args: string[]) =>
+        spawn("haproxy", ["-db", "-f", join(root, "haproxy.cfg"), ...args], { stdio: ["ignore", "ignore", "inherit"] });
+    const children: ChildProcess[] = Array.from({ length: instances }, () => start());
     await waitForPort("127.0.0.1", port, 10000);
     return {
         name: "haproxy",
@@ -186,6 +197,14 @@ ${servers}
         socketCeiling: {
             sockets: perProcess * instances,
             why: `${instances} process(es) × ${perProcess} (the ${fileLimit}-descriptor limit per process)`,
+        },
+        reload: async () => {
+            // As `systemctl reload haproxy` without the master: the new process binds beside the
+            // old ones (SO_REUSEPORT), then tells them to soft-stop (SIGUSR1).
+            const old = children.splice(0);
+            children.push(start("-sf", ...old.map((c) => String(c.pid))));
+            // hard-stop-after ends them; a config without it is cut after a minute.
+            await Promise.all(old.map((c) => terminate(c, "SIGCONT", 60000)));
         },
         stop: async () => {
             await Promise.all(children.map((c) => terminate(c, "SIGTERM")));

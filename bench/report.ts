@@ -1,7 +1,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type ScaleResult, scaleTable } from "./scale";
-import { type StormResult, stormTable } from "./storms";
+import { type StormRun, stormRunMarkdown } from "./storms";
 import { type TunnelBufferResult, tunnelBufferTable } from "./tunnelBuffers";
 
 export interface ProxyResult {
@@ -36,7 +36,7 @@ export interface BenchResults {
     machine: Record<string, string | number>;
     results: ProxyResult[];
     /** Reconnect storms (bench/storms.ts), when run. */
-    storms?: StormResult[];
+    storms?: StormRun;
     /** The tunnelBufferKiB sweep (bench/tunnelBuffers.ts), when run. */
     tunnelBuffers?: TunnelBufferResult[];
     /** The scale step (bench/scale.ts), when run. */
@@ -142,7 +142,7 @@ export function markdown(report: BenchResults): string {
                   "",
                   "Every client of what died reconnects at once; times are from the cause to each client's next hello. The direct row is the floor this machine's generator and backends set with no proxy at all.",
                   "",
-                  stormTable(report.storms),
+                  stormRunMarkdown(report.storms),
                   "",
               ]
             : []),

@@ -31,7 +31,7 @@ import {
 import { type BenchResults, type ProxyResult, writeReport } from "./report";
 import { fullScalePlan, holdAtScale, quickScalePlan, type ScalePlan, type ScaleResult } from "./scale";
 import { benchLogger, sum } from "./stats";
-import { fullStormPlan, quickStormPlan, runStorms, type StormPlan, type StormResult } from "./storms";
+import { fullStormPlan, quickStormPlan, runStorms, type StormPlan, type StormRun } from "./storms";
 import { measureThroughput, type ThroughputPlan } from "./throughput";
 import { sweepTunnelBuffers, type TunnelBufferPlan, type TunnelBufferResult } from "./tunnelBuffers";
 
@@ -130,7 +130,7 @@ async function main(dir: string): Promise<void> {
 
     const results: ProxyResult[] = [];
     let tunnelBuffers: TunnelBufferResult[] | undefined;
-    let storms: StormResult[] | undefined;
+    let storms: StormRun | undefined;
     let scale: ScaleResult | undefined;
     const proxiesAndBuffers = async () => {
         // One worker per proxy core, as `worker_processes auto` gives on a VM that size; more only to hold sockets.
@@ -186,7 +186,7 @@ async function main(dir: string): Promise<void> {
     };
     const reconnectStorms = async () => {
         if (!wanted("storms")) return;
-        log("— reconnect storms: a backend restarts, a backend dies, a proxy dies");
+        log("— reconnect storms: a backend restarts, a backend dies, a proxy dies; a backend stops with its closes spread");
         storms = await runStorms(plan.storms, dir);
     };
     const sections = [proxiesAndBuffers, scaleStep, reconnectStorms];

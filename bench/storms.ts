@@ -15,14 +15,21 @@
  *
  * Clients come from many /24s (several generator processes), and reconnect at once with 20 ms
  * between attempts and a 5 s limit per attempt, as a client library's reconnect loop might.
+ *
+ * Spread closes (a backend stopping for a deploy): each client reconnects the moment its socket
+ * closes (after the close's retry-after-ms hint, when there is one), and the table gives each
+ * one's time from its close to its next hello, and the most new sessions the surviving backends
+ * took in any one second: this project's backend stopping with closeSpreadSeconds 0 (all at once,
+ * as before) and with the window, next to HAProxy reloading with the same close-spread-time (its
+ * soft stop spreads the closing of its own connections; it has nothing that spreads a backend's).
  */
 import { execFileSync } from "node:child_process";
 import { join } from "node:path";
 import { LocalStack } from "../local/localStack";
 import { childPids, sleep } from "../local/processes";
-import type { TlsTarget } from "./loadClient";
+import type { Rejoin, TlsTarget } from "./loadClient";
 import { LoadFleet } from "./loadFleet";
-import { direct, haproxy, wssEdge } from "./proxies";
+import { type BenchContext, direct, haproxy, wssEdge } from "./proxies";
 import { runSectionAlone } from "./sectionAlone";
 import { benchLogger, percentile, sum } from "./stats";
 
@@ -30,10 +37,36 @@ export interface StormPlan {
     /** Sockets held before the cause; those on the victim reconnect. */
     readonly sockets: number;
     readonly loadProcesses: number;
+    /** The close window of the spread-close rows (the setting's default in the full run). */
+    readonly closeSpreadSeconds: number;
 }
 
-export const fullStormPlan: StormPlan = { sockets: 3000, loadProcesses: 5 };
-export const quickStormPlan: StormPlan = { sockets: 90, loadProcesses: 2 };
+/** A stop whose closes may be spread, and how its clients came back (each reconnecting as its socket closed). */
+export interface SpreadResult {
+    readonly scenario: string;
+    readonly proxy: string;
+    readonly sockets: number;
+    readonly reconnecting: number;
+    readonly served: number;
+    /** From the first close its clients saw to the last. */
+    readonly closeSpanMs: number;
+    /** Each client's time from its close to its next hello. */
+    readonly p50Ms: number;
+    readonly p99Ms: number;
+    readonly maxMs: number;
+    /** The most of them served again within any one second. */
+    readonly peakSessionsPerSecond: number;
+    readonly sameBackend: number;
+}
+
+/** What one run of the storms measured. */
+export interface StormRun {
+    readonly storms: StormResult[];
+    readonly spread: SpreadResult[];
+}
+
+export const fullStormPlan: StormPlan = { sockets: 3000, loadProcesses: 5, closeSpreadSeconds: 10 };
+export const quickStormPlan: StormPlan = { sockets: 90, loadProcesses: 2, closeSpreadSeconds: 2 };
 
 export interface StormResult {
     readonly scenario: string;
@@ -117,22 +150,82 @@ async function storm(
     }
 }
 
+/** The most of `times` (ms) within any one second. */
+export function peakPerSecond(times: readonly number[]): number {
+    const sorted = [...times].sort((a, b) => a - b);
+    let peak = 0;
+    for (let first = 0, last = 0; last < sorted.length; last++) {
+        while (sorted[last] - sorted[first] >= 1000) first++;
+        peak = Math.max(peak, last - first + 1);
+    }
+    return peak;
+}
+
+/** Holds `plan.sockets` through `target`; every client follows its socket's close by reconnecting; runs `cause`. */
+async function spreadStorm(
+    fleet: LoadFleet,
+    scenario: string,
+    proxy: string,
+    target: TlsTarget,
+    plan: StormPlan,
+    honourHints: boolean,
+    cause: () => Promise<void>,
+): Promise<SpreadResult> {
+    try {
+        const per = Math.ceil(plan.sockets / fleet.size);
+        await fleet.all((n) => ({
+            cmd: "open",
+            target,
+            count: per,
+            addresses: LoadFleet.addresses(n),
+            concurrency: 64,
+            deadlineMs: 120000,
+        }));
+        await fleet.all(() => ({ cmd: "follow", target, honourHints, deadlineMs: 60000 }));
+        await cause();
+        const rejoins = (await fleet.all(() => ({ cmd: "followed", deadlineMs: 90000 }))).flatMap((r) => r.rejoins as Rejoin[]);
+        const served = rejoins.filter((r) => r.servedAt !== undefined);
+        const waits = served.map((r) => (r.servedAt as number) - r.closedAt).sort((a, b) => a - b);
+        const closes = rejoins.map((r) => r.closedAt);
+        const result: SpreadResult = {
+            scenario,
+            proxy,
+            sockets: per * fleet.size,
+            reconnecting: rejoins.length,
+            served: served.length,
+            closeSpanMs: closes.length === 0 ? 0 : Math.max(...closes) - Math.min(...closes),
+            p50Ms: percentile(waits, 0.5),
+            p99Ms: percentile(waits, 0.99),
+            maxMs: waits.at(-1) ?? Number.NaN,
+            peakSessionsPerSecond: peakPerSecond(served.map((r) => r.servedAt as number)),
+            sameBackend: served.filter((r) => r.backendAfter === r.backendBefore).length,
+        };
+        log(
+            `${proxy}, ${scenario}: ${result.served}/${result.reconnecting} served again; closes over ${result.closeSpanMs} ms; p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms, max ${result.maxMs} ms from each close; peak ${result.peakSessionsPerSecond} new sessions/s`,
+        );
+        return result;
+    } finally {
+        await fleet.all(() => ({ cmd: "close" })).catch(() => undefined);
+    }
+}
+
 /** Every storm, in one run. */
-export async function runStorms(plan: StormPlan, dir: string): Promise<StormResult[]> {
+export async function runStorms(plan: StormPlan, dir: string): Promise<StormRun> {
     const fileLimit = Number(execFileSync("sh", ["-c", "ulimit -Hn"], { encoding: "utf8" }).trim());
-    const results: StormResult[] = [];
+    const run: StormRun = { storms: [], spread: [] };
     const fleet = await LoadFleet.start(plan.loadProcesses);
     try {
-        await stormsOnOneProxy(plan, dir, fileLimit, fleet, results);
-        await stormOnTheTier(plan, dir, fileLimit, fleet, results);
+        await stormsOnOneProxy(plan, dir, fileLimit, fleet, run);
+        await stormOnTheTier(plan, dir, fileLimit, fleet, run.storms);
     } finally {
         await fleet.stop();
     }
-    return results;
+    return run;
 }
 
-/** A backend restarts, then dies, behind each proxy under test, and with no proxy at all. */
-async function stormsOnOneProxy(plan: StormPlan, dir: string, fileLimit: number, fleet: LoadFleet, results: StormResult[]): Promise<void> {
+/** A backend restarts, then dies, behind each proxy under test, and with no proxy at all; then the spread closes. */
+async function stormsOnOneProxy(plan: StormPlan, dir: string, fileLimit: number, fleet: LoadFleet, run: StormRun): Promise<void> {
+    const results = run.storms;
     const stack = await LocalStack.start({ stateDir: join(dir, "storm-stack"), edgePort: 0, workerProcesses: 2 });
     try {
         const context = { stack, dir, fileLimit };
@@ -160,8 +253,53 @@ async function stormsOnOneProxy(plan: StormPlan, dir: string, fileLimit: number,
                 await proxy.stop();
             }
         }
+        await spreadCloses(plan, context, victim, fleet, run.spread);
     } finally {
         await stack.stop();
+    }
+}
+
+/** A backend stops for a deploy (SIGTERM, then started again) with its closes at once and spread; HAProxy reloads with close-spread-time. */
+async function spreadCloses(
+    plan: StormPlan,
+    context: BenchContext,
+    victim: string,
+    fleet: LoadFleet,
+    results: SpreadResult[],
+): Promise<void> {
+    const { stack } = context;
+    const edge = wssEdge(context);
+    for (const [seconds, honourHints] of [
+        [0, false],
+        [plan.closeSpreadSeconds, true],
+    ] as const) {
+        // The victim reads its window when it starts: restarted under the new setting first.
+        await stack.reconfigure({ closeSpreadSeconds: String(seconds) });
+        await stack.stopBackend(victim, "SIGINT");
+        await stack.restartBackend(victim);
+        const scenario = seconds === 0 ? "backend stops, closes at once" : `backend stops, closes spread over ${seconds} s`;
+        results.push(
+            await spreadStorm(fleet, scenario, edge.name, edge.target, plan, honourHints, async () => {
+                await stack.stopBackend(victim, "SIGTERM");
+                await stack.restartBackend(victim);
+            }),
+        );
+    }
+    const reloading = await haproxy(context, 1, { closeSpreadSeconds: plan.closeSpreadSeconds });
+    try {
+        results.push(
+            await spreadStorm(
+                fleet,
+                `HAProxy reloads, close-spread-time ${plan.closeSpreadSeconds}s`,
+                reloading.name,
+                reloading.target,
+                plan,
+                true,
+                () => reloading.reload?.() ?? Promise.resolve(),
+            ),
+        );
+    } finally {
+        await reloading.stop();
     }
 }
 
@@ -188,6 +326,30 @@ async function stormOnTheTier(plan: StormPlan, dir: string, fileLimit: number, f
     }
 }
 
+export function spreadTable(results: readonly SpreadResult[]): string {
+    return [
+        "| Stop | Proxy | Reconnecting | Served | Closes over ms | p50 ms | p99 ms | max ms (each from its close) | Peak new sessions/s | Back on their backend |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        ...results.map(
+            (r) =>
+                `| ${r.scenario} | ${r.proxy} | ${r.reconnecting} of ${r.sockets} | ${r.served} | ${r.closeSpanMs} | ${r.p50Ms} | ${r.p99Ms} | ${r.maxMs} | ${r.peakSessionsPerSecond} | ${r.sameBackend} |`,
+        ),
+    ].join("\n");
+}
+
+/** Both tables of a run, as the report shows them. */
+export function stormRunMarkdown(run: StormRun): string {
+    return [
+        stormTable(run.storms),
+        "",
+        "### Spread closes",
+        "",
+        "Each client reconnects as its socket closes (after the close's retry-after-ms hint, when it has one); times are from each client's own close to its next hello.",
+        "",
+        spreadTable(run.spread),
+    ].join("\n");
+}
+
 export function stormTable(results: readonly StormResult[]): string {
     const errors = (e: Record<string, number>) =>
         Object.entries(e)
@@ -207,6 +369,6 @@ export function stormTable(results: readonly StormResult[]): string {
 
 if (require.main === module) {
     runSectionAlone("storms", "Reconnect storms", async (quick, dir) =>
-        stormTable(await runStorms(quick ? quickStormPlan : fullStormPlan, dir)),
+        stormRunMarkdown(await runStorms(quick ? quickStormPlan : fullStormPlan, dir)),
     );
 }

@@ -24,7 +24,7 @@ export interface BackendFleetArgs {
     /** Run this image instead of building `backend/` into an ECR repository. */
     readonly image?: string;
     /** What the edge's settings tell every backend (the plan's backendEnvironmentOf). */
-    readonly environment: BackendEnvironment;
+    readonly environment: pulumi.Input<BackendEnvironment>;
     /** The release store and the documents the deploys and gates run. */
     readonly channel: ReleaseChannel;
     /** Where each health gate runs: the proxies, which check the backend over mutual TLS as NGINX will. */
@@ -168,14 +168,14 @@ export class BackendFleet extends pulumi.ComponentResource {
             );
 
             const settings = pulumi
-                .all([this.imageReference, repository?.repositoryUrl])
-                .apply(([image, repositoryUrl]) =>
+                .all([this.imageReference, repository?.repositoryUrl, args.environment])
+                .apply(([image, repositoryUrl, environment]) =>
                     [
                         `IMAGE=${image}`,
                         `REGISTRY=${repositoryUrl ? repositoryUrl.split("/")[0] : ""}`,
                         `BACKEND_NAME=${cert.name}`,
                         `PORT=${args.port}`,
-                        ...Object.entries(args.environment).map(([key, value]) => `${key}=${value}`),
+                        ...Object.entries(environment).map(([key, value]) => `${key}=${value}`),
                         `METRICS_PORT=${backendHost.metricsPort}`,
                         "",
                     ].join("\n"),

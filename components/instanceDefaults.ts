@@ -17,6 +17,11 @@ export function cpuArchitecture(instanceType: string): "arm64" | "x86_64" {
     return /^a1\./.test(instanceType) || /^[a-z]+[0-9]+[a-z]*g[a-z]*\./.test(instanceType) ? "arm64" : "x86_64";
 }
 
+/** The backends' instance type's memory, which sets how many sockets each holds. */
+export function backendMemoryMiB(instanceType: string): pulumi.Output<number> {
+    return aws.ec2.getInstanceTypeOutput({ instanceType }).memorySize;
+}
+
 /** The proxy's image and what its instance type offers (memory and vCPUs size NGINX's workers and its socket ceiling). */
 export function proxyMachine(instanceType: string, parent: pulumi.Resource) {
     const architecture = cpuArchitecture(instanceType);

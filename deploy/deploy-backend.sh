@@ -6,14 +6,17 @@
 # The bundle has the edge release's format (deploy/deployBundle.ts): one line per file,
 # "<relative path> <base64 content>". Files: tls/server.crt, tls/server.key, tls/client-ca.crt,
 # and backend.env (IMAGE, REGISTRY, BACKEND_NAME, PORT, METRICS_PORT, and what the edge's settings
-# tell the app: PING_INTERVAL_SECONDS, MAX_BUFFERED_BYTES, STUCK_SECONDS).
+# tell the app: PING_INTERVAL_SECONDS, MAX_BUFFERED_BYTES, STUCK_SECONDS, CLOSE_SPREAD_SECONDS,
+# MAX_SOCKETS).
 #
 # What it does depends on what changed since the last release:
 #   - only certificates: the files are swapped in and the app is sent SIGHUP; it loads them for
 #     new connections and keeps every open socket (Node's setSecureContext);
 #   - the image or the app's settings, or no app running: the new image is pulled first, then
-#     the old container stops (its clients get 1001 and reconnect) and the new one starts; the
-#     script returns once it listens. The edge's health gate then checks it from the proxy.
+#     the old container stops (it closes its sockets with 1001 over CLOSE_SPREAD_SECONDS of the
+#     release it was started with, so docker waits that long and 10 s more before killing it) and
+#     the new one starts; the script returns once it listens. The edge's health gate then checks
+#     it from the proxy.
 #
 # Environment:
 #   WSS_BACKEND_ROOT   where the TLS files and the current backend.env live (default /etc/wss-backend)
@@ -56,6 +59,14 @@ port=$(setting PORT)
 [[ "$port" =~ ^[0-9]+$ ]] || fail "backend.env: PORT '$port' is not a port"
 [ -n "$image" ] || fail "backend.env: no IMAGE"
 
+# Seconds docker gives the app to stop: its close window, and 10 s to finish.
+stop_timeout() {
+    local spread
+    spread=$(sed -n 's/^CLOSE_SPREAD_SECONDS=//p' "$1" 2>/dev/null | head -n 1)
+    [[ "$spread" =~ ^[0-9]+$ ]] || spread=0
+    echo $((spread + 10))
+}
+
 running() { [ "$("$docker" inspect -f '{{.State.Running}}' "$container" 2>/dev/null)" = "true" ]; }
 
 # Each file is renamed into place, so the app never reads half a certificate.
@@ -88,16 +99,16 @@ fi
 
 install_tls
 if "$docker" inspect "$container" >/dev/null 2>&1; then
-    # SIGTERM: the app closes its sockets with 1001 so that clients reconnect, then exits.
-    "$docker" stop -t 10 "$container" >/dev/null
+    # SIGTERM: the app closes its sockets with 1001, spread over its window, then exits.
+    "$docker" stop -t "$(stop_timeout "$root/backend.env")" "$container" >/dev/null
     "$docker" rm "$container" >/dev/null
 fi
 env_args=()
-for key in BACKEND_NAME PORT PING_INTERVAL_SECONDS MAX_BUFFERED_BYTES STUCK_SECONDS METRICS_PORT; do env_args+=(-e "$key=$(setting "$key")"); done
+for key in BACKEND_NAME PORT PING_INTERVAL_SECONDS MAX_BUFFERED_BYTES STUCK_SECONDS CLOSE_SPREAD_SECONDS MAX_SOCKETS METRICS_PORT; do env_args+=(-e "$key=$(setting "$key")"); done
 metrics=$(setting METRICS_PORT)
 [[ "$metrics" =~ ^[0-9]+$ ]] || fail "backend.env: METRICS_PORT '$metrics' is not a port"
 # The metrics listen on all of the container's addresses; the security group admits the proxy's only.
-"$docker" run -d --name "$container" --restart=always --stop-timeout 10 \
+"$docker" run -d --name "$container" --restart=always --stop-timeout "$(stop_timeout "$stage/backend.env")" \
     -p "$port:$port" -p "$metrics:$metrics" -e METRICS_HOST=0.0.0.0 "${env_args[@]}" \
     -v "$root/tls:/etc/wss-backend/tls:ro" "$image" >/dev/null
 mv -f "$stage/backend.env" "$root/backend.env"

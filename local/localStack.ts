@@ -499,10 +499,17 @@ export class LocalStack {
         return b;
     }
 
-    /** Sends `signal` to a backend and waits for it to exit. */
+    /**
+     * Sends `signal` to a backend and waits for it to exit: after SIGTERM it closes its sockets
+     * over the closeSpreadSeconds window, which it gets in full and 10 s more, as docker gives it on AWS.
+     */
     async stopBackend(name: string, signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
         const b = this.backend(name);
-        if (b.process) await terminate(b.process, signal);
+        if (b.process) await terminate(b.process, signal, this.backendStopGraceMs());
+    }
+
+    protected backendStopGraceMs(): number {
+        return (this.settings.closeSpreadSeconds + 10) * 1000;
     }
 
     /** Starts a stopped backend again on its old port. */
@@ -530,7 +537,8 @@ export class LocalStack {
         if (!this.lock) return;
         await this.front?.stop();
         await Promise.all(this.proxies.map((p) => p.stop()));
-        await Promise.all(this.backends.map((b) => (b.process ? terminate(b.process, "SIGTERM") : undefined)));
+        // SIGINT: all at once, as nothing is left to spread the reconnects onto.
+        await Promise.all(this.backends.map((b) => (b.process ? terminate(b.process, "SIGINT") : undefined)));
         this.lock.release();
     }
 
@@ -594,7 +602,8 @@ export async function stopDetachedStack(stateDir: string): Promise<string[]> {
         }
         for (const backend of outputs.backends) {
             if (isAlive(backend.pid) && commandLine(backend.pid).includes(backend.entry ?? backendEntry)) {
-                await terminatePid(backend.pid, "SIGTERM");
+                // The whole stack goes: its sockets close at once (SIGINT), not spread over the window.
+                await terminatePid(backend.pid, "SIGINT");
                 stopped.push(`${backend.name} (pid ${backend.pid})`);
             }
         }

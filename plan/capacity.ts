@@ -49,6 +49,36 @@ export function proxySocketCeiling(capacity: ProxyCapacity): number {
 }
 
 /**
+ * A backend's memory per held WebSocket (RSS of the Node app over TLS, with its ping and echo
+ * state): 41 to 47 KiB measured through the local stack with 1,000 more sockets on each of three
+ * backends, rounded up.
+ */
+export const backendMemoryPerSocketKiB = 48;
+
+/** The machine the local stack's and the VM twin's backends stand for: the default backendInstanceType, t3.small. */
+export const defaultBackendMachine = { memoryMiB: 2048 } as const;
+
+/**
+ * The most WebSockets one backend holds: what is left of its memory after 512 MiB for the OS,
+ * Docker and the app's own heap, and a quarter for socket buffers and clients being held back,
+ * divided by the measured cost per socket; the backendMaxSockets setting when it is set.
+ */
+export function backendSocketCeiling(settings: Pick<EdgeSettings, "backendMaxSockets">, machine: { readonly memoryMiB: number }): number {
+    if (settings.backendMaxSockets > 0) return settings.backendMaxSockets;
+    const usableMiB = machine.memoryMiB - 512 - machine.memoryMiB / 4;
+    return Math.max(100, Math.floor((usableMiB * 1024) / backendMemoryPerSocketKiB));
+}
+
+/**
+ * What each proxy admits to one backend (NGINX's max_conns): the backend's ceiling shared by the
+ * proxies, rounded up. The balancer spreads clients over the proxies evenly, not exactly: a
+ * backend may be reported full by one proxy while another still has room for it.
+ */
+export function backendSocketsPerProxy(ceiling: number, proxyCount: number): number {
+    return Math.ceil(ceiling / proxyCount);
+}
+
+/**
  * Connections a Network Load Balancer carries to one target (IP and port) at once with client IP
  * preservation off, as the edge's target groups have it (the proxies read the client's address
  * from the PROXY protocol header): about 55,000, AWS's documented limit ("Client IP

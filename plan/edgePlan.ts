@@ -12,7 +12,7 @@ import { renderNginxConfig } from "../nginx/renderNginxConfig";
 import { backendTlsFiles } from "../pki/certificateLayout";
 import { edgePkiSpec, type PkiSpec } from "../pki/pkiSpec";
 import type { EdgeSettings } from "../settings/edgeSettings";
-import { socketCeiling, vmProxyHost } from "./capacity";
+import { backendSocketCeiling, backendSocketsPerProxy, defaultBackendMachine, socketCeiling, vmProxyHost } from "./capacity";
 
 export type PlacementKind = "aws" | "local" | "twin";
 
@@ -40,6 +40,8 @@ export interface EdgePlacement {
     readonly publicPort: number;
     /** The backends, as the proxy reaches them. */
     readonly backends: readonly UpstreamServer[];
+    /** What each backend runs on: its memory sets how many sockets it holds. */
+    readonly backendMachine: { readonly memoryMiB: number };
 }
 
 /**
@@ -87,6 +89,8 @@ export interface EdgePlan {
     readonly host: EdgeHostProfile;
     /** WebSockets the proxy admits at once; undefined: no ceiling but NGINX's own (the local stack). */
     readonly maxSockets: number | undefined;
+    /** WebSockets one backend holds, all proxies together; each proxy admits its share (max_conns). */
+    readonly backendMaxSockets: number;
     readonly nginxConfig: string;
     /** What every backend runs with, besides its own name, address and certificate. */
     readonly backendEnvironment: BackendEnvironment;
@@ -108,15 +112,19 @@ export function planEdge(settings: EdgeSettings, placement: EdgePlacement): Edge
                   placement.proxy.proxyProtocolFrom ? { proxyProtocolFrom: placement.proxy.proxyProtocolFrom } : {},
               )
             : placement.proxy.host;
-    const spec = edgeConfigSpec(settings, placement.backends, host, placement.serverNames, placement.publicPort);
+    const backendMaxSockets = backendSocketCeiling(settings, placement.backendMachine);
+    const perProxy = backendSocketsPerProxy(backendMaxSockets, settings.proxyCount);
+    const backends = placement.backends.map((backend) => ({ ...backend, maxConns: perProxy }));
+    const spec = edgeConfigSpec(settings, backends, host, placement.serverNames, placement.publicPort);
     return {
         settings,
         placement,
         spec,
         host,
         maxSockets: socketCeiling(settings, host),
+        backendMaxSockets,
         nginxConfig: renderNginxConfig(spec),
-        backendEnvironment: backendEnvironmentOf(settings),
+        backendEnvironment: backendEnvironmentOf(settings, placement.backendMachine),
         healthAgent: settings.activeHealthChecks,
     };
 }
@@ -126,14 +134,22 @@ export interface BackendEnvironment {
     readonly PING_INTERVAL_SECONDS: string;
     readonly MAX_BUFFERED_BYTES: string;
     readonly STUCK_SECONDS: string;
+    readonly CLOSE_SPREAD_SECONDS: string;
+    readonly MAX_SOCKETS: string;
 }
 
-export function backendEnvironmentOf(settings: Pick<EdgeSettings, "idleTimeoutSeconds" | "backendBufferKiB">): BackendEnvironment {
+export function backendEnvironmentOf(
+    settings: Pick<EdgeSettings, "idleTimeoutSeconds" | "backendBufferKiB" | "closeSpreadSeconds" | "backendMaxSockets">,
+    machine: EdgePlacement["backendMachine"],
+): BackendEnvironment {
     return {
         PING_INTERVAL_SECONDS: String(backendPingIntervalSeconds(settings)),
         MAX_BUFFERED_BYTES: String(settings.backendBufferKiB * 1024),
         // Before NGINX's own send timeout (idleTimeoutSeconds) would cut it without a word.
         STUCK_SECONDS: String(Math.max(5, Math.floor(settings.idleTimeoutSeconds / 2))),
+        CLOSE_SPREAD_SECONDS: String(settings.closeSpreadSeconds),
+        // The backend's own check: exact across proxies and NGINX reloads, where max_conns is not.
+        MAX_SOCKETS: String(backendSocketCeiling(settings, machine)),
     };
 }
 
@@ -213,6 +229,8 @@ export const twinMachine = { memoryMiB: 4096, vcpus: 2 } as const;
 export function awsPlacement(facts: {
     readonly memoryMiB: number;
     readonly vcpus: number;
+    /** The backends' instance type's memory. */
+    readonly backendMemoryMiB: number;
     readonly publicName: string;
     readonly backendAddresses: readonly string[];
     readonly backendPort: number;
@@ -230,15 +248,30 @@ export function awsPlacement(facts: {
         serverNames: [facts.publicName],
         publicPort: 443,
         backends: facts.backendAddresses.map((address) => ({ address, port: facts.backendPort })),
+        backendMachine: { memoryMiB: facts.backendMemoryMiB },
     };
 }
 
 /** On the VM twin: the proxy VM's image on the machine it stands for, reached as localhost, in front of backends on this machine. */
 export function twinPlacement(backends: readonly UpstreamServer[]): EdgePlacement {
-    return { kind: "twin", proxy: { kind: "vm", ...twinMachine }, serverNames: ["localhost"], publicPort: 443, backends };
+    return {
+        kind: "twin",
+        proxy: { kind: "vm", ...twinMachine },
+        serverNames: ["localhost"],
+        publicPort: 443,
+        backends,
+        backendMachine: defaultBackendMachine,
+    };
 }
 
 /** On this machine: a proxy's own host profile, the endpoint's port (the front's, when there are several proxies). */
 export function localPlacement(host: EdgeHostProfile, publicPort: number, backends: readonly UpstreamServer[]): EdgePlacement {
-    return { kind: "local", proxy: { kind: "local", host }, serverNames: ["localhost"], publicPort, backends };
+    return {
+        kind: "local",
+        proxy: { kind: "local", host },
+        serverNames: ["localhost"],
+        publicPort,
+        backends,
+        backendMachine: defaultBackendMachine,
+    };
 }

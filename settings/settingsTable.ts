@@ -127,6 +127,24 @@ export const settingsTable = {
         description:
             "Seconds a socket may go without data from the backend before NGINX closes it (10 to 86400). Backends ping every third of it, at most every 30 s.",
     },
+    backendMaxSockets: {
+        scope: "edge",
+        kind: "integer",
+        default: 0,
+        min: 0,
+        max: 1000000,
+        description:
+            "Most WebSockets one backend holds, all proxies together (0 to 1,000,000). 0: from the backend's memory (21,845 on t3.small; locally and on the VM twin, as on t3.small). A full backend is skipped: a new client goes on to the next backend of its hash order, and comes home on a later reconnect once there is room; with every backend full, new sockets get 502.",
+    },
+    closeSpreadSeconds: {
+        scope: "edge",
+        kind: "integer",
+        default: 10,
+        min: 0,
+        max: 300,
+        description:
+            "When a backend stops (a deploy, a new image, a scale-in), it closes its sockets one by one over this many seconds (0 to 300), each with 1001 and a random reconnect hint of up to 1 s, so their reconnects reach the other backends as a trickle. 0: all at once. See the reconnect section of docs/aws.md.",
+    },
     backendBufferKiB: {
         scope: "edge",
         kind: "integer",

@@ -32,8 +32,26 @@ async function openFromDistinctNetworks(pool: SocketPool, stack: LocalStack, fir
     return clients;
 }
 
+/**
+ * Close times spread over a window of `seconds`: from the first to the last, at least half of it,
+ * and no tenth of it holding more than a third of them (all at once would put every one in one).
+ */
+function assertSpread(times: readonly number[], seconds: number): void {
+    const first = Math.min(...times);
+    const span = Math.max(...times) - first;
+    assert.ok(span >= (seconds * 1000) / 2, `closes spread over ${span} ms of a ${seconds} s window`);
+    const bins = new Map<number, number>();
+    for (const t of times) {
+        const bin = Math.floor((t - first) / (seconds * 100));
+        bins.set(bin, (bins.get(bin) ?? 0) + 1);
+    }
+    const busiest = Math.max(...bins.values());
+    assert.ok(busiest <= times.length / 3, `${busiest} of ${times.length} closes within one tenth of the window`);
+}
+
 describe("replacing a backend under 1,000 open sockets", async () => {
-    const stack = await startTestEdge();
+    const closeSpreadSeconds = 4;
+    const stack = await startTestEdge({ settings: { closeSpreadSeconds: String(closeSpreadSeconds) } });
     const pool = new SocketPool();
 
     it("loses no socket on the untouched backends, and the replaced one's clients are served by its successor", async () => {
@@ -51,9 +69,20 @@ describe("replacing a backend under 1,000 open sockets", async () => {
         assert.notEqual(newPort, oldPort);
         assert.notEqual(pid, oldPid);
 
-        // The predecessor sends 1001 to each of its clients as it stops.
+        // The predecessor sends 1001 to each of its clients as it stops, spread over its window,
+        // each with a reconnect hint of up to a second.
         await waitUntil(10000, () => onReplaced.every((s) => pool.closed.has(s.socket)), "every socket on the old backend-2 closed");
         assert.deepEqual(new Set(onReplaced.map((s) => pool.closed.get(s.socket))), new Set([1001]));
+        const closings = onReplaced.map((s) => pool.closings.get(s.socket)!);
+        for (const { reason } of closings) {
+            const hint = /^backend stopping; retry-after-ms=(\d+)$/.exec(reason);
+            assert.ok(hint && Number(hint[1]) < 1000, `a close reason with a hint under 1 s: ${JSON.stringify(reason)}`);
+        }
+        assert.ok(new Set(closings.map((c) => c.reason)).size > 10, "the hints differ");
+        assertSpread(
+            closings.map((c) => c.at),
+            closeSpreadSeconds,
+        );
         const lost = untouched.filter((s) => s.socket.readyState !== WebSocket.OPEN);
         assert.equal(lost.length, 0, `${lost.length} sockets closed on untouched backends`);
         const echoes = await Promise.all(untouched.map((s, i) => echo(s.socket, `still here ${i}`)));

@@ -179,10 +179,10 @@ const rows: Row[] = [
         ),
     },
     {
-        change: "backendInstanceType: each backend stopped and started in place, the next only once the one before passed its gate",
+        change: "backendInstanceType: each backend stopped and started in place, then given its new socket cap (a release), the next only once the one before passed its gate; then the proxies get the backends' new capacity (max_conns)",
         after: { backendInstanceType: "t3.medium" },
         touches: inBothShapes(
-            [1, 2, 3].flatMap((n) => [`replace backends-backend-${n}-health`, `update (stop and start) backends-backend-${n}`]).sort(),
+            [...edgeRelease, ...[1, 2, 3].flatMap((n) => [...backendRelease(n), `update (stop and start) backends-backend-${n}`])].sort(),
         ),
     },
     {
@@ -220,15 +220,15 @@ describe("the change matrix: what `pulumi up` does after each change, in both sh
         }
     }
 
-    it("proxyCount 2 → 3 [load-balanced]: the group grows in place; no serving proxy is touched", async () => {
+    it("proxyCount 2 → 3 [load-balanced]: the group grows in place; no serving proxy is replaced; each gets its new share of the backends (a release, a reload)", async () => {
         const change = await changeBetween({ config: { proxyCount: "2" } }, { config: { proxyCount: "3" } });
-        assert.deepEqual(touched(change.plan), ["update edge-proxies"]);
+        assert.deepEqual(touched(change.plan), [...edgeRelease, "update edge-proxies"].sort());
         assertAvailability(change);
     });
 
-    it("proxyCount 3 → 2 [load-balanced]: the group shrinks in place; the proxy it removes is deregistered and drained first", async () => {
+    it("proxyCount 3 → 2 [load-balanced]: the group shrinks in place; the proxy it removes is deregistered and drained first; the others get their new share of the backends", async () => {
         const change = await changeBetween({ config: { proxyCount: "3" } }, { config: { proxyCount: "2" } });
-        assert.deepEqual(touched(change.plan), ["update edge-proxies"]);
+        assert.deepEqual(touched(change.plan), [...edgeRelease, "update edge-proxies"].sort());
         assertAvailability(change);
     });
 

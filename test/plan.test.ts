@@ -8,6 +8,7 @@ import fc from "fast-check";
 import { backendHealthAgentFile } from "../deploy/deployBundle";
 import type { EdgeHostProfile } from "../nginx/edgeConfigFromSettings";
 import type { UpstreamServer } from "../nginx/edgeConfigSpec";
+import { defaultBackendMachine } from "../plan/capacity";
 import {
     awsPlacement,
     type EdgeCertificates,
@@ -57,7 +58,13 @@ function placed(settings: RawSettings): Record<"aws" | "twin" | "local", EdgePla
     return {
         aws: planEdge(
             edge,
-            awsPlacement({ ...twinMachine, publicName: "localhost", backendAddresses: backends.map((b) => b.address), backendPort: 17001 }),
+            awsPlacement({
+                ...twinMachine,
+                backendMemoryMiB: defaultBackendMachine.memoryMiB,
+                publicName: "localhost",
+                backendAddresses: backends.map((b) => b.address),
+                backendPort: 17001,
+            }),
         ),
         twin: planEdge(edge, twinPlacement(backends.map((b) => ({ ...b, port: 17001 })))),
         local: planEdge(edge, localPlacement(localHost, 20443, backends)),
@@ -112,12 +119,20 @@ describe("one plan, three placements", () => {
         const edge = validateEdgeSettings({});
         const onItsOwn = planEdge(
             edge,
-            awsPlacement({ memoryMiB: 16384, vcpus: 2, publicName: "ws.example.com", backendAddresses: ["10.0.1.21"], backendPort: 8443 }),
+            awsPlacement({
+                memoryMiB: 16384,
+                vcpus: 2,
+                backendMemoryMiB: 2048,
+                publicName: "ws.example.com",
+                backendAddresses: ["10.0.1.21"],
+                backendPort: 8443,
+            }),
         );
         const behind = planEdge(
             edge,
             awsPlacement({
                 memoryMiB: 16384,
+                backendMemoryMiB: 2048,
                 vcpus: 2,
                 publicName: "ws.example.com",
                 backendAddresses: ["10.0.1.21"],

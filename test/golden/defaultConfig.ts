@@ -5,20 +5,24 @@
  */
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { edgeConfigSpec } from "../../nginx/edgeConfigFromSettings";
-import { renderNginxConfig } from "../../nginx/renderNginxConfig";
-import { vmProxyHost } from "../../plan/capacity";
+import { defaultBackendMachine } from "../../plan/capacity";
+import { awsPlacement, planEdge } from "../../plan/edgePlan";
 import { validateSettings } from "../../settings/edgeSettings";
 
 export const goldenPath = join(__dirname, "default.nginx.conf");
 
-/** Default settings, a domain name, three backends, on the default proxy instance type (c6i.large). */
+/** Default settings, a domain name, three backends, on the default instance types (c6i.large, t3.small). */
 export function defaultConfig(): string {
     const settings = validateSettings({ domainName: "ws.example.com", httpRedirect: "true" });
-    const backends = ["10.0.1.21", "10.0.2.22", "10.0.3.23"].map((address) => ({ address, port: settings.backendPort }));
-    return renderNginxConfig(
-        edgeConfigSpec(settings, backends, vmProxyHost({ memoryMiB: 4096, vcpus: 2, backendCount: 3 }), ["ws.example.com"]),
-    );
+    const placement = awsPlacement({
+        memoryMiB: 4096,
+        vcpus: 2,
+        backendMemoryMiB: defaultBackendMachine.memoryMiB,
+        publicName: "ws.example.com",
+        backendAddresses: ["10.0.1.21", "10.0.2.22", "10.0.3.23"],
+        backendPort: settings.backendPort,
+    });
+    return planEdge(settings, placement).nginxConfig;
 }
 
 if (require.main === module) {

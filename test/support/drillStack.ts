@@ -103,7 +103,7 @@ export class DrillStack extends LocalStack {
         }
         this.backends[index] = successor;
         await this.deploy();
-        if (predecessor.process) await terminate(predecessor.process, "SIGTERM");
+        if (predecessor.process) await terminate(predecessor.process, "SIGTERM", this.backendStopGraceMs());
         await this.writeState();
         return { oldPort: predecessor.port, newPort: successor.port, pid: successor.pid };
     }

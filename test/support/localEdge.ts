@@ -70,6 +70,8 @@ export async function whileBackendsStopped<T>(
 export class SocketPool {
     readonly sessions: EdgeSession[] = [];
     readonly closed = new Map<WebSocket, number>();
+    /** When each closed socket saw its close (Date.now()), and the reason it was given. */
+    readonly closings = new Map<WebSocket, { readonly at: number; readonly reason: string }>();
 
     constructor() {
         after(() => this.closeAll());
@@ -83,7 +85,10 @@ export class SocketPool {
 
     track(session: EdgeSession): void {
         this.sessions.push(session);
-        session.socket.once("close", (code) => this.closed.set(session.socket, code));
+        session.socket.once("close", (code, reason) => {
+            this.closed.set(session.socket, code);
+            this.closings.set(session.socket, { at: Date.now(), reason: reason.toString() });
+        });
     }
 
     async closeAll(): Promise<void> {

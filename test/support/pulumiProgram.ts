@@ -203,6 +203,7 @@ export const mockInstanceTypes: Record<string, { memorySize: number; defaultVcpu
     "t3.small": { memorySize: 2048, defaultVcpus: 2 },
     "t3.medium": { memorySize: 4096, defaultVcpus: 2 },
     "t4g.nano": { memorySize: 512, defaultVcpus: 2 },
+    "c7g.large": { memorySize: 4096, defaultVcpus: 2 },
     "c7g.2xlarge": { memorySize: 16384, defaultVcpus: 8 },
     "c7gn.16xlarge": { memorySize: 131072, defaultVcpus: 64 },
     "m6i.metal": { memorySize: 524288, defaultVcpus: 128 },
