@@ -16,6 +16,7 @@ import { EdgeMonitoring } from "./components/edgeMonitoring";
 import { EdgeNetwork } from "./components/edgeNetwork";
 import { EdgePki } from "./components/edgePki";
 import { EdgeProxy } from "./components/edgeProxy";
+import { FleetNotice } from "./components/fleetNotice";
 import { backendMemoryMiB } from "./components/instanceDefaults";
 import { InstanceRole } from "./components/instanceRole";
 import { ProxyGroup } from "./components/proxyGroup";
@@ -157,6 +158,15 @@ const edgeDeploy = new EdgeDeploy("edge-deploy", {
     plan,
     certificates: pki,
     after: backends.backends.map((b) => b.healthGate),
+});
+
+// Then each backend learns the fleet the proxies now route by, and moves the sockets whose key hashes elsewhere.
+new FleetNotice("backend-fleet", {
+    channel,
+    backends: backends.backends,
+    port: settings.backendPort,
+    plan,
+    after: [edgeDeploy.deploy],
 });
 
 // The single VM's address moves to a VM only once it serves: after the deploy that checked it.

@@ -14,6 +14,10 @@
 //   STUCK_SECONDS           a client held back this long is closed with 1008 (default 150)
 //   MAX_SOCKETS             most WebSockets held at once; an upgrade past it gets 503, which the edge
 //                           takes as "try the next backend" (default 0: no cap)
+//   FLEET_FILE              the edge's upstream as it is now (JSON: affinity, servers, self), read at
+//                           start and on SIGHUP; when it changes, the sockets whose key now hashes
+//                           to another backend are moved there (default /etc/wss-backend/fleet.json)
+//   REBALANCE_SECONDS       the window over which they are closed with 1012, one by one (default 60)
 //   CLOSE_SPREAD_SECONDS    on SIGTERM (a deploy, a replacement, a scale-in), the open sockets are
 //                           closed one by one over this window, not all at once (default 10; 0: at once)
 //   TLS_SESSION_SECONDS     how long a TLS session may be resumed, and how often the key that encrypts
@@ -29,6 +33,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
 import { WebSocketServer } from "ws";
+import { binaryAddress, consistentHashIndex, ipHashIndex } from "./upstreamHash.mjs";
 
 const config = {
     name: process.env.BACKEND_NAME || hostname(),
@@ -41,6 +46,8 @@ const config = {
     stuckSeconds: integerFromEnv("STUCK_SECONDS", 150, 1, 86400),
     closeSpreadSeconds: integerFromEnv("CLOSE_SPREAD_SECONDS", 10, 0, 300),
     maxSockets: integerFromEnv("MAX_SOCKETS", 0, 0, 10000000),
+    fleetFile: process.env.FLEET_FILE || "/etc/wss-backend/fleet.json",
+    rebalanceSeconds: integerFromEnv("REBALANCE_SECONDS", 60, 1, 86400),
     tlsSessionSeconds: integerFromEnv("TLS_SESSION_SECONDS", 300, 1, 86400),
     metricsHost: process.env.METRICS_HOST || "127.0.0.1",
     metricsPort: integerFromEnv("METRICS_PORT", 9464, 0, 65535),
@@ -74,6 +81,11 @@ const counters = {
         help: "Upgrades refused with 503 because MAX_SOCKETS were open (the edge tried the next backend)",
         registers: [metrics],
     }),
+    rebalanced: new Counter({
+        name: "wss_backend_rebalanced_total",
+        help: "WebSockets closed with 1012 because the fleet changed and their key now hashes to another backend",
+        registers: [metrics],
+    }),
     heldBack: new Counter({
         name: "wss_backend_held_back_total",
         help: "Times a client that did not read was held back (its reads paused) at MAX_BUFFERED_BYTES",
@@ -82,7 +94,16 @@ const counters = {
 };
 
 /** Headers the edge sets and the hello reports back, so a client can see what the backend saw. */
-const reportedHeaders = ["host", "upgrade", "connection", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-tls", "x-real-ip"];
+const reportedHeaders = [
+    "host",
+    "upgrade",
+    "connection",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-tls",
+    "x-real-ip",
+    "x-affinity-key",
+];
 
 /**
  * The page at / for a person with a browser: it opens a socket to this origin and shows, live, the
@@ -115,8 +136,10 @@ function tlsContext() {
 const server = createServer({ ...tlsContext(), requestCert: true, rejectUnauthorized: true });
 
 // A renewed certificate: new connections get it, open sockets keep theirs. A file that doesn't
-// load (half-written, wrong key) leaves the current context serving and says why.
+// load (half-written, wrong key) leaves the current context serving and says why. A new fleet
+// file: the sockets it no longer hashes here move (see rebalance).
 process.on("SIGHUP", () => {
+    followFleet();
     try {
         server.setSecureContext(tlsContext());
         server.setTicketKeys(randomBytes(48));
@@ -182,6 +205,10 @@ const pingSlots = Math.min(Math.max(config.pingIntervalSeconds, 1), 30);
 let connectionsSeen = 0;
 sockets.on("connection", (socket, request) => {
     socket.isAlive = true;
+    // What the edge hashed to choose this backend: its key, or else the client's address.
+    socket.clientAddress = request.headers["x-real-ip"] || request.socket.remoteAddress;
+    const key = request.headers["x-affinity-key"];
+    if (key) socket.affinityKey = Buffer.from(key, "latin1");
     socket.pingSlot = connectionsSeen++ % pingSlots;
     socket.on("pong", () => (socket.isAlive = true));
     socket.on("message", (data, isBinary) => {
@@ -209,6 +236,95 @@ sockets.on("connection", (socket, request) => {
         }),
     );
 });
+
+/**
+ * Rebalancing: the edge hashes each key over the fleet (ip_hash, or a consistent hash of the
+ * affinity key), so when backends join or leave, some keys hash elsewhere, but their open
+ * sockets stay where they are, for hours with WebSockets. The placement writes the fleet file
+ * once every proxy routes by the new fleet, then sends SIGHUP; the sockets whose key now hashes to
+ * another backend are closed with 1012 ("service restart": reconnect now) in a random order
+ * spread over REBALANCE_SECONDS, and each reconnects to its new backend, which keeps it. A
+ * socket is moved once per change; a newer fleet replaces the moves not yet made.
+ *
+ * Fleet file: { "affinity": "client-address" | "hash", "servers": ["10.0.1.21:8443", …], "self": "10.0.1.21:8443" },
+ * the servers as the edge's upstream names them, in its order.
+ */
+let fleet = readFleet(undefined);
+let pendingMoves = [];
+
+function readFleet(current) {
+    let text;
+    try {
+        text = readFileSync(config.fleetFile, "utf8");
+    } catch (error) {
+        if (error.code !== "ENOENT")
+            console.error(JSON.stringify({ event: "fleet-unreadable", backend: config.name, error: String(error) }));
+        return current;
+    }
+    try {
+        const next = JSON.parse(text);
+        const valid =
+            (next.affinity === "client-address" || next.affinity === "hash") &&
+            Array.isArray(next.servers) &&
+            next.servers.length > 0 &&
+            next.servers.every((s) => typeof s === "string") &&
+            typeof next.self === "string";
+        if (!valid) throw new Error("wants { affinity: client-address|hash, servers: [host:port…], self: host:port }");
+        return next;
+    } catch (error) {
+        console.error(JSON.stringify({ event: "fleet-invalid", backend: config.name, file: config.fleetFile, error: String(error) }));
+        return current;
+    }
+}
+
+/** The index of the server the edge hashes this socket's key to, in `of`'s order. */
+function homeOf(socket, of) {
+    if (of.affinity === "client-address") return ipHashIndex(socket.clientAddress, of.servers.length);
+    return consistentHashIndex(socket.affinityKey ?? binaryAddress(socket.clientAddress), of.servers);
+}
+
+function followFleet() {
+    const next = readFleet(fleet);
+    const changed = JSON.stringify(next) !== JSON.stringify(fleet);
+    fleet = next;
+    if (changed && next) rebalance(next);
+}
+
+function rebalance(of) {
+    for (const timer of pendingMoves) clearTimeout(timer);
+    pendingMoves = [];
+    const self = of.servers.indexOf(of.self);
+    // A backend leaving the fleet moves nothing: its stop closes every socket, spread.
+    if (self < 0 || stopping) return;
+    const away = [...sockets.clients].filter((socket) => socket.readyState === socket.OPEN && homeOf(socket, of) !== self);
+    shuffle(away);
+    console.log(
+        JSON.stringify({
+            event: "rebalancing",
+            backend: config.name,
+            moving: away.length,
+            of: sockets.clients.size,
+            seconds: config.rebalanceSeconds,
+        }),
+    );
+    const stepMs = (config.rebalanceSeconds * 1000) / Math.max(1, away.length);
+    pendingMoves = away.map((socket, i) => {
+        const timer = setTimeout(() => {
+            if (socket.readyState !== socket.OPEN) return;
+            counters.rebalanced.inc();
+            socket.close(1012, "rebalancing: reconnect to reach your key's backend");
+        }, i * stepMs);
+        timer.unref();
+        return timer;
+    });
+}
+
+function shuffle(items) {
+    for (let i = items.length - 1; i > 0; i--) {
+        const j = Math.floor(Math.random() * (i + 1));
+        [items[i], items[j]] = [items[j], items[i]];
+    }
+}
 
 /**
  * Backpressure: a client that sends but does not read would make the echo pile up here without
@@ -308,11 +424,9 @@ function stop(spreadSeconds) {
     stopping = true;
     server.close();
     metricsServer.close();
+    for (const timer of pendingMoves) clearTimeout(timer);
     const open = [...sockets.clients];
-    for (let i = open.length - 1; i > 0; i--) {
-        const j = Math.floor(Math.random() * (i + 1));
-        [open[i], open[j]] = [open[j], open[i]];
-    }
+    shuffle(open);
     const stepMs = open.length === 0 ? 0 : (spreadSeconds * 1000) / open.length;
     console.log(JSON.stringify({ event: "stopping", backend: config.name, sockets: open.length, spreadSeconds }));
     open.forEach((socket, i) => {

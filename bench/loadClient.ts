@@ -78,6 +78,8 @@ let expectingClose = false;
 
 /** One socket's way back after it closed under a `follow`: times are Date.now() of this machine. */
 export interface Rejoin {
+    /** Which held socket (its index in this generator). */
+    readonly client: number;
     readonly closedAt: number;
     readonly code: number;
     servedAt?: number;
@@ -92,7 +94,7 @@ const rejoining = new Set<Promise<void>>();
 async function rejoin(entry: Held, code: number, reason: string): Promise<void> {
     if (!following) return;
     const { target, honourHints, deadlineMs } = following;
-    const record: Rejoin = { closedAt: Date.now(), code, attempts: 0, backendBefore: entry.backend };
+    const record: Rejoin = { client: held.indexOf(entry), closedAt: Date.now(), code, attempts: 0, backendBefore: entry.backend };
     rejoins.push(record);
     const hint = honourHints ? /retry-after-ms=(\d+)/.exec(reason) : null;
     if (hint) await new Promise((r) => setTimeout(r, Number(hint[1])));

@@ -39,6 +39,8 @@ export interface StormPlan {
     readonly loadProcesses: number;
     /** The close window of the spread-close rows (the setting's default in the full run). */
     readonly closeSpreadSeconds: number;
+    /** The rebalance rows' window. */
+    readonly rebalanceSeconds: number;
 }
 
 /** A stop whose closes may be spread, and how its clients came back (each reconnecting as its socket closed). */
@@ -59,14 +61,35 @@ export interface SpreadResult {
     readonly sameBackend: number;
 }
 
+/** Backends added under open sockets, and how the sockets whose key moved got there. */
+export interface RebalanceResult {
+    readonly scenario: string;
+    readonly affinity: string;
+    readonly sockets: number;
+    readonly rebalanceSeconds: number;
+    /** Sockets closed with 1012 and served again on another backend. */
+    readonly moved: number;
+    readonly served: number;
+    /** Clients closed more than once. */
+    readonly movedTwice: number;
+    /** From the change (the reconfigure starting) to the last moved socket served again. */
+    readonly lastServedMs: number;
+    readonly peakSessionsPerSecond: number;
+    /** Largest over smallest backend by open sockets, before the change (3 backends) and after (4). */
+    readonly ratioBefore: number;
+    readonly ratioAfter: number;
+    readonly perBackendAfter: Record<string, number>;
+}
+
 /** What one run of the storms measured. */
 export interface StormRun {
     readonly storms: StormResult[];
     readonly spread: SpreadResult[];
+    readonly rebalance: RebalanceResult[];
 }
 
-export const fullStormPlan: StormPlan = { sockets: 3000, loadProcesses: 5, closeSpreadSeconds: 10 };
-export const quickStormPlan: StormPlan = { sockets: 90, loadProcesses: 2, closeSpreadSeconds: 2 };
+export const fullStormPlan: StormPlan = { sockets: 3000, loadProcesses: 5, closeSpreadSeconds: 10, rebalanceSeconds: 20 };
+export const quickStormPlan: StormPlan = { sockets: 90, loadProcesses: 2, closeSpreadSeconds: 2, rebalanceSeconds: 2 };
 
 export interface StormResult {
     readonly scenario: string;
@@ -212,11 +235,12 @@ async function spreadStorm(
 /** Every storm, in one run. */
 export async function runStorms(plan: StormPlan, dir: string): Promise<StormRun> {
     const fileLimit = Number(execFileSync("sh", ["-c", "ulimit -Hn"], { encoding: "utf8" }).trim());
-    const run: StormRun = { storms: [], spread: [] };
+    const run: StormRun = { storms: [], spread: [], rebalance: [] };
     const fleet = await LoadFleet.start(plan.loadProcesses);
     try {
         await stormsOnOneProxy(plan, dir, fileLimit, fleet, run);
         await stormOnTheTier(plan, dir, fileLimit, fleet, run.storms);
+        for (const affinity of ["client-address", "query:room"]) run.rebalance.push(await scaleOut(plan, dir, fileLimit, fleet, affinity));
     } finally {
         await fleet.stop();
     }
@@ -303,6 +327,79 @@ async function spreadCloses(
     }
 }
 
+/** 3 → 4 backends under `plan.sockets` sockets (a room each in query mode); each client reconnects as soon as it is closed. */
+async function scaleOut(plan: StormPlan, dir: string, fileLimit: number, fleet: LoadFleet, affinity: string): Promise<RebalanceResult> {
+    const stack = await LocalStack.start({
+        stateDir: join(dir, `rebalance-${affinity.replace(":", "-")}`),
+        edgePort: 0,
+        workerProcesses: 2,
+        settings: { affinity, rebalanceSeconds: String(plan.rebalanceSeconds) },
+    });
+    try {
+        const base = wssEdge({ stack, dir, fileLimit }).target;
+        const per = Math.ceil(plan.sockets / fleet.size);
+        // A room per socket: room n of generator g. (ws keeps the URL's query on every reconnect.)
+        for (let g = 0; g < fleet.size; g++)
+            await fleet.send(g, {
+                cmd: "open",
+                target:
+                    affinity === "client-address"
+                        ? base
+                        : { ...base, urls: Array.from({ length: per }, (_, i) => `${base.urls[0]}?room=g${g}-${i}`) },
+                count: per,
+                addresses: LoadFleet.addresses(g),
+                concurrency: 64,
+                deadlineMs: 120000,
+            });
+        const ratio = (counts: Record<string, number>) => Math.max(...Object.values(counts)) / Math.min(...Object.values(counts));
+        const perBackend = async () => {
+            const merged: Record<string, number> = {};
+            for (const status of await fleet.all(() => ({ cmd: "status" })))
+                for (const [name, n] of Object.entries(status.perBackend as Record<string, number>)) merged[name] = (merged[name] ?? 0) + n;
+            return merged;
+        };
+        const ratioBefore = ratio(await perBackend());
+        for (let g = 0; g < fleet.size; g++) {
+            const target =
+                affinity === "client-address"
+                    ? base
+                    : { ...base, urls: Array.from({ length: per }, (_, i) => `${base.urls[0]}?room=g${g}-${i}`) };
+            await fleet.send(g, { cmd: "follow", target, honourHints: false, deadlineMs: 60000 });
+        }
+        const started = Date.now();
+        await stack.reconfigure({ backendCount: "4" });
+        await sleep(plan.rebalanceSeconds * 1000);
+        const replies = await fleet.all(() => ({ cmd: "followed", deadlineMs: 90000 }));
+        const rejoins = replies.flatMap((r, g) => (r.rejoins as Rejoin[]).map((j) => ({ ...j, generator: g })));
+        const served = rejoins.filter((r) => r.servedAt !== undefined);
+        const closesPerClient = new Map<string, number>();
+        for (const r of rejoins)
+            closesPerClient.set(`${r.generator}:${r.client}`, (closesPerClient.get(`${r.generator}:${r.client}`) ?? 0) + 1);
+        const after = await perBackend();
+        const result: RebalanceResult = {
+            scenario: "3 → 4 backends",
+            affinity,
+            sockets: per * fleet.size,
+            rebalanceSeconds: plan.rebalanceSeconds,
+            moved: served.filter((r) => r.backendAfter !== r.backendBefore).length,
+            served: served.length,
+            movedTwice: [...closesPerClient.values()].filter((n) => n > 1).length,
+            lastServedMs: Math.max(0, ...served.map((r) => (r.servedAt as number) - started)),
+            peakSessionsPerSecond: peakPerSecond(served.map((r) => r.servedAt as number)),
+            ratioBefore,
+            ratioAfter: ratio(after),
+            perBackendAfter: after,
+        };
+        log(
+            `rebalance, ${affinity}: ${result.moved} of ${result.sockets} moved (${result.movedTwice} twice); last served ${result.lastServedMs} ms after the change; peak ${result.peakSessionsPerSecond}/s; largest/smallest ${ratioBefore.toFixed(2)} → ${result.ratioAfter.toFixed(2)} ${JSON.stringify(after)}`,
+        );
+        return result;
+    } finally {
+        await fleet.all(() => ({ cmd: "close" })).catch(() => undefined);
+        await stack.stop();
+    }
+}
+
 /** One of two proxies of the load-balanced twin dies. */
 async function stormOnTheTier(plan: StormPlan, dir: string, fileLimit: number, fleet: LoadFleet, results: StormResult[]): Promise<void> {
     const tier = await LocalStack.start({
@@ -347,6 +444,23 @@ export function stormRunMarkdown(run: StormRun): string {
         "Each client reconnects as its socket closes (after the close's retry-after-ms hint, when it has one); times are from each client's own close to its next hello.",
         "",
         spreadTable(run.spread),
+        "",
+        "### Rebalancing after scale-out",
+        "",
+        "3 → 4 backends under open sockets (client-address: a /24 each; query: a room each); each client reconnects as soon as it is closed. Moved: closed with 1012 and served again on another backend.",
+        "",
+        rebalanceTable(run.rebalance),
+    ].join("\n");
+}
+
+export function rebalanceTable(results: readonly RebalanceResult[]): string {
+    return [
+        "| Change | Affinity | Sockets | Window s | Moved | Moved twice | Last served ms after the change | Peak new sessions/s | Largest/smallest before → after |",
+        "|---|---|---|---|---|---|---|---|---|",
+        ...results.map(
+            (r) =>
+                `| ${r.scenario} | ${r.affinity} | ${r.sockets} | ${r.rebalanceSeconds} | ${r.moved} | ${r.movedTwice} | ${r.lastServedMs} | ${r.peakSessionsPerSecond} | ${r.ratioBefore.toFixed(2)} → ${r.ratioAfter.toFixed(2)} |`,
+        ),
     ].join("\n");
 }
 

@@ -4,6 +4,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { healthGateTimeoutSeconds } from "../host/backendHost";
 import { edgeDeployEnvironment } from "../host/proxyHost";
 import {
+    backendFleetDocument,
     backendReleaseDocument,
     type CommandDocument,
     currentKey,
@@ -53,6 +54,7 @@ export class ReleaseChannel extends pulumi.ComponentResource {
     readonly edgeDocument: aws.ssm.Document;
     readonly backendDocument: aws.ssm.Document;
     readonly gateDocument: aws.ssm.Document;
+    readonly fleetDocument: aws.ssm.Document;
     /** The bucket's settings: objects are written only once these apply. */
     private readonly guards: pulumi.Resource[];
     readonly region: pulumi.Output<string>;
@@ -133,6 +135,7 @@ export class ReleaseChannel extends pulumi.ComponentResource {
         this.edgeDocument = document("edge", (store) => edgeReleaseDocument(store, edgeDeployEnvironment));
         this.backendDocument = document("backend", (store) => backendReleaseDocument(store));
         this.gateDocument = document("gate", (store) => healthGateDocument(store, args.backendServerName, healthGateTimeoutSeconds));
+        this.fleetDocument = document("fleet", () => backendFleetDocument());
 
         this.registerOutputs({ bucket: this.bucket.bucket, keyArn: this.key.arn });
     }

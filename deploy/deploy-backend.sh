@@ -7,7 +7,8 @@
 # "<relative path> <base64 content>". Files: tls/server.crt, tls/server.key, tls/client-ca.crt,
 # and backend.env (IMAGE, REGISTRY, BACKEND_NAME, PORT, METRICS_PORT, and what the edge's settings
 # tell the app: PING_INTERVAL_SECONDS, MAX_BUFFERED_BYTES, STUCK_SECONDS, CLOSE_SPREAD_SECONDS,
-# MAX_SOCKETS).
+# MAX_SOCKETS, REBALANCE_SECONDS). The fleet file (backend-fleet.sh writes it) is mounted from
+# $root/fleet, a folder, so that a file renamed into it is seen by the running app.
 #
 # What it does depends on what changed since the last release:
 #   - only certificates: the files are swapped in and the app is sent SIGHUP; it loads them for
@@ -30,7 +31,7 @@ container=wss-backend
 
 fail() { echo "deploy-backend: $*" >&2; exit 1; }
 
-mkdir -p "$root/tls"
+mkdir -p "$root/tls" "$root/fleet"
 exec 9>"$root/.deploy.lock"
 flock -w 60 9 || fail "another deploy holds $root/.deploy.lock"
 
@@ -104,13 +105,14 @@ if "$docker" inspect "$container" >/dev/null 2>&1; then
     "$docker" rm "$container" >/dev/null
 fi
 env_args=()
-for key in BACKEND_NAME PORT PING_INTERVAL_SECONDS MAX_BUFFERED_BYTES STUCK_SECONDS CLOSE_SPREAD_SECONDS MAX_SOCKETS METRICS_PORT; do env_args+=(-e "$key=$(setting "$key")"); done
+for key in BACKEND_NAME PORT PING_INTERVAL_SECONDS MAX_BUFFERED_BYTES STUCK_SECONDS CLOSE_SPREAD_SECONDS MAX_SOCKETS REBALANCE_SECONDS METRICS_PORT; do env_args+=(-e "$key=$(setting "$key")"); done
 metrics=$(setting METRICS_PORT)
 [[ "$metrics" =~ ^[0-9]+$ ]] || fail "backend.env: METRICS_PORT '$metrics' is not a port"
 # The metrics listen on all of the container's addresses; the security group admits the proxy's only.
 "$docker" run -d --name "$container" --restart=always --stop-timeout "$(stop_timeout "$stage/backend.env")" \
     -p "$port:$port" -p "$metrics:$metrics" -e METRICS_HOST=0.0.0.0 "${env_args[@]}" \
-    -v "$root/tls:/etc/wss-backend/tls:ro" "$image" >/dev/null
+    -v "$root/tls:/etc/wss-backend/tls:ro" -v "$root/fleet:/etc/wss-backend/fleet:ro" \
+    -e FLEET_FILE=/etc/wss-backend/fleet/fleet.json "$image" >/dev/null
 mv -f "$stage/backend.env" "$root/backend.env"
 
 for _ in $(seq 1 60); do

@@ -36,6 +36,7 @@ export const s3Url = (store: ReleaseStore, key: string) => `s3://${store.bucket}
 const script = (name: string) => readFileSync(join(__dirname, "..", "deploy", name), "utf8");
 export const applyReleaseScript = script("apply-release.sh");
 const healthGateScript = script("backend-health-gate.sh");
+const backendFleetScript = script("backend-fleet.sh");
 
 /** The environment every store command gets: the region, and the endpoint when it is not AWS's. */
 function storeEnvironment(store: ReleaseStore): string {
@@ -161,6 +162,22 @@ export function healthGateDocument(store: ReleaseStore, serverName: string, time
         },
         "backendHealthGate",
         healthGateCommand(store, { name: "{{ Backend }}", address: "{{ Address }}", port: "{{ Port }}", serverName, timeoutSeconds }),
+    );
+}
+
+/** The backends' third document: the fleet every proxy routes by, for the app's rebalancing (backend-fleet.sh). */
+export function backendFleetDocument(): CommandDocument {
+    return commandDocument(
+        "wss-edge: tell a backend's app the fleet the proxies route by (backend-fleet.sh), so that it moves the sockets whose key now hashes elsewhere",
+        {
+            Fleet: {
+                type: "String",
+                description: "The fleet file (JSON: affinity, servers, self), base64",
+                allowedPattern: "^[A-Za-z0-9+/=]{16,8192}$",
+            },
+        },
+        "tellBackendFleet",
+        inlineScript(backendFleetScript, "backend-fleet", ["{{ Fleet }}"]),
     );
 }
 

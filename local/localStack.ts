@@ -7,7 +7,16 @@ import type { UpstreamServer } from "../nginx/edgeConfigSpec";
 import { healthPath } from "../nginx/renderNginxConfig";
 import { issueWithOpenSsl, type LocalCertificate, type LocalPki } from "../pki/openSslIssuer";
 import { backendServerName } from "../pki/pkiSpec";
-import { backendTlsOf, type EdgePlan, edgePkiPlan, healthGateCredentials, localPlacement, planEdge, releaseBundle } from "../plan/edgePlan";
+import {
+    backendFleetFile,
+    backendTlsOf,
+    type EdgePlan,
+    edgePkiPlan,
+    healthGateCredentials,
+    localPlacement,
+    planEdge,
+    releaseBundle,
+} from "../plan/edgePlan";
 import { type EdgeSettings, type RawSettings, validateEdgeSettings } from "../settings/edgeSettings";
 import { FrontBalancer } from "./frontBalancer";
 import { LocalProxy } from "./localProxy";
@@ -67,6 +76,8 @@ export interface RunningBackend {
     readonly entry: string;
     process: ChildProcess | undefined;
     pid: number;
+    /** The fleet file it was last given (see announceFleet). */
+    fleet?: string;
 }
 
 /**
@@ -91,7 +102,7 @@ export class LocalStack {
     /** Every backend process started, a successor not yet in service too, for the lock. */
     private readonly launched = new Set<RunningBackend>();
 
-    protected constructor(private readonly options: LocalStackOptions) {
+    protected constructor(private options: LocalStackOptions) {
         this.workerProcesses = options.workerProcesses ?? 2;
     }
 
@@ -343,6 +354,9 @@ export class LocalStack {
 
     protected async launchBackend(backend: RunningBackend): Promise<void> {
         const tlsDir = await this.writeBackendTls(backend.name);
+        // It starts knowing the fleet as it is: nothing of its own to move.
+        backend.fleet = undefined;
+        await this.writeFleetFile(backend);
         const log = openSync(join(this.stateDir, "backends", `${backend.name}.log`), "a");
         const pings = this.options.pingIntervalSeconds ?? this.plan().backendEnvironment.PING_INTERVAL_SECONDS;
         const child = spawn(process.execPath, [backend.entry], {
@@ -356,6 +370,7 @@ export class LocalStack {
                 PING_INTERVAL_SECONDS: String(pings),
                 METRICS_HOST: "127.0.0.1",
                 METRICS_PORT: String(backend.metricsPort),
+                FLEET_FILE: this.fleetFilePath(backend),
             },
             stdio: ["ignore", log, log],
             // Its own process group: a Ctrl-C in the terminal reaches the stack, which then
@@ -406,7 +421,34 @@ export class LocalStack {
                 await proxy.stopAgentIfRemoved();
             }
         }
+        await this.announceFleet();
         return outputs.join("");
+    }
+
+    private fleetFilePath(backend: RunningBackend): string {
+        return join(this.stateDir, "backends", backend.name, "fleet.json");
+    }
+
+    /** Writes a backend's fleet file as the plan has it now; true when it changed. */
+    private async writeFleetFile(backend: RunningBackend): Promise<boolean> {
+        const text = `${JSON.stringify(backendFleetFile(this.plan(), { address: this.bindAddress, port: backend.port }))}\n`;
+        if (text === backend.fleet) return false;
+        const path = this.fleetFilePath(backend);
+        await writeFile(`${path}.next`, text);
+        await rename(`${path}.next`, path);
+        backend.fleet = text;
+        return true;
+    }
+
+    /**
+     * Tells every backend the fleet every proxy now routes by (after a deploy), as the AWS stack
+     * does once its rollout is done: each one whose file changed gets SIGHUP and moves the
+     * sockets whose key now hashes to another backend, over rebalanceSeconds.
+     */
+    protected async announceFleet(): Promise<void> {
+        for (const backend of this.backends) {
+            if ((await this.writeFleetFile(backend)) && backend.process) backend.process.kill("SIGHUP");
+        }
     }
 
     /** Deploys `config` with the stack's certificates to the first proxy, through the deploy script. */
@@ -457,13 +499,27 @@ export class LocalStack {
         return this.deploy();
     }
 
-    /** Applies new settings (e.g. a shorter idle timeout) and redeploys. */
+    /**
+     * Applies new settings (e.g. a shorter idle timeout) and redeploys, as `pulumi up` would. A
+     * new backendCount starts the new backends first (each healthy before any proxy routes to
+     * it) or, fewer, deploys without the last ones and then stops them (their sockets closed
+     * over closeSpreadSeconds); after the deploy, the backends move the sockets whose key now
+     * hashes elsewhere (announceFleet).
+     */
     async reconfigure(settings: RawSettings): Promise<string> {
         const next = validateEdgeSettings({ ...this.options.settings, ...settings }, "local");
         if (next.proxyCount !== this.settings.proxyCount)
             throw new Error(`local stack: proxyCount is ${this.settings.proxyCount}; restart the stack to run ${next.proxyCount} proxies`);
+        this.options = { ...this.options, settings: { ...this.options.settings, ...settings } };
         this.settings = next;
-        return this.deploy();
+        const added: RunningBackend[] = [];
+        while (this.backends.length < next.backendCount) added.push(this.backend(await this.addBackend()));
+        await Promise.all(added.map((b) => this.waitForBackend(b)));
+        const leaving = this.backends.splice(next.backendCount);
+        const output = await this.deploy();
+        await Promise.all(leaving.map((b) => (b.process ? terminate(b.process, "SIGTERM", this.backendStopGraceMs()) : undefined)));
+        await this.writeState();
+        return output;
     }
 
     protected async waitForBackend(backend: RunningBackend | string, timeoutMs = 10000): Promise<void> {

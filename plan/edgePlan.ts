@@ -8,6 +8,7 @@
 import { encodeDeployBundle, releaseFiles } from "../deploy/deployBundle";
 import { type EdgeHostProfile, edgeConfigSpec } from "../nginx/edgeConfigFromSettings";
 import type { EdgeConfigSpec, UpstreamServer } from "../nginx/edgeConfigSpec";
+import { upstreamServerName } from "../nginx/render/upstream";
 import { renderNginxConfig } from "../nginx/renderNginxConfig";
 import { backendTlsFiles } from "../pki/certificateLayout";
 import { edgePkiSpec, type PkiSpec } from "../pki/pkiSpec";
@@ -136,10 +137,14 @@ export interface BackendEnvironment {
     readonly STUCK_SECONDS: string;
     readonly CLOSE_SPREAD_SECONDS: string;
     readonly MAX_SOCKETS: string;
+    readonly REBALANCE_SECONDS: string;
 }
 
 export function backendEnvironmentOf(
-    settings: Pick<EdgeSettings, "idleTimeoutSeconds" | "backendBufferKiB" | "closeSpreadSeconds" | "backendMaxSockets">,
+    settings: Pick<
+        EdgeSettings,
+        "idleTimeoutSeconds" | "backendBufferKiB" | "closeSpreadSeconds" | "backendMaxSockets" | "rebalanceSeconds"
+    >,
     machine: EdgePlacement["backendMachine"],
 ): BackendEnvironment {
     return {
@@ -150,6 +155,26 @@ export function backendEnvironmentOf(
         CLOSE_SPREAD_SECONDS: String(settings.closeSpreadSeconds),
         // The backend's own check: exact across proxies and NGINX reloads, where max_conns is not.
         MAX_SOCKETS: String(backendSocketCeiling(settings, machine)),
+        REBALANCE_SECONDS: String(settings.rebalanceSeconds),
+    };
+}
+
+/**
+ * What a backend is told of the fleet once every proxy routes by it (backend/server.mjs reads it
+ * on SIGHUP and moves the sockets whose key now hashes elsewhere): how the upstream hashes, its
+ * servers as it names them and in its order, and which one this backend is.
+ */
+export interface BackendFleetFile {
+    readonly affinity: "client-address" | "hash";
+    readonly servers: readonly string[];
+    readonly self: string;
+}
+
+export function backendFleetFile(plan: Pick<EdgePlan, "spec">, self: UpstreamServer): BackendFleetFile {
+    return {
+        affinity: plan.spec.affinity.kind === "client-address" ? "client-address" : "hash",
+        servers: plan.spec.upstream.servers.map(upstreamServerName),
+        self: upstreamServerName(self),
     };
 }
 

@@ -136,6 +136,15 @@ export const settingsTable = {
         description:
             "Most WebSockets one backend holds, all proxies together (0 to 1,000,000). 0: from the backend's memory (21,845 on t3.small; locally and on the VM twin, as on t3.small). A full backend is skipped: a new client goes on to the next backend of its hash order, and comes home on a later reconnect once there is room; with every backend full, new sockets get 502.",
     },
+    rebalanceSeconds: {
+        scope: "edge",
+        kind: "integer",
+        default: 60,
+        min: 1,
+        max: 3600,
+        description:
+            "When backends join or leave (backendCount) or the affinity mode changes, each backend moves the sockets whose key now hashes to another backend: closed with 1012 (reconnect now), one by one over this many seconds (1 to 3600), each reconnecting to its new backend.",
+    },
     closeSpreadSeconds: {
         scope: "edge",
         kind: "integer",

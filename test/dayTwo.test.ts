@@ -32,6 +32,8 @@ const certificate = (name: string) => resourceKey("tls:index/locallySignedCert:L
 const builtImage = resourceKey("docker:index/image:Image", "backends-app");
 
 const edgeRelease = ["replace edge-deploy", "replace edge-deploy-release"];
+/** A backend told the fleet again (after the proxies' rollout). */
+const fleetNotice = (n: number) => `replace backend-fleet-backend-${n}`;
 const backendRelease = (n: number) => [
     `replace backends-backend-${n}-deploy`,
     `replace backends-backend-${n}-health`,
@@ -88,9 +90,9 @@ const rows: Row[] = [
         touches: inBothShapes(edgeRelease),
     },
     {
-        change: "affinity and allowedOrigins: a new edge release; nothing on AWS changes",
+        change: "affinity and allowedOrigins: a new edge release; then each backend is told the fleet's new hashing (it moves the sockets whose key now hashes elsewhere)",
         after: { affinity: "cookie", allowedOrigins: '["https://app.example.com"]' },
-        touches: inBothShapes(edgeRelease),
+        touches: inBothShapes([...edgeRelease, ...[1, 2, 3].map(fleetNotice)].sort()),
     },
     {
         change: "activeHealthChecks off: a new edge release without the agent",
@@ -108,14 +110,30 @@ const rows: Row[] = [
         touches: inBothShapes([1, 2, 3].flatMap(backendRelease)),
     },
     {
-        change: "backendCount 3 → 4: a new backend with its own role, certificate, release and gate; the proxies reload",
+        change: "backendCount 3 → 4: a new backend with its own role, certificate, release and gate; the proxies reload; then every backend is told the fleet (the sockets whose key now hashes to the fourth move there)",
         after: { backendCount: "4" },
-        touches: inBothShapes([...backendParts(4).map((p) => `create ${p}`), ...edgeRelease, "update edge-dashboard"].sort()),
+        touches: inBothShapes(
+            [
+                ...backendParts(4).map((p) => `create ${p}`),
+                "create backend-fleet-backend-4",
+                ...[1, 2, 3].map(fleetNotice),
+                ...edgeRelease,
+                "update edge-dashboard",
+            ].sort(),
+        ),
     },
     {
-        change: "backendCount 4 → 3: the proxies stop sending the fourth new clients, then it goes",
+        change: "backendCount 4 → 3: the proxies stop sending the fourth new clients, the others are told the fleet, then it goes",
         before: { backendCount: "4" },
-        touches: inBothShapes([...backendParts(4).map((p) => `delete ${p}`), ...edgeRelease, "update edge-dashboard"].sort()),
+        touches: inBothShapes(
+            [
+                ...backendParts(4).map((p) => `delete ${p}`),
+                "delete backend-fleet-backend-4",
+                ...[1, 2, 3].map(fleetNotice),
+                ...edgeRelease,
+                "update edge-dashboard",
+            ].sort(),
+        ),
     },
     {
         change: "a new image of the user's own: each backend's release, deployed and gated in turn",
@@ -172,6 +190,8 @@ const rows: Row[] = [
                 "replace backends-backend-2-deploy",
                 "replace backends-backend-2-health",
                 ...edgeRelease,
+                // Its new address is in every backend's fleet.
+                ...[1, 2, 3].map(fleetNotice),
                 "update edge-backend-2-instance-check",
                 "update edge-backend-2-system-check",
                 "update edge-dashboard",
@@ -352,7 +372,7 @@ describe("the rules behind the matrix, as the program states them", () => {
     it("every document waits for first boot and fails with cloud-init's own account of a failed one", async () => {
         const { resources } = await runEdgeProgram(dev);
         const documents = resources.filter((r) => r.type === "aws:ssm/document:Document");
-        assert.equal(documents.length, 3);
+        assert.equal(documents.length, 4);
         for (const document of documents) {
             const [first] = JSON.parse(document.inputs.content).mainSteps[0].inputs.runCommand;
             assert.match(first, /^rc=0; cloud-init status --wait >\/dev\/null 2>&1 \|\| rc=\$\?\n/, document.name);

@@ -22,7 +22,7 @@ describe("deploying a release with the deploy script", async () => {
         const master = stack.nginxMasterPid()!;
         const before = current();
         const oldWorkers = workers(master);
-        const output = await stack.reconfigure({ backendCount: "2", idleTimeoutSeconds: "120" });
+        const output = await stack.reconfigure({ idleTimeoutSeconds: "120" });
         assert.match(output, /release \w+ is live/);
         assert.notEqual(current(), before);
         assert.match(readFileSync(join(edgeRoot, "current", "nginx.conf"), "utf8"), /proxy_read_timeout 120s;/);

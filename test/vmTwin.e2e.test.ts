@@ -266,10 +266,10 @@ describe("a proxy VM booted before the store holds any release", twinRuns, async
         assert.deepEqual(service.stdout.trim().split("\n"), ["active", "enabled"], service.stderr);
         const frozen = stack.outputs.backends[1];
         const port = frozen.address.split(":")[1];
-        const marked = (state: "down" | "up") => async () =>
-            new RegExp(`server ${twin.hostAddress.replace(/\./g, "\\.")}:${port} [^;\n]*${state === "down" ? " down" : "s"};`).test(
-                await liveConfig(twin),
-            );
+        const marked = (state: "down" | "up") => async () => {
+            const line = new RegExp(`server ${twin.hostAddress.replace(/\./g, "\\.")}:${port} ([^;\n]*);`).exec(await liveConfig(twin));
+            return line !== null && line[1].endsWith(" down") === (state === "down");
+        };
         process.kill(frozen.pid, "SIGSTOP");
         try {
             await waitUntil(60000, marked("down"), `the twin's agent did not mark ${frozen.name} down`);

@@ -18,6 +18,7 @@ export function affinityMaps(v: ValueGuard, { affinity }: EdgeConfigSpec): strin
             "        ''      $binary_remote_addr;",
             `        default $arg_${parameter};`,
             "    }",
+            ...affinityKeyText(`$arg_${parameter}`),
         ];
     }
     const cookie = v.variableName("affinity.cookieName", affinity.cookieName);
@@ -41,6 +42,11 @@ export function affinityMaps(v: ValueGuard, { affinity }: EdgeConfigSpec): strin
         "        ''      $affinity_fresh_key;",
         "        default $affinity_cookie;",
         "    }",
+        "    map $http_origin $affinity_fresh_text {",
+        "        ''      '';",
+        "        default $request_id;",
+        "    }",
+        ...affinityKeyText("$affinity_cookie", "$affinity_fresh_text"),
         "    # Who gets the cookie: every response to a request without one, but an upgrade without",
         "    # Origin (a native client, left on its address). Its value is a random id: it says nothing",
         "    # of the backends.",
@@ -50,6 +56,22 @@ export function affinityMaps(v: ValueGuard, { affinity }: EdgeConfigSpec): strin
         "        default '';",
         "    }",
     ];
+}
+
+/**
+ * $affinity_key_text: the key as text, or empty where it is the client's address (binary, which
+ * the backend reads from X-Real-IP instead). The backend gets it (X-Affinity-Key) to tell, when
+ * the fleet changes, which of its sockets now hash to another backend.
+ */
+function affinityKeyText(text: string, otherwise = "''"): string[] {
+    return [`    map ${text} $affinity_key_text {`, `        ''      ${otherwise};`, `        default ${text};`, "    }"];
+}
+
+/** The proxying location's line that tells the backend the socket's key (none in client-address mode: X-Real-IP is it). */
+export function affinityKeyHeader({ affinity }: EdgeConfigSpec): string[] {
+    // Set in every mode, so a client can never send its own.
+    const value = affinity.kind === "client-address" ? '""' : "$affinity_key_text";
+    return [`            proxy_set_header X-Affinity-Key ${value};`];
 }
 
 /** How the upstream picks a backend for the mode. */

@@ -1,5 +1,5 @@
 import type { EdgeConfigSpec } from "../edgeConfigSpec";
-import { originPolicyCheck } from "./affinity";
+import { affinityKeyHeader, originPolicyCheck } from "./affinity";
 import { backendTlsDirectives } from "./tls";
 import { upstreamName } from "./upstream";
 import type { ValueGuard } from "./valueGuard";
@@ -30,6 +30,8 @@ export function locations(v: ValueGuard, spec: EdgeConfigSpec): string[] {
         "            proxy_set_header X-Forwarded-For $remote_addr;",
         "            proxy_set_header X-Forwarded-Proto $scheme;",
         "            proxy_set_header X-Real-IP $remote_addr;",
+        "            # The key the upstream hashed (empty: the address above), for the backend's rebalancing.",
+        ...affinityKeyHeader(spec),
         "            # The client leg's TLS version, for the backend's page to show.",
         "            proxy_set_header X-Forwarded-Tls $ssl_protocol;",
         "",

@@ -28,7 +28,13 @@ function maxConns(v: ValueGuard, server: UpstreamServer, index: number): string 
 }
 
 function upstreamAddress(v: ValueGuard, server: UpstreamServer, index: number): string {
-    const address = v.address(`upstream.servers[${index}].address`, server.address);
-    const host = address.includes(":") ? `[${address}]` : address;
-    return `${host}:${v.port(`upstream.servers[${index}].port`, server.port)}`;
+    v.address(`upstream.servers[${index}].address`, server.address);
+    v.port(`upstream.servers[${index}].port`, server.port);
+    return upstreamServerName(server);
+}
+
+/** A backend as the upstream's `server` line names it, which is also what NGINX's consistent hash hashes. */
+export function upstreamServerName(server: UpstreamServer): string {
+    const host = server.address.includes(":") ? `[${server.address}]` : server.address;
+    return `${host}:${server.port}`;
 }

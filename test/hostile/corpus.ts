@@ -450,6 +450,25 @@ export const hostileCorpus: HostileCase[] = [
         },
     },
     {
+        name: "forges the affinity key",
+        layer: "HTTP",
+        attempt: "upgrades with its own X-Affinity-Key: another room's key, which the backends judge rebalancing by",
+        outcome:
+            "the edge sets the header itself on every upgrade (in client-address mode, to nothing): the backend never sees the forged key, so a client cannot make one judge its socket, or another's, by a key it did not hash by",
+        run: async (t) => {
+            const session = await connect(`wss://localhost:${t.port}/`, {
+                ca: t.ca,
+                address: t.host,
+                headers: { "X-Affinity-Key": "someone-elses-room" },
+            });
+            try {
+                assert.equal(session.hello.headers["x-affinity-key"], undefined);
+            } finally {
+                await close(session.socket);
+            }
+        },
+    },
+    {
         name: "sends and never reads",
         layer: "WebSocket",
         attempt: "upgrades, then sends 1 MiB messages for 4 s and never reads the echoes",
