@@ -283,6 +283,18 @@ async function stormsOnOneProxy(plan: StormPlan, dir: string, fileLimit: number,
     }
 }
 
+/** Until sockets through `target` reach `backend` again (at most 60 s). */
+async function servedAgain(fleet: LoadFleet, target: TlsTarget, backend: string): Promise<void> {
+    for (let round = 0; round < 60; round++) {
+        await fleet.send(0, { cmd: "open", target, count: 30, addresses: LoadFleet.addresses(0), concurrency: 30, deadlineMs: 10000 });
+        const status = await fleet.send(0, { cmd: "status" });
+        await fleet.send(0, { cmd: "close" });
+        if ((status.perBackend as Record<string, number>)[backend]) return;
+        await sleep(1000);
+    }
+    throw new Error(`storms: ${backend} is not served again through the edge`);
+}
+
 /** A backend stops for a deploy (SIGTERM, then started again) with its closes at once and spread; HAProxy reloads with close-spread-time. */
 async function spreadCloses(
     plan: StormPlan,
@@ -297,10 +309,12 @@ async function spreadCloses(
         [0, false],
         [plan.closeSpreadSeconds, true],
     ] as const) {
-        // The victim reads its window when it starts: restarted under the new setting first.
+        // The victim reads its window when it starts: restarted under the new setting first, and
+        // served again by the edge (its health agent takes it back after two good checks).
         await stack.reconfigure({ closeSpreadSeconds: String(seconds) });
         await stack.stopBackend(victim, "SIGINT");
         await stack.restartBackend(victim);
+        await servedAgain(fleet, edge.target, victim);
         const scenario = seconds === 0 ? "backend stops, closes at once" : `backend stops, closes spread over ${seconds} s`;
         results.push(
             await spreadStorm(fleet, scenario, edge.name, edge.target, plan, honourHints, async () => {

@@ -39,8 +39,9 @@ export interface SendArgs {
 
 /**
  * How releases reach the VMs with no inbound port: a release store (S3, every object encrypted
- * with the stack's own KMS key, no public access, TLS only), three Systems Manager command
- * documents (apply an edge release, apply a backend release, a backend's health gate), and
+ * with the stack's own KMS key, no public access, TLS only), four Systems Manager command
+ * documents (apply an edge release, apply a backend release, a backend's health gate, tell a
+ * backend the fleet), and
  * `send`, which runs a document on VMs one at a time from where `pulumi up` runs and waits for
  * each (deploy/ssm-send.sh). Run Command, not a State Manager association: `pulumi up` must
  * wait for each VM's result in turn and fail with its message, while an association applies on

@@ -65,3 +65,35 @@ describe("deploy-backend.sh refuses a bad release and leaves the host as it was"
         });
     }
 });
+
+describe("backend-fleet.sh (the fleet document's script) writes the fleet the app reads, or refuses it and keeps the one it had", () => {
+    const fleet = { affinity: "hash", servers: ["10.0.1.21:8443", "10.0.2.22:8443"], self: "10.0.2.22:8443" };
+    const tell = (encoded: string) =>
+        spawnSync("bash", [join(__dirname, "..", "deploy", "backend-fleet.sh"), encoded], {
+            // No Docker engine on this machine: `false` stands for a host whose app is not running.
+            env: { ...process.env, WSS_BACKEND_ROOT: root, DOCKER: "false" },
+            encoding: "utf8",
+        });
+    const written = () => JSON.parse(readFileSync(join(root, "fleet", "fleet.json"), "utf8"));
+
+    it("renames the fleet into the folder the app's container mounts, and says the app reads it when it starts", () => {
+        const result = tell(Buffer.from(JSON.stringify(fleet)).toString("base64"));
+        assert.equal(result.status, 0, result.stderr);
+        assert.match(result.stdout, /the app is not running and reads it when it starts/);
+        assert.deepEqual(written(), fleet);
+        assert.deepEqual(readdirSync(join(root, "fleet")), ["fleet.json"], "no temporary file left");
+    });
+
+    for (const [what, encoded, message] of [
+        ["text that is not base64", "not base64!", /not valid base64/],
+        ["a fleet without servers", Buffer.from('{"affinity":"hash"}').toString("base64"), /names no servers/],
+    ] as const) {
+        it(`refuses ${what}`, () => {
+            const result = tell(encoded);
+            assert.equal(result.status, 1);
+            assert.match(result.stderr, message);
+            assert.deepEqual(written(), fleet, "the fleet it had");
+            assert.deepEqual(readdirSync(join(root, "fleet")), ["fleet.json"], "no temporary file left");
+        });
+    }
+});

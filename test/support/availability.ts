@@ -10,6 +10,7 @@
  * - One VM, the Elastic IP never points at a VM that does not serve: no step stops the proxy VM
  *   (an instance type change replaces it), and an association that moves the address comes
  *   after the deploy that checked the VM it names serves, and before the old VM goes.
+ * - A backend is told a new fleet (and moves sockets by it) only after the proxies' rollout of it.
  * - No step dials what the same update released: every command finds its VMs by the instance IDs
  *   and addresses they have after the update (Systems Manager, not an address in state).
  */
@@ -74,6 +75,19 @@ export function assertAvailability(change: Change): void {
         if (oldVm) {
             assert.ok(moved && schedule.finishesBefore(moved, oldVm), `the old VM goes only after the address left it\n${order()}`);
         }
+    }
+
+    // A backend moves sockets only to where the proxies already route them: it is told a fleet
+    // after the rollout of the edge release that carries it, never at the same time or before.
+    const rollout = registration(schedule, "command:local:Command::edge-deploy");
+    for (const resourceKey of change.plan.keys()) {
+        if (!resourceKey.startsWith("command:local:Command::backend-fleet-")) continue;
+        const notice = registration(schedule, resourceKey);
+        if (notice && rollout)
+            assert.ok(
+                schedule.finishesBefore(rollout, notice),
+                `${resourceKey} is told the fleet before the proxies route by it\n${order()}`,
+            );
     }
 
     assertNoStaleTargets(change);
