@@ -158,8 +158,9 @@ ticketKeyRotation.unref();
 const sockets = new WebSocketServer({ noServer: true, maxPayload: config.maxPayloadBytes });
 
 // Full: refused before the 101, so the edge (proxy_next_upstream http_503) tries the next backend
-// and the client never sees it. NGINX's max_conns skips a full backend without asking; this check
-// is the exact one, across every proxy and across NGINX reloads, which start max_conns from zero.
+// and the client never sees it. Counted here, it holds across every proxy and every NGINX reload;
+// NGINX counts the refusal as a failed attempt, so after a few it skips this backend for a while
+// (fail_timeout) without asking.
 server.on("upgrade", (request, socket, head) => {
     if (config.maxSockets > 0 && sockets.clients.size >= config.maxSockets) {
         counters.full.inc();

@@ -4,7 +4,9 @@
  * - re-mapping: the backend of each of 10,000 keys with 3 backends, then 4, then 3 again; the
  *   fraction that moved each time (consistent hashing should stay near 1/4);
  * - spread: 1,000 clients behind one /24, and the largest share any backend gets;
- * - cost: proxy CPU per new session and proxy memory per held socket, for each mode.
+ * - cost: proxy CPU per new session and proxy memory per held socket, for each mode;
+ * - a hot key past a backend's cap: 1,000 sockets of one key held open with backendMaxSockets 400,
+ *   and where they land (its own backend, the next of its hash order, the last, refused).
  *
  * Keys: client-address, a client network each (127.x.y.1); cookie, an issued-looking cookie
  * sent with a browser's Origin; query:room, a room each. Results: bench/results/affinity.{md,json}.
@@ -13,6 +15,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { LocalStack } from "../local/localStack";
+import type { UpstreamServer } from "../nginx/edgeConfigSpec";
 import { connect } from "../smoke/edgeClient";
 import { benchMain } from "./benchMain";
 import { LoadFleet } from "./loadFleet";
@@ -33,7 +36,12 @@ interface ModeResult {
     readonly spread: Record<string, number>;
     readonly proxyCpuUsPerSession: number;
     readonly proxyKiBPerSocket: number;
+    /** 1,000 sockets of one key with a cap of 400 per backend: how many landed on each backend, in the order they filled, and refused. */
+    readonly hotKey: { readonly landed: number[]; readonly refused: number };
 }
+
+const hotKeySockets = 1000;
+const hotKeyCap = 400;
 
 const log = benchLogger("bench:affinity");
 const address = (n: number) => `127.${40 + Math.floor(n / 250)}.${(n % 250) + 1}.1`;
@@ -89,6 +97,7 @@ async function main(dir: string): Promise<void> {
             for (const backend of spreadLanding) spread[backend] = (spread[backend] ?? 0) + 1;
 
             const cost = await costPerSession(stack, fleet, mode, origin);
+            const hotKey = await pastTheCap(stack, threeBackends, keyed(0));
             results.push({
                 mode,
                 keys: keyCount,
@@ -98,6 +107,7 @@ async function main(dir: string): Promise<void> {
                 spreadLargestShare: Math.max(...Object.values(spread)) / 1000,
                 spread,
                 ...cost,
+                hotKey,
             });
             log(
                 `${mode}: moved ${(results.at(-1)!.moved3to4 * 100).toFixed(1)}% (3→4), ${(results.at(-1)!.moved4to3 * 100).toFixed(1)}% (4→3); largest share behind one /24 ${(results.at(-1)!.spreadLargestShare * 100).toFixed(1)}%; ${cost.proxyCpuUsPerSession.toFixed(0)} µs proxy CPU per session, ${cost.proxyKiBPerSocket.toFixed(1)} KiB per socket`,
@@ -112,6 +122,53 @@ async function main(dir: string): Promise<void> {
     writeFileSync(join(__dirname, "results", `${name}.json`), `${JSON.stringify({ date: new Date().toISOString(), results }, null, 2)}\n`);
     writeFileSync(join(__dirname, "results", `${name}.md`), report(results));
     log(`results: bench/results/${name}.{md,json}`);
+}
+
+/**
+ * One key's sockets held open past a backend's cap (`backendMaxSockets` 400 for this step, each
+ * backend restarted to take it) through NGINX in front of `backends`: how many each backend took,
+ * in the order they filled, and how many were refused.
+ */
+async function pastTheCap(
+    stack: LocalStack,
+    backends: readonly UpstreamServer[],
+    key: Keyed,
+): Promise<{ landed: number[]; refused: number }> {
+    const restartBackends = async () => {
+        for (const name of stack.backendNames()) {
+            await stack.stopBackend(name, "SIGINT");
+            await stack.restartBackend(name);
+        }
+    };
+    await stack.reconfigure({ backendMaxSockets: String(hotKeyCap) });
+    await restartBackends();
+    await stack.deployConfig(stack.renderConfig(backends));
+    const held: { socket: { terminate(): void }; backend: string }[] = [];
+    let refused = 0;
+    try {
+        for (let start = 0; start < hotKeySockets; start += 50) {
+            const batch = await Promise.allSettled(
+                Array.from({ length: Math.min(50, hotKeySockets - start) }, () =>
+                    connect(new URL(key.path, stack.outputs.endpoint).toString(), {
+                        ca: stack.certificates.caCertificatePem,
+                        localAddress: key.localAddress,
+                        headers: key.headers,
+                    }),
+                ),
+            );
+            for (const result of batch) {
+                if (result.status === "fulfilled") held.push({ socket: result.value.socket, backend: result.value.hello.backend });
+                else refused++;
+            }
+        }
+    } finally {
+        for (const { socket } of held) socket.terminate();
+        await stack.reconfigure({ backendMaxSockets: "0" });
+        await restartBackends();
+    }
+    const order: string[] = [];
+    for (const { backend } of held) if (!order.includes(backend)) order.push(backend);
+    return { landed: order.map((name) => held.filter((h) => h.backend === name).length), refused };
 }
 
 /** How one client comes: from where, to which path, with which headers. */
@@ -196,12 +253,14 @@ function report(results: readonly ModeResult[]): string {
         "that load a page first; a room each), and the largest share one of the 3 backends got. Cost: proxy CPU",
         "per new session (TLS, upgrade, hello; resumed TLS) and proxy memory (PSS) per held socket, as a",
         "browser's first socket comes in that mode (cookie: with Origin, so each 101 issues a cookie).",
+        `Past the cap: ${hotKeySockets} sockets of one key held open with backendMaxSockets ${hotKeyCap}: how many each backend took,`,
+        "in the order they filled (the key's own backend first), and how many were refused.",
         "",
-        "| Mode | Moved 3→4 | Moved 4→3 | Returned | Largest share behind one /24 | Proxy CPU per session | Proxy memory per socket |",
-        "|---|---|---|---|---|---|---|",
+        "| Mode | Moved 3→4 | Moved 4→3 | Returned | Largest share behind one /24 | Proxy CPU per session | Proxy memory per socket | Past the cap: landed (refused) |",
+        "|---|---|---|---|---|---|---|---|",
         ...results.map(
             (r) =>
-                `| ${r.mode} | ${pct(r.moved3to4)} | ${pct(r.moved4to3)} | ${pct(r.returned)} | ${pct(r.spreadLargestShare)} | ${r.proxyCpuUsPerSession.toFixed(0)} µs | ${r.proxyKiBPerSocket.toFixed(1)} KiB |`,
+                `| ${r.mode} | ${pct(r.moved3to4)} | ${pct(r.moved4to3)} | ${pct(r.returned)} | ${pct(r.spreadLargestShare)} | ${r.proxyCpuUsPerSession.toFixed(0)} µs | ${r.proxyKiBPerSocket.toFixed(1)} KiB | ${r.hotKey.landed.join(" / ")} (${r.hotKey.refused}) |`,
         ),
         "",
     ].join("\n");

@@ -67,6 +67,8 @@ export interface Reply {
 }
 
 interface Held {
+    /** Which of the target's URLs it dialled (a backend of its own when direct, a room of its own): every reconnect dials it again. */
+    readonly urlIndex: number;
     socket: WebSocket;
     backend: string;
     address: string;
@@ -102,7 +104,7 @@ async function rejoin(entry: Held, code: number, reason: string): Promise<void> 
     while (Date.now() < deadline && following) {
         record.attempts++;
         try {
-            const again = await dial(target, held.indexOf(entry), entry.address, 5000);
+            const again = await dial(target, entry.urlIndex, entry.address, 5000);
             Object.assign(entry, { socket: again.socket, backend: again.backend, closedUnexpectedly: false });
             watch(entry);
             record.servedAt = Date.now();
@@ -268,7 +270,7 @@ async function handle(command: Command): Promise<Record<string, unknown>> {
                 const address = command.addresses[(base + i) % command.addresses.length];
                 try {
                     const { socket, backend } = await dial(command.target, base + i, address);
-                    track({ socket, backend, address, closedUnexpectedly: false });
+                    track({ urlIndex: base + i, socket, backend, address, closedUnexpectedly: false });
                     opened++;
                 } catch (e) {
                     note(errors, e);
@@ -373,12 +375,12 @@ async function handle(command: Command): Promise<Record<string, unknown>> {
             const sameBackend = { same: 0, moved: 0 };
             const errors = new Map<string, number>();
             await Promise.all(
-                dropped.map(async (h, i) => {
+                dropped.map(async (h) => {
                     while (Date.now() < deadline) {
                         attempts++;
                         try {
                             const before = h.backend;
-                            const again = await dial(command.target, i, h.address, 5000);
+                            const again = await dial(command.target, h.urlIndex, h.address, 5000);
                             Object.assign(h, { socket: again.socket, backend: again.backend, closedUnexpectedly: false });
                             watch(h);
                             served++;

@@ -342,7 +342,13 @@ async function spreadCloses(
 }
 
 /** 3 → 4 backends under `plan.sockets` sockets (a room each in query mode); each client reconnects as soon as it is closed. */
-async function scaleOut(plan: StormPlan, dir: string, fileLimit: number, fleet: LoadFleet, affinity: string): Promise<RebalanceResult> {
+export async function scaleOut(
+    plan: StormPlan,
+    dir: string,
+    fileLimit: number,
+    fleet: LoadFleet,
+    affinity: string,
+): Promise<RebalanceResult> {
     const stack = await LocalStack.start({
         stateDir: join(dir, `rebalance-${affinity.replace(":", "-")}`),
         edgePort: 0,

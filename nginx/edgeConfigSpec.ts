@@ -4,8 +4,6 @@ import type { BackendTlsProtocol, TlsPolicy } from "./tlsPolicy";
 export interface UpstreamServer {
     readonly address: string;
     readonly port: number;
-    /** Most sockets this proxy opens to it at once (NGINX's max_conns, counted across workers); past it the hash moves on. */
-    readonly maxConns?: number;
 }
 
 /**

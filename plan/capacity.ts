@@ -70,15 +70,6 @@ export function backendSocketCeiling(settings: Pick<EdgeSettings, "backendMaxSoc
 }
 
 /**
- * What each proxy admits to one backend (NGINX's max_conns): the backend's ceiling shared by the
- * proxies, rounded up. The balancer spreads clients over the proxies evenly, not exactly: a
- * backend may be reported full by one proxy while another still has room for it.
- */
-export function backendSocketsPerProxy(ceiling: number, proxyCount: number): number {
-    return Math.ceil(ceiling / proxyCount);
-}
-
-/**
  * Connections a Network Load Balancer carries to one target (IP and port) at once with client IP
  * preservation off, as the edge's target groups have it (the proxies read the client's address
  * from the PROXY protocol header): about 55,000, AWS's documented limit ("Client IP

@@ -13,7 +13,7 @@ import { renderNginxConfig } from "../nginx/renderNginxConfig";
 import { backendTlsFiles } from "../pki/certificateLayout";
 import { edgePkiSpec, type PkiSpec } from "../pki/pkiSpec";
 import type { EdgeSettings } from "../settings/edgeSettings";
-import { backendSocketCeiling, backendSocketsPerProxy, defaultBackendMachine, socketCeiling, vmProxyHost } from "./capacity";
+import { backendSocketCeiling, defaultBackendMachine, socketCeiling, vmProxyHost } from "./capacity";
 
 export type PlacementKind = "aws" | "local" | "twin";
 
@@ -90,7 +90,7 @@ export interface EdgePlan {
     readonly host: EdgeHostProfile;
     /** WebSockets the proxy admits at once; undefined: no ceiling but NGINX's own (the local stack). */
     readonly maxSockets: number | undefined;
-    /** WebSockets one backend holds, all proxies together; each proxy admits its share (max_conns). */
+    /** WebSockets one backend holds, all proxies together (it answers 503 past them, and the edge tries the next). */
     readonly backendMaxSockets: number;
     readonly nginxConfig: string;
     /** What every backend runs with, besides its own name, address and certificate. */
@@ -113,17 +113,14 @@ export function planEdge(settings: EdgeSettings, placement: EdgePlacement): Edge
                   placement.proxy.proxyProtocolFrom ? { proxyProtocolFrom: placement.proxy.proxyProtocolFrom } : {},
               )
             : placement.proxy.host;
-    const backendMaxSockets = backendSocketCeiling(settings, placement.backendMachine);
-    const perProxy = backendSocketsPerProxy(backendMaxSockets, settings.proxyCount);
-    const backends = placement.backends.map((backend) => ({ ...backend, maxConns: perProxy }));
-    const spec = edgeConfigSpec(settings, backends, host, placement.serverNames, placement.publicPort);
+    const spec = edgeConfigSpec(settings, placement.backends, host, placement.serverNames, placement.publicPort);
     return {
         settings,
         placement,
         spec,
         host,
         maxSockets: socketCeiling(settings, host),
-        backendMaxSockets,
+        backendMaxSockets: backendSocketCeiling(settings, placement.backendMachine),
         nginxConfig: renderNginxConfig(spec),
         backendEnvironment: backendEnvironmentOf(settings, placement.backendMachine),
         healthAgent: settings.activeHealthChecks,
@@ -153,7 +150,7 @@ export function backendEnvironmentOf(
         // Before NGINX's own send timeout (idleTimeoutSeconds) would cut it without a word.
         STUCK_SECONDS: String(Math.max(5, Math.floor(settings.idleTimeoutSeconds / 2))),
         CLOSE_SPREAD_SECONDS: String(settings.closeSpreadSeconds),
-        // The backend's own check: exact across proxies and NGINX reloads, where max_conns is not.
+        // The backend counts its own sockets, whichever proxy they came through (see backendSocketCeiling).
         MAX_SOCKETS: String(backendSocketCeiling(settings, machine)),
         REBALANCE_SECONDS: String(settings.rebalanceSeconds),
     };

@@ -82,12 +82,21 @@ describe("per-backend capacity (backendMaxSockets)", async () => {
                 assert.equal(refused.length, 5);
                 for (const message of refused) assert.match(message, /answered 502/);
 
-                // Room on the key's own backend: the next socket of the key goes home, not elsewhere.
+                // Room on the key's own backend: the key's next socket goes home, not elsewhere, once
+                // NGINX asks it again (it skips a backend for fail_timeout, 10 s, after three refusals).
                 await close(opened[0].socket);
                 await waitUntil(5000, async () => (await stack.metricsSnapshot()).backends[home] === cap - 1, `${home} saw a socket close`);
-                const again = await connectToEdge(stack, mode.key(backendCount * cap + 5));
-                opened.push(again);
-                assert.equal(again.hello.backend, home);
+                let again: EdgeSession | undefined;
+                await waitUntil(
+                    30000,
+                    async () => {
+                        again = await connectToEdge(stack, mode.key(backendCount * cap + 5)).catch(() => undefined);
+                        return again !== undefined;
+                    },
+                    "the key's next socket found room",
+                );
+                opened.push(again!);
+                assert.equal(again!.hello.backend, home);
             } finally {
                 await closeAll(opened);
             }
@@ -112,11 +121,5 @@ describe("per-backend capacity (backendMaxSockets)", async () => {
         } finally {
             await closeAll(opened);
         }
-    });
-
-    it("each proxy admits its share of a backend's cap: rendered as max_conns, shared by the workers (zone)", () => {
-        const config = stack.renderConfig();
-        assert.match(config, /zone wss_backends 64k;/);
-        assert.equal(config.match(/ max_conns=10;/g)?.length, backendCount);
     });
 });

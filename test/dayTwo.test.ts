@@ -199,11 +199,9 @@ const rows: Row[] = [
         ),
     },
     {
-        change: "backendInstanceType: each backend stopped and started in place, then given its new socket cap (a release), the next only once the one before passed its gate; then the proxies get the backends' new capacity (max_conns)",
+        change: "backendInstanceType: each backend stopped and started in place, then given its new socket cap (a release), the next only once the one before passed its gate",
         after: { backendInstanceType: "t3.medium" },
-        touches: inBothShapes(
-            [...edgeRelease, ...[1, 2, 3].flatMap((n) => [...backendRelease(n), `update (stop and start) backends-backend-${n}`])].sort(),
-        ),
+        touches: inBothShapes([1, 2, 3].flatMap((n) => [...backendRelease(n), `update (stop and start) backends-backend-${n}`]).sort()),
     },
     {
         change: "proxyInstanceType: one VM is replaced by one of the new type, which serves before the address moves; the group rolls onto the new type",
@@ -240,15 +238,15 @@ describe("the change matrix: what `pulumi up` does after each change, in both sh
         }
     }
 
-    it("proxyCount 2 → 3 [load-balanced]: the group grows in place; no serving proxy is replaced; each gets its new share of the backends (a release, a reload)", async () => {
+    it("proxyCount 2 → 3 [load-balanced]: the group grows in place; no serving proxy is touched", async () => {
         const change = await changeBetween({ config: { proxyCount: "2" } }, { config: { proxyCount: "3" } });
-        assert.deepEqual(touched(change.plan), [...edgeRelease, "update edge-proxies"].sort());
+        assert.deepEqual(touched(change.plan), ["update edge-proxies"]);
         assertAvailability(change);
     });
 
-    it("proxyCount 3 → 2 [load-balanced]: the group shrinks in place; the proxy it removes is deregistered and drained first; the others get their new share of the backends", async () => {
+    it("proxyCount 3 → 2 [load-balanced]: the group shrinks in place; the proxy it removes is deregistered and drained first", async () => {
         const change = await changeBetween({ config: { proxyCount: "3" } }, { config: { proxyCount: "2" } });
-        assert.deepEqual(touched(change.plan), [...edgeRelease, "update edge-proxies"].sort());
+        assert.deepEqual(touched(change.plan), ["update edge-proxies"]);
         assertAvailability(change);
     });
 

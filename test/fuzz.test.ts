@@ -49,7 +49,6 @@ const knownDirectives = new Set([
         "uwsgi_temp_path",
         "scgi_temp_path",
         "upstream",
-        "zone",
         "ip_hash",
         "server",
     ],
