@@ -270,7 +270,11 @@ async function stormsOnOneProxy(plan: StormPlan, dir: string, fileLimit: number,
         for (const make of [() => wssEdge(context), () => haproxy(context, 1)]) {
             const proxy = await make();
             try {
+                // Each storm starts with the victim served through the proxy again: a restart takes
+                // its close window, long enough for a health check to have marked it down.
+                await servedAgain(fleet, proxy.target, victim);
                 results.push(await storm(fleet, "backend restarts", proxy.name, proxy.target, plan, restart));
+                await servedAgain(fleet, proxy.target, victim);
                 results.push(await storm(fleet, "backend dies", proxy.name, proxy.target, plan, kill));
                 await revive();
             } finally {
