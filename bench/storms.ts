@@ -123,6 +123,13 @@ async function dropsSettled(fleet: LoadFleet): Promise<void> {
     }
 }
 
+/** Opens `plan.sockets` through `target`, spread over the generators (each from its own /24s); resolves with how many each holds. */
+async function holdSockets(fleet: LoadFleet, target: TlsTarget, plan: StormPlan): Promise<number> {
+    const per = Math.ceil(plan.sockets / fleet.size);
+    await fleet.all((n) => ({ cmd: "open", target, count: per, addresses: LoadFleet.addresses(n), concurrency: 64, deadlineMs: 120000 }));
+    return per;
+}
+
 /** Holds `plan.sockets` through `target`, runs `cause`, then every dropped client reconnects at once. */
 async function storm(
     fleet: LoadFleet,
@@ -133,15 +140,7 @@ async function storm(
     cause: () => Promise<void>,
 ): Promise<StormResult> {
     try {
-        const per = Math.ceil(plan.sockets / fleet.size);
-        await fleet.all((n) => ({
-            cmd: "open",
-            target,
-            count: per,
-            addresses: LoadFleet.addresses(n),
-            concurrency: 64,
-            deadlineMs: 120000,
-        }));
+        const per = await holdSockets(fleet, target, plan);
         await cause();
         await dropsSettled(fleet);
         const replies = await fleet.all((n) => ({ cmd: "reconnect", target, addresses: LoadFleet.addresses(n), deadlineMs: 60000 }));
@@ -195,15 +194,7 @@ async function spreadStorm(
     cause: () => Promise<void>,
 ): Promise<SpreadResult> {
     try {
-        const per = Math.ceil(plan.sockets / fleet.size);
-        await fleet.all((n) => ({
-            cmd: "open",
-            target,
-            count: per,
-            addresses: LoadFleet.addresses(n),
-            concurrency: 64,
-            deadlineMs: 120000,
-        }));
+        const per = await holdSockets(fleet, target, plan);
         await fleet.all(() => ({ cmd: "follow", target, honourHints, deadlineMs: 60000 }));
         await cause();
         const rejoins = (await fleet.all(() => ({ cmd: "followed", deadlineMs: 90000 }))).flatMap((r) => r.rejoins as Rejoin[]);
@@ -346,13 +337,7 @@ async function spreadCloses(
 }
 
 /** 3 → 4 backends under `plan.sockets` sockets (a room each in query mode); each client reconnects as soon as it is closed. */
-export async function scaleOut(
-    plan: StormPlan,
-    dir: string,
-    fileLimit: number,
-    fleet: LoadFleet,
-    affinity: string,
-): Promise<RebalanceResult> {
+async function scaleOut(plan: StormPlan, dir: string, fileLimit: number, fleet: LoadFleet, affinity: string): Promise<RebalanceResult> {
     const stack = await LocalStack.start({
         stateDir: join(dir, `rebalance-${affinity.replace(":", "-")}`),
         edgePort: 0,
@@ -363,13 +348,14 @@ export async function scaleOut(
         const base = wssEdge({ stack, dir, fileLimit }).target;
         const per = Math.ceil(plan.sockets / fleet.size);
         // A room per socket: room n of generator g. (ws keeps the URL's query on every reconnect.)
+        const targetOf = (g: number): TlsTarget =>
+            affinity === "client-address"
+                ? base
+                : { ...base, urls: Array.from({ length: per }, (_, i) => `${base.urls[0]}?room=g${g}-${i}`) };
         for (let g = 0; g < fleet.size; g++)
             await fleet.send(g, {
                 cmd: "open",
-                target:
-                    affinity === "client-address"
-                        ? base
-                        : { ...base, urls: Array.from({ length: per }, (_, i) => `${base.urls[0]}?room=g${g}-${i}`) },
+                target: targetOf(g),
                 count: per,
                 addresses: LoadFleet.addresses(g),
                 concurrency: 64,
@@ -383,13 +369,8 @@ export async function scaleOut(
             return merged;
         };
         const ratioBefore = ratio(await perBackend());
-        for (let g = 0; g < fleet.size; g++) {
-            const target =
-                affinity === "client-address"
-                    ? base
-                    : { ...base, urls: Array.from({ length: per }, (_, i) => `${base.urls[0]}?room=g${g}-${i}`) };
-            await fleet.send(g, { cmd: "follow", target, honourHints: false, deadlineMs: 60000 });
-        }
+        for (let g = 0; g < fleet.size; g++)
+            await fleet.send(g, { cmd: "follow", target: targetOf(g), honourHints: false, deadlineMs: 60000 });
         const started = Date.now();
         await stack.reconfigure({ backendCount: "4" });
         await sleep(plan.rebalanceSeconds * 1000);
