@@ -298,7 +298,6 @@ function rebalance(of) {
     // A backend leaving the fleet moves nothing: its stop closes every socket, spread.
     if (self < 0 || stopping) return;
     const away = [...sockets.clients].filter((socket) => socket.readyState === socket.OPEN && homeOf(socket, of) !== self);
-    shuffle(away);
     console.log(
         JSON.stringify({
             event: "rebalancing",
@@ -308,23 +307,35 @@ function rebalance(of) {
             seconds: config.rebalanceSeconds,
         }),
     );
-    const stepMs = (config.rebalanceSeconds * 1000) / Math.max(1, away.length);
-    pendingMoves = away.map((socket, i) => {
-        const timer = setTimeout(() => {
-            if (socket.readyState !== socket.OPEN) return;
-            counters.rebalanced.inc();
-            socket.close(1012, "rebalancing: reconnect to reach your key's backend");
-        }, i * stepMs);
-        timer.unref();
-        return timer;
+    pendingMoves = closeOverWindow(away, config.rebalanceSeconds, (socket) => {
+        counters.rebalanced.inc();
+        socket.close(1012, "rebalancing: reconnect to reach your key's backend");
     });
 }
 
-function shuffle(items) {
-    for (let i = items.length - 1; i > 0; i--) {
+/**
+ * Closes `open` in a random order, evenly over `seconds` (0: all now), each with `close` if it is
+ * still open by then; returns the timers of the closes still to come.
+ */
+function closeOverWindow(open, seconds, close) {
+    const order = [...open];
+    for (let i = order.length - 1; i > 0; i--) {
         const j = Math.floor(Math.random() * (i + 1));
-        [items[i], items[j]] = [items[j], items[i]];
+        [order[i], order[j]] = [order[j], order[i]];
     }
+    const closeOne = (socket) => {
+        if (socket.readyState === socket.OPEN) close(socket);
+    };
+    if (seconds === 0) {
+        order.forEach(closeOne);
+        return [];
+    }
+    const stepMs = (seconds * 1000) / order.length;
+    return order.map((socket, i) => {
+        const timer = setTimeout(() => closeOne(socket), i * stepMs);
+        timer.unref();
+        return timer;
+    });
 }
 
 /**
@@ -426,15 +437,10 @@ function stop(spreadSeconds) {
     server.close();
     metricsServer.close();
     for (const timer of pendingMoves) clearTimeout(timer);
-    const open = [...sockets.clients];
-    shuffle(open);
-    const stepMs = open.length === 0 ? 0 : (spreadSeconds * 1000) / open.length;
-    console.log(JSON.stringify({ event: "stopping", backend: config.name, sockets: open.length, spreadSeconds }));
-    open.forEach((socket, i) => {
-        const closeOne = () => socket.close(1001, `backend stopping; retry-after-ms=${Math.floor(Math.random() * retryHintMs)}`);
-        if (stepMs === 0) closeOne();
-        else setTimeout(closeOne, i * stepMs);
-    });
+    console.log(JSON.stringify({ event: "stopping", backend: config.name, sockets: sockets.clients.size, spreadSeconds }));
+    closeOverWindow(sockets.clients, spreadSeconds, (socket) =>
+        socket.close(1001, `backend stopping; retry-after-ms=${Math.floor(Math.random() * retryHintMs)}`),
+    );
     // A client that never answers its close is cut by ws after 30 s; the process does not wait that long.
     const deadline = setTimeout(() => process.exit(0), spreadSeconds * 1000 + 5000);
     deadline.unref();
