@@ -63,6 +63,15 @@ describe("renderNginxConfig", () => {
         assert.match(config, /proxy_next_upstream error timeout http_502 http_503;/);
     });
 
+    it("keeps the upstream out of shared memory, and retries a full backend's 503 on the next (docs/engine-rules.md, k and l)", () => {
+        const upstream = /upstream wss_backends \{([\s\S]*?)\n\s+\}/.exec(config)![1];
+        // A zone would give every upstream connection its own copy of the backend's TLS session.
+        assert.doesNotMatch(upstream, /\bzone\b/);
+        assert.doesNotMatch(upstream, /max_conns/);
+        assert.match(config, /proxy_next_upstream [^;]*\bhttp_503\b/);
+        assert.match(config, /proxy_next_upstream_tries 3;/);
+    });
+
     it("sizes read and send timeouts from the idle timeout setting", () => {
         assert.match(config, /proxy_read_timeout 900s;/);
         assert.match(config, /proxy_send_timeout 900s;/);
