@@ -9,6 +9,7 @@ import { type BackendEnvironment, backendTlsOf } from "../plan/edgePlan";
 import type { IssuedCertificate } from "./edgePki";
 import { cpuArchitecture, hardenedInstanceSettings } from "./instanceDefaults";
 import { InstanceRole } from "./instanceRole";
+import { packageFile } from "./packageFiles";
 import type { CommandTargets, ReleaseChannel } from "./releaseChannel";
 
 export interface BackendFleetArgs {
@@ -16,6 +17,8 @@ export interface BackendFleetArgs {
     readonly port: number;
     /** Instances are spread over these subnets (one per availability zone) in turn. */
     readonly subnetIds: pulumi.Input<string[]>;
+    /** In the default VPC, backends reach AWS over a public address; in your private subnets they have none. */
+    readonly publicAddress: boolean;
     readonly securityGroupId: pulumi.Input<string>;
     /** One certificate per backend; the fleet has as many instances as certificates. */
     readonly certificates: readonly IssuedCertificate[];
@@ -31,6 +34,8 @@ export interface BackendFleetArgs {
     readonly proxies: CommandTargets;
     /** What the gates need first: their credentials in the store. */
     readonly gateCredentials: pulumi.Resource;
+    /** What the instances need before their first boot (the VPC endpoints they reach AWS through). */
+    readonly after?: readonly pulumi.Resource[];
 }
 
 /** One backend: its instance, the deploy of its app and certificates, and the gate it passes. */
@@ -80,9 +85,7 @@ export class BackendFleet extends pulumi.ComponentResource {
             const image = new docker.Image(
                 `${name}-app`,
                 {
-                    // Relative to the project root, Pulumi's working directory: a path of this
-                    // checkout in the state would show as a change from every other checkout.
-                    build: { context: "backend", platform: `linux/${architecture === "arm64" ? "arm64" : "amd64"}` },
+                    build: { context: packageFile("backend"), platform: `linux/${architecture === "arm64" ? "arm64" : "amd64"}` },
                     imageName: pulumi.interpolate`${this.repository.repositoryUrl}:backend`,
                     registry: {
                         server: this.repository.repositoryUrl,
@@ -147,7 +150,7 @@ export class BackendFleet extends pulumi.ComponentResource {
                     vpcSecurityGroupIds: [args.securityGroupId],
                     iamInstanceProfile: role.profile.name,
                     // Egress only (Systems Manager, the store, image pulls): the security group admits nothing but the proxies.
-                    associatePublicIpAddress: true,
+                    associatePublicIpAddress: args.publicAddress,
                     ...hardenedInstanceSettings,
                     userData: channel.store.apply((store) => backendUserData(store, cert.name)),
                     userDataReplaceOnChange: true,
@@ -163,7 +166,7 @@ export class BackendFleet extends pulumi.ComponentResource {
                     ignoreChanges: ["ami", "subnetId"],
                     // Role first (first boot reads the store with it), and an in-place change
                     // (instance type: stop and start) only once the backend before it is serving again.
-                    dependsOn: [role, ...(previousGate ? [previousGate] : [])],
+                    dependsOn: [role, ...(previousGate ? [previousGate] : []), ...(args.after ?? [])],
                 },
             );
 

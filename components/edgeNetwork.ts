@@ -3,19 +3,27 @@ import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 import { backendHost } from "../host/backendHost";
 import { proxyHost } from "../host/proxyHost";
+import { SettingsError } from "../settings/edgeSettings";
+import { lookUpNetwork, type NetworkNeeds, type NetworkPlacement, networkProblems } from "./networkFacts";
 
 export interface EdgeNetworkArgs {
     /** Who may connect on 443 (and on 80 when `httpRedirect`). */
     readonly allowedCidrs: readonly string[];
     readonly httpRedirect: boolean;
     readonly backendPort: number;
-    /** Proxies behind a Network Load Balancer: clients reach the balancer, and only it reaches the proxies. */
-    readonly loadBalanced: boolean;
+    /** Your VPC and subnets; without them, the region's default VPC and its default subnets. */
+    readonly placement?: pulumi.Input<NetworkPlacement>;
+    /** Zones and features the edge needs of the network: checked against EC2's facts before anything goes into it. */
+    readonly needs: NetworkNeeds;
 }
 
 /**
- * Where the edge lives and who may talk to what: the account's default VPC, one subnet per
- * availability zone, the proxy's security group (443 from the world or the allowed ranges) and
+ * Where the edge lives and who may talk to what: your VPC with its public subnets (proxies, the
+ * balancer) and private ones (backends, with no public address), or else the account's default
+ * VPC, one default subnet per availability zone for both. Your network is read from EC2 and
+ * checked first (components/networkFacts.ts): a subnet outside the VPC, too few zones or a
+ * subnet without public addresses stops the program, naming the subnet, before any security
+ * group goes into it. Then the proxy's security group (443 from the world or the allowed ranges) and
  * the backends' (their port from the proxy only). No group admits SSH or any other way in:
  * Systems Manager reaches the VMs through their agents' own outbound connections, and
  * operators use Session Manager. Load-balanced,
@@ -26,8 +34,14 @@ export class EdgeNetwork extends pulumi.ComponentResource {
     readonly vpcId: pulumi.Output<string>;
     /** The VPC's IPv4 range: where the load balancer's nodes connect to the proxies from. */
     readonly vpcCidr: pulumi.Output<string>;
-    /** Default subnets, sorted, one per availability zone. */
-    readonly subnetIds: pulumi.Output<string[]>;
+    /** The proxies' (and the balancer's) subnets: yours, or the default ones sorted, one per availability zone. */
+    readonly publicSubnetIds: pulumi.Output<string[]>;
+    /** The backends' subnets: yours, or the same default ones. */
+    readonly privateSubnetIds: pulumi.Output<string[]>;
+    /** The route tables of the private subnets (each its own, or the VPC's main table); empty in the default VPC. */
+    readonly privateRouteTableIds: pulumi.Output<string[]>;
+    /** Backends in the default VPC reach AWS over public addresses; in your private subnets they have none. */
+    readonly backendsHavePublicAddress: boolean;
     readonly proxySecurityGroup: aws.ec2.SecurityGroup;
     readonly backendSecurityGroup: aws.ec2.SecurityGroup;
     readonly loadBalancerSecurityGroup?: aws.ec2.SecurityGroup;
@@ -35,20 +49,37 @@ export class EdgeNetwork extends pulumi.ComponentResource {
     constructor(name: string, args: EdgeNetworkArgs, opts?: pulumi.ComponentResourceOptions) {
         super("wss-edge:network:EdgeNetwork", name, {}, opts);
         const invokeOpts = { parent: this };
-        const vpc = aws.ec2.getVpcOutput({ default: true }, invokeOpts);
-        this.vpcId = vpc.id;
-        this.vpcCidr = vpc.cidrBlock;
-        this.subnetIds = aws.ec2
-            .getSubnetsOutput(
-                {
-                    filters: [
-                        { name: "vpc-id", values: [vpc.id] },
-                        { name: "default-for-az", values: ["true"] },
-                    ],
-                },
-                invokeOpts,
-            )
-            .ids.apply((ids) => [...ids].sort());
+        this.backendsHavePublicAddress = args.placement === undefined;
+        if (args.placement === undefined) {
+            const vpc = aws.ec2.getVpcOutput({ default: true }, invokeOpts);
+            this.vpcId = vpc.id;
+            this.vpcCidr = vpc.cidrBlock;
+            this.publicSubnetIds = aws.ec2
+                .getSubnetsOutput(
+                    {
+                        filters: [
+                            { name: "vpc-id", values: [vpc.id] },
+                            { name: "default-for-az", values: ["true"] },
+                        ],
+                    },
+                    invokeOpts,
+                )
+                .ids.apply((ids) => [...ids].sort());
+            this.privateSubnetIds = this.publicSubnetIds;
+            this.privateRouteTableIds = pulumi.output([]);
+        } else {
+            const facts = pulumi.output(args.placement).apply(async (placement) => {
+                const found = await lookUpNetwork(placement, invokeOpts);
+                const problems = networkProblems(found, args.needs);
+                if (problems.length > 0) throw new SettingsError(pulumi.getProject(), problems);
+                return found;
+            });
+            this.vpcId = facts.vpc.id;
+            this.vpcCidr = facts.vpc.cidrBlock;
+            this.publicSubnetIds = facts.publicSubnets.apply((subnets) => subnets.map((s) => s.id));
+            this.privateSubnetIds = facts.privateSubnets.apply((subnets) => subnets.map((s) => s.id));
+            this.privateRouteTableIds = facts.privateSubnets.apply((subnets) => [...new Set(subnets.map((s) => s.routeTableId))].sort());
+        }
 
         const publicPorts = [443, ...(args.httpRedirect ? [80] : [])];
         const clientRules = publicPorts.map((port) => ({
@@ -58,7 +89,7 @@ export class EdgeNetwork extends pulumi.ComponentResource {
             toPort: port,
             ...splitCidrs(args.allowedCidrs),
         }));
-        if (args.loadBalanced) {
+        if (args.needs.loadBalanced) {
             this.loadBalancerSecurityGroup = new aws.ec2.SecurityGroup(
                 `${name}-load-balancer`,
                 {
@@ -131,7 +162,8 @@ export class EdgeNetwork extends pulumi.ComponentResource {
         );
         this.registerOutputs({
             vpcId: this.vpcId,
-            subnetIds: this.subnetIds,
+            publicSubnetIds: this.publicSubnetIds,
+            privateSubnetIds: this.privateSubnetIds,
             proxySecurityGroupId: this.proxySecurityGroup.id,
             loadBalancerSecurityGroupId: this.loadBalancerSecurityGroup?.id,
             backendSecurityGroupId: this.backendSecurityGroup.id,

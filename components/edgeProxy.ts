@@ -14,7 +14,7 @@ export interface EdgeProxyArgs {
 /**
  * The single-VM edge's proxy: Debian 12 with its NGINX 1.22 (the version every test here runs),
  * managed by Systems Manager, with no port open but the edge's. It serves the store's current
- * release from its first boot; the Elastic IP is moved to it only once it serves (index.ts).
+ * release from its first boot; the Elastic IP is moved to it only once it serves (components/wssEdge.ts).
  */
 export class EdgeProxy extends pulumi.ComponentResource {
     readonly instance: aws.ec2.Instance;
@@ -42,7 +42,7 @@ export class EdgeProxy extends pulumi.ComponentResource {
             },
             // The AMI moves on; a newer Debian image must not replace a serving edge on its own.
             // A new instance type replaces the VM instead of stopping it: the new one boots and
-            // serves, and only then does the address move to it (index.ts).
+            // serves, and only then does the address move to it (components/wssEdge.ts).
             // A subnet of the region that appears later (a new zone's default subnet) must not move it either.
             { parent: this, ignoreChanges: ["ami", "subnetId"], replaceOnChanges: ["instanceType"] },
         );

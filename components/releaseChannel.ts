@@ -15,6 +15,7 @@ import {
     type StoredRelease,
     s3Url,
 } from "../host/releaseChannel";
+import { packageFile } from "./packageFiles";
 
 export interface ReleaseChannelArgs {
     /** The name the backends' certificates carry, which each health gate checks. */
@@ -195,8 +196,7 @@ export class ReleaseChannel extends pulumi.ComponentResource {
         return new command.local.Command(
             name,
             {
-                // Relative to the project root, Pulumi's working directory.
-                create: "bash deploy/ssm-send.sh",
+                create: `bash ${packageFile("deploy/ssm-send.sh")}`,
                 environment: {
                     WSS_EDGE_REGION: this.region,
                     WSS_EDGE_DOCUMENT: args.document.name,

@@ -2,7 +2,7 @@
  * The edge, planned once: from the settings and where it is placed, everything it is made of —
  * the PKI to issue, what each backend runs with, the proxy's host profile and capacity, the
  * rendered NGINX config, the release every proxy gets, the health gate's credentials, and whether
- * the health agent runs. Pure, so the AWS program (index.ts), the local stack (local/) and the VM
+ * the health agent runs. Pure, so the AWS program (components/wssEdge.ts), the local stack (local/) and the VM
  * twin (twin/) are adapters that place what it says, and run the same edge by construction.
  */
 import { encodeDeployBundle, releaseFiles } from "../deploy/deployBundle";

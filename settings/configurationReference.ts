@@ -35,6 +35,8 @@ function kindOf(setting: SettingDefinition): string {
             return `text: ${setting.rule}`;
         case "originList":
             return `list of web origins, or ${code('["*"]')}`;
+        case "resourceId":
+            return setting.list ? `list of IDs such as ${code(setting.example)}` : `ID such as ${code(setting.example)}`;
         case "pem":
             return setting.pem === "certificate" ? "PEM certificate chain, secret" : "PEM private key, secret";
     }

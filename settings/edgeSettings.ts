@@ -41,7 +41,11 @@ export class SettingsError extends Error {
  * Validates every setting of the AWS stack and returns them typed, or throws one SettingsError
  * that lists every problem found (key, value and rule), so a user fixes them all in one go.
  */
-export function validateSettings(raw: RawSettings, namespace = "wss-edge"): StackSettings {
+export function validateSettings(
+    raw: RawSettings,
+    namespace = "wss-edge",
+    unknownUntilDeployed: ReadonlySet<SettingKey> = new Set(),
+): StackSettings {
     const problems: SettingProblem[] = [];
     const values = readAll(
         raw,
@@ -61,8 +65,61 @@ export function validateSettings(raw: RawSettings, namespace = "wss-edge"): Stac
             rule: "is required when tlsCertificate is set: the certificate is for that name",
         });
     }
+    problems.push(...placementProblems(values, unknownUntilDeployed));
     if (problems.length > 0) throw new SettingsError(namespace, problems);
     return values;
+}
+
+const networkKeys = ["vpcId", "publicSubnetIds", "privateSubnetIds"] as const;
+
+/**
+ * The rules across the placement's settings: a VPC comes with its two sets of subnets, no subnet
+ * is in both, a zone needs the name it holds, endpoints need private subnets and an image they can
+ * reach. Keys in `unknownUntilDeployed` (a component's outputs of other resources) count as set.
+ */
+function placementProblems(values: StackSettings, unknownUntilDeployed: ReadonlySet<SettingKey>): SettingProblem[] {
+    const problems: SettingProblem[] = [];
+    const isSet = (key: (typeof networkKeys)[number] | "hostedZoneId") => {
+        const value = values[key];
+        return unknownUntilDeployed.has(key) || (Array.isArray(value) ? value.length > 0 : value !== undefined);
+    };
+    const given = networkKeys.filter(isSet);
+    if (given.length > 0 && given.length < networkKeys.length) {
+        for (const key of networkKeys.filter((k) => !given.includes(k)))
+            problems.push({
+                key,
+                value: "(unset)",
+                rule: `is set together with ${given.join(" and ")}: your VPC, the proxies' public subnets and the backends' private ones`,
+            });
+    }
+    const both = (values.publicSubnetIds ?? []).filter((id) => (values.privateSubnetIds ?? []).includes(id));
+    if (both.length > 0)
+        problems.push({
+            key: "privateSubnetIds",
+            value: JSON.stringify(values.privateSubnetIds),
+            rule: `names ${both.join(", ")}, a public subnet too: backends get no public address, so they need subnets of their own`,
+        });
+    if (isSet("hostedZoneId") && values.domainName === undefined)
+        problems.push({
+            key: "domainName",
+            value: "(unset)",
+            rule: "is required with hostedZoneId: the name of the record the stack creates in that zone",
+        });
+    if (values.backendEgress === "vpc-endpoints") {
+        if (!isSet("privateSubnetIds"))
+            problems.push({
+                key: "backendEgress",
+                value: '"vpc-endpoints"',
+                rule: "applies to backends in privateSubnetIds; in the default VPC the backends reach AWS over their public addresses",
+            });
+        if (values.backendImage !== undefined && !/^[0-9]{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com\//.test(values.backendImage))
+            problems.push({
+                key: "backendImage",
+                value: JSON.stringify(values.backendImage),
+                rule: "is not in ECR, which is all that backends reach through VPC endpoints: use backendEgress nat, or an ECR image",
+            });
+    }
+    return problems;
 }
 
 /**
@@ -173,6 +230,8 @@ function parse(setting: SettingDefinition, text: string): { value: unknown } | {
             return new RegExp(setting.pattern).test(text) ? { value: text } : fail(setting.rule);
         case "originList":
             return parseOriginList(text);
+        case "resourceId":
+            return setting.list ? parseIdList(text, setting) : parseId(text, setting);
     }
 }
 
@@ -202,6 +261,30 @@ function parseOriginList(text: string): { value: string[] } | { rule: string } {
         }
     }
     return { value: list as string[] };
+}
+
+type ResourceIdSetting = Extract<SettingDefinition, { kind: "resourceId" }>;
+
+function parseId(text: string, setting: ResourceIdSetting): { value: string | undefined } | { rule: string } {
+    if (text === "") return { value: undefined };
+    return new RegExp(setting.pattern).test(text) ? { value: text } : { rule: `must be an ID such as ${setting.example}` };
+}
+
+/** A JSON list of IDs, each once. */
+function parseIdList(text: string, setting: ResourceIdSetting): { value: string[] } | { rule: string } {
+    const rule = `must be a list of IDs, e.g. ["${setting.example}"]`;
+    let list: unknown;
+    try {
+        list = JSON.parse(text);
+    } catch {
+        return { rule };
+    }
+    if (!Array.isArray(list) || !list.every((id) => typeof id === "string")) return { rule };
+    const bad = list.find((id) => !new RegExp(setting.pattern).test(id));
+    if (bad !== undefined) return { rule: `${JSON.stringify(bad)} is not an ID such as ${setting.example}` };
+    const repeated = list.find((id, i) => list.indexOf(id) !== i);
+    if (repeated !== undefined) return { rule: `names ${repeated} twice` };
+    return { value: list };
 }
 
 function parseCidrList(text: string, allowWorld: boolean): { value: string[] } | { rule: string } {

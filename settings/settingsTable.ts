@@ -9,7 +9,7 @@
  *
  * `Pulumi.yaml`'s `config:` block is generated from this table (`npm run settings:pulumi-yaml`),
  * and a test fails when it is stale. To add a setting: add a row here, regenerate Pulumi.yaml,
- * then use it where it belongs (the renderer's spec for an edge setting, index.ts for an AWS one).
+ * then use it where it belongs (the renderer's spec for an edge setting, components/wssEdge.ts for an AWS one).
  */
 
 interface Common {
@@ -33,6 +33,14 @@ export type SettingDefinition =
     | (Common & { readonly kind: "pattern"; readonly default: string; readonly pattern: string; readonly rule: string })
     /** Web origins (`https://host[:port]`), or `*`; the empty list has a meaning of its own, in the description. */
     | (Common & { readonly kind: "originList"; readonly default: readonly string[] })
+    /** An AWS resource's ID (or a list of them) of a given shape; "" or [] (the default) means none. */
+    | (Common & {
+          readonly kind: "resourceId";
+          readonly list: boolean;
+          readonly default: "" | readonly [];
+          readonly pattern: string;
+          readonly example: string;
+      })
     /** PEM text, always secret: never declared in Pulumi.yaml (a secret key can have no default there). */
     | (Common & { readonly kind: "pem"; readonly secret: true; readonly pem: "certificate" | "privateKey" });
 
@@ -88,6 +96,54 @@ export const settingsTable = {
         default: "",
         description:
             "Public DNS name of the edge (point it at the proxyPublicIp output, or the loadBalancerDnsName output with proxyCount 2+). Without it, clients use the Elastic IP (or the balancer's name).",
+    },
+    vpcId: {
+        scope: "aws",
+        kind: "resourceId",
+        list: false,
+        default: "",
+        pattern: "^vpc-[0-9a-f]{8,17}$",
+        example: "vpc-0a1b2c3d4e5f67890",
+        description:
+            "Your VPC, set together with publicSubnetIds and privateSubnetIds. Empty: the region's default VPC, with the backends in its default subnets on public addresses used for egress only.",
+    },
+    publicSubnetIds: {
+        scope: "aws",
+        kind: "resourceId",
+        list: true,
+        default: [],
+        pattern: "^subnet-[0-9a-f]{8,17}$",
+        example: "subnet-0a1b2c3d4e5f67890",
+        description:
+            "Subnets of vpcId for the proxies (and the balancer with proxyCount 2+): public (auto-assigned public IPv4, a route to an internet gateway), in two or more availability zones when load-balanced.",
+    },
+    privateSubnetIds: {
+        scope: "aws",
+        kind: "resourceId",
+        list: true,
+        default: [],
+        pattern: "^subnet-[0-9a-f]{8,17}$",
+        example: "subnet-0f9e8d7c6b5a43210",
+        description:
+            "Subnets of vpcId for the backends, which get no public address; in two or more availability zones when backendCount is 2+. They reach ECR, S3 and Systems Manager as backendEgress says.",
+    },
+    backendEgress: {
+        scope: "aws",
+        kind: "choice",
+        default: "nat",
+        choices: ["nat", "vpc-endpoints"],
+        description:
+            "How backends in privateSubnetIds reach ECR, S3 and Systems Manager. nat: through the NAT (or other default route) your private subnets already have. vpc-endpoints: the stack adds interface endpoints in the private subnets and an S3 gateway endpoint (see the cost table in docs/aws.md); the backend image must then be built here (no backendImage from another registry).",
+    },
+    hostedZoneId: {
+        scope: "aws",
+        kind: "resourceId",
+        list: false,
+        default: "",
+        pattern: "^Z[0-9A-Z]{1,32}$",
+        example: "Z0123456789ABCDEFGHIJ",
+        description:
+            "A Route 53 hosted zone that holds domainName: the stack creates the record the edge answers at (an alias to the balancer, or an A record to the Elastic IP).",
     },
     allowedCidrs: {
         scope: "aws",
@@ -278,9 +334,11 @@ type ValueOf<D> = D extends { readonly kind: "integer" }
         ? C
         : D extends { readonly kind: "cidrList" | "originList" }
           ? readonly string[]
-          : D extends { readonly kind: "dnsName" | "imageReference" | "pem" }
-            ? string | undefined
-            : string;
+          : D extends { readonly kind: "resourceId"; readonly list: true }
+            ? readonly string[]
+            : D extends { readonly kind: "dnsName" | "imageReference" | "pem" | "resourceId" }
+              ? string | undefined
+              : string;
 
 /** Every setting, validated and typed. */
 export type StackSettings = { readonly [K in SettingKey]: ValueOf<Table[K]> };
@@ -316,7 +374,7 @@ export function pulumiConfigBlock(): Record<string, { type: string; items?: { ty
                 ? "integer"
                 : setting.kind === "boolean"
                   ? "boolean"
-                  : setting.kind === "cidrList" || setting.kind === "originList"
+                  : setting.kind === "cidrList" || setting.kind === "originList" || (setting.kind === "resourceId" && setting.list)
                     ? "array"
                     : "string";
         block[key] = {

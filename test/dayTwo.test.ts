@@ -13,7 +13,7 @@ import { sha256 } from "../deploy/deployBundle";
 import { SettingsError } from "../settings/edgeSettings";
 import { assertAvailability } from "./support/availability";
 import { type Change, changeBetween, type Plan, type ProgramState, resourceKey } from "./support/changePlan";
-import { bundleFiles, named, type RegisteredResource, resolveOutput, runEdgeProgram } from "./support/pulumiProgram";
+import { bundleFiles, named, type RegisteredResource, resolveOutput, runEdgeProgram, teamPlacement } from "./support/pulumiProgram";
 
 const dev = {};
 const shapes = { "one VM": {}, "load-balanced": { proxyCount: "2" } } as const;
@@ -29,25 +29,25 @@ function touched(plan: Plan): string[] {
 
 const instance = (name: string) => resourceKey("aws:ec2/instance:Instance", name);
 const certificate = (name: string) => resourceKey("tls:index/locallySignedCert:LocallySignedCert", name);
-const builtImage = resourceKey("docker:index/image:Image", "backends-app");
+const builtImage = resourceKey("docker:index/image:Image", "edge-backends-app");
 
 const edgeRelease = ["replace edge-deploy", "replace edge-deploy-release"];
 /** A backend told the fleet again (after the proxies' rollout). */
-const fleetNotice = (n: number) => `replace backend-fleet-backend-${n}`;
+const fleetNotice = (n: number) => `replace edge-backend-fleet-backend-${n}`;
 const backendRelease = (n: number) => [
-    `replace backends-backend-${n}-deploy`,
-    `replace backends-backend-${n}-health`,
-    `replace backends-backend-${n}-release`,
+    `replace edge-backends-backend-${n}-deploy`,
+    `replace edge-backends-backend-${n}-health`,
+    `replace edge-backends-backend-${n}-release`,
 ];
 const backendParts = (n: number) => [
-    `backends-backend-${n}`,
-    `backends-backend-${n}`,
-    `backends-backend-${n}`,
-    `backends-backend-${n}`,
-    `backends-backend-${n}-deploy`,
-    `backends-backend-${n}-health`,
-    `backends-backend-${n}-release`,
-    `backends-backend-${n}-ssm`,
+    `edge-backends-backend-${n}`,
+    `edge-backends-backend-${n}`,
+    `edge-backends-backend-${n}`,
+    `edge-backends-backend-${n}`,
+    `edge-backends-backend-${n}-deploy`,
+    `edge-backends-backend-${n}-health`,
+    `edge-backends-backend-${n}-release`,
+    `edge-backends-backend-${n}-ssm`,
     `edge-backend-${n}`,
     `edge-backend-${n}`,
     `edge-backend-${n}`,
@@ -60,14 +60,16 @@ const singleProxyReplaced = [
     "replace edge-proxy",
     "replace edge-deploy",
     // The gates run on the proxy: checked again from the new one.
-    "replace backends-backend-1-health",
-    "replace backends-backend-2-health",
-    "replace backends-backend-3-health",
+    "replace edge-backends-backend-1-health",
+    "replace edge-backends-backend-2-health",
+    "replace edge-backends-backend-3-health",
     // The alarms and the dashboard follow the new instance ID.
     "update edge-dashboard",
     "update edge-proxy-instance-check",
     "update edge-proxy-system-check",
 ];
+
+const threePublicSubnets = '["subnet-0aaa0000000000001","subnet-0aaa0000000000002","subnet-0aaa0000000000003"]';
 
 /** What `up` touches when it is the same in both shapes. */
 const inBothShapes = (touches: readonly string[]): Record<Shape, readonly string[]> => ({ "one VM": touches, "load-balanced": touches });
@@ -115,7 +117,7 @@ const rows: Row[] = [
         touches: inBothShapes(
             [
                 ...backendParts(4).map((p) => `create ${p}`),
-                "create backend-fleet-backend-4",
+                "create edge-backend-fleet-backend-4",
                 ...[1, 2, 3].map(fleetNotice),
                 ...edgeRelease,
                 "update edge-dashboard",
@@ -128,7 +130,7 @@ const rows: Row[] = [
         touches: inBothShapes(
             [
                 ...backendParts(4).map((p) => `delete ${p}`),
-                "delete backend-fleet-backend-4",
+                "delete edge-backend-fleet-backend-4",
                 ...[1, 2, 3].map(fleetNotice),
                 ...edgeRelease,
                 "update edge-dashboard",
@@ -144,7 +146,7 @@ const rows: Row[] = [
     {
         change: "a rebuilt backend/ image (new digest): the same rolling deploy",
         replaced: [builtImage],
-        touches: inBothShapes(["replace backends-app", ...[1, 2, 3].flatMap(backendRelease)]),
+        touches: inBothShapes(["replace edge-backends-app", ...[1, 2, 3].flatMap(backendRelease)]),
     },
     {
         change: "a new Debian or Amazon Linux AMI: instances keep theirs; the proxies' group rolls onto it, launching before terminating",
@@ -183,12 +185,12 @@ const rows: Row[] = [
     },
     {
         change: "a lost backend, after `pulumi up --refresh`: created anew, it applies its current release at first boot, is deployed and gated; the proxies reload for its address",
-        replaced: [instance("backends-backend-2")],
+        replaced: [instance("edge-backends-backend-2")],
         touches: inBothShapes(
             [
-                "replace backends-backend-2",
-                "replace backends-backend-2-deploy",
-                "replace backends-backend-2-health",
+                "replace edge-backends-backend-2",
+                "replace edge-backends-backend-2-deploy",
+                "replace edge-backends-backend-2-health",
                 ...edgeRelease,
                 // Its new address is in every backend's fleet.
                 ...[1, 2, 3].map(fleetNotice),
@@ -201,7 +203,9 @@ const rows: Row[] = [
     {
         change: "backendInstanceType: each backend stopped and started in place, then given its new socket cap (a release), the next only once the one before passed its gate",
         after: { backendInstanceType: "t3.medium" },
-        touches: inBothShapes([1, 2, 3].flatMap((n) => [...backendRelease(n), `update (stop and start) backends-backend-${n}`]).sort()),
+        touches: inBothShapes(
+            [1, 2, 3].flatMap((n) => [...backendRelease(n), `update (stop and start) edge-backends-backend-${n}`]).sort(),
+        ),
     },
     {
         change: "proxyInstanceType: one VM is replaced by one of the new type, which serves before the address moves; the group rolls onto the new type",
@@ -216,6 +220,32 @@ const rows: Row[] = [
         options: { subnetIds: ["subnet-c", "subnet-a", "subnet-b", "subnet-0"] },
         // A Network Load Balancer takes a new subnet in place (changePlan.ts, from the provider's customizeDiffLoadBalancerNLB).
         touches: { "one VM": [], "load-balanced": ["update edge", "update edge-proxies"] },
+    },
+    {
+        change: "hostedZoneId (with domainName): only the record is created, once the edge serves",
+        before: { domainName: "ws.example.com" },
+        after: { domainName: "ws.example.com", hostedZoneId: "Z0123456789ABCDEFGHIJ" },
+        touches: inBothShapes(["create edge-dns"]),
+    },
+    {
+        change: "publicSubnetIds, one added: no VM moves; the balancer takes the subnet in place and the group may launch there",
+        before: teamPlacement,
+        after: { ...teamPlacement, publicSubnetIds: threePublicSubnets },
+        touches: { "one VM": [], "load-balanced": ["update edge", "update edge-proxies"] },
+    },
+    {
+        change: "privateSubnetIds: no backend moves (each keeps the subnet it was made in); a new or replaced one takes its turn's",
+        before: teamPlacement,
+        after: { ...teamPlacement, privateSubnetIds: '["subnet-0bbb0000000000001","subnet-0bbb0000000000002"]' },
+        touches: inBothShapes([]),
+    },
+    {
+        change: "backendEgress nat → vpc-endpoints: the endpoints are created; no backend restarts",
+        before: teamPlacement,
+        after: { ...teamPlacement, backendEgress: "vpc-endpoints" },
+        touches: inBothShapes(
+            ["", "-ec2messages", "-ecr-api", "-ecr-dkr", "-s3", "-ssm", "-ssmmessages"].map((suffix) => `create edge-endpoints${suffix}`),
+        ),
     },
     {
         change: "alarmEmail: only the topic's email subscription is created",
@@ -237,6 +267,27 @@ describe("the change matrix: what `pulumi up` does after each change, in both sh
             });
         }
     }
+
+    it("publicSubnetIds, one removed [load-balanced]: a migration, not a day-two change: the balancer cannot drop a subnet in place and is replaced under a new name", async () => {
+        const change = await changeBetween(
+            { config: { ...teamPlacement, proxyCount: "2", publicSubnetIds: threePublicSubnets } },
+            { config: { ...teamPlacement, proxyCount: "2" } },
+        );
+        assert.deepEqual(
+            touched(change.plan),
+            [
+                "replace edge",
+                "replace edge-443",
+                ...edgeRelease,
+                "replace edge-edge",
+                "replace edge-edge",
+                "update edge-proxies",
+                "update edge-unhealthy-proxies-443",
+            ].sort(),
+        );
+        // What docs/aws.md warns of: every socket through the old balancer closes when it goes.
+        assert.throws(() => assertAvailability(change), /LoadBalancer::edge would be replace: the edge would stop serving/);
+    });
 
     it("proxyCount 2 → 3 [load-balanced]: the group grows in place; no serving proxy is touched", async () => {
         const change = await changeBetween({ config: { proxyCount: "2" } }, { config: { proxyCount: "3" } });

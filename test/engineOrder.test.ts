@@ -32,6 +32,8 @@ function res(name: string, spec: Spec = {}): RegisteredResource {
         inputs: {},
         secretInputs: new Set(),
         dependencies: (spec.dependsOn ?? []).map((d) => d.urn),
+        aliases: [],
+        parent: "",
         options: { protect: false, ignoreChanges: [], replaceOnChanges: [], deleteBeforeReplace: spec.deleteBeforeReplace ?? false },
     };
 }

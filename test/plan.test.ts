@@ -23,7 +23,7 @@ import {
 } from "../plan/edgePlan";
 import { edgeSettingsOf, type RawSettings, validateEdgeSettings, validateSettings } from "../settings/edgeSettings";
 import { edgeSettingKeys, settingsTable } from "../settings/settingsTable";
-import { runEdgeProgram } from "./support/pulumiProgram";
+import { runEdgeProgram, teamPlacement } from "./support/pulumiProgram";
 import { otherValueOf, fuzzSeed as seed, validSettings } from "./support/settingsArbitraries";
 
 const backends: UpstreamServer[] = [
@@ -198,16 +198,41 @@ describe("every setting does something", () => {
     }
 
     const awsKeys = (Object.keys(settingsTable) as (keyof typeof settingsTable)[]).filter((key) => settingsTable[key].scope === "aws");
-    const registered = async (config: Record<string, string>) =>
-        JSON.stringify((await runEdgeProgram(config)).resources.map((r) => [r.type, r.name, r.inputs]));
+    const runs = new Map<string, Promise<string>>();
+    const registered = (config: Record<string, string>) => {
+        const key = JSON.stringify(config);
+        if (!runs.has(key))
+            runs.set(
+                key,
+                runEdgeProgram(config).then((run) => JSON.stringify(run.resources.map((r) => [r.type, r.name, r.inputs]))),
+            );
+        return runs.get(key) as Promise<string>;
+    };
+    const withName: Record<string, string> = { domainName: "ws.example.com" };
+    const inTeamNetwork = { ...withName, ...teamPlacement };
+    /** Settings that act only with others: each compared in a stack that has them. */
+    const together: Partial<Record<string, [Record<string, string>, Record<string, string>]>> = {
+        // A certificate comes with its key and the name it is for.
+        tlsCertificate: [
+            withName,
+            { ...withName, tlsCertificate: otherValueOf("tlsCertificate"), tlsPrivateKey: otherValueOf("tlsPrivateKey") },
+        ],
+        tlsPrivateKey: [
+            withName,
+            { ...withName, tlsCertificate: otherValueOf("tlsCertificate"), tlsPrivateKey: otherValueOf("tlsPrivateKey") },
+        ],
+        // A VPC comes with its subnets, which EC2 must know: the team network of the mocks.
+        vpcId: [withName, inTeamNetwork],
+        publicSubnetIds: [inTeamNetwork, { ...inTeamNetwork, publicSubnetIds: '["subnet-0aaa0000000000002","subnet-0aaa0000000000001"]' }],
+        privateSubnetIds: [
+            inTeamNetwork,
+            { ...inTeamNetwork, privateSubnetIds: '["subnet-0bbb0000000000001","subnet-0bbb0000000000002"]' },
+        ],
+        backendEgress: [inTeamNetwork, { ...inTeamNetwork, backendEgress: otherValueOf("backendEgress") }],
+    };
     for (const key of awsKeys) {
         it(`${key}: changes what the AWS program registers`, async () => {
-            // A certificate comes with its key and the name it is for; every stack has admin ranges.
-            const base: Record<string, string> = { domainName: "ws.example.com" };
-            const pair = key === "tlsCertificate" || key === "tlsPrivateKey";
-            const changed = pair
-                ? { ...base, tlsCertificate: otherValueOf("tlsCertificate"), tlsPrivateKey: otherValueOf("tlsPrivateKey") }
-                : { ...base, [key]: otherValueOf(key) };
+            const [base, changed] = together[key] ?? [withName, { ...withName, [key]: otherValueOf(key) }];
             assert.notEqual(await registered(changed), await registered(base), key);
         });
     }

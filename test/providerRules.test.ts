@@ -70,6 +70,8 @@ function resource(type: string, inputs: Record<string, unknown>, ignoreChanges: 
         secretInputs: new Set(),
         urn: "urn",
         dependencies: [],
+        aliases: [],
+        parent: "",
         options: { protect: false, ignoreChanges, replaceOnChanges: [], deleteBeforeReplace: false },
     };
 }

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { SettingsError, validateSettings } from "../settings/edgeSettings";
-import { type RegisteredResource, runEdgeProgram } from "./support/pulumiProgram";
+import { type RegisteredResource, runEdgeProgram, teamPlacement } from "./support/pulumiProgram";
 
 const valid = {};
 
@@ -52,10 +52,69 @@ describe("invalid settings stop the program before any resource is registered", 
         ["backend protocol spelt as a range", { backendTlsProtocol: "TLSv1.2 TLSv1.3" }, "backendTlsProtocol", /one of TLSv1\.2, TLSv1\.3/],
         ["misspelt key", { backendcount: "3" }, "backendcount", /is not a setting of this stack/],
         ["image reference with a space", { backendImage: "acme/app; rm -rf /" }, "backendImage", /image reference/],
+        ["a VPC without its subnets", { vpcId: teamPlacement.vpcId }, "privateSubnetIds", /set together with vpcId/],
+        [
+            "a subnet ID not shaped like one",
+            { ...teamPlacement, publicSubnetIds: '["subnet-1; drop"]' },
+            "publicSubnetIds",
+            /is not an ID such as subnet-/,
+        ],
+        [
+            "a subnet in both lists",
+            { ...teamPlacement, privateSubnetIds: '["subnet-0aaa0000000000001","subnet-0bbb0000000000002"]' },
+            "privateSubnetIds",
+            /subnet-0aaa0000000000001, a public subnet too/,
+        ],
+        ["a hosted zone without the name", { hostedZoneId: "Z0123456789ABCDEFGHIJ" }, "domainName", /required with hostedZoneId/],
+        ["endpoints in the default VPC", { backendEgress: "vpc-endpoints" }, "backendEgress", /applies to backends in privateSubnetIds/],
+        [
+            "endpoints with an image outside ECR",
+            { ...teamPlacement, backendEgress: "vpc-endpoints", backendImage: "ghcr.io/acme/ws:1" },
+            "backendImage",
+            /is not in ECR/,
+        ],
+        // Checked against what EC2 says of the network, still before anything is registered.
+        [
+            "a subnet of another VPC",
+            { ...teamPlacement, publicSubnetIds: '["subnet-0aaa0000000000001","subnet-0ccc0000000000001"]' },
+            "publicSubnetIds",
+            /subnet-0ccc0000000000001 is in vpc-0f0f0f0f0f0f0f0f0, not in vpcId vpc-0a1b2c3d4e5f60001/,
+        ],
+        [
+            "backends in one zone",
+            { ...teamPlacement, privateSubnetIds: '["subnet-0bbb0000000000001"]' },
+            "privateSubnetIds",
+            /the backends need subnets in 2 availability zones; these are in 1 \(eu-west-1a\)/,
+        ],
+        [
+            "a balancer in one zone",
+            { ...teamPlacement, proxyCount: "2", publicSubnetIds: '["subnet-0aaa0000000000001"]' },
+            "publicSubnetIds",
+            /the proxies need subnets in 2 availability zones/,
+        ],
+        [
+            "a public subnet without public addresses",
+            {
+                ...teamPlacement,
+                publicSubnetIds: '["subnet-0bbb0000000000003"]',
+                privateSubnetIds: '["subnet-0bbb0000000000001","subnet-0bbb0000000000002"]',
+            },
+            "publicSubnetIds",
+            /subnet-0bbb0000000000003 gives instances no public IPv4 address/,
+        ],
     ];
     for (const [name, config, key, rule] of cases) {
         it(`rejects ${name}, naming ${key}`, () => rejectsBeforeRegistration({ ...valid, ...config }, key, rule));
     }
+
+    it("names a subnet EC2 does not know, before anything is registered", async () => {
+        const registered: RegisteredResource[] = [];
+        await assert.rejects(
+            () => runEdgeProgram({ ...teamPlacement, publicSubnetIds: '["subnet-0ddd0000000000009"]' }, { registered }),
+            /subnet subnet-0ddd0000000000009: EC2 does not know it in this region \(InvalidSubnetID.NotFound/,
+        );
+        assert.deepEqual(registered, []);
+    });
 
     // Every character that would end a directive, open a block, quote or expand a variable.
     for (const [what, bad] of [

@@ -40,13 +40,18 @@ describe("the AWS stack under mocks, default dev config", async () => {
 
     it("registers three backend instances and one proxy instance", () => {
         const all = instances(resources);
-        assert.deepEqual(all.map((r) => r.name).sort(), ["backends-backend-1", "backends-backend-2", "backends-backend-3", "edge-proxy"]);
+        assert.deepEqual(all.map((r) => r.name).sort(), [
+            "edge-backends-backend-1",
+            "edge-backends-backend-2",
+            "edge-backends-backend-3",
+            "edge-proxy",
+        ]);
     });
 
     it("spreads the backends over the availability zones' subnets in a stable order", async () => {
         const subnets = await Promise.all(
             instances(resources)
-                .filter((r) => r.name.startsWith("backends"))
+                .filter((r) => r.name.startsWith("edge-backends"))
                 .map((r) => resolveOutput(r.inputs.subnetId)),
         );
         assert.deepEqual(subnets, ["subnet-a", "subnet-b", "subnet-c"]);
@@ -134,8 +139,8 @@ describe("the AWS stack under mocks, default dev config", async () => {
                 ["any", "imageCountMoreThan", 10],
             ],
         );
-        const env = storedFiles(resources, "backends-backend-1-release")["backend.env"];
-        assert.match(env, /^IMAGE=123456789012\.dkr\.ecr\.eu-west-1\.amazonaws\.com\/backends-app@sha256:[0-9a-f]{64}$/m);
+        const env = storedFiles(resources, "edge-backends-backend-1-release")["backend.env"];
+        assert.match(env, /^IMAGE=123456789012\.dkr\.ecr\.eu-west-1\.amazonaws\.com\/edge-backends-app@sha256:[0-9a-f]{64}$/m);
         assert.match(env, /^REGISTRY=123456789012\.dkr\.ecr\.eu-west-1\.amazonaws\.com$/m);
         assert.match(env, /^BACKEND_NAME=backend-1$/m);
         assert.match(env, /^PING_INTERVAL_SECONDS=30$/m);
@@ -144,7 +149,7 @@ describe("the AWS stack under mocks, default dev config", async () => {
     it("lets each backend's role read its own releases, decrypt them and pull from its repository, and boots it only once the role exists", async () => {
         for (const name of ["backend-1", "backend-2", "backend-3"]) {
             const policy =
-                ofType(resources, "aws:iam/rolePolicy:RolePolicy").find((p) => p.name === `backends-${name}`) ?? assert.fail(name);
+                ofType(resources, "aws:iam/rolePolicy:RolePolicy").find((p) => p.name === `edge-backends-${name}`) ?? assert.fail(name);
             const statements = JSON.parse(await resolveOutput<string>(policy.inputs.policy)).Statement;
             assert.deepEqual(
                 statements.map((s: any) => [s.Action, s.Resource]),
@@ -154,18 +159,19 @@ describe("the AWS stack under mocks, default dev config", async () => {
                     [["ecr:GetAuthorizationToken"], "*"],
                     [
                         ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
-                        "arn:aws:ecr:eu-west-1:123456789012:repository/backends-app",
+                        "arn:aws:ecr:eu-west-1:123456789012:repository/edge-backends-app",
                     ],
                 ],
                 `${name} reads its own folder only: no other backend's key`,
             );
             const attachment =
-                ofType(resources, "aws:iam/rolePolicyAttachment:RolePolicyAttachment").find((a) => a.name === `backends-${name}-ssm`) ??
-                assert.fail(name);
+                ofType(resources, "aws:iam/rolePolicyAttachment:RolePolicyAttachment").find(
+                    (a) => a.name === `edge-backends-${name}-ssm`,
+                ) ?? assert.fail(name);
             assert.equal(attachment.inputs.policyArn, "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore");
             for (const dependency of [policy, attachment])
                 assert.ok(
-                    instanceNamed(resources, `backends-${name}`).dependencies.includes(dependency.urn),
+                    instanceNamed(resources, `edge-backends-${name}`).dependencies.includes(dependency.urn),
                     `${name} waits for ${dependency.type}`,
                 );
         }
@@ -174,9 +180,9 @@ describe("the AWS stack under mocks, default dev config", async () => {
     it("keeps private keys secret: TLS keys travel only in the store's objects, as secrets; no command, user data or output holds one", async () => {
         const objects = ofType(resources, "aws:s3/bucketObjectv2:BucketObjectv2");
         assert.deepEqual(objects.map((o) => o.name).sort(), [
-            "backends-backend-1-release",
-            "backends-backend-2-release",
-            "backends-backend-3-release",
+            "edge-backends-backend-1-release",
+            "edge-backends-backend-2-release",
+            "edge-backends-backend-3-release",
             "edge-deploy-release",
             "edge-gate-credentials",
         ]);
@@ -191,7 +197,7 @@ describe("the AWS stack under mocks, default dev config", async () => {
             "the release carries the health agent it runs with",
         );
         assert.match(edgeRelease["deploy-edge-config.sh"], /^#!\/usr\/bin\/env bash/, "and the deploy script that applies it");
-        assert.match(storedFiles(resources, "backends-backend-2-release")["tls/server.key"], /PRIVATE KEY/);
+        assert.match(storedFiles(resources, "edge-backends-backend-2-release")["tls/server.key"], /PRIVATE KEY/);
         assert.deepEqual(Object.keys(storedFiles(resources, "edge-gate-credentials")).sort(), ["ca.crt", "client.crt", "client.key"]);
         for (const command of ofType(resources, "command:local:Command"))
             assert.doesNotMatch(JSON.stringify(command.inputs), /PRIVATE KEY/, command.name);
@@ -296,12 +302,12 @@ describe("the AWS stack under mocks, default dev config", async () => {
 
     it("deploys each backend through Systems Manager by its instance ID, and gates it from the proxy over mutual TLS", () => {
         for (const [i, name] of ["backend-1", "backend-2", "backend-3"].entries()) {
-            const deploy = named(resources, `backends-${name}-deploy`);
-            assert.equal(deploy.inputs.environment.WSS_EDGE_TARGETS, `backends-${name}-id`);
+            const deploy = named(resources, `edge-backends-${name}-deploy`);
+            assert.equal(deploy.inputs.environment.WSS_EDGE_TARGETS, `edge-backends-${name}-id`);
             assert.equal(deploy.inputs.environment.WSS_EDGE_DOCUMENT, "edge-releases-backend-id");
             assert.equal(deploy.inputs.environment.WSS_EDGE_POINTER, `s3://edge-releases/backends/${name}/current`);
             assert.deepEqual(Object.keys(JSON.parse(deploy.inputs.environment.WSS_EDGE_PARAMETERS)), ["Backend", "Release"]);
-            const gate = named(resources, `backends-${name}-health`);
+            const gate = named(resources, `edge-backends-${name}-health`);
             assert.equal(gate.inputs.environment.WSS_EDGE_TARGETS, "edge-proxy-id", "the gate runs on the proxy");
             assert.deepEqual(JSON.parse(gate.inputs.environment.WSS_EDGE_PARAMETERS), {
                 Backend: [name],
@@ -326,18 +332,18 @@ describe("the AWS stack under mocks, default dev config", async () => {
 
     it("rolls the backends one at a time, and deploys the edge's config only after every backend passed its gate", () => {
         const urn = (name: string) => named(resources, name).urn;
-        assert.ok(!named(resources, "backends-backend-1-deploy").dependencies.some((d) => d.includes("-health")));
+        assert.ok(!named(resources, "edge-backends-backend-1-deploy").dependencies.some((d) => d.includes("-health")));
         for (const [previous, next] of [
             ["backend-1", "backend-2"],
             ["backend-2", "backend-3"],
         ]) {
-            for (const step of [instanceNamed(resources, `backends-${next}`), named(resources, `backends-${next}-deploy`)]) {
-                assert.ok(step.dependencies.includes(urn(`backends-${previous}-health`)), `${step.name} waits for ${previous}'s gate`);
+            for (const step of [instanceNamed(resources, `edge-backends-${next}`), named(resources, `edge-backends-${next}-deploy`)]) {
+                assert.ok(step.dependencies.includes(urn(`edge-backends-${previous}-health`)), `${step.name} waits for ${previous}'s gate`);
             }
         }
         const deploy = named(resources, "edge-deploy");
         for (const name of ["backend-1", "backend-2", "backend-3"])
-            assert.ok(deploy.dependencies.includes(urn(`backends-${name}-health`)), name);
+            assert.ok(deploy.dependencies.includes(urn(`edge-backends-${name}-health`)), name);
     });
 
     it("raises an alarm when any instance fails its status checks, to one topic; the host check also recovers the instance", async () => {
@@ -363,7 +369,7 @@ describe("the AWS stack under mocks, default dev config", async () => {
         }
         const instanceIds = Object.fromEntries(instances(resources).map((i) => [i.name, `${i.name}-id`]));
         assert.equal(named(resources, "edge-proxy-instance-check").inputs.dimensions.InstanceId, instanceIds["edge-proxy"]);
-        assert.equal(named(resources, "edge-backend-2-system-check").inputs.dimensions.InstanceId, instanceIds["backends-backend-2"]);
+        assert.equal(named(resources, "edge-backend-2-system-check").inputs.dimensions.InstanceId, instanceIds["edge-backends-backend-2"]);
         assert.equal(ofType(resources, "aws:sns/topicSubscription:TopicSubscription").length, 0, "no subscriber unless alarmEmail is set");
     });
 
@@ -501,11 +507,11 @@ describe("the AWS stack under mocks, other configs", () => {
         const { resources } = await runEdgeProgram({ ...devConfig, backendImage: "ghcr.io/acme/ws-app:1.4" });
         assert.equal(ofType(resources, "aws:ecr/repository:Repository").length, 0);
         assert.equal(ofType(resources, "docker:index/image:Image").length, 0);
-        const env = storedFiles(resources, "backends-backend-1-release")["backend.env"];
+        const env = storedFiles(resources, "edge-backends-backend-1-release")["backend.env"];
         assert.match(env, /^IMAGE=ghcr\.io\/acme\/ws-app:1\.4$/m);
         assert.match(env, /^REGISTRY=$/m);
         const policy =
-            ofType(resources, "aws:iam/rolePolicy:RolePolicy").find((p) => p.name === "backends-backend-1") ?? assert.fail("policy");
+            ofType(resources, "aws:iam/rolePolicy:RolePolicy").find((p) => p.name === "edge-backends-backend-1") ?? assert.fail("policy");
         assert.doesNotMatch(
             await resolveOutput<string>(policy.inputs.policy),
             /ecr:/,
@@ -530,7 +536,7 @@ describe("the AWS stack under mocks, other configs", () => {
 
     it("scales to five backends over three zones and builds an arm64 image for Graviton types", async () => {
         const { resources, outputs } = await runEdgeProgram({ ...devConfig, backendCount: "5", backendInstanceType: "c7g.large" });
-        const backends = instances(resources).filter((r) => r.name.startsWith("backends"));
+        const backends = instances(resources).filter((r) => r.name.startsWith("edge-backends"));
         assert.equal(backends.length, 5);
         assert.deepEqual(await Promise.all(backends.map((r) => resolveOutput(r.inputs.subnetId))), [
             "subnet-a",

@@ -81,7 +81,7 @@ export function assertAvailability(change: Change): void {
     // after the rollout of the edge release that carries it, never at the same time or before.
     const rollout = registration(schedule, "command:local:Command::edge-deploy");
     for (const resourceKey of change.plan.keys()) {
-        if (!resourceKey.startsWith("command:local:Command::backend-fleet-")) continue;
+        if (!resourceKey.startsWith("command:local:Command::edge-backend-fleet-")) continue;
         const notice = registration(schedule, resourceKey);
         if (notice && rollout)
             assert.ok(

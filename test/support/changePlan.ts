@@ -29,6 +29,13 @@
  *   name are ForceNew, deregistration_delay takes 0–3600, health checks 5–300 s apart with
  *   thresholds 2–10. From the provider's docs, not its source: a load balancer's type, scheme and
  *   name, and a listener's load balancer, are ForceNew.
+ * - DNS and endpoints (terraform-provider-aws v5 source, read at 1a5174b1): a Route 53 record's
+ *   `name` and `zone_id` are ForceNew, its records, alias and TTL are UPSERTed in place
+ *   (internal/service/route53/record.go); a VPC endpoint's service name, type and VPC are
+ *   ForceNew, its subnets, route tables and security groups modified in place
+ *   (internal/service/ec2/vpc_endpoint.go). An Auto Scaling group's subnets
+ *   (`vpc_zone_identifier`) change in place and start no instance refresh: the proxies stay
+ *   where they are (internal/service/autoscaling/group.go).
  * - The engine: `ignoreChanges` paths are not diffed; a replacement creates the new resource
  *   before it deletes the old one (no `deleteBeforeReplace` here); dependents see the new ID and
  *   outputs, which `planBetween` feeds back by running the program again. In what order the steps
@@ -70,6 +77,8 @@ const replacingInputs: Record<string, readonly string[]> = {
     "aws:lb/targetGroup:TargetGroup": ["port", "protocol", "protocolVersion", "ipAddressType", "vpcId", "targetType", "name", "namePrefix"],
     "aws:lb/loadBalancer:LoadBalancer": ["loadBalancerType", "internal", "name", "namePrefix"],
     "aws:lb/listener:Listener": ["loadBalancerArn"],
+    "aws:route53/record:Record": ["name", "zoneId"],
+    "aws:ec2/vpcEndpoint:VpcEndpoint": ["serviceName", "vpcEndpointType", "vpcId"],
 };
 
 /** Inputs an instance applies in place only by stopping and starting (every socket on it closes). */

@@ -14,9 +14,14 @@ export interface RegisteredResource {
     readonly inputs: Record<string, any>;
     /** Top-level input names that arrived as Pulumi secrets. */
     readonly secretInputs: ReadonlySet<string>;
+    /** Its URN as Pulumi's mocks make it, which names only the parent's own type (runtime/mocks.js newUrn); test/support/engineUrns.ts gives the engine's. */
     readonly urn: string;
+    /** The parent's URN as the mocks make it; "" at the stack's root. */
+    readonly parent: string;
     /** URNs of the resources this one waits for (its inputs' sources and `dependsOn`). */
     readonly dependencies: readonly string[];
+    /** Former identities the engine looks for in the state before it creates this resource (alias specs as sent). */
+    readonly aliases: readonly AliasSpec[];
     /** The resource options the engine receives, which decide what a later change does. */
     readonly options: {
         readonly protect: boolean;
@@ -26,8 +31,23 @@ export interface RegisteredResource {
     };
 }
 
+/** An alias as the SDK sends it (proto Alias.Spec); empty fields mean "as the resource's own". */
+export interface AliasSpec {
+    readonly name: string;
+    readonly type: string;
+    readonly parentUrn: string;
+    readonly noParent: boolean;
+}
+
+interface AliasMessage {
+    getUrn(): string;
+    hasSpec(): boolean;
+    getSpec(): { getName(): string; getType(): string; getParenturn(): string; getNoparent(): boolean } | undefined;
+}
+
 /** What the engine receives with each registration besides the inputs, which Pulumi's mocks do not pass on. */
 interface RegistrationRequest {
+    getAliasesList(): AliasMessage[];
     getType(): string;
     getName(): string;
     getParent(): string;
@@ -63,7 +83,77 @@ export interface RunOptions {
     amiRelease?: string;
     /** The region's default subnets, as EC2 lists them (a new zone adds one). */
     subnetIds?: readonly string[];
+    /** The VPCs and subnets EC2 describes besides the default ones (a team's own network); VPCs and subnets the program creates join them. */
+    network?: MockNetwork;
+    /** The program to run (a module path); index.ts by default. */
+    program?: string;
 }
+
+export interface MockNetwork {
+    readonly vpcs: readonly { id: string; cidrBlock: string; enableDnsSupport: boolean; enableDnsHostnames: boolean }[];
+    readonly subnets: readonly {
+        id: string;
+        vpcId: string;
+        availabilityZone: string;
+        mapPublicIpOnLaunch: boolean;
+        /** Its own route table; without one it uses the VPC's main table. */
+        routeTableId?: string;
+    }[];
+}
+
+/** A team's own VPC, as the adoption tests describe it: three public and three private subnets over three zones, and another team's subnet. */
+export const teamNetwork: MockNetwork = {
+    vpcs: [
+        { id: "vpc-0a1b2c3d4e5f60001", cidrBlock: "10.20.0.0/16", enableDnsSupport: true, enableDnsHostnames: true },
+        { id: "vpc-0f0f0f0f0f0f0f0f0", cidrBlock: "10.99.0.0/16", enableDnsSupport: true, enableDnsHostnames: false },
+    ],
+    subnets: [
+        {
+            id: "subnet-0aaa0000000000001",
+            vpcId: "vpc-0a1b2c3d4e5f60001",
+            availabilityZone: "eu-west-1a",
+            mapPublicIpOnLaunch: true,
+            routeTableId: "rtb-0public",
+        },
+        {
+            id: "subnet-0aaa0000000000002",
+            vpcId: "vpc-0a1b2c3d4e5f60001",
+            availabilityZone: "eu-west-1b",
+            mapPublicIpOnLaunch: true,
+            routeTableId: "rtb-0public",
+        },
+        {
+            id: "subnet-0aaa0000000000003",
+            vpcId: "vpc-0a1b2c3d4e5f60001",
+            availabilityZone: "eu-west-1c",
+            mapPublicIpOnLaunch: true,
+            routeTableId: "rtb-0public",
+        },
+        {
+            id: "subnet-0bbb0000000000001",
+            vpcId: "vpc-0a1b2c3d4e5f60001",
+            availabilityZone: "eu-west-1a",
+            mapPublicIpOnLaunch: false,
+            routeTableId: "rtb-0private-a",
+        },
+        {
+            id: "subnet-0bbb0000000000002",
+            vpcId: "vpc-0a1b2c3d4e5f60001",
+            availabilityZone: "eu-west-1b",
+            mapPublicIpOnLaunch: false,
+            routeTableId: "rtb-0private-b",
+        },
+        { id: "subnet-0bbb0000000000003", vpcId: "vpc-0a1b2c3d4e5f60001", availabilityZone: "eu-west-1c", mapPublicIpOnLaunch: false },
+        { id: "subnet-0ccc0000000000001", vpcId: "vpc-0f0f0f0f0f0f0f0f0", availabilityZone: "eu-west-1a", mapPublicIpOnLaunch: true },
+    ],
+};
+
+/** The stack settings that place the edge in teamNetwork. */
+export const teamPlacement = {
+    vpcId: "vpc-0a1b2c3d4e5f60001",
+    publicSubnetIds: '["subnet-0aaa0000000000001","subnet-0aaa0000000000002"]',
+    privateSubnetIds: '["subnet-0bbb0000000000001","subnet-0bbb0000000000002","subnet-0bbb0000000000003"]',
+};
 
 /**
  * Runs index.ts under Pulumi's unit-test mocks with the given stack config (keys without the
@@ -84,7 +174,9 @@ export async function runEdgeProgram(config: Record<string, string>, options: Ru
 
 async function runWithMocks(config: Record<string, string>, options: RunOptions): Promise<ProgramRun> {
     const resources: RegisteredResource[] = options.registered ?? [];
-    const registrations = new Map<string, Pick<RegisteredResource, "urn" | "dependencies" | "options">>();
+    const base = options.network ?? teamNetwork;
+    const network = { vpcs: [...base.vpcs], subnets: [...base.subnets] };
+    const registrations = new Map<string, Pick<RegisteredResource, "urn" | "parent" | "dependencies" | "aliases" | "options">>();
     pulumi.runtime.setAllConfig(
         Object.fromEntries([["aws:region", "eu-west-1"], ...Object.entries(config).map(([k, v]) => [`wss-edge:${k}`, v])]),
         ["wss-edge:tlsCertificate", "wss-edge:tlsPrivateKey"].filter((key) => !options.plaintext?.includes(key.split(":")[1])),
@@ -98,7 +190,23 @@ async function runWithMocks(config: Record<string, string>, options: RunOptions)
                 resources.push({ type: args.type, name: args.name, inputs, secretInputs, ...registration });
                 const replaced = options.replaced?.includes(`${args.type}::${args.name}`) ?? false;
                 const state = mockState(args.type, args.name, inputs, replaced, options.validityEndTime ?? "2027-11-27T11:00:00Z");
-                return { id: replaced ? `${args.name}-id-2` : `${args.name}-id`, state: { ...args.inputs, ...state } };
+                const id = replaced ? `${args.name}-id-2` : `${args.name}-id`;
+                // EC2 describes what the program creates.
+                if (args.type === "aws:ec2/vpc:Vpc")
+                    network.vpcs.push({
+                        id,
+                        cidrBlock: inputs.cidrBlock,
+                        enableDnsSupport: inputs.enableDnsSupport ?? true,
+                        enableDnsHostnames: inputs.enableDnsHostnames ?? false,
+                    });
+                if (args.type === "aws:ec2/subnet:Subnet")
+                    network.subnets.push({
+                        id,
+                        vpcId: inputs.vpcId,
+                        availabilityZone: inputs.availabilityZone,
+                        mapPublicIpOnLaunch: inputs.mapPublicIpOnLaunch ?? false,
+                    });
+                return { id, state: { ...args.inputs, ...state } };
             },
             call(args) {
                 return mockCall(
@@ -106,6 +214,7 @@ async function runWithMocks(config: Record<string, string>, options: RunOptions)
                     args.inputs,
                     options.amiRelease ?? "2026.11",
                     options.subnetIds ?? ["subnet-c", "subnet-a", "subnet-b"],
+                    network,
                 );
             },
         },
@@ -121,7 +230,14 @@ async function runWithMocks(config: Record<string, string>, options: RunOptions)
     monitor.registerResource = (req, callback) => {
         registrations.set(`${req.getType()}::${req.getName()}`, {
             urn: monitor.newUrn(req.getParent(), req.getType(), req.getName()),
+            parent: req.getParent(),
             dependencies: req.getDependenciesList(),
+            aliases: req.getAliasesList().map((alias) => {
+                const spec = alias.getSpec();
+                if (!alias.hasSpec() || spec === undefined)
+                    throw new Error(`alias by URN (${alias.getUrn()}): the tests read alias specs only`);
+                return { name: spec.getName(), type: spec.getType(), parentUrn: spec.getParenturn(), noParent: spec.getNoparent() };
+            }),
             options: {
                 protect: req.getProtect(),
                 ignoreChanges: req.getIgnorechangesList(),
@@ -131,9 +247,13 @@ async function runWithMocks(config: Record<string, string>, options: RunOptions)
         });
         return register(req, callback);
     };
-    const programPath = require.resolve("../../index");
+    const programPath = require.resolve(options.program ?? "../../index");
     delete require.cache[programPath];
-    const exports = require(programPath) as Record<string, pulumi.Output<unknown>>;
+    // As Pulumi's Node.js host does: a program that exports a function is run, and what it returns are the outputs.
+    const program = require(programPath) as
+        | Record<string, pulumi.Output<unknown>>
+        | (() => Promise<Record<string, pulumi.Output<unknown>>>);
+    const exports = program instanceof Function ? await program() : program;
     const outputs: Record<string, unknown> = {};
     for (const [key, value] of Object.entries(exports)) outputs[key] = await resolveOutput(value);
     // Resources whose inputs wait on other outputs register later than the exports resolve.
@@ -231,7 +351,8 @@ function mockState(
         }
         case "aws:lb/loadBalancer:LoadBalancer":
             return {
-                dnsName: `${name}-0123456789abcdef.elb.eu-west-1.amazonaws.com`,
+                zoneId: "Z2IFOLAFXWLO4F",
+                dnsName: `${name.replace(" (replaced)", "-2")}-0123456789abcdef.elb.eu-west-1.amazonaws.com`,
                 arn: `arn:aws:elasticloadbalancing:eu-west-1:123456789012:loadbalancer/net/${name}/0123456789abcdef`,
                 arnSuffix: `net/${name}/0123456789abcdef`,
             };
@@ -266,6 +387,12 @@ function mockState(
         case "aws:iam/role:Role":
         case "aws:iam/instanceProfile:InstanceProfile":
             return { arn: `arn:aws:iam::123456789012:role/${name}`, name };
+        case "aws:route53/zone:Zone":
+            return { zoneId: "Z0TEAMZONE000000001" };
+        case "aws:route53/record:Record":
+            return { fqdn: inputs.name };
+        case "aws:ec2/vpcEndpoint:VpcEndpoint":
+            return { arn: `arn:aws:ec2:eu-west-1:123456789012:vpc-endpoint/${name}` };
         case "aws:sns/topic:Topic":
             return { arn: `arn:aws:sns:eu-west-1:123456789012:${name}` };
         case "aws:s3/bucket:Bucket":
@@ -287,12 +414,37 @@ function mockState(
     }
 }
 
-function mockCall(token: string, inputs: Record<string, any>, amiRelease: string, subnetIds: readonly string[]): Record<string, unknown> {
+/** A failed invoke as the engine returns it: a gRPC error whose details are the provider's message (runtime/invoke.js reads `details`). */
+const invokeError = (message: string) => Object.assign(new Error(message), { details: message });
+
+function mockCall(
+    token: string,
+    inputs: Record<string, any>,
+    amiRelease: string,
+    subnetIds: readonly string[],
+    network: MockNetwork,
+): Record<string, unknown> {
     switch (token) {
         case "aws:index/getRegion:getRegion":
             return { region: "eu-west-1", name: "eu-west-1", id: "eu-west-1" };
-        case "aws:ec2/getVpc:getVpc":
-            return { id: "vpc-0default", cidrBlock: mockVpcCidr };
+        case "aws:ec2/getVpc:getVpc": {
+            if (inputs.default) return { id: "vpc-0default", cidrBlock: mockVpcCidr };
+            const vpc = network.vpcs.find((v) => v.id === inputs.id);
+            if (vpc === undefined) throw invokeError(`InvalidVpcID.NotFound: The vpc ID '${inputs.id}' does not exist`);
+            return vpc;
+        }
+        case "aws:ec2/getSubnet:getSubnet": {
+            const subnet = network.subnets.find((s) => s.id === inputs.id);
+            if (subnet === undefined) throw invokeError(`InvalidSubnetID.NotFound: The subnet ID '${inputs.id}' does not exist`);
+            return subnet;
+        }
+        case "aws:ec2/getRouteTables:getRouteTables": {
+            const filter = (name: string) =>
+                (inputs.filters as { name: string; values: string[] }[]).find((f) => f.name === name)?.values[0];
+            const subnet = network.subnets.find((s) => s.id === filter("association.subnet-id"));
+            if (subnet) return { ids: subnet.routeTableId ? [subnet.routeTableId] : [] };
+            return { ids: [`rtb-0main-${filter("vpc-id")}`] };
+        }
         case "aws:ec2/getSubnets:getSubnets":
             return { ids: [...subnetIds] };
         case "aws:ec2/getAmi:getAmi":

@@ -96,6 +96,10 @@ export function validValuesOf(definition: SettingDefinition): fc.Arbitrary<strin
             return fc.stringMatching(new RegExp(definition.pattern)).filter((value) => new RegExp(definition.pattern).test(value));
         case "originList":
             return origins;
+        case "resourceId": {
+            const id = fc.stringMatching(new RegExp(definition.pattern));
+            return definition.list ? fc.uniqueArray(id, { minLength: 1, maxLength: 4 }).map((ids) => JSON.stringify(ids)) : id;
+        }
         case "pem":
             return definition.pem === "certificate"
                 ? fc.array(pemBlock("CERTIFICATE"), { minLength: 1, maxLength: 3 }).map((chain) => chain.join(""))
@@ -147,23 +151,49 @@ const invalidValue = (valid: fc.Arbitrary<string>) =>
         ),
     );
 
-const { tlsCertificate, tlsPrivateKey, ...withoutCertificate } = validValues;
+const { tlsCertificate, tlsPrivateKey, hostedZoneId, vpcId, publicSubnetIds, privateSubnetIds, backendEgress, ...standalone } = validValues;
+
+const subnetId = fc.stringMatching(/^subnet-[0-9a-f]{8,17}$/);
+/** A VPC with its public and private subnets (none in both), and how the backends reach AWS. */
+const network = fc
+    .record({
+        vpcId,
+        subnets: fc.uniqueArray(subnetId, { minLength: 2, maxLength: 6 }),
+        split: fc.integer({ min: 1, max: 5 }),
+        backendEgress,
+    })
+    .map(({ vpcId, subnets, split, backendEgress }) => {
+        const cut = Math.min(split, subnets.length - 1);
+        return {
+            vpcId,
+            publicSubnetIds: JSON.stringify(subnets.slice(0, cut)),
+            privateSubnetIds: JSON.stringify(subnets.slice(cut)),
+            backendEgress,
+        };
+    });
 
 /**
- * Settings the validator accepts: any of the table's, and a certificate only with its key and
- * the name it is for (the rules across settings).
+ * Settings the validator accepts: any of the table's, a certificate only with its key and the
+ * name it is for, a zone only with that name, a VPC only with its subnets, and endpoints only with
+ * an image they reach (the rules across settings).
  */
 export const validSettings: fc.Arbitrary<RawSettings> = fc
     .tuple(
-        fc.record(withoutCertificate),
+        fc.record(standalone),
         fc.option(
             fc.record(
                 { tlsCertificate, tlsPrivateKey, domainName: hostName },
                 { requiredKeys: ["tlsCertificate", "tlsPrivateKey", "domainName"] },
             ),
         ),
+        fc.option(fc.record({ hostedZoneId, domainName: hostName })),
+        fc.option(network),
     )
-    .map(([settings, certificate]) => ({ ...settings, ...certificate }));
+    .map(([settings, certificate, zone, network]): RawSettings => {
+        const all: RawSettings = { ...settings, ...zone, ...certificate, ...network };
+        if (all.backendEgress === "vpc-endpoints") delete all.backendImage;
+        return all;
+    });
 const mixedSettings: fc.Arbitrary<RawSettings> = fc.record(
     Object.fromEntries(
         Object.entries(validValues).map(([key, valid]) => [

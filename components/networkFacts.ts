@@ -1,0 +1,148 @@
+import * as aws from "@pulumi/aws";
+import type * as pulumi from "@pulumi/pulumi";
+import type { SettingProblem, StackSettings } from "../settings/edgeSettings";
+
+/** Where the edge is placed, as the user names it (vpcId, publicSubnetIds, privateSubnetIds). */
+export interface NetworkPlacement {
+    readonly vpcId: string;
+    readonly publicSubnetIds: readonly string[];
+    readonly privateSubnetIds: readonly string[];
+}
+
+export interface SubnetFacts {
+    readonly id: string;
+    readonly vpcId: string;
+    readonly availabilityZone: string;
+    readonly mapPublicIpOnLaunch: boolean;
+    /** The route table the subnet uses: its own association, or the VPC's main table. */
+    readonly routeTableId: string;
+}
+
+/** What EC2 says about the network the edge goes into. */
+export interface NetworkFacts {
+    readonly vpc: {
+        readonly id: string;
+        readonly cidrBlock: string;
+        readonly enableDnsSupport: boolean;
+        readonly enableDnsHostnames: boolean;
+    };
+    readonly publicSubnets: readonly SubnetFacts[];
+    readonly privateSubnets: readonly SubnetFacts[];
+}
+
+/** What the edge needs of the network, from its settings. */
+export interface NetworkNeeds {
+    /** Zones the proxies spread over: 2 when load-balanced (the balancer and the group span zones), else 1. */
+    readonly publicZones: number;
+    /** Zones the backends spread over: 2 with two or more backends, so one zone's loss leaves some. */
+    readonly privateZones: number;
+    readonly loadBalanced: boolean;
+    /** The backends reach AWS through interface endpoints, which answer by private DNS. */
+    readonly endpoints: boolean;
+}
+
+/** What the edge needs of the network, from its settings. */
+export const networkNeedsOf = (settings: Pick<StackSettings, "proxyCount" | "backendCount" | "backendEgress">): NetworkNeeds => ({
+    publicZones: settings.proxyCount > 1 ? 2 : 1,
+    privateZones: settings.backendCount > 1 ? 2 : 1,
+    loadBalanced: settings.proxyCount > 1,
+    endpoints: settings.backendEgress === "vpc-endpoints",
+});
+
+/** Reads the VPC and each subnet from EC2; a subnet EC2 does not know is named in the error. */
+export async function lookUpNetwork(placement: NetworkPlacement, opts?: pulumi.InvokeOptions): Promise<NetworkFacts> {
+    const vpc = await aws.ec2.getVpc({ id: placement.vpcId }, opts).catch((error: Error) => {
+        throw new Error(`vpcId ${placement.vpcId}: EC2 does not know it in this region (${firstLine(error)})`);
+    });
+    const subnet = async (id: string): Promise<SubnetFacts> => {
+        const found = await aws.ec2.getSubnet({ id }, opts).catch((error: Error) => {
+            throw new Error(`subnet ${id}: EC2 does not know it in this region (${firstLine(error)})`);
+        });
+        const own = await aws.ec2.getRouteTables({ filters: [{ name: "association.subnet-id", values: [id] }] }, opts);
+        const routeTableId =
+            own.ids[0] ??
+            (
+                await aws.ec2.getRouteTables(
+                    {
+                        filters: [
+                            { name: "vpc-id", values: [found.vpcId] },
+                            { name: "association.main", values: ["true"] },
+                        ],
+                    },
+                    opts,
+                )
+            ).ids[0];
+        return {
+            id,
+            vpcId: found.vpcId,
+            availabilityZone: found.availabilityZone,
+            mapPublicIpOnLaunch: found.mapPublicIpOnLaunch,
+            routeTableId,
+        };
+    };
+    return {
+        vpc: { id: vpc.id, cidrBlock: vpc.cidrBlock, enableDnsSupport: vpc.enableDnsSupport, enableDnsHostnames: vpc.enableDnsHostnames },
+        publicSubnets: await Promise.all(placement.publicSubnetIds.map(subnet)),
+        privateSubnets: await Promise.all(placement.privateSubnetIds.map(subnet)),
+    };
+}
+
+const firstLine = (error: Error) => error.message.split("\n")[0];
+
+/** Every way the network cannot hold the edge, each naming the subnet or VPC at fault. */
+export function networkProblems(facts: NetworkFacts, needs: NetworkNeeds): SettingProblem[] {
+    const problems: SettingProblem[] = [];
+    const lists = [
+        ["publicSubnetIds", facts.publicSubnets, needs.publicZones, "the proxies"],
+        ["privateSubnetIds", facts.privateSubnets, needs.privateZones, "the backends"],
+    ] as const;
+    for (const [key, subnets, zonesNeeded, who] of lists) {
+        const value = JSON.stringify(subnets.map((s) => s.id));
+        for (const subnet of subnets.filter((s) => s.vpcId !== facts.vpc.id))
+            problems.push({ key, value, rule: `${subnet.id} is in ${subnet.vpcId}, not in vpcId ${facts.vpc.id}` });
+        const zones = [...new Set(subnets.map((s) => s.availabilityZone))].sort();
+        if (zones.length < zonesNeeded)
+            problems.push({
+                key,
+                value,
+                rule: `${who} need subnets in ${zonesNeeded} availability zones; these are in ${zones.length} (${zones.join(", ")})`,
+            });
+    }
+    for (const subnet of facts.publicSubnets.filter((s) => !s.mapPublicIpOnLaunch))
+        problems.push({
+            key: "publicSubnetIds",
+            value: JSON.stringify(facts.publicSubnets.map((s) => s.id)),
+            rule: `${subnet.id} gives instances no public IPv4 address (MapPublicIpOnLaunch is off): proxies reach Debian's mirrors and Systems Manager from their first boot through it`,
+        });
+    if (needs.loadBalanced)
+        problems.push(...twoInOneZone("publicSubnetIds", facts.publicSubnets, "the balancer takes one subnet per zone"));
+    if (needs.endpoints) {
+        problems.push(
+            ...twoInOneZone(
+                "privateSubnetIds",
+                facts.privateSubnets,
+                "an interface endpoint takes one subnet per zone (backendEgress vpc-endpoints)",
+            ),
+        );
+        if (!facts.vpc.enableDnsSupport || !facts.vpc.enableDnsHostnames)
+            problems.push({
+                key: "vpcId",
+                value: JSON.stringify(facts.vpc.id),
+                rule: "has DNS support or DNS hostnames off: interface endpoints answer by private DNS, which needs both (backendEgress vpc-endpoints)",
+            });
+    }
+    return problems;
+}
+
+/** A problem for each zone that holds more than one of `subnets`. */
+function twoInOneZone(key: string, subnets: readonly SubnetFacts[], why: string): SettingProblem[] {
+    const zones = new Map<string, SubnetFacts[]>();
+    for (const subnet of subnets) zones.set(subnet.availabilityZone, [...(zones.get(subnet.availabilityZone) ?? []), subnet]);
+    return [...zones]
+        .filter(([, inZone]) => inZone.length > 1)
+        .map(([zone, inZone]) => ({
+            key,
+            value: JSON.stringify(subnets.map((s) => s.id)),
+            rule: `${inZone.map((s) => s.id).join(" and ")} are both in ${zone}; ${why}`,
+        }));
+}

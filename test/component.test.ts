@@ -1,0 +1,216 @@
+// The edge as a component: what another team's program gets when it imports it, and what a stack
+// made before the component keeps (every resource found again through its aliases, none created
+// or deleted), under Pulumi's mocks.
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import * as pulumi from "@pulumi/pulumi";
+import { interfaceServices } from "../components/backendEndpoints";
+import { networkProblems } from "../components/networkFacts";
+import { engineUrns, matchState } from "./support/engineUrns";
+import { named, ofType, type RegisteredResource, resolveOutput, runEdgeProgram, teamPlacement } from "./support/pulumiProgram";
+
+const golden = JSON.parse(readFileSync(join(__dirname, "golden", "stateUrns.json"), "utf8")) as {
+    configs: Record<string, Record<string, string>>;
+    urns: Record<string, string[]>;
+};
+
+/** The value of `make()`, made once, on first use. */
+function once<T>(make: () => Promise<T>): () => Promise<T> {
+    let made: Promise<T> | undefined;
+    return () => {
+        made ??= make();
+        return made;
+    };
+}
+
+const instances = (resources: RegisteredResource[]) => ofType(resources, "aws:ec2/instance:Instance");
+const resolved = (values: unknown) => resolveOutput(values as pulumi.Input<unknown>);
+
+describe("the edge as a component other programs import", () => {
+    it("is a component class: require('./components').WssEdge", () => {
+        const { WssEdge } = require("../components");
+        assert.equal(typeof WssEdge, "function");
+        assert.ok(WssEdge.prototype instanceof pulumi.ComponentResource);
+    });
+
+    for (const [shape, config] of Object.entries(golden.configs)) {
+        it(`keeps every resource of a stack made before it (${shape}): found again by URN or alias, none created but the component, none deleted`, async () => {
+            const { resources } = await runEdgeProgram(config);
+            const { created, deleted, claimed } = matchState(resources, new Set(golden.urns[shape]));
+            assert.deepEqual(created, ["urn:pulumi:dev::wss-edge::wss-edge:index:WssEdge::edge"]);
+            assert.deepEqual(deleted, []);
+            assert.equal(claimed.size, golden.urns[shape].length);
+        });
+    }
+
+    it("would lose them without the aliases (the check can fail)", async () => {
+        const { resources } = await runEdgeProgram(golden.configs["single-vm"]);
+        const unaliased = resources.map((r) => ({ ...r, aliases: [] }));
+        const { deleted } = matchState(unaliased, new Set(golden.urns["single-vm"]));
+        assert.ok(deleted.length > 80, `${deleted.length} deleted`);
+    });
+
+    describe("in a team's own program: its VPC, subnets and zone, two proxies behind a balancer", () => {
+        // Runs on first use, inside a test: program runs share Pulumi's global runtime, so they never overlap.
+        const run = once(() => runEdgeProgram({}, { program: join(__dirname, "adopter", "index.ts") }));
+        const teamVpc = "team-id";
+        const publicSubnets = ["team-public-0-id", "team-public-1-id"];
+        const privateSubnets = ["team-private-0-id", "team-private-1-id"];
+
+        it("makes every security group in the team's VPC", async () => {
+            const { resources } = await run();
+            const groups = ofType(resources, "aws:ec2/securityGroup:SecurityGroup");
+            assert.equal(groups.length, 3);
+            for (const group of groups) assert.equal(await resolved(group.inputs.vpcId), teamVpc, group.name);
+        });
+
+        it("puts the balancer and the proxies' group in the public subnets, the backends in the private ones with no public address", async () => {
+            const { resources } = await run();
+            assert.deepEqual(await resolved(named(resources, "chat").inputs.subnets), publicSubnets);
+            const [group] = ofType(resources, "aws:autoscaling/group:Group");
+            assert.deepEqual(await resolved(group.inputs.vpcZoneIdentifiers), publicSubnets);
+            const backends = instances(resources);
+            assert.equal(backends.length, 4);
+            const subnets = await Promise.all(backends.map((b) => resolved(b.inputs.subnetId)));
+            assert.deepEqual(subnets, [...privateSubnets, ...privateSubnets]);
+            for (const backend of backends) assert.equal(backend.inputs.associatePublicIpAddress, false, backend.name);
+        });
+
+        it("publishes the name in the team's zone as an alias to the balancer", async () => {
+            const { resources, outputs } = await run();
+            const [record] = ofType(resources, "aws:route53/record:Record");
+            assert.equal(await resolved(record.inputs.zoneId), "Z0TEAMZONE000000001");
+            assert.equal(record.inputs.name, "chat.example.com");
+            assert.equal(record.inputs.type, "A");
+            const [alias] = (await resolved(record.inputs.aliases)) as { name: string; zoneId: string; evaluateTargetHealth: boolean }[];
+            assert.equal(alias.name, outputs.loadBalancerDnsName);
+            assert.equal(alias.zoneId, "Z2IFOLAFXWLO4F");
+            assert.equal(alias.evaluateTargetHealth, true);
+            assert.equal(outputs.endpoint, "wss://chat.example.com/");
+        });
+
+        it("names every resource after the component, so two edges can share a program", async () => {
+            const { resources } = await run();
+            const own = resources.filter((r) => !r.name.startsWith("team"));
+            const strays = own.filter((r) => !r.name.startsWith("chat"));
+            assert.deepEqual(
+                strays.map((r) => r.name),
+                [],
+            );
+        });
+
+        it("has its resources under the component, at the engine's URNs", async () => {
+            const { resources } = await run();
+            const urns = [...engineUrns(resources).values()].filter((urn) => !urn.includes("::team"));
+            for (const urn of urns) assert.match(urn, /^urn:pulumi:dev::wss-edge::wss-edge:index:WssEdge(\$|::chat$)/);
+        });
+    });
+
+    describe("placed by stack settings in the team's VPC, one VM", () => {
+        const run = once(() => runEdgeProgram({ ...teamPlacement, domainName: "ws.example.com", hostedZoneId: "Z0123456789ABCDEFGHIJ" }));
+
+        it("runs the proxy in the first public subnet, the backends round the private ones, without public addresses", async () => {
+            const { resources } = await run();
+            const proxy = instances(resources).find((r) => r.name === "edge-proxy") ?? assert.fail("proxy");
+            assert.equal(await resolved(proxy.inputs.subnetId), "subnet-0aaa0000000000001");
+            const backends = instances(resources).filter((r) => r.name.startsWith("edge-backends"));
+            assert.deepEqual(
+                await Promise.all(backends.map((b) => resolved(b.inputs.subnetId))),
+                JSON.parse(teamPlacement.privateSubnetIds),
+            );
+            for (const backend of backends) assert.equal(backend.inputs.associatePublicIpAddress, false);
+        });
+
+        it("points an A record at the Elastic IP once the address is on a serving VM, taking over one made by hand", async () => {
+            const { resources } = await run();
+            const record = named(resources, "edge-dns");
+            assert.equal(record.inputs.zoneId, "Z0123456789ABCDEFGHIJ");
+            assert.deepEqual(await resolved(record.inputs.records), ["198.51.100.7"]);
+            assert.equal(record.inputs.ttl, 60);
+            assert.equal(record.inputs.allowOverwrite, true);
+            const [association] = ofType(resources, "aws:ec2/eipAssociation:EipAssociation");
+            assert.ok(record.dependencies.includes(association.urn));
+        });
+
+        it("adds no VPC endpoints when the private subnets have their own way out (backendEgress nat)", async () => {
+            const { resources } = await run();
+            assert.deepEqual(ofType(resources, "aws:ec2/vpcEndpoint:VpcEndpoint"), []);
+        });
+    });
+
+    it("refuses two of a balancer's or an endpoint's subnets in one zone, and endpoints without private DNS", () => {
+        const subnet = (id: string, availabilityZone: string, mapPublicIpOnLaunch = true) => ({
+            id,
+            vpcId: "vpc-1",
+            availabilityZone,
+            mapPublicIpOnLaunch,
+            routeTableId: "rtb-1",
+        });
+        const facts = {
+            vpc: { id: "vpc-1", cidrBlock: "10.0.0.0/16", enableDnsSupport: true, enableDnsHostnames: false },
+            publicSubnets: [subnet("subnet-p1", "eu-west-1a"), subnet("subnet-p2", "eu-west-1a"), subnet("subnet-p3", "eu-west-1b")],
+            privateSubnets: [
+                subnet("subnet-q1", "eu-west-1b", false),
+                subnet("subnet-q2", "eu-west-1b", false),
+                subnet("subnet-q3", "eu-west-1c", false),
+            ],
+        };
+        const rules = networkProblems(facts, { publicZones: 2, privateZones: 2, loadBalanced: true, endpoints: true }).map(
+            (p) => `${p.key}: ${p.rule}`,
+        );
+        assert.deepEqual(rules, [
+            "publicSubnetIds: subnet-p1 and subnet-p2 are both in eu-west-1a; the balancer takes one subnet per zone",
+            "privateSubnetIds: subnet-q1 and subnet-q2 are both in eu-west-1b; an interface endpoint takes one subnet per zone (backendEgress vpc-endpoints)",
+            "vpcId: has DNS support or DNS hostnames off: interface endpoints answer by private DNS, which needs both (backendEgress vpc-endpoints)",
+        ]);
+        assert.deepEqual(networkProblems(facts, { publicZones: 1, privateZones: 1, loadBalanced: false, endpoints: false }), []);
+    });
+
+    describe("backendEgress vpc-endpoints: backends with no way out but AWS's endpoints", () => {
+        const run = once(() => runEdgeProgram({ ...teamPlacement, backendEgress: "vpc-endpoints" }));
+        const endpointsOf = (resources: RegisteredResource[]) => ofType(resources, "aws:ec2/vpcEndpoint:VpcEndpoint");
+
+        it("adds Systems Manager's and ECR's interface endpoints in the private subnets with private DNS, admitting the backends only", async () => {
+            const { resources } = await run();
+            const endpoints = endpointsOf(resources);
+            const interfaces = endpoints.filter((e) => e.inputs.vpcEndpointType === "Interface");
+            assert.deepEqual(
+                await Promise.all(interfaces.map((e) => resolved(e.inputs.serviceName))),
+                interfaceServices.map((service) => `com.amazonaws.eu-west-1.${service}`),
+            );
+            const endpointGroup = named(resources, "edge-endpoints");
+            for (const endpoint of interfaces) {
+                assert.deepEqual(await resolved(endpoint.inputs.subnetIds), JSON.parse(teamPlacement.privateSubnetIds));
+                assert.equal(endpoint.inputs.privateDnsEnabled, true);
+                assert.equal(await resolved(endpoint.inputs.vpcId), teamPlacement.vpcId);
+                assert.deepEqual(await resolved(endpoint.inputs.securityGroupIds), [`${endpointGroup.name}-id`]);
+            }
+            const [rule] = (await resolved(endpointGroup.inputs.ingress)) as { fromPort: number; securityGroups: string[] }[];
+            assert.equal(rule.fromPort, 443);
+            assert.deepEqual(rule.securityGroups, ["edge-backend-id"]);
+        });
+
+        it("routes S3 (the store, image layers, Amazon Linux's packages) through a gateway in every private subnet's route table", async () => {
+            const { resources } = await run();
+            const gateway = named(resources, "edge-endpoints-s3");
+            assert.equal(gateway.inputs.vpcEndpointType, "Gateway");
+            assert.equal(await resolved(gateway.inputs.serviceName), "com.amazonaws.eu-west-1.s3");
+            // Two subnets have their own tables; the third uses the VPC's main one.
+            assert.deepEqual(await resolved(gateway.inputs.routeTableIds), [
+                "rtb-0main-vpc-0a1b2c3d4e5f60001",
+                "rtb-0private-a",
+                "rtb-0private-b",
+            ]);
+        });
+
+        it("boots no backend before the endpoints exist", async () => {
+            const { resources } = await run();
+            const endpoints = endpointsOf(resources);
+            const endpointUrns = endpoints.map((e) => e.urn);
+            for (const backend of instances(resources).filter((r) => r.name.startsWith("edge-backends")))
+                for (const urn of endpointUrns) assert.ok(backend.dependencies.includes(urn), `${backend.name} waits for ${urn}`);
+        });
+    });
+});
