@@ -7,8 +7,8 @@ export interface BackendEndpointsArgs {
     readonly subnetIds: pulumi.Input<string[]>;
     /** Their route tables, which the S3 gateway endpoint adds its route to. */
     readonly routeTableIds: pulumi.Input<string[]>;
-    /** The backends' security group: the only one the interface endpoints admit. */
-    readonly clientSecurityGroupId: pulumi.Input<string>;
+    /** The VPC's IPv4 ranges: private DNS sends every instance of the VPC to these endpoints, so all of it is admitted. */
+    readonly vpcCidrs: pulumi.Input<string[]>;
     readonly region: pulumi.Input<string>;
 }
 
@@ -31,14 +31,16 @@ export class BackendEndpoints extends pulumi.ComponentResource {
             name,
             {
                 vpcId: args.vpcId,
-                description: "wss-edge backends' AWS endpoints: HTTPS from the backends only",
+                description: "wss-edge's AWS endpoints: HTTPS from the VPC",
                 ingress: [
                     {
-                        description: "The backends' calls to Systems Manager and ECR",
+                        // Private DNS answers for the whole VPC: admitting only the backends would cut every other instance off Systems Manager and ECR.
+                        description:
+                            "Calls to Systems Manager and ECR from the VPC (the backends, and whatever else private DNS sends here)",
                         protocol: "tcp",
                         fromPort: 443,
                         toPort: 443,
-                        securityGroups: [args.clientSecurityGroupId],
+                        cidrBlocks: args.vpcCidrs,
                     },
                 ],
             },

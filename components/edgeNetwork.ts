@@ -34,6 +34,8 @@ export class EdgeNetwork extends pulumi.ComponentResource {
     readonly vpcId: pulumi.Output<string>;
     /** The VPC's IPv4 range: where the load balancer's nodes connect to the proxies from. */
     readonly vpcCidr: pulumi.Output<string>;
+    /** Every IPv4 range of the VPC, the primary and any associated. */
+    readonly vpcCidrs: pulumi.Output<string[]>;
     /** The proxies' (and the balancer's) subnets: yours, or the default ones sorted, one per availability zone. */
     readonly publicSubnetIds: pulumi.Output<string[]>;
     /** The backends' subnets: yours, or the same default ones. */
@@ -54,6 +56,7 @@ export class EdgeNetwork extends pulumi.ComponentResource {
             const vpc = aws.ec2.getVpcOutput({ default: true }, invokeOpts);
             this.vpcId = vpc.id;
             this.vpcCidr = vpc.cidrBlock;
+            this.vpcCidrs = vpc.cidrBlockAssociations.apply((blocks) => blocks.map((b) => b.cidrBlock));
             this.publicSubnetIds = aws.ec2
                 .getSubnetsOutput(
                     {
@@ -76,6 +79,7 @@ export class EdgeNetwork extends pulumi.ComponentResource {
             });
             this.vpcId = facts.vpc.id;
             this.vpcCidr = facts.vpc.cidrBlock;
+            this.vpcCidrs = facts.vpc.cidrBlocks.apply((blocks) => [...blocks]);
             this.publicSubnetIds = facts.publicSubnets.apply((subnets) => subnets.map((s) => s.id));
             this.privateSubnetIds = facts.privateSubnets.apply((subnets) => subnets.map((s) => s.id));
             this.privateRouteTableIds = facts.privateSubnets.apply((subnets) => [...new Set(subnets.map((s) => s.routeTableId))].sort());

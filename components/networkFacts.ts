@@ -23,6 +23,8 @@ export interface NetworkFacts {
     readonly vpc: {
         readonly id: string;
         readonly cidrBlock: string;
+        /** The primary range and every associated one. */
+        readonly cidrBlocks: readonly string[];
         readonly enableDnsSupport: boolean;
         readonly enableDnsHostnames: boolean;
     };
@@ -49,14 +51,14 @@ export const networkNeedsOf = (settings: Pick<StackSettings, "proxyCount" | "bac
     endpoints: settings.backendEgress === "vpc-endpoints",
 });
 
-/** Reads the VPC and each subnet from EC2; a subnet EC2 does not know is named in the error. */
+/** Reads the VPC and each subnet from EC2; one EC2 does not know is named in the error, and any other failure (credentials, permissions) passes as it came. */
 export async function lookUpNetwork(placement: NetworkPlacement, opts?: pulumi.InvokeOptions): Promise<NetworkFacts> {
     const vpc = await aws.ec2.getVpc({ id: placement.vpcId }, opts).catch((error: Error) => {
-        throw new Error(`vpcId ${placement.vpcId}: EC2 does not know it in this region (${firstLine(error)})`);
+        throw notFound(error) ? new Error(`vpcId ${placement.vpcId}: EC2 does not know it in this region (${firstLine(error)})`) : error;
     });
     const subnet = async (id: string): Promise<SubnetFacts> => {
         const found = await aws.ec2.getSubnet({ id }, opts).catch((error: Error) => {
-            throw new Error(`subnet ${id}: EC2 does not know it in this region (${firstLine(error)})`);
+            throw notFound(error) ? new Error(`subnet ${id}: EC2 does not know it in this region (${firstLine(error)})`) : error;
         });
         const own = await aws.ec2.getRouteTables({ filters: [{ name: "association.subnet-id", values: [id] }] }, opts);
         const routeTableId =
@@ -81,13 +83,21 @@ export async function lookUpNetwork(placement: NetworkPlacement, opts?: pulumi.I
         };
     };
     return {
-        vpc: { id: vpc.id, cidrBlock: vpc.cidrBlock, enableDnsSupport: vpc.enableDnsSupport, enableDnsHostnames: vpc.enableDnsHostnames },
+        vpc: {
+            id: vpc.id,
+            cidrBlock: vpc.cidrBlock,
+            cidrBlocks: [...new Set([vpc.cidrBlock, ...(vpc.cidrBlockAssociations ?? []).map((b) => b.cidrBlock)])],
+            enableDnsSupport: vpc.enableDnsSupport,
+            enableDnsHostnames: vpc.enableDnsHostnames,
+        },
         publicSubnets: await Promise.all(placement.publicSubnetIds.map(subnet)),
         privateSubnets: await Promise.all(placement.privateSubnetIds.map(subnet)),
     };
 }
 
 const firstLine = (error: Error) => error.message.split("\n")[0];
+/** EC2's answer for an ID it does not have (InvalidSubnetID.NotFound, InvalidVpcID.NotFound), or the provider's "no matching" one. */
+const notFound = (error: Error) => /NotFound|no matching/i.test(error.message);
 
 /** Every way the network cannot hold the edge, each naming the subnet or VPC at fault. */
 export function networkProblems(facts: NetworkFacts, needs: NetworkNeeds): SettingProblem[] {
@@ -124,11 +134,15 @@ export function networkProblems(facts: NetworkFacts, needs: NetworkNeeds): Setti
                 "an interface endpoint takes one subnet per zone (backendEgress vpc-endpoints)",
             ),
         );
-        if (!facts.vpc.enableDnsSupport || !facts.vpc.enableDnsHostnames)
+        const off = [
+            ...(facts.vpc.enableDnsSupport ? [] : ["DNS support (enableDnsSupport)"]),
+            ...(facts.vpc.enableDnsHostnames ? [] : ["DNS hostnames (enableDnsHostnames)"]),
+        ];
+        if (off.length > 0)
             problems.push({
                 key: "vpcId",
                 value: JSON.stringify(facts.vpc.id),
-                rule: "has DNS support or DNS hostnames off: interface endpoints answer by private DNS, which needs both (backendEgress vpc-endpoints)",
+                rule: `has ${off.join(" and ")} off: interface endpoints answer by private DNS, which needs both on (backendEgress vpc-endpoints)`,
             });
     }
     return problems;

@@ -206,7 +206,7 @@ export class WssEdge extends pulumi.ComponentResource {
                       vpcId: network.vpcId,
                       subnetIds: network.privateSubnetIds,
                       routeTableIds: network.privateRouteTableIds,
-                      clientSecurityGroupId: network.backendSecurityGroup.id,
+                      vpcCidrs: network.vpcCidrs,
                       region,
                   },
                   { parent: this },

@@ -112,11 +112,11 @@ function placementProblems(values: StackSettings, unknownUntilDeployed: Readonly
                 value: '"vpc-endpoints"',
                 rule: "applies to backends in privateSubnetIds; in the default VPC the backends reach AWS over their public addresses",
             });
-        if (values.backendImage !== undefined && !/^[0-9]{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com\//.test(values.backendImage))
+        if (values.backendImage !== undefined)
             problems.push({
                 key: "backendImage",
                 value: JSON.stringify(values.backendImage),
-                rule: "is not in ECR, which is all that backends reach through VPC endpoints: use backendEgress nat, or an ECR image",
+                rule: "is pulled from its own registry, which backends behind VPC endpoints cannot reach: with backendEgress vpc-endpoints the stack builds backend/ into its own ECR repository; use backendEgress nat for your own image",
             });
     }
     return problems;

@@ -133,7 +133,7 @@ export const settingsTable = {
         default: "nat",
         choices: ["nat", "vpc-endpoints"],
         description:
-            "How backends in privateSubnetIds reach ECR, S3 and Systems Manager. nat: through the NAT (or other default route) your private subnets already have. vpc-endpoints: the stack adds interface endpoints in the private subnets and an S3 gateway endpoint (see the cost table in docs/aws.md); the backend image must then be built here (no backendImage from another registry).",
+            "How backends in privateSubnetIds reach ECR, S3 and Systems Manager. nat: through the NAT (or other default route) your private subnets already have. vpc-endpoints: the stack adds interface endpoints in the private subnets and an S3 gateway endpoint (cost and limits in docs/adopting.md); the backend image is then the one built here (no backendImage).",
     },
     hostedZoneId: {
         scope: "aws",

@@ -149,7 +149,7 @@ describe("the edge as a component other programs import", () => {
             routeTableId: "rtb-1",
         });
         const facts = {
-            vpc: { id: "vpc-1", cidrBlock: "10.0.0.0/16", enableDnsSupport: true, enableDnsHostnames: false },
+            vpc: { id: "vpc-1", cidrBlock: "10.0.0.0/16", cidrBlocks: ["10.0.0.0/16"], enableDnsSupport: true, enableDnsHostnames: false },
             publicSubnets: [subnet("subnet-p1", "eu-west-1a"), subnet("subnet-p2", "eu-west-1a"), subnet("subnet-p3", "eu-west-1b")],
             privateSubnets: [
                 subnet("subnet-q1", "eu-west-1b", false),
@@ -163,7 +163,7 @@ describe("the edge as a component other programs import", () => {
         assert.deepEqual(rules, [
             "publicSubnetIds: subnet-p1 and subnet-p2 are both in eu-west-1a; the balancer takes one subnet per zone",
             "privateSubnetIds: subnet-q1 and subnet-q2 are both in eu-west-1b; an interface endpoint takes one subnet per zone (backendEgress vpc-endpoints)",
-            "vpcId: has DNS support or DNS hostnames off: interface endpoints answer by private DNS, which needs both (backendEgress vpc-endpoints)",
+            "vpcId: has DNS hostnames (enableDnsHostnames) off: interface endpoints answer by private DNS, which needs both on (backendEgress vpc-endpoints)",
         ]);
         assert.deepEqual(networkProblems(facts, { publicZones: 1, privateZones: 1, loadBalanced: false, endpoints: false }), []);
     });
@@ -172,7 +172,7 @@ describe("the edge as a component other programs import", () => {
         const run = once(() => runEdgeProgram({ ...teamPlacement, backendEgress: "vpc-endpoints" }));
         const endpointsOf = (resources: RegisteredResource[]) => ofType(resources, "aws:ec2/vpcEndpoint:VpcEndpoint");
 
-        it("adds Systems Manager's and ECR's interface endpoints in the private subnets with private DNS, admitting the backends only", async () => {
+        it("adds Systems Manager's and ECR's interface endpoints in the private subnets with private DNS, admitting the VPC's ranges", async () => {
             const { resources } = await run();
             const endpoints = endpointsOf(resources);
             const interfaces = endpoints.filter((e) => e.inputs.vpcEndpointType === "Interface");
@@ -187,9 +187,10 @@ describe("the edge as a component other programs import", () => {
                 assert.equal(await resolved(endpoint.inputs.vpcId), teamPlacement.vpcId);
                 assert.deepEqual(await resolved(endpoint.inputs.securityGroupIds), [`${endpointGroup.name}-id`]);
             }
-            const [rule] = (await resolved(endpointGroup.inputs.ingress)) as { fromPort: number; securityGroups: string[] }[];
+            // Private DNS sends the whole VPC here: all its ranges are admitted, or every other instance would lose Systems Manager and ECR.
+            const [rule] = (await resolved(endpointGroup.inputs.ingress)) as { fromPort: number; cidrBlocks: string[] }[];
             assert.equal(rule.fromPort, 443);
-            assert.deepEqual(rule.securityGroups, ["edge-backend-id"]);
+            assert.deepEqual(rule.cidrBlocks, ["10.20.0.0/16", "100.64.0.0/16"]);
         });
 
         it("routes S3 (the store, image layers, Amazon Linux's packages) through a gateway in every private subnet's route table", async () => {

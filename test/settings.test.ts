@@ -68,10 +68,10 @@ describe("invalid settings stop the program before any resource is registered", 
         ["a hosted zone without the name", { hostedZoneId: "Z0123456789ABCDEFGHIJ" }, "domainName", /required with hostedZoneId/],
         ["endpoints in the default VPC", { backendEgress: "vpc-endpoints" }, "backendEgress", /applies to backends in privateSubnetIds/],
         [
-            "endpoints with an image outside ECR",
+            "endpoints with an image of the user's own",
             { ...teamPlacement, backendEgress: "vpc-endpoints", backendImage: "ghcr.io/acme/ws:1" },
             "backendImage",
-            /is not in ECR/,
+            /backends behind VPC endpoints cannot reach/,
         ],
         // Checked against what EC2 says of the network, still before anything is registered.
         [

@@ -90,7 +90,13 @@ export interface RunOptions {
 }
 
 export interface MockNetwork {
-    readonly vpcs: readonly { id: string; cidrBlock: string; enableDnsSupport: boolean; enableDnsHostnames: boolean }[];
+    readonly vpcs: readonly {
+        id: string;
+        cidrBlock: string;
+        cidrBlockAssociations?: { cidrBlock: string }[];
+        enableDnsSupport: boolean;
+        enableDnsHostnames: boolean;
+    }[];
     readonly subnets: readonly {
         id: string;
         vpcId: string;
@@ -104,7 +110,13 @@ export interface MockNetwork {
 /** A team's own VPC, as the adoption tests describe it: three public and three private subnets over three zones, and another team's subnet. */
 export const teamNetwork: MockNetwork = {
     vpcs: [
-        { id: "vpc-0a1b2c3d4e5f60001", cidrBlock: "10.20.0.0/16", enableDnsSupport: true, enableDnsHostnames: true },
+        {
+            id: "vpc-0a1b2c3d4e5f60001",
+            cidrBlock: "10.20.0.0/16",
+            cidrBlockAssociations: [{ cidrBlock: "10.20.0.0/16" }, { cidrBlock: "100.64.0.0/16" }],
+            enableDnsSupport: true,
+            enableDnsHostnames: true,
+        },
         { id: "vpc-0f0f0f0f0f0f0f0f0", cidrBlock: "10.99.0.0/16", enableDnsSupport: true, enableDnsHostnames: false },
     ],
     subnets: [
@@ -428,7 +440,7 @@ function mockCall(
         case "aws:index/getRegion:getRegion":
             return { region: "eu-west-1", name: "eu-west-1", id: "eu-west-1" };
         case "aws:ec2/getVpc:getVpc": {
-            if (inputs.default) return { id: "vpc-0default", cidrBlock: mockVpcCidr };
+            if (inputs.default) return { id: "vpc-0default", cidrBlock: mockVpcCidr, cidrBlockAssociations: [{ cidrBlock: mockVpcCidr }] };
             const vpc = network.vpcs.find((v) => v.id === inputs.id);
             if (vpc === undefined) throw invokeError(`InvalidVpcID.NotFound: The vpc ID '${inputs.id}' does not exist`);
             return vpc;

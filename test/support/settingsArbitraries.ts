@@ -175,7 +175,7 @@ const network = fc
 /**
  * Settings the validator accepts: any of the table's, a certificate only with its key and the
  * name it is for, a zone only with that name, a VPC only with its subnets, and endpoints only with
- * an image they reach (the rules across settings).
+ * the image built here (the rules across settings).
  */
 export const validSettings: fc.Arbitrary<RawSettings> = fc
     .tuple(
