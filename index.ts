@@ -3,12 +3,13 @@
 // is reported before any resource is registered.
 import * as pulumi from "@pulumi/pulumi";
 import { WssEdge } from "./components";
-import { lookUpNetwork, networkNeedsOf, networkProblems } from "./components/networkFacts";
+import { lookUpNetwork, networkNeedsOf, networkProblems, offersIpv6 } from "./components/networkFacts";
 import { SettingsError } from "./settings/edgeSettings";
 import { loadStackSettings } from "./settings/pulumiSettings";
 
 export = async () => {
     const settings = loadStackSettings();
+    let ipv6 = false;
     if (settings.vpcId !== undefined) {
         const facts = await lookUpNetwork({
             vpcId: settings.vpcId,
@@ -17,6 +18,8 @@ export = async () => {
         });
         const problems = networkProblems(facts, networkNeedsOf(settings));
         if (problems.length > 0) throw new SettingsError(pulumi.getProject(), problems);
+        // In a VPC whose public subnets have IPv6 ranges, the edge is dual-stack.
+        ipv6 = offersIpv6(facts);
     }
-    return new WssEdge("edge", settings).outputs;
+    return new WssEdge("edge", { ...settings, ipv6 }).outputs;
 };

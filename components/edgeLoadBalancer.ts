@@ -10,6 +10,8 @@ export interface EdgeLoadBalancerArgs {
     readonly ports: readonly number[];
     /** How long a leaving proxy keeps its open sockets (drainTimeoutSeconds, within AWS's 3600 s). */
     readonly drainSeconds: number;
+    /** Clients reach it over IPv6 too: its nodes get IPv6 addresses in the subnets' IPv6 ranges. */
+    readonly dualStack: boolean;
 }
 
 /** The longest deregistration delay AWS accepts. */
@@ -47,6 +49,8 @@ export class EdgeLoadBalancer extends pulumi.ComponentResource {
                 subnets: args.subnetIds,
                 securityGroups: [args.securityGroupId],
                 enableCrossZoneLoadBalancing: true,
+                // To the proxies it still speaks IPv4: the PROXY protocol header carries an IPv6 client's address.
+                ...(args.dualStack ? { ipAddressType: "dualstack" } : {}),
                 tags: { Name: `${pulumi.getProject()}-${pulumi.getStack()}` },
             },
             { parent: this },

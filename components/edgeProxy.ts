@@ -9,6 +9,8 @@ export interface EdgeProxyArgs {
     readonly instanceProfile: pulumi.Input<string>;
     /** First boot: NGINX, and the store's current edge release (host/proxyHost.ts). */
     readonly userData: pulumi.Input<string>;
+    /** An IPv6 address too, from the subnet's IPv6 range (NGINX listens on [::]:443 already). */
+    readonly ipv6: boolean;
 }
 
 /**
@@ -36,6 +38,7 @@ export class EdgeProxy extends pulumi.ComponentResource {
                 iamInstanceProfile: args.instanceProfile,
                 ...hardenedInstanceSettings,
                 userData: args.userData,
+                ...(args.ipv6 ? { ipv6AddressCount: 1 } : {}),
                 // cloud-init runs user data once per instance: an edited one only takes effect on a new VM.
                 userDataReplaceOnChange: true,
                 tags: { Name: `${pulumi.getProject()}-${pulumi.getStack()}-proxy`, Role: "wss-edge-proxy" },

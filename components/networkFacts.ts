@@ -14,6 +14,8 @@ export interface SubnetFacts {
     readonly vpcId: string;
     readonly availabilityZone: string;
     readonly mapPublicIpOnLaunch: boolean;
+    /** Its IPv6 range; "" when it has none. */
+    readonly ipv6CidrBlock: string;
     /** The route table the subnet uses: its own association, or the VPC's main table. */
     readonly routeTableId: string;
 }
@@ -25,6 +27,8 @@ export interface NetworkFacts {
         readonly cidrBlock: string;
         /** The primary range and every associated one. */
         readonly cidrBlocks: readonly string[];
+        /** Its IPv6 range; "" when it has none. */
+        readonly ipv6CidrBlock: string;
         readonly enableDnsSupport: boolean;
         readonly enableDnsHostnames: boolean;
     };
@@ -41,14 +45,24 @@ export interface NetworkNeeds {
     readonly loadBalanced: boolean;
     /** The backends reach AWS through interface endpoints, which answer by private DNS. */
     readonly endpoints: boolean;
+    /** The edge serves IPv6 too: every public subnet needs an IPv6 range. */
+    readonly ipv6: boolean;
 }
 
+/** Dual-stack is what the network offers: the VPC and every public subnet have an IPv6 range. */
+export const offersIpv6 = (facts: NetworkFacts): boolean =>
+    facts.vpc.ipv6CidrBlock !== "" && facts.publicSubnets.every((subnet) => subnet.ipv6CidrBlock !== "");
+
 /** What the edge needs of the network, from its settings. */
-export const networkNeedsOf = (settings: Pick<StackSettings, "proxyCount" | "backendCount" | "backendEgress">): NetworkNeeds => ({
+export const networkNeedsOf = (
+    settings: Pick<StackSettings, "proxyCount" | "backendCount" | "backendEgress">,
+    ipv6 = false,
+): NetworkNeeds => ({
     publicZones: settings.proxyCount > 1 ? 2 : 1,
     privateZones: settings.backendCount > 1 ? 2 : 1,
     loadBalanced: settings.proxyCount > 1,
     endpoints: settings.backendEgress === "vpc-endpoints",
+    ipv6,
 });
 
 /** Reads the VPC and each subnet from EC2; one EC2 does not know is named in the error, and any other failure (credentials, permissions) passes as it came. */
@@ -79,6 +93,7 @@ export async function lookUpNetwork(placement: NetworkPlacement, opts?: pulumi.I
             vpcId: found.vpcId,
             availabilityZone: found.availabilityZone,
             mapPublicIpOnLaunch: found.mapPublicIpOnLaunch,
+            ipv6CidrBlock: found.ipv6CidrBlock ?? "",
             routeTableId,
         };
     };
@@ -89,6 +104,7 @@ export async function lookUpNetwork(placement: NetworkPlacement, opts?: pulumi.I
             cidrBlocks: [...new Set([vpc.cidrBlock, ...(vpc.cidrBlockAssociations ?? []).map((b) => b.cidrBlock)])],
             enableDnsSupport: vpc.enableDnsSupport,
             enableDnsHostnames: vpc.enableDnsHostnames,
+            ipv6CidrBlock: vpc.ipv6CidrBlock ?? "",
         },
         publicSubnets: await Promise.all(placement.publicSubnetIds.map(subnet)),
         privateSubnets: await Promise.all(placement.privateSubnetIds.map(subnet)),
@@ -124,6 +140,13 @@ export function networkProblems(facts: NetworkFacts, needs: NetworkNeeds): Setti
             value: JSON.stringify(facts.publicSubnets.map((s) => s.id)),
             rule: `${subnet.id} gives instances no public IPv4 address (MapPublicIpOnLaunch is off): proxies reach Debian's mirrors and Systems Manager from their first boot through it`,
         });
+    if (needs.ipv6)
+        for (const subnet of facts.publicSubnets.filter((s) => s.ipv6CidrBlock === ""))
+            problems.push({
+                key: "publicSubnetIds",
+                value: JSON.stringify(facts.publicSubnets.map((s) => s.id)),
+                rule: `${subnet.id} has no IPv6 range: a dual-stack edge (ipv6) serves IPv6 from every public subnet`,
+            });
     if (needs.loadBalanced)
         problems.push(...twoInOneZone("publicSubnetIds", facts.publicSubnets, "the balancer takes one subnet per zone"));
     if (needs.endpoints) {

@@ -14,7 +14,7 @@ import { gateCredentialsKey, releaseFolders } from "../host/releaseChannel";
 import { healthPath } from "../nginx/renderNginxConfig";
 import { backendServerName } from "../pki/pkiSpec";
 import { awsPlacement, backendEnvironmentOf, edgePkiPlan, healthGateCredentials, planEdge } from "../plan/edgePlan";
-import { edgeSettingsOf, type RawSettings, validateSettings } from "../settings/edgeSettings";
+import { edgeSettingsOf, type RawSettings, SettingsError, validateSettings } from "../settings/edgeSettings";
 import type { SettingKey, StackSettings } from "../settings/settingsTable";
 import { BackendEndpoints } from "./backendEndpoints";
 import { BackendFleet } from "./backendFleet";
@@ -44,6 +44,12 @@ export type WssEdgeArgs = { readonly [K in Exclude<SettingKey, PlacementKey>]?: 
     readonly publicSubnetIds?: pulumi.Input<readonly pulumi.Input<string>[]>;
     readonly privateSubnetIds?: pulumi.Input<readonly pulumi.Input<string>[]>;
     readonly hostedZoneId?: pulumi.Input<string>;
+    /**
+     * Serve IPv6 too (dual-stack): the balancer's nodes, or the proxy VM, get IPv6 addresses, and
+     * the zone an AAAA record. Needs vpcId, and an IPv6 range in every public subnet (checked).
+     * The stack program sets it when EC2 says the VPC and its public subnets have IPv6 ranges.
+     */
+    readonly ipv6?: boolean;
 };
 
 /** The stack outputs of the edge, by name (docs/aws.md lists what each is for). */
@@ -52,6 +58,7 @@ export interface WssEdgeOutputs {
     readonly healthUrl: pulumi.Output<string>;
     readonly nginxConfig: pulumi.Output<string>;
     readonly proxyPublicIp?: pulumi.Output<string>;
+    readonly proxyPublicIpv6?: pulumi.Output<string>;
     readonly loadBalancerDnsName?: pulumi.Output<string>;
     readonly proxyAutoScalingGroup?: pulumi.Output<string>;
     readonly proxyInstanceId?: pulumi.Output<string>;
@@ -81,8 +88,14 @@ export class WssEdge extends pulumi.ComponentResource {
     readonly settings: StackSettings;
 
     constructor(name: string, args: WssEdgeArgs = {}, opts?: pulumi.ComponentResourceOptions) {
-        super("wss-edge:index:WssEdge", name, {}, opts);
+        // Checked before the component itself registers: bad arguments leave nothing behind.
         const settings = validateArgs(args, name);
+        const ipv6 = args.ipv6 ?? false;
+        if (ipv6 && args.vpcId === undefined)
+            throw new SettingsError(`WssEdge ${name}`, [
+                { key: "ipv6", value: "true", rule: "needs vpcId: the default VPC has no IPv6 ranges; give your VPC and its subnets" },
+            ]);
+        super("wss-edge:index:WssEdge", name, {}, opts);
         this.settings = settings;
         // The stack made these at its root before the component existed: the aliases keep them (docs/engine-rules.md).
         const formerly = (oldName?: string): pulumi.CustomResourceOptions => ({
@@ -94,7 +107,7 @@ export class WssEdge extends pulumi.ComponentResource {
                 ? { certificatePem: settings.tlsCertificate, privateKeyPem: settings.tlsPrivateKey }
                 : undefined;
 
-        const needs = networkNeedsOf(settings);
+        const needs = networkNeedsOf(settings, ipv6);
         const { loadBalanced, endpoints } = needs;
         const network = new EdgeNetwork(
             name,
@@ -132,6 +145,7 @@ export class WssEdge extends pulumi.ComponentResource {
                       securityGroupId: network.loadBalancerSecurityGroup!.id,
                       ports: publicPorts,
                       drainSeconds: settings.drainTimeoutSeconds,
+                      dualStack: ipv6,
                   },
                   formerly(),
               )
@@ -166,6 +180,7 @@ export class WssEdge extends pulumi.ComponentResource {
                       securityGroupId: network.proxySecurityGroup.id,
                       instanceProfile: proxyRole.profile.name,
                       userData,
+                      ipv6,
                   },
                   { ...formerly(), dependsOn: [proxyRole] },
               );
@@ -280,30 +295,30 @@ export class WssEdge extends pulumi.ComponentResource {
                   )
                 : undefined;
 
+        // The single VM's IPv6 address is its own (no Elastic IP holds one): a replacement VM brings a new one.
+        const proxyIpv6 = ipv6 && proxy instanceof EdgeProxy ? proxy.instance.ipv6Addresses.apply((addresses) => addresses[0]) : undefined;
+
         // The name clients dial, in your zone: published once the edge serves there.
-        if (args.hostedZoneId !== undefined && settings.domainName !== undefined) {
-            new aws.route53.Record(
-                `${name}-dns`,
-                {
-                    zoneId: args.hostedZoneId,
-                    name: settings.domainName,
-                    type: "A",
-                    // A record of that name made by hand before is taken over, not an error.
-                    allowOverwrite: true,
-                    ...(balancer
-                        ? {
-                              aliases: [
-                                  {
-                                      name: balancer.dnsName,
-                                      zoneId: balancer.loadBalancer.zoneId,
-                                      evaluateTargetHealth: true,
-                                  },
-                              ],
-                          }
-                        : { ttl: 60, records: [(address as aws.ec2.Eip).publicIp] }),
-                },
-                { parent: this, dependsOn: association ? [association] : [edgeDeploy.deploy] },
-            );
+        const zoneId = args.hostedZoneId;
+        const domainName = settings.domainName;
+        if (zoneId !== undefined && domainName !== undefined) {
+            const record = (suffix: string, type: "A" | "AAAA", target: pulumi.Input<string>) =>
+                new aws.route53.Record(
+                    `${name}-dns${suffix}`,
+                    {
+                        zoneId,
+                        name: domainName,
+                        type,
+                        // A record of that name made by hand before is taken over, not an error.
+                        allowOverwrite: true,
+                        ...(balancer
+                            ? { aliases: [{ name: balancer.dnsName, zoneId: balancer.loadBalancer.zoneId, evaluateTargetHealth: true }] }
+                            : { ttl: 60, records: [target] }),
+                    },
+                    { parent: this, dependsOn: association ? [association] : [edgeDeploy.deploy] },
+                );
+            record("", "A", address?.publicIp ?? "");
+            if (ipv6) record("-ipv6", "AAAA", proxyIpv6 ?? "");
         }
 
         const monitoring = new EdgeMonitoring(
@@ -328,6 +343,7 @@ export class WssEdge extends pulumi.ComponentResource {
             healthUrl: pulumi.interpolate`https://${publicName}${healthPath}`,
             nginxConfig: plan.nginxConfig,
             proxyPublicIp: address && association ? pulumi.all([address.publicIp, association.id]).apply(([ip]) => ip) : undefined,
+            proxyPublicIpv6: proxyIpv6 && association ? pulumi.all([proxyIpv6, association.id]).apply(([ip]) => ip) : undefined,
             loadBalancerDnsName: balancer?.dnsName,
             proxyAutoScalingGroup: proxy instanceof ProxyGroup ? proxy.group.name : undefined,
             proxyInstanceId: proxy instanceof EdgeProxy ? proxy.instance.id : undefined,
@@ -353,7 +369,8 @@ function validateArgs(args: WssEdgeArgs, name: string): StackSettings {
     const raw: RawSettings = {};
     const unknown = new Set<SettingKey>();
     for (const [key, value] of Object.entries(args) as [SettingKey, unknown][]) {
-        if (value === undefined) continue;
+        // ipv6 is a fact of the network, not a setting: EdgeNetwork checks it against the subnets.
+        if (value === undefined || (key as string) === "ipv6") continue;
         if (pulumi.Output.isInstance(value) || (Array.isArray(value) && value.some((v) => pulumi.Output.isInstance(v)))) unknown.add(key);
         else raw[key] = typeof value === "string" ? value : JSON.stringify(value);
     }

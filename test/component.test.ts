@@ -7,9 +7,17 @@ import { join } from "node:path";
 import { describe, it } from "node:test";
 import * as pulumi from "@pulumi/pulumi";
 import { interfaceServices } from "../components/backendEndpoints";
-import { networkProblems } from "../components/networkFacts";
+import { networkProblems, offersIpv6 } from "../components/networkFacts";
 import { engineUrns, matchState } from "./support/engineUrns";
-import { named, ofType, type RegisteredResource, resolveOutput, runEdgeProgram, teamPlacement } from "./support/pulumiProgram";
+import {
+    dualStackPlacement,
+    named,
+    ofType,
+    type RegisteredResource,
+    resolveOutput,
+    runEdgeProgram,
+    teamPlacement,
+} from "./support/pulumiProgram";
 
 const golden = JSON.parse(readFileSync(join(__dirname, "golden", "stateUrns.json"), "utf8")) as {
     configs: Record<string, Record<string, string>>;
@@ -140,16 +148,24 @@ describe("the edge as a component other programs import", () => {
         });
     });
 
-    it("refuses two of a balancer's or an endpoint's subnets in one zone, and endpoints without private DNS", () => {
+    it("refuses two of a balancer's or an endpoint's subnets in one zone, endpoints without private DNS, and a dual-stack edge on a subnet without IPv6", () => {
         const subnet = (id: string, availabilityZone: string, mapPublicIpOnLaunch = true) => ({
             id,
             vpcId: "vpc-1",
             availabilityZone,
             mapPublicIpOnLaunch,
+            ipv6CidrBlock: availabilityZone === "eu-west-1a" ? "2001:db8:1::/64" : "",
             routeTableId: "rtb-1",
         });
         const facts = {
-            vpc: { id: "vpc-1", cidrBlock: "10.0.0.0/16", cidrBlocks: ["10.0.0.0/16"], enableDnsSupport: true, enableDnsHostnames: false },
+            vpc: {
+                id: "vpc-1",
+                cidrBlock: "10.0.0.0/16",
+                cidrBlocks: ["10.0.0.0/16"],
+                ipv6CidrBlock: "2001:db8:1::/56",
+                enableDnsSupport: true,
+                enableDnsHostnames: false,
+            },
             publicSubnets: [subnet("subnet-p1", "eu-west-1a"), subnet("subnet-p2", "eu-west-1a"), subnet("subnet-p3", "eu-west-1b")],
             privateSubnets: [
                 subnet("subnet-q1", "eu-west-1b", false),
@@ -157,15 +173,80 @@ describe("the edge as a component other programs import", () => {
                 subnet("subnet-q3", "eu-west-1c", false),
             ],
         };
-        const rules = networkProblems(facts, { publicZones: 2, privateZones: 2, loadBalanced: true, endpoints: true }).map(
+        const rules = networkProblems(facts, { publicZones: 2, privateZones: 2, loadBalanced: true, endpoints: true, ipv6: true }).map(
             (p) => `${p.key}: ${p.rule}`,
         );
         assert.deepEqual(rules, [
+            "publicSubnetIds: subnet-p3 has no IPv6 range: a dual-stack edge (ipv6) serves IPv6 from every public subnet",
             "publicSubnetIds: subnet-p1 and subnet-p2 are both in eu-west-1a; the balancer takes one subnet per zone",
             "privateSubnetIds: subnet-q1 and subnet-q2 are both in eu-west-1b; an interface endpoint takes one subnet per zone (backendEgress vpc-endpoints)",
             "vpcId: has DNS hostnames (enableDnsHostnames) off: interface endpoints answer by private DNS, which needs both on (backendEgress vpc-endpoints)",
         ]);
-        assert.deepEqual(networkProblems(facts, { publicZones: 1, privateZones: 1, loadBalanced: false, endpoints: false }), []);
+        assert.deepEqual(
+            networkProblems(facts, { publicZones: 1, privateZones: 1, loadBalanced: false, endpoints: false, ipv6: false }),
+            [],
+        );
+        assert.equal(offersIpv6(facts), false, "one public subnet has no IPv6 range");
+    });
+
+    describe("in a VPC whose public subnets have IPv6 ranges: dual-stack", () => {
+        const config = {
+            ...dualStackPlacement,
+            domainName: "ws.example.com",
+            hostedZoneId: "Z0123456789ABCDEFGHIJ",
+            allowedCidrs: '["0.0.0.0/0","::/0"]',
+        };
+        const oneVm = once(() => runEdgeProgram(config));
+        const balanced = once(() => runEdgeProgram({ ...config, proxyCount: "2" }));
+
+        it("gives the single proxy an IPv6 address, admits ::/0 on 443, and points an AAAA record at it once it serves", async () => {
+            const { resources, outputs } = await oneVm();
+            const proxy = instances(resources).find((r) => r.name === "edge-proxy") ?? assert.fail("proxy");
+            assert.equal(proxy.inputs.ipv6AddressCount, 1);
+            const proxyGroup =
+                ofType(resources, "aws:ec2/securityGroup:SecurityGroup").find((g) => g.name === "edge-proxy") ?? assert.fail("group");
+            const tls = (proxyGroup.inputs.ingress as { fromPort: number; ipv6CidrBlocks: string[] }[]).find((r) => r.fromPort === 443);
+            assert.deepEqual(tls?.ipv6CidrBlocks, ["::/0"]);
+            const aaaa = named(resources, "edge-dns-ipv6");
+            assert.equal(aaaa.inputs.type, "AAAA");
+            assert.deepEqual(await resolved(aaaa.inputs.records), ["2001:db8:30:1::a"]);
+            const [association] = ofType(resources, "aws:ec2/eipAssociation:EipAssociation");
+            assert.ok(aaaa.dependencies.includes(association.urn), "published once the VM serves");
+            assert.equal(outputs.proxyPublicIpv6, "2001:db8:30:1::a");
+            // The backends stay IPv4: only the public side is dual-stack.
+            for (const backend of instances(resources).filter((r) => r.name.startsWith("edge-backends")))
+                assert.equal(backend.inputs.ipv6AddressCount, undefined);
+        });
+
+        it("makes the balancer dual-stack and adds an AAAA alias to it", async () => {
+            const { resources, outputs } = await balanced();
+            assert.equal(named(resources, "edge").inputs.ipAddressType, "dualstack");
+            const aaaa = named(resources, "edge-dns-ipv6");
+            assert.equal(aaaa.inputs.type, "AAAA");
+            const [alias] = (await resolved(aaaa.inputs.aliases)) as { name: string }[];
+            assert.equal(alias.name, outputs.loadBalancerDnsName);
+        });
+
+        it("stays IPv4-only where a public subnet has no IPv6 range, and in the default VPC", async () => {
+            const { resources } = await runEdgeProgram({
+                ...config,
+                publicSubnetIds: '["subnet-0ddd0000000000001","subnet-0ddd0000000000003"]',
+            });
+            assert.equal(instances(resources).find((r) => r.name === "edge-proxy")?.inputs.ipv6AddressCount, undefined);
+            assert.deepEqual(
+                ofType(resources, "aws:route53/record:Record").map((r) => r.inputs.type),
+                ["A"],
+            );
+        });
+
+        it("refuses ipv6 on a component outside a VPC of the user's, registering nothing", async () => {
+            const registered: RegisteredResource[] = [];
+            await assert.rejects(
+                () => runEdgeProgram({}, { program: join(__dirname, "adopter", "ipv6WithoutVpc.ts"), registered }),
+                /WssEdge lost:ipv6 = true: needs vpcId/,
+            );
+            assert.deepEqual(registered, []);
+        });
     });
 
     describe("backendEgress vpc-endpoints: backends with no way out but AWS's endpoints", () => {

@@ -13,7 +13,17 @@ import { sha256 } from "../deploy/deployBundle";
 import { SettingsError } from "../settings/edgeSettings";
 import { assertAvailability } from "./support/availability";
 import { type Change, changeBetween, type Plan, type ProgramState, resourceKey } from "./support/changePlan";
-import { bundleFiles, named, type RegisteredResource, resolveOutput, runEdgeProgram, teamPlacement } from "./support/pulumiProgram";
+import {
+    bundleFiles,
+    dualStackPlacement,
+    type MockNetwork,
+    named,
+    type RegisteredResource,
+    resolveOutput,
+    runEdgeProgram,
+    teamNetwork,
+    teamPlacement,
+} from "./support/pulumiProgram";
 
 const dev = {};
 const shapes = { "one VM": {}, "load-balanced": { proxyCount: "2" } } as const;
@@ -69,6 +79,13 @@ const singleProxyReplaced = [
     "update edge-proxy-system-check",
 ];
 
+const dualStackConfig = { ...dualStackPlacement, domainName: "ws.example.com", hostedZoneId: "Z0123456789ABCDEFGHIJ" };
+/** The same network before it had any IPv6 range. */
+const withoutIpv6 = (network: MockNetwork): MockNetwork => ({
+    vpcs: network.vpcs.map((vpc) => ({ ...vpc, ipv6CidrBlock: undefined })),
+    subnets: network.subnets.map((subnet) => ({ ...subnet, ipv6CidrBlock: undefined })),
+});
+
 const threePublicSubnets = '["subnet-0aaa0000000000001","subnet-0aaa0000000000002","subnet-0aaa0000000000003"]';
 
 /** What `up` touches when it is the same in both shapes. */
@@ -80,6 +97,8 @@ interface Row {
     readonly after?: ProgramState["config"];
     readonly replaced?: readonly string[];
     readonly options?: ProgramState["options"];
+    /** How the cloud was before the change, when the change is the cloud's (a network that gained IPv6). */
+    readonly beforeOptions?: ProgramState["options"];
     /** What `up` touches, in each shape. */
     readonly touches: Record<Shape, readonly string[]>;
 }
@@ -248,6 +267,13 @@ const rows: Row[] = [
         ),
     },
     {
+        change: "IPv6 ranges given to your VPC and its public subnets: the next up makes the edge dual-stack in place (the VM gains an address; the balancer's address type changes) and adds the AAAA record",
+        before: dualStackConfig,
+        after: dualStackConfig,
+        beforeOptions: { network: withoutIpv6(teamNetwork) },
+        touches: { "one VM": ["create edge-dns-ipv6", "update edge-proxy"], "load-balanced": ["create edge-dns-ipv6", "update edge"] },
+    },
+    {
         change: "alarmEmail: only the topic's email subscription is created",
         after: { alarmEmail: "ops@example.com" },
         touches: inBothShapes(["create edge-alarms-email"]),
@@ -259,7 +285,7 @@ describe("the change matrix: what `pulumi up` does after each change, in both sh
         for (const shape of Object.keys(shapes) as Shape[]) {
             it(`${row.change} [${shape}]`, async () => {
                 const change: Change = await changeBetween(
-                    { config: { ...row.before, ...shapes[shape] } },
+                    { config: { ...row.before, ...shapes[shape] }, options: row.beforeOptions },
                     { config: { ...row.after, ...shapes[shape] }, replaced: row.replaced, options: row.options },
                 );
                 assert.deepEqual(touched(change.plan), [...row.touches[shape]].sort());

@@ -94,17 +94,23 @@ export interface MockNetwork {
         id: string;
         cidrBlock: string;
         cidrBlockAssociations?: { cidrBlock: string }[];
+        ipv6CidrBlock?: string;
         enableDnsSupport: boolean;
         enableDnsHostnames: boolean;
     }[];
     readonly subnets: readonly {
         id: string;
         vpcId: string;
+        ipv6CidrBlock?: string;
         availabilityZone: string;
         mapPublicIpOnLaunch: boolean;
         /** Its own route table; without one it uses the VPC's main table. */
         routeTableId?: string;
     }[];
+}
+
+function dualStackSubnet(id: string, availabilityZone: string, isPublic: boolean, ipv6CidrBlock: string) {
+    return { id, vpcId: "vpc-0d0d0d0d0d0d0d0d0", availabilityZone, mapPublicIpOnLaunch: isPublic, ipv6CidrBlock };
 }
 
 /** A team's own VPC, as the adoption tests describe it: three public and three private subnets over three zones, and another team's subnet. */
@@ -118,6 +124,13 @@ export const teamNetwork: MockNetwork = {
             enableDnsHostnames: true,
         },
         { id: "vpc-0f0f0f0f0f0f0f0f0", cidrBlock: "10.99.0.0/16", enableDnsSupport: true, enableDnsHostnames: false },
+        {
+            id: "vpc-0d0d0d0d0d0d0d0d0",
+            cidrBlock: "10.30.0.0/16",
+            ipv6CidrBlock: "2001:db8:30::/56",
+            enableDnsSupport: true,
+            enableDnsHostnames: true,
+        },
     ],
     subnets: [
         {
@@ -157,7 +170,19 @@ export const teamNetwork: MockNetwork = {
         },
         { id: "subnet-0bbb0000000000003", vpcId: "vpc-0a1b2c3d4e5f60001", availabilityZone: "eu-west-1c", mapPublicIpOnLaunch: false },
         { id: "subnet-0ccc0000000000001", vpcId: "vpc-0f0f0f0f0f0f0f0f0", availabilityZone: "eu-west-1a", mapPublicIpOnLaunch: true },
+        dualStackSubnet("subnet-0ddd0000000000001", "eu-west-1a", true, "2001:db8:30:1::/64"),
+        dualStackSubnet("subnet-0ddd0000000000002", "eu-west-1b", true, "2001:db8:30:2::/64"),
+        dualStackSubnet("subnet-0ddd0000000000003", "eu-west-1c", true, ""),
+        dualStackSubnet("subnet-0eee0000000000001", "eu-west-1a", false, ""),
+        dualStackSubnet("subnet-0eee0000000000002", "eu-west-1b", false, ""),
     ],
+};
+
+/** The stack settings that place the edge in teamNetwork's dual-stack VPC (its third public subnet has no IPv6 range). */
+export const dualStackPlacement = {
+    vpcId: "vpc-0d0d0d0d0d0d0d0d0",
+    publicSubnetIds: '["subnet-0ddd0000000000001","subnet-0ddd0000000000002"]',
+    privateSubnetIds: '["subnet-0eee0000000000001","subnet-0eee0000000000002"]',
 };
 
 /** The stack settings that place the edge in teamNetwork. */
@@ -359,7 +384,8 @@ function mockState(
             const privateIp = backend ? (replaced ? `10.0.9.${backend[1]}` : mockBackendIps[Number(backend[1]) - 1]) : "10.0.1.5";
             const proxy = /^edge-proxy(?:-([0-9]+))?/.exec(name);
             const publicIp = proxy ? `203.0.113.${Number(proxy[1] ?? 1) + (replaced ? 100 : 0)}` : undefined;
-            return { privateIp, publicIp, arn: `arn:aws:ec2:eu-west-1:123456789012:instance/${name}` };
+            const ipv6Addresses = inputs.ipv6AddressCount ? [`2001:db8:30:1::${replaced ? "b" : "a"}`] : [];
+            return { privateIp, publicIp, ipv6Addresses, arn: `arn:aws:ec2:eu-west-1:123456789012:instance/${name}` };
         }
         case "aws:lb/loadBalancer:LoadBalancer":
             return {
