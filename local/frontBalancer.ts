@@ -22,6 +22,8 @@ export interface FrontBalancerOptions {
     /** Folder of its config and log. */
     readonly dir: string;
     readonly bindAddress: string;
+    /** An IPv6 address to take clients on too (::1), as a dual-stack balancer does. */
+    readonly ipv6Address?: string;
     /** The edge's TLS port first, then the plain-HTTP redirect's when it has one. */
     readonly listeners: readonly FrontListener[];
     readonly haproxyBinary: string;
@@ -54,6 +56,8 @@ export function renderFrontConfig(options: Omit<FrontBalancerOptions, "dir" | "h
             "",
             `frontend ${listener.name}`,
             `    bind ${options.bindAddress}:${listener.port}`,
+            // As a dual-stack balancer on AWS: IPv6 clients too, their address passed on in the PROXY header.
+            ...(options.ipv6Address ? [`    bind [${options.ipv6Address}]:${listener.port}`] : []),
             `    maxconn ${maxconn}`,
             `    default_backend ${listener.name}-proxies`,
             "",

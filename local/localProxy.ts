@@ -21,6 +21,8 @@ export interface LocalProxyOptions {
     readonly port: number;
     /** Addresses whose PROXY protocol header NGINX believes: the front's; omitted with one proxy. */
     readonly proxyProtocolFrom?: readonly string[];
+    /** An IPv6 address to answer clients on beside bindAddress (::1), when this proxy faces clients. */
+    readonly ipv6Address?: string;
     /** Its plain-HTTP port, which only redirects to the edge (the httpRedirect setting); omitted: none. */
     readonly httpRedirectPort?: number;
     readonly nginxBinary: string;
@@ -84,9 +86,9 @@ export class LocalProxy {
 
     /** Where and how this proxy's NGINX runs, for the renderer. */
     hostProfile(workerProcesses: number): EdgeHostProfile {
-        const { root, bindAddress, port, proxyProtocolFrom, httpRedirectPort } = this.options;
+        const { root, bindAddress, port, proxyProtocolFrom, httpRedirectPort, ipv6Address } = this.options;
         return {
-            listen: { port, address: bindAddress, ipv6: false, proxyProtocolFrom },
+            listen: { port, address: bindAddress, ipv6: false, ...(ipv6Address ? { ipv6Address } : {}), proxyProtocolFrom },
             httpRedirectPort,
             statusListen: { address: "127.0.0.1", port: this.statusPort },
             workers: { processes: workerProcesses, ...localWorkerLimits() },

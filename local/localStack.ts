@@ -215,6 +215,13 @@ export class LocalStack {
         this.edgePort = this.options.edgePort || (await freePort(this.bindAddress));
         await assertPortFree(this.bindAddress, this.edgePort, "edge");
         if (this.settings.httpRedirect) this.httpPort = await freePort(this.bindAddress);
+        // Clients on IPv6's loopback too, as a dual-stack edge on AWS serves IPv6 clients; not where the host has no IPv6.
+        const ipv6Address =
+            this.bindAddress === "127.0.0.1" &&
+            (await canListen("::1", this.edgePort)) &&
+            (this.httpPort === 0 || (await canListen("::1", this.httpPort)))
+                ? "::1"
+                : undefined;
         // One proxy serves the edge's ports itself; several sit behind the front on ports of their own.
         const single = proxyCount === 1;
         for (let i = 1; i <= proxyCount; i++) {
@@ -225,6 +232,7 @@ export class LocalStack {
                     bindAddress: this.bindAddress,
                     port: single ? this.edgePort : await freePort(this.bindAddress),
                     proxyProtocolFrom: single ? undefined : [this.bindAddress],
+                    ipv6Address: single ? ipv6Address : undefined,
                     httpRedirectPort: this.httpPort === 0 ? undefined : single ? this.httpPort : await freePort(this.bindAddress),
                     nginxBinary,
                     exporterBinary,
@@ -248,6 +256,7 @@ export class LocalStack {
             this.front = await FrontBalancer.start({
                 dir,
                 bindAddress: this.bindAddress,
+                ipv6Address,
                 // The NLB's listeners: the edge's port, and the redirect's when it is on.
                 listeners: [
                     {

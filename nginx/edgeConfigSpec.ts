@@ -24,6 +24,8 @@ export interface EdgeConfigSpec {
         readonly port: number;
         readonly address?: string;
         readonly ipv6: boolean;
+        /** With `address`: an IPv6 address to listen on beside it (the local stack's ::1 beside 127.0.0.1). */
+        readonly ipv6Address?: string;
         /**
          * Behind a load balancer: every connection on the public listeners starts with a PROXY
          * protocol header, and the client address it carries is believed only when the

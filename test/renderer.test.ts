@@ -199,6 +199,24 @@ describe("renderNginxConfig", () => {
         assert.match(text, /server \[2001:db8::21\]:8443 max_fails/);
     });
 
+    it("listens on a given IPv6 address beside the IPv4 one (the local stack's ::1), on the TLS and redirect ports, and refuses an IPv4 one there", () => {
+        const base = specFor({ httpRedirect: "true" });
+        const spec: EdgeConfigSpec = { ...base, listen: { ...base.listen, address: "127.0.0.1", ipv6: false, ipv6Address: "::1" } };
+        const text = renderNginxConfig(spec);
+        assert.match(
+            text,
+            new RegExp(
+                `^\\s+listen 127\\.0\\.0\\.1:${spec.listen.port} ssl default_server reuseport;\\n\\s+listen \\[::1\\]:${spec.listen.port} ssl default_server reuseport;$`,
+                "m",
+            ),
+        );
+        assert.match(text, new RegExp(`^\\s+listen \\[::1\\]:${spec.httpRedirectPort};$`, "m"));
+        assert.throws(
+            () => renderNginxConfig({ ...spec, listen: { ...spec.listen, ipv6Address: "127.0.0.2" } }),
+            (error: RenderError) => error.field === "listen.ipv6Address",
+        );
+    });
+
     it("writes no cipher list for the TLS 1.3-only policy", () => {
         const text = render({ tlsPolicy: "mozilla-modern" });
         assert.match(text, /^\s+ssl_protocols TLSv1\.3;$/m);

@@ -1,3 +1,4 @@
+import { isIPv6 } from "node:net";
 import type { EdgeConfigSpec } from "../edgeConfigSpec";
 import { affinityCookieHeader } from "./affinity";
 import { connectionLimits } from "./httpContext";
@@ -9,10 +10,11 @@ export function servers(v: ValueGuard, spec: EdgeConfigSpec): string[] {
     if (spec.serverNames.length === 0) throw new RenderError("serverNames", "[]", "at least one name");
     const address = spec.listen.address === undefined ? "" : `${v.address("listen.address", spec.listen.address)}:`;
     const port = v.port("listen.port", spec.listen.port);
+    const ipv6 = ipv6Listen(v, spec);
     return [
-        ...unknownNameServer(spec, address, port),
+        ...unknownNameServer(spec, address, ipv6, port),
         "    server {",
-        ...tlsListen(spec, address, port, !spec.rejectUnknownNames),
+        ...tlsListen(spec, address, ipv6, port, !spec.rejectUnknownNames),
         "        # No http2 here: NGINX 1.22 cannot carry WebSockets over HTTP/2, and a client",
         "        # that negotiated h2 through ALPN could not upgrade.",
         `        server_name ${spec.serverNames.map((n) => v.serverName("serverNames", n)).join(" ")};`,
@@ -25,14 +27,7 @@ export function servers(v: ValueGuard, spec: EdgeConfigSpec): string[] {
         "",
         ...locations(v, spec),
         "    }",
-        ...httpRedirectServer(
-            v,
-            address,
-            spec.httpRedirectPort,
-            spec.listen.ipv6 && spec.listen.address === undefined,
-            v.port("publicPort", spec.publicPort ?? port),
-            proxyProtocol(spec),
-        ),
+        ...httpRedirectServer(v, address, spec.httpRedirectPort, ipv6, v.port("publicPort", spec.publicPort ?? port), proxyProtocol(spec)),
         ...statusServer(v, spec.statusListen),
     ];
 }
@@ -41,24 +36,31 @@ export function servers(v: ValueGuard, spec: EdgeConfigSpec): string[] {
  * The TLS listen lines. The first server on a port carries its options: `default_server`, and
  * `reuseport`, so the kernel spreads connections evenly over the workers.
  */
-function tlsListen(spec: EdgeConfigSpec, address: string, port: number, first: boolean): string[] {
+function tlsListen(spec: EdgeConfigSpec, address: string, ipv6: string | undefined, port: number, first: boolean): string[] {
     const options = `${proxyProtocol(spec)}${first ? " default_server reuseport" : ""}`;
-    return [
-        `        listen ${address}${port} ssl${options};`,
-        ...(spec.listen.ipv6 && spec.listen.address === undefined ? [`        listen [::]:${port} ssl${options};`] : []),
-    ];
+    return [`        listen ${address}${port} ssl${options};`, ...(ipv6 ? [`        listen ${ipv6}:${port} ssl${options};`] : [])];
+}
+
+/** The IPv6 address the listeners bind beside the IPv4 one: all of IPv6, or the one given; none otherwise. */
+function ipv6Listen(v: ValueGuard, spec: EdgeConfigSpec): string | undefined {
+    if (spec.listen.ipv6Address !== undefined) {
+        const address = v.address("listen.ipv6Address", spec.listen.ipv6Address);
+        if (!isIPv6(address)) throw new RenderError("listen.ipv6Address", address, "an IPv6 address");
+        return `[${address}]`;
+    }
+    return spec.listen.ipv6 && spec.listen.address === undefined ? "[::]" : undefined;
 }
 
 const proxyProtocol = (spec: EdgeConfigSpec) => (spec.listen.proxyProtocolFrom === undefined ? "" : " proxy_protocol");
 
-function unknownNameServer(spec: EdgeConfigSpec, address: string, port: number): string[] {
+function unknownNameServer(spec: EdgeConfigSpec, address: string, ipv6: string | undefined, port: number): string[] {
     if (!spec.rejectUnknownNames) return [];
     return [
         "    # Handshakes naming no host of this edge (scanners, misdirected clients) are refused",
         "    # before any certificate is shown; a request whose Host is not this edge's, on a",
         "    # connection made for one of its names, is refused too.",
         "    server {",
-        ...tlsListen(spec, address, port, true),
+        ...tlsListen(spec, address, ipv6, port, true),
         "        ssl_reject_handshake on;",
         "        return 421;",
         "    }",
@@ -90,7 +92,7 @@ function httpRedirectServer(
     v: ValueGuard,
     address: string,
     port: number | undefined,
-    ipv6: boolean,
+    ipv6: string | undefined,
     tlsPort: number,
     options: string,
 ): string[] {
@@ -102,7 +104,7 @@ function httpRedirectServer(
         "    # Plain HTTP only ever redirects to the TLS listener.",
         "    server {",
         `        listen ${address}${p}${options};`,
-        ...(ipv6 ? [`        listen [::]:${p}${options};`] : []),
+        ...(ipv6 ? [`        listen ${ipv6}:${p}${options};`] : []),
         `        return 301 ${target};`,
         "    }",
     ];
