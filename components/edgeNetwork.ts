@@ -32,9 +32,7 @@ export interface EdgeNetworkArgs {
  */
 export class EdgeNetwork extends pulumi.ComponentResource {
     readonly vpcId: pulumi.Output<string>;
-    /** The VPC's IPv4 range: where the load balancer's nodes connect to the proxies from. */
-    readonly vpcCidr: pulumi.Output<string>;
-    /** Every IPv4 range of the VPC, the primary and any associated. */
+    /** Every IPv4 range of the VPC, the primary and any associated: where the load balancer's nodes connect to the proxies from. */
     readonly vpcCidrs: pulumi.Output<string[]>;
     /** The proxies' (and the balancer's) subnets: yours, or the default ones sorted, one per availability zone. */
     readonly publicSubnetIds: pulumi.Output<string[]>;
@@ -55,7 +53,6 @@ export class EdgeNetwork extends pulumi.ComponentResource {
         if (args.placement === undefined) {
             const vpc = aws.ec2.getVpcOutput({ default: true }, invokeOpts);
             this.vpcId = vpc.id;
-            this.vpcCidr = vpc.cidrBlock;
             this.vpcCidrs = vpc.cidrBlockAssociations.apply((blocks) => blocks.map((b) => b.cidrBlock));
             this.publicSubnetIds = aws.ec2
                 .getSubnetsOutput(
@@ -78,7 +75,6 @@ export class EdgeNetwork extends pulumi.ComponentResource {
                 return found;
             });
             this.vpcId = facts.vpc.id;
-            this.vpcCidr = facts.vpc.cidrBlock;
             this.vpcCidrs = facts.vpc.cidrBlocks.apply((blocks) => [...blocks]);
             this.publicSubnetIds = facts.publicSubnets.apply((subnets) => subnets.map((s) => s.id));
             this.privateSubnetIds = facts.privateSubnets.apply((subnets) => subnets.map((s) => s.id));
@@ -105,7 +101,7 @@ export class EdgeNetwork extends pulumi.ComponentResource {
                         protocol: "tcp",
                         fromPort: port,
                         toPort: port,
-                        cidrBlocks: [this.vpcCidr],
+                        cidrBlocks: this.vpcCidrs,
                     })),
                 },
                 { parent: this },

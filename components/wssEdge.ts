@@ -252,8 +252,8 @@ export class WssEdge extends pulumi.ComponentResource {
         const publicName: pulumi.Input<string> = settings.domainName ?? balancer?.dnsName ?? (address as aws.ec2.Eip).publicIp;
         /** The edge's plan, placed on AWS: every proxy runs its config, the same upstream and hashing, so a client lands on the same backend through any of them. */
         const plan = pulumi
-            .all([pulumi.all(backends.privateIps), publicName, proxy.memoryMiB, proxy.vcpus, network.vpcCidr, backendMemory])
-            .apply(([backendAddresses, publicName, memoryMiB, vcpus, vpcCidr, backendMemoryMiB]) =>
+            .all([pulumi.all(backends.privateIps), publicName, proxy.memoryMiB, proxy.vcpus, network.vpcCidrs, backendMemory])
+            .apply(([backendAddresses, publicName, memoryMiB, vcpus, vpcCidrs, backendMemoryMiB]) =>
                 planEdge(
                     edgeSettingsOf(settings),
                     awsPlacement({
@@ -264,7 +264,7 @@ export class WssEdge extends pulumi.ComponentResource {
                         backendAddresses,
                         backendPort: settings.backendPort,
                         // Behind the balancer, NGINX believes PROXY protocol headers from the VPC only: the balancer's nodes.
-                        balancerRange: loadBalanced ? vpcCidr : undefined,
+                        balancerRanges: loadBalanced ? vpcCidrs : undefined,
                     }),
                 ),
             );

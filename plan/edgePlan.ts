@@ -256,8 +256,8 @@ export function awsPlacement(facts: {
     readonly publicName: string;
     readonly backendAddresses: readonly string[];
     readonly backendPort: number;
-    /** Behind the Network Load Balancer: the VPC's range, where its nodes' PROXY protocol headers come from. */
-    readonly balancerRange?: string;
+    /** Behind the Network Load Balancer: the VPC's ranges (all of them: a subnet may be in a secondary one), where its nodes' PROXY protocol headers come from. */
+    readonly balancerRanges?: readonly string[];
 }): EdgePlacement {
     return {
         kind: "aws",
@@ -265,7 +265,7 @@ export function awsPlacement(facts: {
             kind: "vm",
             memoryMiB: facts.memoryMiB,
             vcpus: facts.vcpus,
-            ...(facts.balancerRange ? { proxyProtocolFrom: [facts.balancerRange] } : {}),
+            ...(facts.balancerRanges ? { proxyProtocolFrom: facts.balancerRanges } : {}),
         },
         serverNames: [facts.publicName],
         publicPort: 443,

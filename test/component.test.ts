@@ -148,6 +148,16 @@ describe("the edge as a component other programs import", () => {
         });
     });
 
+    it("behind a balancer in a VPC with a secondary range, believes PROXY headers from every range and lets the balancer reach proxies in any", async () => {
+        const { resources, outputs } = await runEdgeProgram({ ...teamPlacement, proxyCount: "2" });
+        const config = String(outputs.nginxConfig);
+        for (const range of ["10.20.0.0/16", "100.64.0.0/16"])
+            assert.match(config, new RegExp(`set_real_ip_from ${range.replace(/\./g, "\\.")};`));
+        const balancerGroup = named(resources, "edge-load-balancer");
+        for (const rule of (await resolved(balancerGroup.inputs.egress)) as { cidrBlocks: string[] }[])
+            assert.deepEqual(rule.cidrBlocks, ["10.20.0.0/16", "100.64.0.0/16"]);
+    });
+
     it("refuses two of a balancer's or an endpoint's subnets in one zone, endpoints without private DNS, and a dual-stack edge on a subnet without IPv6", () => {
         const subnet = (id: string, availabilityZone: string, mapPublicIpOnLaunch = true) => ({
             id,

@@ -137,7 +137,7 @@ describe("one plan, three placements", () => {
                 publicName: "ws.example.com",
                 backendAddresses: ["10.0.1.21"],
                 backendPort: 8443,
-                balancerRange: "172.31.0.0/16",
+                balancerRanges: ["172.31.0.0/16"],
             }),
         );
         assert.equal(onItsOwn.maxSockets, 60000, "one proxy behind its Elastic IP: what 16 GiB and one backend's ports hold");
