@@ -57,7 +57,7 @@ export class BackendEndpoints extends pulumi.ComponentResource {
                         subnetIds: args.subnetIds,
                         securityGroupIds: [securityGroup.id],
                         privateDnsEnabled: true,
-                        tags: { Name: `${pulumi.getProject()}-${pulumi.getStack()}-${service}` },
+                        tags: { Name: endpointName(service) },
                     },
                     { parent: this },
                 ),
@@ -69,13 +69,16 @@ export class BackendEndpoints extends pulumi.ComponentResource {
                 serviceName: pulumi.interpolate`com.amazonaws.${args.region}.s3`,
                 vpcEndpointType: "Gateway",
                 routeTableIds: args.routeTableIds,
-                tags: { Name: `${pulumi.getProject()}-${pulumi.getStack()}-s3` },
+                tags: { Name: endpointName("s3") },
             },
             { parent: this },
         );
         this.registerOutputs({ gatewayEndpointId: this.gatewayEndpoint.id });
     }
 }
+
+/** The Name tag of this stack's endpoint for `service`: how a later run tells its own endpoints from others in the VPC. */
+export const endpointName = (service: string): string => `${pulumi.getProject()}-${pulumi.getStack()}-${service}`;
 
 /** The interface endpoints the backends call: Systems Manager's three, and ECR's two. */
 export const interfaceServices = ["ssm", "ssmmessages", "ec2messages", "ecr.api", "ecr.dkr"] as const;

@@ -1,6 +1,7 @@
 import * as aws from "@pulumi/aws";
 import type * as pulumi from "@pulumi/pulumi";
 import type { SettingProblem, StackSettings } from "../settings/edgeSettings";
+import { endpointName, interfaceServices } from "./backendEndpoints";
 
 /** Where the edge is placed, as the user names it (vpcId, publicSubnetIds, privateSubnetIds). */
 export interface NetworkPlacement {
@@ -34,6 +35,17 @@ export interface NetworkFacts {
     };
     readonly publicSubnets: readonly SubnetFacts[];
     readonly privateSubnets: readonly SubnetFacts[];
+    /** Endpoints for the services the backends use that the VPC has already, not this stack's own. */
+    readonly otherEndpoints: readonly EndpointFacts[];
+}
+
+export interface EndpointFacts {
+    readonly id: string;
+    /** The service's short name: ssm, ecr.api, s3… */
+    readonly service: string;
+    readonly type: string;
+    readonly privateDnsEnabled: boolean;
+    readonly routeTableIds: readonly string[];
 }
 
 /** What the edge needs of the network, from its settings. */
@@ -97,7 +109,36 @@ export async function lookUpNetwork(placement: NetworkPlacement, opts?: pulumi.I
             routeTableId,
         };
     };
+    const region = (await aws.getRegion({}, opts)).region;
+    const endpoint = async (service: string): Promise<EndpointFacts[]> => {
+        const found = await aws.ec2
+            .getVpcEndpoint({ vpcId: placement.vpcId, serviceName: `com.amazonaws.${region}.${service}`, state: "available" }, opts)
+            .catch((error: Error) => {
+                if (/no matching/i.test(error.message)) return undefined;
+                // Several: the VPC surely has its own way to the service.
+                if (/multiple/i.test(error.message))
+                    return {
+                        id: "several endpoints",
+                        vpcEndpointType: "",
+                        privateDnsEnabled: true,
+                        routeTableIds: [],
+                        tags: {} as Record<string, string>,
+                    };
+                throw error;
+            });
+        if (found === undefined || (found.tags as Record<string, string> | undefined)?.Name === endpointName(service)) return [];
+        return [
+            {
+                id: found.id,
+                service,
+                type: found.vpcEndpointType,
+                privateDnsEnabled: found.privateDnsEnabled,
+                routeTableIds: found.routeTableIds,
+            },
+        ];
+    };
     return {
+        otherEndpoints: (await Promise.all([...interfaceServices, "s3"].map(endpoint))).flat(),
         vpc: {
             id: vpc.id,
             cidrBlock: vpc.cidrBlock,
@@ -161,6 +202,20 @@ export function networkProblems(facts: NetworkFacts, needs: NetworkNeeds): Setti
             ...(facts.vpc.enableDnsSupport ? [] : ["DNS support (enableDnsSupport)"]),
             ...(facts.vpc.enableDnsHostnames ? [] : ["DNS hostnames (enableDnsHostnames)"]),
         ];
+        for (const other of facts.otherEndpoints) {
+            const clash =
+                other.service === "s3"
+                    ? other.routeTableIds.filter((table) => facts.privateSubnets.some((s) => s.routeTableId === table))
+                    : other.privateDnsEnabled
+                      ? ["private DNS"]
+                      : [];
+            if (clash.length > 0)
+                problems.push({
+                    key: "backendEgress",
+                    value: '"vpc-endpoints"',
+                    rule: `${other.id} already serves ${other.service} in ${facts.vpc.id} (${other.service === "s3" ? `route tables ${clash.join(", ")}` : "with private DNS"}): the backends reach it as they are, and AWS would refuse a second; use backendEgress nat`,
+                });
+        }
         if (off.length > 0)
             problems.push({
                 key: "vpcId",

@@ -182,6 +182,11 @@ describe("the edge as a component other programs import", () => {
                 subnet("subnet-q2", "eu-west-1b", false),
                 subnet("subnet-q3", "eu-west-1c", false),
             ],
+            otherEndpoints: [
+                { id: "vpce-1", service: "ssm", type: "Interface", privateDnsEnabled: true, routeTableIds: [] },
+                { id: "vpce-2", service: "ecr.api", type: "Interface", privateDnsEnabled: false, routeTableIds: [] },
+                { id: "vpce-3", service: "s3", type: "Gateway", privateDnsEnabled: false, routeTableIds: ["rtb-1", "rtb-9"] },
+            ],
         };
         const rules = networkProblems(facts, { publicZones: 2, privateZones: 2, loadBalanced: true, endpoints: true, ipv6: true }).map(
             (p) => `${p.key}: ${p.rule}`,
@@ -190,6 +195,8 @@ describe("the edge as a component other programs import", () => {
             "publicSubnetIds: subnet-p3 has no IPv6 range: a dual-stack edge (ipv6) serves IPv6 from every public subnet",
             "publicSubnetIds: subnet-p1 and subnet-p2 are both in eu-west-1a; the balancer takes one subnet per zone",
             "privateSubnetIds: subnet-q1 and subnet-q2 are both in eu-west-1b; an interface endpoint takes one subnet per zone (backendEgress vpc-endpoints)",
+            "backendEgress: vpce-1 already serves ssm in vpc-1 (with private DNS): the backends reach it as they are, and AWS would refuse a second; use backendEgress nat",
+            "backendEgress: vpce-3 already serves s3 in vpc-1 (route tables rtb-1): the backends reach it as they are, and AWS would refuse a second; use backendEgress nat",
             "vpcId: has DNS hostnames (enableDnsHostnames) off: interface endpoints answer by private DNS, which needs both on (backendEgress vpc-endpoints)",
         ]);
         assert.deepEqual(

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { SettingsError, validateSettings } from "../settings/edgeSettings";
-import { type RegisteredResource, runEdgeProgram, teamPlacement } from "./support/pulumiProgram";
+import { dualStackPlacement, type RegisteredResource, runEdgeProgram, teamPlacement } from "./support/pulumiProgram";
 
 const valid = {};
 
@@ -91,6 +91,12 @@ describe("invalid settings stop the program before any resource is registered", 
             { ...teamPlacement, proxyCount: "2", publicSubnetIds: '["subnet-0aaa0000000000001"]' },
             "publicSubnetIds",
             /the proxies need subnets in 2 availability zones/,
+        ],
+        [
+            "endpoints where a central team's are already",
+            { ...dualStackPlacement, backendEgress: "vpc-endpoints" },
+            "backendEgress",
+            /vpce-0central-ssm already serves ssm in vpc-0d0d0d0d0d0d0d0d0 \(with private DNS\).*use backendEgress nat/,
         ],
         [
             "a public subnet without public addresses",

@@ -90,6 +90,16 @@ export interface RunOptions {
 }
 
 export interface MockNetwork {
+    /** VPC endpoints the VPCs have already (a central networking team's, or this stack's own from an earlier run). */
+    readonly endpoints?: readonly {
+        id: string;
+        vpcId: string;
+        serviceName: string;
+        vpcEndpointType: string;
+        privateDnsEnabled: boolean;
+        routeTableIds: string[];
+        tags: Record<string, string>;
+    }[];
     readonly vpcs: readonly {
         id: string;
         cidrBlock: string;
@@ -109,12 +119,32 @@ export interface MockNetwork {
     }[];
 }
 
+function endpoint(id: string, vpcId: string, service: string, vpcEndpointType: string, routeTableIds: string[], name: string) {
+    const serviceName = `com.amazonaws.eu-west-1.${service}`;
+    return {
+        id,
+        vpcId,
+        serviceName,
+        vpcEndpointType,
+        privateDnsEnabled: vpcEndpointType === "Interface",
+        routeTableIds,
+        tags: { Name: name },
+    };
+}
+
 function dualStackSubnet(id: string, availabilityZone: string, isPublic: boolean, ipv6CidrBlock: string) {
     return { id, vpcId: "vpc-0d0d0d0d0d0d0d0d0", availabilityZone, mapPublicIpOnLaunch: isPublic, ipv6CidrBlock };
 }
 
 /** A team's own VPC, as the adoption tests describe it: three public and three private subnets over three zones, and another team's subnet. */
 export const teamNetwork: MockNetwork = {
+    endpoints: [
+        // This stack's own, from an earlier run: no clash with itself.
+        endpoint("vpce-0own", "vpc-0a1b2c3d4e5f60001", "ssm", "Interface", [], "wss-edge-dev-ssm"),
+        // A central team's, in the dual-stack VPC.
+        endpoint("vpce-0central-ssm", "vpc-0d0d0d0d0d0d0d0d0", "ssm", "Interface", [], "central-ssm"),
+        endpoint("vpce-0central-s3", "vpc-0d0d0d0d0d0d0d0d0", "s3", "Gateway", ["rtb-0main-vpc-0d0d0d0d0d0d0d0d0"], "central-s3"),
+    ],
     vpcs: [
         {
             id: "vpc-0a1b2c3d4e5f60001",
@@ -212,7 +242,7 @@ export async function runEdgeProgram(config: Record<string, string>, options: Ru
 async function runWithMocks(config: Record<string, string>, options: RunOptions): Promise<ProgramRun> {
     const resources: RegisteredResource[] = options.registered ?? [];
     const base = options.network ?? teamNetwork;
-    const network = { vpcs: [...base.vpcs], subnets: [...base.subnets] };
+    const network = { vpcs: [...base.vpcs], subnets: [...base.subnets], endpoints: base.endpoints };
     const registrations = new Map<string, Pick<RegisteredResource, "urn" | "parent" | "dependencies" | "aliases" | "options">>();
     pulumi.runtime.setAllConfig(
         Object.fromEntries([["aws:region", "eu-west-1"], ...Object.entries(config).map(([k, v]) => [`wss-edge:${k}`, v])]),
@@ -475,6 +505,11 @@ function mockCall(
             const subnet = network.subnets.find((s) => s.id === inputs.id);
             if (subnet === undefined) throw invokeError(`InvalidSubnetID.NotFound: The subnet ID '${inputs.id}' does not exist`);
             return subnet;
+        }
+        case "aws:ec2/getVpcEndpoint:getVpcEndpoint": {
+            const found = (network.endpoints ?? []).filter((e) => e.vpcId === inputs.vpcId && e.serviceName === inputs.serviceName);
+            if (found.length === 0) throw invokeError("no matching EC2 VPC Endpoint found");
+            return found[0];
         }
         case "aws:ec2/getRouteTables:getRouteTables": {
             const filter = (name: string) =>
