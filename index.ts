@@ -7,19 +7,25 @@ import { lookUpNetwork, networkNeedsOf, networkProblems, offersIpv6 } from "./co
 import { SettingsError } from "./settings/edgeSettings";
 import { loadStackSettings } from "./settings/pulumiSettings";
 
+/** The stack's one edge: its resources were named after it before the component existed. */
+const edgeName = "edge";
+
 export = async () => {
     const settings = loadStackSettings();
     let ipv6 = false;
     if (settings.vpcId !== undefined) {
-        const facts = await lookUpNetwork({
-            vpcId: settings.vpcId,
-            publicSubnetIds: settings.publicSubnetIds,
-            privateSubnetIds: settings.privateSubnetIds,
-        });
+        const facts = await lookUpNetwork(
+            {
+                vpcId: settings.vpcId,
+                publicSubnetIds: settings.publicSubnetIds,
+                privateSubnetIds: settings.privateSubnetIds,
+            },
+            edgeName,
+        );
         const problems = networkProblems(facts, networkNeedsOf(settings));
         if (problems.length > 0) throw new SettingsError(pulumi.getProject(), problems);
         // In a VPC whose public subnets have IPv6 ranges, the edge is dual-stack.
         ipv6 = offersIpv6(facts);
     }
-    return new WssEdge("edge", { ...settings, ipv6 }).outputs;
+    return new WssEdge(edgeName, { ...settings, ipv6 }).outputs;
 };

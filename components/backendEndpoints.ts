@@ -10,6 +10,8 @@ export interface BackendEndpointsArgs {
     /** The VPC's IPv4 ranges: private DNS sends every instance of the VPC to these endpoints, so all of it is admitted. */
     readonly vpcCidrs: pulumi.Input<string[]>;
     readonly region: pulumi.Input<string>;
+    /** The WssEdge's name, in each endpoint's Name tag: how a later run tells this edge's endpoints from others'. */
+    readonly edgeName: string;
 }
 
 /**
@@ -57,7 +59,7 @@ export class BackendEndpoints extends pulumi.ComponentResource {
                         subnetIds: args.subnetIds,
                         securityGroupIds: [securityGroup.id],
                         privateDnsEnabled: true,
-                        tags: { Name: endpointName(service) },
+                        tags: { Name: endpointName(args.edgeName, service) },
                     },
                     { parent: this },
                 ),
@@ -69,7 +71,7 @@ export class BackendEndpoints extends pulumi.ComponentResource {
                 serviceName: pulumi.interpolate`com.amazonaws.${args.region}.s3`,
                 vpcEndpointType: "Gateway",
                 routeTableIds: args.routeTableIds,
-                tags: { Name: endpointName("s3") },
+                tags: { Name: endpointName(args.edgeName, "s3") },
             },
             { parent: this },
         );
@@ -78,7 +80,8 @@ export class BackendEndpoints extends pulumi.ComponentResource {
 }
 
 /** The Name tag of this stack's endpoint for `service`: how a later run tells its own endpoints from others in the VPC. */
-export const endpointName = (service: string): string => `${pulumi.getProject()}-${pulumi.getStack()}-${service}`;
+export const endpointName = (edgeName: string, service: string): string =>
+    `${pulumi.getProject()}-${pulumi.getStack()}-${edgeName}-${service}`;
 
 /** The interface endpoints the backends call: Systems Manager's three, and ECR's two. */
 export const interfaceServices = ["ssm", "ssmmessages", "ec2messages", "ecr.api", "ecr.dkr"] as const;

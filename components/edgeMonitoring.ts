@@ -47,7 +47,9 @@ export class EdgeMonitoring extends pulumi.ComponentResource {
     constructor(name: string, args: EdgeMonitoringArgs, opts?: pulumi.ComponentResourceOptions) {
         super("wss-edge:monitoring:EdgeMonitoring", name, {}, opts);
         const region = aws.config.region ?? "us-east-1";
-        const prefix = `${pulumi.getProject()}-${pulumi.getStack()}`;
+        // Alarm and dashboard names are unique in the account: each edge's carry its name, but the
+        // stack's own ("edge"), whose alarms and dashboard were named before there could be two.
+        const prefix = `${pulumi.getProject()}-${pulumi.getStack()}${name === "edge" ? "" : `-${name}`}`;
 
         this.topic = new aws.sns.Topic(`${name}-alarms`, { displayName: `${prefix} alarms` }, { parent: this });
         if (args.alarmEmail) {

@@ -78,7 +78,7 @@ export const networkNeedsOf = (
 });
 
 /** Reads the VPC and each subnet from EC2; one EC2 does not know is named in the error, and any other failure (credentials, permissions) passes as it came. */
-export async function lookUpNetwork(placement: NetworkPlacement, opts?: pulumi.InvokeOptions): Promise<NetworkFacts> {
+export async function lookUpNetwork(placement: NetworkPlacement, edgeName: string, opts?: pulumi.InvokeOptions): Promise<NetworkFacts> {
     const vpc = await aws.ec2.getVpc({ id: placement.vpcId }, opts).catch((error: Error) => {
         throw notFound(error) ? new Error(`vpcId ${placement.vpcId}: EC2 does not know it in this region (${firstLine(error)})`) : error;
     });
@@ -126,7 +126,7 @@ export async function lookUpNetwork(placement: NetworkPlacement, opts?: pulumi.I
                     };
                 throw error;
             });
-        if (found === undefined || (found.tags as Record<string, string> | undefined)?.Name === endpointName(service)) return [];
+        if (found === undefined || (found.tags as Record<string, string> | undefined)?.Name === endpointName(edgeName, service)) return [];
         return [
             {
                 id: found.id,

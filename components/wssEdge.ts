@@ -223,6 +223,7 @@ export class WssEdge extends pulumi.ComponentResource {
                       routeTableIds: network.privateRouteTableIds,
                       vpcCidrs: network.vpcCidrs,
                       region,
+                      edgeName: name,
                   },
                   { parent: this },
               )

@@ -99,6 +99,14 @@ describe("the edge as a component other programs import", () => {
             assert.equal(outputs.endpoint, "wss://chat.example.com/");
         });
 
+        it("names its alarms and dashboard after the component too: those names are unique in the account", async () => {
+            const { resources } = await run();
+            const dashboard = ofType(resources, "aws:cloudwatch/dashboard:Dashboard")[0];
+            assert.equal(dashboard.inputs.dashboardName, "wss-edge-dev-chat");
+            for (const alarm of ofType(resources, "aws:cloudwatch/metricAlarm:MetricAlarm"))
+                assert.match(String(alarm.inputs.name), /^wss-edge-dev-chat-/);
+        });
+
         it("names every resource after the component, so two edges can share a program", async () => {
             const { resources } = await run();
             const own = resources.filter((r) => !r.name.startsWith("team"));

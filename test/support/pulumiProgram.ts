@@ -140,7 +140,7 @@ function dualStackSubnet(id: string, availabilityZone: string, isPublic: boolean
 export const teamNetwork: MockNetwork = {
     endpoints: [
         // This stack's own, from an earlier run: no clash with itself.
-        endpoint("vpce-0own", "vpc-0a1b2c3d4e5f60001", "ssm", "Interface", [], "wss-edge-dev-ssm"),
+        endpoint("vpce-0own", "vpc-0a1b2c3d4e5f60001", "ssm", "Interface", [], "wss-edge-dev-edge-ssm"),
         // A central team's, in the dual-stack VPC.
         endpoint("vpce-0central-ssm", "vpc-0d0d0d0d0d0d0d0d0", "ssm", "Interface", [], "central-ssm"),
         endpoint("vpce-0central-s3", "vpc-0d0d0d0d0d0d0d0d0", "s3", "Gateway", ["rtb-0main-vpc-0d0d0d0d0d0d0d0d0"], "central-s3"),
