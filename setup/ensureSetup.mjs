@@ -32,6 +32,7 @@ const systemPackages =
                         // By its path: a pip or pyenv `aws` earlier on PATH is not the client the VM runs.
                         { binary: "/usr/bin/aws", pkg: "awscli", why: "the VM twin's release store and Systems Manager stand-ins" },
                         { binary: "haproxy", pkg: "haproxy", why: "the load-balanced twin's front" },
+                        { binary: "pebble", pkg: "pebble", why: "the ACME tests' certificate authority" },
                     ]
                   : []),
               ...(purpose === "bench"

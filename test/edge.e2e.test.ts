@@ -22,6 +22,7 @@ import {
     startTestEdge,
     whileBackendsStopped,
 } from "./support/localEdge";
+import { selfSignedCertificate } from "./support/selfSigned";
 
 describe("the local edge", async () => {
     const stack = await startTestEdge();
@@ -346,35 +347,12 @@ async function startLoneBackend(tlsDir: string, env: Record<string, string>): Pr
 async function startImpostor(
     stack: Awaited<ReturnType<typeof startTestEdge>>,
 ): Promise<{ port: number; upgrades: () => number; stop: () => Promise<void> }> {
-    const { execFileSync } = await import("node:child_process");
     const { mkdtempSync, readFileSync, rmSync } = await import("node:fs");
     const { tmpdir } = await import("node:os");
     const { join } = await import("node:path");
     const { createServer } = await import("node:https");
     const dir = mkdtempSync(join(tmpdir(), "wss-edge-impostor-"));
-    execFileSync(
-        "openssl",
-        [
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            `/CN=${backendServerName}`,
-            "-addext",
-            `subjectAltName=DNS:${backendServerName}`,
-            "-keyout",
-            join(dir, "key.pem"),
-            "-out",
-            join(dir, "cert.pem"),
-        ],
-        { stdio: "ignore" },
-    );
+    selfSignedCertificate(dir, backendServerName, `DNS:${backendServerName}`);
     const server = createServer({
         cert: readFileSync(join(dir, "cert.pem")),
         key: readFileSync(join(dir, "key.pem")),

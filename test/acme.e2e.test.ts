@@ -1,0 +1,69 @@
+// The edge's certificate from an ACME CA by DNS-01 (acme/certificateIssuer.ts), against Debian's
+// Pebble and its DNS server standing in for Let's Encrypt and the hosted zone: the certificate
+// chains to the CA's root and names the edge, a client that trusts only that root connects, a
+// renewal on the same account gives a new key, and a record the CA cannot see fails the order
+// with the CA's own reason.
+import assert from "node:assert/strict";
+import { X509Certificate } from "node:crypto";
+import { once } from "node:events";
+import { describe, it } from "node:test";
+import { connect, createServer } from "node:tls";
+import { type Dns01, issueCertificate, newAccountKey, renewalTime } from "../acme/certificateIssuer";
+import { ChallengeTestServerDns } from "../acme/challengeTestServer";
+import { startPebble } from "./support/pebble";
+
+const domain = "ws.wss-edge.test";
+const lifetimeSeconds = 300;
+
+/** The PEM blocks of a chain, leaf first. */
+const certificatesOf = (chain: string) =>
+    (chain.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/g) ?? []).map((pem) => new X509Certificate(pem));
+
+describe("the edge's certificate from an ACME CA, by DNS-01", async () => {
+    const ca = await startPebble({ certificateValiditySeconds: lifetimeSeconds });
+    const account = { directoryUrl: ca.directoryUrl, accountKeyPem: await newAccountKey(), directoryCaPem: ca.listenerCaPem };
+    const dns = new ChallengeTestServerDns(ca.dnsManagementUrl);
+    const first = await issueCertificate(account, domain, dns);
+
+    it("chains to the CA's root, and names the edge and nothing else", async () => {
+        const [leaf, intermediate, ...rest] = certificatesOf(first.certificatePem);
+        assert.equal(rest.length, 0, "leaf and intermediate: the root is the client's");
+        assert.equal(leaf.subjectAltName, `DNS:${domain}`);
+        assert.ok(leaf.verify(intermediate.publicKey), "the intermediate signed the leaf");
+        assert.ok(intermediate.verify(new X509Certificate(await ca.root()).publicKey), "the root signed the intermediate");
+        assert.ok(leaf.checkPrivateKey((await import("node:crypto")).createPrivateKey(first.privateKeyPem)), "the key is the leaf's");
+    });
+
+    it("lets a client that trusts only the CA's root connect, by the edge's name", async () => {
+        const server = createServer({ cert: first.certificatePem, key: first.privateKeyPem }, (socket) => socket.end("hello"));
+        server.listen(0, "127.0.0.1");
+        await once(server, "listening");
+        try {
+            const port = (server.address() as { port: number }).port;
+            const socket = connect({ host: "127.0.0.1", port, servername: domain, ca: await ca.root() });
+            await once(socket, "secureConnect");
+            assert.equal(socket.authorized, true, String(socket.authorizationError));
+            socket.destroy();
+        } finally {
+            server.close();
+        }
+    });
+
+    it("is due for renewal once a third of its lifetime is left; a renewal on the same account brings a new key", async () => {
+        const leaf = certificatesOf(first.certificatePem)[0];
+        const notBefore = Date.parse(leaf.validFrom);
+        const notAfter = Date.parse(leaf.validTo);
+        assert.ok(Math.abs(renewalTime(first.certificatePem).getTime() - (notAfter - (notAfter - notBefore) / 3)) < 1);
+        const renewed = await issueCertificate(account, domain, dns);
+        assert.notEqual(certificatesOf(renewed.certificatePem)[0].serialNumber, leaf.serialNumber);
+        assert.notEqual(renewed.privateKeyPem, first.privateKeyPem);
+    });
+
+    it("fails the order with the CA's reason when the record never reaches the zone", async () => {
+        const silent: Dns01 = { set: async () => {}, clear: async () => {} };
+        await assert.rejects(
+            () => issueCertificate(account, "unseen.wss-edge.test", silent),
+            /refused the DNS-01 challenge at _acme-challenge\.unseen\.wss-edge\.test: No TXT records found/,
+        );
+    });
+});
