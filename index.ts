@@ -3,7 +3,7 @@
 // is reported before any resource is registered.
 import * as pulumi from "@pulumi/pulumi";
 import { WssEdge } from "./components";
-import { lookUpNetwork, networkNeedsOf, networkProblems, offersIpv6 } from "./components/networkFacts";
+import { ipv6Gaps, lookUpNetwork, networkNeedsOf, networkProblems, offersIpv6 } from "./components/networkFacts";
 import { SettingsError } from "./settings/edgeSettings";
 import { loadStackSettings } from "./settings/pulumiSettings";
 
@@ -15,17 +15,16 @@ export = async () => {
     let ipv6 = false;
     if (settings.vpcId !== undefined) {
         const facts = await lookUpNetwork(
-            {
-                vpcId: settings.vpcId,
-                publicSubnetIds: settings.publicSubnetIds,
-                privateSubnetIds: settings.privateSubnetIds,
-            },
+            { vpcId: settings.vpcId, publicSubnetIds: settings.publicSubnetIds, privateSubnetIds: settings.privateSubnetIds },
             edgeName,
+            networkNeedsOf(settings),
         );
         const problems = networkProblems(facts, networkNeedsOf(settings));
         if (problems.length > 0) throw new SettingsError(pulumi.getProject(), problems);
-        // In a VPC whose public subnets have IPv6 ranges, the edge is dual-stack.
+        // In a VPC whose public subnets have IPv6 ranges and routes, the edge is dual-stack.
         ipv6 = offersIpv6(facts);
+        const gaps = ipv6Gaps(facts);
+        if (gaps.length > 0) pulumi.log.warn(`the VPC has an IPv6 range, but the edge stays IPv4-only: ${gaps.join("; ")}`);
     }
     return new WssEdge(edgeName, { ...settings, ipv6 }).outputs;
 };

@@ -9,6 +9,7 @@
  */
 import { X509Certificate } from "node:crypto";
 import { Agent } from "node:https";
+import { rootCertificates } from "node:tls";
 import * as acme from "acme-client";
 
 /** Where the TXT record of a DNS-01 challenge goes. */
@@ -31,6 +32,26 @@ export interface IssuedCertificate {
     /** The leaf and its chain, as NGINX's ssl_certificate takes them. */
     readonly certificatePem: string;
     readonly privateKeyPem: string;
+}
+
+/** Issuances one at a time: the directory's CA is set on acme-client's one shared HTTP client. */
+let issuing: Promise<unknown> = Promise.resolve();
+
+/** Runs `work` with `caPem` trusted for the directory's HTTPS, besides the system's roots. */
+function withDirectoryCa<T>(caPem: string | undefined, work: () => Promise<T>): Promise<T> {
+    const run = async () => {
+        if (caPem === undefined) return work();
+        const previous = acme.axios.defaults.httpsAgent;
+        acme.axios.defaults.httpsAgent = new Agent({ ca: [...rootCertificates, caPem] });
+        try {
+            return await work();
+        } finally {
+            acme.axios.defaults.httpsAgent = previous;
+        }
+    };
+    const result = issuing.then(run, run);
+    issuing = result.catch(() => {});
+    return result;
 }
 
 /**
@@ -60,17 +81,7 @@ export async function issueCertificate(account: AcmeAccount, domain: string, dns
         { commonName: domain, altNames: [domain] },
         await acme.crypto.createPrivateEcdsaKey("P-256"),
     );
-    const withDirectoryCa = async <T>(work: () => Promise<T>): Promise<T> => {
-        if (account.directoryCaPem === undefined) return work();
-        const previous = acme.axios.defaults.httpsAgent;
-        acme.axios.defaults.httpsAgent = new Agent({ ca: account.directoryCaPem });
-        try {
-            return await work();
-        } finally {
-            acme.axios.defaults.httpsAgent = previous;
-        }
-    };
-    const certificatePem = await withDirectoryCa(async () => {
+    const certificatePem = await withDirectoryCa(account.directoryCaPem, async () => {
         await useAccount(client);
         const order = await client.createOrder({ identifiers: [{ type: "dns", value: domain }] });
         for (const authorization of await client.getAuthorizations(order)) {
@@ -87,7 +98,8 @@ export async function issueCertificate(account: AcmeAccount, domain: string, dns
             } catch (error) {
                 throw new Error(`${account.directoryUrl} refused the DNS-01 challenge at ${name}: ${(error as Error).message}`);
             } finally {
-                await dns.clear(name, value);
+                // A record left behind is harmless (the next order overwrites it); losing the order's outcome to it is not.
+                await dns.clear(name, value).catch(() => {});
             }
         }
         const finalized = await client.finalizeOrder(order, csr);

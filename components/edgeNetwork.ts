@@ -69,7 +69,7 @@ export class EdgeNetwork extends pulumi.ComponentResource {
             this.privateRouteTableIds = pulumi.output([]);
         } else {
             const facts = pulumi.output(args.placement).apply(async (placement) => {
-                const found = await lookUpNetwork(placement, name, invokeOpts);
+                const found = await lookUpNetwork(placement, name, args.needs, invokeOpts);
                 const problems = networkProblems(found, args.needs);
                 if (problems.length > 0) throw new SettingsError(pulumi.getProject(), problems);
                 return found;

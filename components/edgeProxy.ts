@@ -47,7 +47,9 @@ export class EdgeProxy extends pulumi.ComponentResource {
             // A new instance type replaces the VM instead of stopping it: the new one boots and
             // serves, and only then does the address move to it (components/wssEdge.ts).
             // A subnet of the region that appears later (a new zone's default subnet) must not move it either.
-            { parent: this, ignoreChanges: ["ami", "subnetId"], replaceOnChanges: ["instanceType"] },
+            // An IPv6 address added to a running VM would not be configured by its cloud-init, which
+            // renders the network at first boot: a VM that gains one is replaced by the same path.
+            { parent: this, ignoreChanges: ["ami", "subnetId"], replaceOnChanges: ["instanceType", "ipv6AddressCount"] },
         );
         this.registerOutputs({ instanceId: this.instance.id });
     }

@@ -19,6 +19,8 @@ export interface SubnetFacts {
     readonly ipv6CidrBlock: string;
     /** The route table the subnet uses: its own association, or the VPC's main table. */
     readonly routeTableId: string;
+    /** That table sends IPv6's default route (::/0) to an internet gateway: IPv6 clients can reach the subnet. */
+    readonly ipv6ToInternet: boolean;
 }
 
 /** What EC2 says about the network the edge goes into. */
@@ -61,9 +63,17 @@ export interface NetworkNeeds {
     readonly ipv6: boolean;
 }
 
-/** Dual-stack is what the network offers: the VPC and every public subnet have an IPv6 range. */
+/** Dual-stack is what the network offers: the VPC and every public subnet have an IPv6 range, and IPv6 routes to the internet. */
 export const offersIpv6 = (facts: NetworkFacts): boolean =>
-    facts.vpc.ipv6CidrBlock !== "" && facts.publicSubnets.every((subnet) => subnet.ipv6CidrBlock !== "");
+    facts.vpc.ipv6CidrBlock !== "" && facts.publicSubnets.every((subnet) => subnet.ipv6CidrBlock !== "" && subnet.ipv6ToInternet);
+
+/** Why a VPC with an IPv6 range still gets an IPv4-only edge: the public subnets that lack a range or a route. */
+export const ipv6Gaps = (facts: NetworkFacts): string[] =>
+    facts.vpc.ipv6CidrBlock === ""
+        ? []
+        : facts.publicSubnets
+              .filter((s) => s.ipv6CidrBlock === "" || !s.ipv6ToInternet)
+              .map((s) => `${s.id} has ${s.ipv6CidrBlock === "" ? "no IPv6 range" : "no IPv6 route (::/0) to an internet gateway"}`);
 
 /** What the edge needs of the network, from its settings. */
 export const networkNeedsOf = (
@@ -78,7 +88,12 @@ export const networkNeedsOf = (
 });
 
 /** Reads the VPC and each subnet from EC2; one EC2 does not know is named in the error, and any other failure (credentials, permissions) passes as it came. */
-export async function lookUpNetwork(placement: NetworkPlacement, edgeName: string, opts?: pulumi.InvokeOptions): Promise<NetworkFacts> {
+export async function lookUpNetwork(
+    placement: NetworkPlacement,
+    edgeName: string,
+    needs: Pick<NetworkNeeds, "endpoints">,
+    opts?: pulumi.InvokeOptions,
+): Promise<NetworkFacts> {
     const vpc = await aws.ec2.getVpc({ id: placement.vpcId }, opts).catch((error: Error) => {
         throw notFound(error) ? new Error(`vpcId ${placement.vpcId}: EC2 does not know it in this region (${firstLine(error)})`) : error;
     });
@@ -100,6 +115,7 @@ export async function lookUpNetwork(placement: NetworkPlacement, edgeName: strin
                     opts,
                 )
             ).ids[0];
+        const table = await aws.ec2.getRouteTable({ routeTableId }, opts);
         return {
             id,
             vpcId: found.vpcId,
@@ -107,6 +123,7 @@ export async function lookUpNetwork(placement: NetworkPlacement, edgeName: strin
             mapPublicIpOnLaunch: found.mapPublicIpOnLaunch,
             ipv6CidrBlock: found.ipv6CidrBlock ?? "",
             routeTableId,
+            ipv6ToInternet: table.routes.some((route) => route.ipv6CidrBlock === "::/0" && route.gatewayId?.startsWith("igw-")),
         };
     };
     const region = (await aws.getRegion({}, opts)).region;
@@ -138,7 +155,8 @@ export async function lookUpNetwork(placement: NetworkPlacement, edgeName: strin
         ];
     };
     return {
-        otherEndpoints: (await Promise.all([...interfaceServices, "s3"].map(endpoint))).flat(),
+        // Looked for only when the stack would add its own: with nat, no endpoint call is made (nor needs the permission).
+        otherEndpoints: needs.endpoints ? (await Promise.all([...interfaceServices, "s3"].map(endpoint))).flat() : [],
         vpc: {
             id: vpc.id,
             cidrBlock: vpc.cidrBlock,

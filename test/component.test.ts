@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { describe, it } from "node:test";
 import * as pulumi from "@pulumi/pulumi";
 import { interfaceServices } from "../components/backendEndpoints";
-import { networkProblems, offersIpv6 } from "../components/networkFacts";
+import { ipv6Gaps, networkProblems, offersIpv6 } from "../components/networkFacts";
 import { engineUrns, matchState } from "./support/engineUrns";
 import {
     dualStackPlacement,
@@ -174,6 +174,7 @@ describe("the edge as a component other programs import", () => {
             mapPublicIpOnLaunch,
             ipv6CidrBlock: availabilityZone === "eu-west-1a" ? "2001:db8:1::/64" : "",
             routeTableId: "rtb-1",
+            ipv6ToInternet: true,
         });
         const facts = {
             vpc: {
@@ -212,6 +213,16 @@ describe("the edge as a component other programs import", () => {
             [],
         );
         assert.equal(offersIpv6(facts), false, "one public subnet has no IPv6 range");
+        const noRoute = {
+            ...facts,
+            publicSubnets: facts.publicSubnets.map((s) => ({
+                ...s,
+                ipv6CidrBlock: "2001:db8:1::/64",
+                ipv6ToInternet: s.id !== "subnet-p2",
+            })),
+        };
+        assert.equal(offersIpv6(noRoute), false, "a public subnet without an IPv6 route to the internet");
+        assert.deepEqual(ipv6Gaps(noRoute), ["subnet-p2 has no IPv6 route (::/0) to an internet gateway"]);
     });
 
     describe("in a VPC whose public subnets have IPv6 ranges: dual-stack", () => {

@@ -267,11 +267,14 @@ const rows: Row[] = [
         ),
     },
     {
-        change: "IPv6 ranges given to your VPC and its public subnets: the next up makes the edge dual-stack in place (the VM gains an address; the balancer's address type changes) and adds the AAAA record",
+        change: "IPv6 ranges and routes given to your VPC and its public subnets: the next up makes the edge dual-stack (one VM is replaced by one with an IPv6 address, which serves before the address moves; the balancer's address type changes in place) and adds the AAAA record once it serves",
         before: dualStackConfig,
         after: dualStackConfig,
         beforeOptions: { network: withoutIpv6(teamNetwork) },
-        touches: { "one VM": ["create edge-dns-ipv6", "update edge-proxy"], "load-balanced": ["create edge-dns-ipv6", "update edge"] },
+        touches: {
+            "one VM": [...singleProxyReplaced, "create edge-dns-ipv6"].sort(),
+            "load-balanced": ["create edge-dns-ipv6", "update edge"],
+        },
     },
     {
         change: "alarmEmail: only the topic's email subscription is created",
@@ -380,7 +383,7 @@ describe("the rules behind the matrix, as the program states them", () => {
         ]);
     });
 
-    it("ignores AMI changes on every instance, and replaces (not reboots) an instance whose user data changes; the single proxy is replaced for a new type too", async () => {
+    it("ignores AMI changes on every instance, and replaces (not reboots) an instance whose user data changes; the single proxy is replaced for a new type or a new IPv6 address too", async () => {
         const { resources } = await runEdgeProgram(dev);
         for (const instance of resources.filter((r) => r.type === "aws:ec2/instance:Instance")) {
             assert.deepEqual(instance.options.ignoreChanges, ["ami", "subnetId"], instance.name);
@@ -388,7 +391,8 @@ describe("the rules behind the matrix, as the program states them", () => {
         }
         assert.deepEqual(
             resources.find((r) => r.type === "aws:ec2/instance:Instance" && r.name === "edge-proxy")?.options.replaceOnChanges,
-            ["instanceType"],
+            // A new type, and an IPv6 address (which cloud-init configures at first boot only).
+            ["instanceType", "ipv6AddressCount"],
         );
     });
 

@@ -3,6 +3,7 @@
 // IPv6 address), passes their address on, and keeps them on one backend: the one NGINX's ip_hash
 // gives for all 16 bytes of the address, as backend/upstreamHash.mjs computes it.
 import assert from "node:assert/strict";
+import { networkInterfaces } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { pathToFileURL } from "node:url";
@@ -30,8 +31,12 @@ async function landings(
     return seen;
 }
 
+/** The local stack answers on ::1 only where the machine has it (a container may run without IPv6). */
+const hasIpv6Loopback = Object.values(networkInterfaces()).some((addresses) => addresses?.some((a) => a.address === "::1"));
+
 for (const proxyCount of [1, 2]) {
-    describe(`IPv6 clients over ::1, ${proxyCount === 1 ? "one proxy" : "two proxies behind the front"}`, async () => {
+    const name = `IPv6 clients over ::1, ${proxyCount === 1 ? "one proxy" : "two proxies behind the front"}`;
+    describe(name, { skip: hasIpv6Loopback ? false : "this machine has no IPv6 loopback (::1)" }, async () => {
         const stack = await startTestEdge({ settings: { proxyCount: String(proxyCount) } });
 
         it("passes the client's IPv6 address to the backend, and keeps it on the backend ip_hash gives ::1", async () => {

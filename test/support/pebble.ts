@@ -90,22 +90,37 @@ export async function startPebble(options: { readonly certificateValiditySeconds
     const get = async (url: string) => {
         const { Agent, get: httpsGet } = await import("node:https");
         return new Promise<string>((resolve, reject) => {
-            httpsGet(url, { agent: new Agent({ ca: listenerCaPem }) }, (response) => {
+            httpsGet(url, { agent: new Agent({ ca: listenerCaPem }), timeout: 2000 }, (response) => {
                 let body = "";
                 response.on("data", (chunk) => (body += chunk));
                 response.on("end", () =>
                     response.statusCode === 200 ? resolve(body) : reject(new Error(`${url}: HTTP ${response.statusCode}`)),
                 );
-            }).on("error", reject);
+            })
+                .on("timeout", function (this: import("node:http").ClientRequest) {
+                    this.destroy(new Error(`${url}: no answer in 2 s`));
+                })
+                .on("error", reject);
         });
     };
-    await waitUntil(10_000, async () => (await get(directoryUrl).catch(() => "")) !== "", "pebble did not answer its directory");
+    let failed: Error | undefined;
+    for (const child of children) {
+        child.on("error", (error) => (failed = error));
+        child.on("exit", (code, signal) => (failed ??= new Error(`${child.spawnfile} exited at start (${signal ?? code})`)));
+    }
+    const up = async (probe: () => Promise<boolean>) => {
+        if (failed) throw failed;
+        return probe();
+    };
+    await waitUntil(10_000, () => up(async () => (await get(directoryUrl).catch(() => "")) !== ""), "pebble did not answer its directory");
     await waitUntil(
         10_000,
-        async () =>
-            await fetch(`http://127.0.0.1:${dnsManagementPort}/`).then(
-                () => true,
-                () => false,
+        () =>
+            up(() =>
+                fetch(`http://127.0.0.1:${dnsManagementPort}/`).then(
+                    () => true,
+                    () => false,
+                ),
             ),
         "pebble-challtestsrv did not answer",
     );

@@ -511,6 +511,17 @@ function mockCall(
             if (found.length === 0) throw invokeError("no matching EC2 VPC Endpoint found");
             return found[0];
         }
+        case "aws:ec2/getRouteTable:getRouteTable": {
+            // The dual-stack VPC's main table routes IPv6 to its internet gateway; every table routes IPv4 to one.
+            const ipv6 = inputs.routeTableId === "rtb-0main-vpc-0d0d0d0d0d0d0d0d0";
+            return {
+                routeTableId: inputs.routeTableId,
+                routes: [
+                    { cidrBlock: "0.0.0.0/0", gatewayId: "igw-0team" },
+                    ...(ipv6 ? [{ ipv6CidrBlock: "::/0", gatewayId: "igw-0team" }] : []),
+                ],
+            };
+        }
         case "aws:ec2/getRouteTables:getRouteTables": {
             const filter = (name: string) =>
                 (inputs.filters as { name: string; values: string[] }[]).find((f) => f.name === name)?.values[0];
