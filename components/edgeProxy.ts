@@ -11,6 +11,12 @@ export interface EdgeProxyArgs {
     readonly userData: pulumi.Input<string>;
     /** An IPv6 address too, from the subnet's IPv6 range (NGINX listens on [::]:443 already). */
     readonly ipv6: boolean;
+    /**
+     * Ask for a public IPv4 address at launch (your public subnets may not assign one by default,
+     * as AWS Security Hub's EC2.15 wants): the VM reaches Debian's mirrors and Systems Manager from
+     * its first boot, before the Elastic IP moves to it. In the default VPC its subnets assign one.
+     */
+    readonly publicAddress: boolean;
 }
 
 /**
@@ -39,6 +45,7 @@ export class EdgeProxy extends pulumi.ComponentResource {
                 ...hardenedInstanceSettings,
                 userData: args.userData,
                 ...(args.ipv6 ? { ipv6AddressCount: 1 } : {}),
+                ...(args.publicAddress ? { associatePublicIpAddress: true } : {}),
                 // cloud-init runs user data once per instance: an edited one only takes effect on a new VM.
                 userDataReplaceOnChange: true,
                 tags: { Name: `${pulumi.getProject()}-${pulumi.getStack()}-proxy`, Role: "wss-edge-proxy" },

@@ -14,7 +14,8 @@ export interface SubnetFacts {
     readonly id: string;
     readonly vpcId: string;
     readonly availabilityZone: string;
-    readonly mapPublicIpOnLaunch: boolean;
+    /** Its route table sends IPv4's default route (0.0.0.0/0) to an internet gateway: what makes a subnet public. */
+    readonly ipv4ToInternet: boolean;
     /** Its IPv6 range; "" when it has none. */
     readonly ipv6CidrBlock: string;
     /** The route table the subnet uses: its own association, or the VPC's main table. */
@@ -120,7 +121,7 @@ export async function lookUpNetwork(
             id,
             vpcId: found.vpcId,
             availabilityZone: found.availabilityZone,
-            mapPublicIpOnLaunch: found.mapPublicIpOnLaunch,
+            ipv4ToInternet: table.routes.some((route) => route.cidrBlock === "0.0.0.0/0" && route.gatewayId?.startsWith("igw-")),
             ipv6CidrBlock: found.ipv6CidrBlock ?? "",
             routeTableId,
             ipv6ToInternet: table.routes.some((route) => route.ipv6CidrBlock === "::/0" && route.gatewayId?.startsWith("igw-")),
@@ -193,11 +194,11 @@ export function networkProblems(facts: NetworkFacts, needs: NetworkNeeds): Setti
                 rule: `${who} need subnets in ${zonesNeeded} availability zones; these are in ${zones.length} (${zones.join(", ")})`,
             });
     }
-    for (const subnet of facts.publicSubnets.filter((s) => !s.mapPublicIpOnLaunch))
+    for (const subnet of facts.publicSubnets.filter((s) => !s.ipv4ToInternet))
         problems.push({
             key: "publicSubnetIds",
             value: JSON.stringify(facts.publicSubnets.map((s) => s.id)),
-            rule: `${subnet.id} gives instances no public IPv4 address (MapPublicIpOnLaunch is off): proxies reach Debian's mirrors and Systems Manager from their first boot through it`,
+            rule: `${subnet.id} is not public: its route table (${subnet.routeTableId}) sends 0.0.0.0/0 to no internet gateway, and clients reach the proxies (or the balancer) through one`,
         });
     if (needs.ipv6)
         for (const subnet of facts.publicSubnets.filter((s) => s.ipv6CidrBlock === ""))

@@ -12,6 +12,8 @@ export interface ProxyGroupArgs {
     readonly instanceProfileArn: pulumi.Input<string>;
     /** First boot: NGINX, and the store's current edge release (host/proxyHost.ts). */
     readonly userData: pulumi.Input<string>;
+    /** Ask for a public IPv4 address at launch (your subnets may not assign one by default): see EdgeProxyArgs. */
+    readonly publicAddress: boolean;
     /** The balancer's target groups the proxies register in. */
     readonly targetGroupArns: pulumi.Input<string>[];
 }
@@ -53,7 +55,19 @@ export class ProxyGroup extends pulumi.ComponentResource {
                 imageId: machine.amiId,
                 instanceType: args.instanceType,
                 iamInstanceProfile: { arn: args.instanceProfileArn },
-                vpcSecurityGroupIds: [args.securityGroupId],
+                // A launch template asks for a public address on its network interface, which then holds the security group too.
+                ...(args.publicAddress
+                    ? {
+                          networkInterfaces: [
+                              {
+                                  deviceIndex: 0,
+                                  associatePublicIpAddress: "true",
+                                  securityGroups: [args.securityGroupId],
+                                  deleteOnTermination: "true",
+                              },
+                          ],
+                      }
+                    : { vpcSecurityGroupIds: [args.securityGroupId] }),
                 metadataOptions,
                 monitoring: { enabled: true },
                 blockDeviceMappings: [

@@ -168,6 +168,7 @@ export class WssEdge extends pulumi.ComponentResource {
                       securityGroupId: network.proxySecurityGroup.id,
                       instanceProfileArn: proxyRole.profile.arn,
                       userData,
+                      publicAddress: args.vpcId !== undefined,
                       targetGroupArns: balancer.targetGroups.map((group) => group.arn),
                   },
                   { ...formerly(), dependsOn: [proxyRole] },
@@ -181,6 +182,7 @@ export class WssEdge extends pulumi.ComponentResource {
                       instanceProfile: proxyRole.profile.name,
                       userData,
                       ipv6,
+                      publicAddress: args.vpcId !== undefined,
                   },
                   { ...formerly(), dependsOn: [proxyRole] },
               );

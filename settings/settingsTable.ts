@@ -115,7 +115,7 @@ export const settingsTable = {
         pattern: "^subnet-[0-9a-f]{8,17}$",
         example: "subnet-0a1b2c3d4e5f67890",
         description:
-            "Subnets of vpcId for the proxies (and the balancer with proxyCount 2+): public (auto-assigned public IPv4, a route to an internet gateway), in two or more availability zones when load-balanced.",
+            "Subnets of vpcId for the proxies (and the balancer with proxyCount 2+): public (their route table sends 0.0.0.0/0 to an internet gateway; the proxies ask for public addresses themselves), in two or more availability zones when load-balanced.",
     },
     privateSubnetIds: {
         scope: "aws",

@@ -79,6 +79,15 @@ describe("the edge as a component other programs import", () => {
             assert.deepEqual(await resolved(named(resources, "chat").inputs.subnets), publicSubnets);
             const [group] = ofType(resources, "aws:autoscaling/group:Group");
             assert.deepEqual(await resolved(group.inputs.vpcZoneIdentifiers), publicSubnets);
+            // A public address asked for at launch, whatever the subnet assigns by default; the group holds the proxies' security group.
+            const [template] = ofType(resources, "aws:ec2/launchTemplate:LaunchTemplate");
+            const [nic] = (await resolved(template.inputs.networkInterfaces)) as {
+                associatePublicIpAddress: string;
+                securityGroups: string[];
+            }[];
+            assert.equal(nic.associatePublicIpAddress, "true");
+            assert.deepEqual(nic.securityGroups, ["chat-proxy-id"]);
+            assert.equal(template.inputs.vpcSecurityGroupIds, undefined);
             const backends = instances(resources);
             assert.equal(backends.length, 4);
             const subnets = await Promise.all(backends.map((b) => resolved(b.inputs.subnetId)));
@@ -131,6 +140,11 @@ describe("the edge as a component other programs import", () => {
             const { resources } = await run();
             const proxy = instances(resources).find((r) => r.name === "edge-proxy") ?? assert.fail("proxy");
             assert.equal(await resolved(proxy.inputs.subnetId), "subnet-0aaa0000000000001");
+            assert.equal(
+                proxy.inputs.associatePublicIpAddress,
+                true,
+                "a public address from launch: it boots and is deployed to before the Elastic IP moves",
+            );
             const backends = instances(resources).filter((r) => r.name.startsWith("edge-backends"));
             assert.deepEqual(
                 await Promise.all(backends.map((b) => resolved(b.inputs.subnetId))),
@@ -167,11 +181,11 @@ describe("the edge as a component other programs import", () => {
     });
 
     it("refuses two of a balancer's or an endpoint's subnets in one zone, endpoints without private DNS, and a dual-stack edge on a subnet without IPv6", () => {
-        const subnet = (id: string, availabilityZone: string, mapPublicIpOnLaunch = true) => ({
+        const subnet = (id: string, availabilityZone: string, ipv4ToInternet = true) => ({
             id,
             vpcId: "vpc-1",
             availabilityZone,
-            mapPublicIpOnLaunch,
+            ipv4ToInternet,
             ipv6CidrBlock: availabilityZone === "eu-west-1a" ? "2001:db8:1::/64" : "",
             routeTableId: "rtb-1",
             ipv6ToInternet: true,

@@ -99,14 +99,14 @@ describe("invalid settings stop the program before any resource is registered", 
             /vpce-0central-ssm already serves ssm in vpc-0d0d0d0d0d0d0d0d0 \(with private DNS\).*use backendEgress nat/,
         ],
         [
-            "a public subnet without public addresses",
+            "a public subnet with no route to an internet gateway",
             {
                 ...teamPlacement,
                 publicSubnetIds: '["subnet-0bbb0000000000003"]',
                 privateSubnetIds: '["subnet-0bbb0000000000001","subnet-0bbb0000000000002"]',
             },
             "publicSubnetIds",
-            /subnet-0bbb0000000000003 gives instances no public IPv4 address/,
+            /subnet-0bbb0000000000003 is not public: its route table \(rtb-0main-vpc-0a1b2c3d4e5f60001\) sends 0\.0\.0\.0\/0 to no internet gateway/,
         ],
     ];
     for (const [name, config, key, rule] of cases) {

@@ -512,13 +512,15 @@ function mockCall(
             return found[0];
         }
         case "aws:ec2/getRouteTable:getRouteTable": {
-            // The dual-stack VPC's main table routes IPv6 to its internet gateway; every table routes IPv4 to one.
-            const ipv6 = inputs.routeTableId === "rtb-0main-vpc-0d0d0d0d0d0d0d0d0";
+            // The team VPC's private tables (its main one too) send IPv4 to a NAT; every other table to an
+            // internet gateway; the dual-stack VPC's main table routes IPv6 to its gateway as well.
+            const table = String(inputs.routeTableId);
+            const isPrivate = table.startsWith("rtb-0private") || table === "rtb-0main-vpc-0a1b2c3d4e5f60001";
             return {
-                routeTableId: inputs.routeTableId,
+                routeTableId: table,
                 routes: [
-                    { cidrBlock: "0.0.0.0/0", gatewayId: "igw-0team" },
-                    ...(ipv6 ? [{ ipv6CidrBlock: "::/0", gatewayId: "igw-0team" }] : []),
+                    isPrivate ? { cidrBlock: "0.0.0.0/0", natGatewayId: "nat-0team" } : { cidrBlock: "0.0.0.0/0", gatewayId: "igw-0team" },
+                    ...(table === "rtb-0main-vpc-0d0d0d0d0d0d0d0d0" ? [{ ipv6CidrBlock: "::/0", gatewayId: "igw-0team" }] : []),
                 ],
             };
         }
