@@ -45,6 +45,22 @@ describe("the rules, as the installed providers document them", () => {
         );
     });
 
+    it("aws lb: a network balancer takes more subnets in place, is recreated when one is removed, and is dual-stack only on subnets with IPv6", () => {
+        const balancer = typings("@pulumi/aws/lb/loadBalancer.d.ts");
+        assert.match(
+            balancer,
+            /For Load Balancers of type `network` subnets can only be added .*deleting a subnet for load balancers of type `network` will force a recreation of the resource\./,
+        );
+        assert.match(balancer, /You can only change to `dualstack` `ipAddressType` if the selected subnets are IPv6 enabled\./);
+    });
+
+    it("aws route53: allowOverwrite lets a record's first write replace one made by hand", () => {
+        assert.match(
+            typings("@pulumi/aws/route53/record.d.ts"),
+            /Allow creation of this record to overwrite an existing record, if any\. This does not affect the ability to update the record using this provider/,
+        );
+    });
+
     it("aws lb: a deregistration delay of at most 3600 s", () => {
         assert.match(
             typings("@pulumi/aws/lb/targetGroup.d.ts"),

@@ -87,6 +87,8 @@ export interface RunOptions {
     network?: MockNetwork;
     /** The program to run (a module path); index.ts by default. */
     program?: string;
+    /** Resources (`type::name`) the engine finds in the state under another name (an alias): the cloud object keeps the old name's ID and outputs. */
+    formerNames?: ReadonlyMap<string, string>;
 }
 
 export interface MockNetwork {
@@ -256,8 +258,10 @@ async function runWithMocks(config: Record<string, string>, options: RunOptions)
                 const registration = registrations.get(`${args.type}::${args.name}`)!;
                 resources.push({ type: args.type, name: args.name, inputs, secretInputs, ...registration });
                 const replaced = options.replaced?.includes(`${args.type}::${args.name}`) ?? false;
-                const state = mockState(args.type, args.name, inputs, replaced, options.validityEndTime ?? "2027-11-27T11:00:00Z");
-                const id = replaced ? `${args.name}-id-2` : `${args.name}-id`;
+                // A resource found in the state under a former name is that same cloud object: its ID and outputs are the old ones.
+                const cloudName = options.formerNames?.get(`${args.type}::${args.name}`) ?? args.name;
+                const state = mockState(args.type, cloudName, inputs, replaced, options.validityEndTime ?? "2027-11-27T11:00:00Z");
+                const id = replaced ? `${cloudName}-id-2` : `${cloudName}-id`;
                 // EC2 describes what the program creates.
                 if (args.type === "aws:ec2/vpc:Vpc")
                     network.vpcs.push({
