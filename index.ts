@@ -14,12 +14,10 @@ export = async () => {
     const settings = loadStackSettings();
     let ipv6 = false;
     if (settings.vpcId !== undefined) {
-        const facts = await lookUpNetwork(
-            { vpcId: settings.vpcId, publicSubnetIds: settings.publicSubnetIds, privateSubnetIds: settings.privateSubnetIds },
-            edgeName,
-            networkNeedsOf(settings),
-        );
-        const problems = networkProblems(facts, networkNeedsOf(settings));
+        const needs = networkNeedsOf(settings);
+        const placement = { vpcId: settings.vpcId, publicSubnetIds: settings.publicSubnetIds, privateSubnetIds: settings.privateSubnetIds };
+        const facts = await lookUpNetwork(placement, edgeName, needs);
+        const problems = networkProblems(facts, needs);
         if (problems.length > 0) throw new SettingsError(pulumi.getProject(), problems);
         // In a VPC whose public subnets have IPv6 ranges and routes, the edge is dual-stack.
         ipv6 = offersIpv6(facts);

@@ -40,8 +40,11 @@ export class EdgeNetwork extends pulumi.ComponentResource {
     readonly privateSubnetIds: pulumi.Output<string[]>;
     /** The route tables of the private subnets (each its own, or the VPC's main table); empty in the default VPC. */
     readonly privateRouteTableIds: pulumi.Output<string[]>;
-    /** Backends in the default VPC reach AWS over public addresses; in your private subnets they have none. */
-    readonly backendsHavePublicAddress: boolean;
+    /**
+     * Placed in your VPC (not the region's default one): your private subnets give backends no
+     * public address, and your public subnets may assign proxies none by default, so they ask.
+     */
+    readonly inYourVpc: boolean;
     readonly proxySecurityGroup: aws.ec2.SecurityGroup;
     readonly backendSecurityGroup: aws.ec2.SecurityGroup;
     readonly loadBalancerSecurityGroup?: aws.ec2.SecurityGroup;
@@ -49,7 +52,7 @@ export class EdgeNetwork extends pulumi.ComponentResource {
     constructor(name: string, args: EdgeNetworkArgs, opts?: pulumi.ComponentResourceOptions) {
         super("wss-edge:network:EdgeNetwork", name, {}, opts);
         const invokeOpts = { parent: this };
-        this.backendsHavePublicAddress = args.placement === undefined;
+        this.inYourVpc = args.placement !== undefined;
         if (args.placement === undefined) {
             const vpc = aws.ec2.getVpcOutput({ default: true }, invokeOpts);
             this.vpcId = vpc.id;
