@@ -34,24 +34,18 @@ export interface IssuedCertificate {
     readonly privateKeyPem: string;
 }
 
-/** Issuances one at a time: the directory's CA is set on acme-client's one shared HTTP client. */
-let issuing: Promise<unknown> = Promise.resolve();
+/** CAs trusted for directories' HTTPS besides the system's roots (Pebble's test listener): only ever added to. */
+const directoryCas: string[] = [];
 
-/** Runs `work` with `caPem` trusted for the directory's HTTPS, besides the system's roots. */
-function withDirectoryCa<T>(caPem: string | undefined, work: () => Promise<T>): Promise<T> {
-    const run = async () => {
-        if (caPem === undefined) return work();
-        const previous = acme.axios.defaults.httpsAgent;
-        acme.axios.defaults.httpsAgent = new Agent({ ca: [...rootCertificates, caPem] });
-        try {
-            return await work();
-        } finally {
-            acme.axios.defaults.httpsAgent = previous;
-        }
-    };
-    const result = issuing.then(run, run);
-    issuing = result.catch(() => {});
-    return result;
+/**
+ * Trusts `caPem` for the directory's HTTPS from now on, besides the system's roots. acme-client has
+ * one shared HTTP client, so the trust is the process's; it only grows, so issuances running at
+ * the same time never take it from each other.
+ */
+function trustDirectoryCa(caPem: string | undefined): void {
+    if (caPem === undefined || directoryCas.includes(caPem)) return;
+    directoryCas.push(caPem);
+    acme.axios.defaults.httpsAgent = new Agent({ ca: [...rootCertificates, ...directoryCas] });
 }
 
 /**
@@ -81,31 +75,29 @@ export async function issueCertificate(account: AcmeAccount, domain: string, dns
         { commonName: domain, altNames: [domain] },
         await acme.crypto.createPrivateEcdsaKey("P-256"),
     );
-    const certificatePem = await withDirectoryCa(account.directoryCaPem, async () => {
-        await useAccount(client);
-        const order = await client.createOrder({ identifiers: [{ type: "dns", value: domain }] });
-        for (const authorization of await client.getAuthorizations(order)) {
-            if (authorization.status === "valid") continue;
-            const challenge = authorization.challenges.find((c) => c.type === "dns-01");
-            if (!challenge) throw new Error(`${account.directoryUrl} offers no DNS-01 challenge for ${authorization.identifier.value}`);
-            const name = `_acme-challenge.${authorization.identifier.value}`;
-            const value = await client.getChallengeKeyAuthorization(challenge);
-            await dns.set(name, value);
-            try {
-                // The CA checks the record through the zone's own servers; this machine's resolver may not see the zone at all.
-                await client.completeChallenge(challenge);
-                await client.waitForValidStatus(challenge);
-            } catch (error) {
-                throw new Error(`${account.directoryUrl} refused the DNS-01 challenge at ${name}: ${(error as Error).message}`);
-            } finally {
-                // A record left behind is harmless (the next order overwrites it); losing the order's outcome to it is not.
-                await dns.clear(name, value).catch(() => {});
-            }
+    trustDirectoryCa(account.directoryCaPem);
+    await useAccount(client);
+    const order = await client.createOrder({ identifiers: [{ type: "dns", value: domain }] });
+    for (const authorization of await client.getAuthorizations(order)) {
+        if (authorization.status === "valid") continue;
+        const challenge = authorization.challenges.find((c) => c.type === "dns-01");
+        if (!challenge) throw new Error(`${account.directoryUrl} offers no DNS-01 challenge for ${authorization.identifier.value}`);
+        const name = `_acme-challenge.${authorization.identifier.value}`;
+        const value = await client.getChallengeKeyAuthorization(challenge);
+        await dns.set(name, value);
+        try {
+            // The CA checks the record through the zone's own servers; this machine's resolver may not see the zone at all.
+            await client.completeChallenge(challenge);
+            await client.waitForValidStatus(challenge);
+        } catch (error) {
+            throw new Error(`${account.directoryUrl} refused the DNS-01 challenge at ${name}: ${(error as Error).message}`);
+        } finally {
+            // A record left behind is harmless (the next order overwrites it); losing the order's outcome to it is not.
+            await dns.clear(name, value).catch(() => {});
         }
-        const finalized = await client.finalizeOrder(order, csr);
-        return client.getCertificate(finalized);
-    });
-    return { certificatePem, privateKeyPem: key.toString() };
+    }
+    const finalized = await client.finalizeOrder(order, csr);
+    return { certificatePem: await client.getCertificate(finalized), privateKeyPem: key.toString() };
 }
 
 /**

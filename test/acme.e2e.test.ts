@@ -8,8 +8,11 @@ import { X509Certificate } from "node:crypto";
 import { once } from "node:events";
 import { describe, it } from "node:test";
 import { connect, createServer } from "node:tls";
+import { CreateHostedZoneCommand, ListResourceRecordSetsCommand, Route53Client } from "@aws-sdk/client-route-53";
 import { type Dns01, issueCertificate, newAccountKey, renewalTime } from "../acme/certificateIssuer";
 import { ChallengeTestServerDns } from "../acme/challengeTestServer";
+import { Route53Dns } from "../acme/route53Dns";
+import { startMoto } from "./support/motoServer";
 import { startPebble } from "./support/pebble";
 
 const domain = "ws.wss-edge.test";
@@ -65,5 +68,41 @@ describe("the edge's certificate from an ACME CA, by DNS-01", async () => {
             () => issueCertificate(account, "unseen.wss-edge.test", silent),
             /refused the DNS-01 challenge at _acme-challenge\.unseen\.wss-edge\.test: No TXT records found/,
         );
+    });
+});
+
+describe("DNS-01 through a Route 53 hosted zone (moto's server standing in for Route 53's API)", async () => {
+    const moto = await startMoto();
+    const skip = moto === undefined ? "this machine's Python has no moto (pip install 'moto[server]')" : false;
+    const zoneName = "wss-edge.test";
+    const name = `_acme-challenge.ws.${zoneName}`;
+    const setUp = async () => {
+        if (!moto) throw new Error("unreachable");
+        // moto signs nothing; the SDK still wants credentials to sign with.
+        Object.assign(process.env, { AWS_ACCESS_KEY_ID: "testing", AWS_SECRET_ACCESS_KEY: "testing", AWS_REGION: "us-east-1" });
+        const client = new Route53Client({ region: "us-east-1", endpoint: moto.endpoint });
+        const zone = await client.send(new CreateHostedZoneCommand({ Name: zoneName, CallerReference: String(Date.now()) }));
+        const zoneId = String(zone.HostedZone?.Id).replace("/hostedzone/", "");
+        const txt = async () =>
+            ((await client.send(new ListResourceRecordSetsCommand({ HostedZoneId: zoneId }))).ResourceRecordSets ?? [])
+                .filter((r) => r.Type === "TXT" && r.Name === `${name}.`)
+                .map((r) => ({ ttl: r.TTL, values: r.ResourceRecords?.map((v) => v.Value) }));
+        return { dns: new Route53Dns(zoneId, { endpoint: moto.endpoint, pollMs: 50 }), txt };
+    };
+
+    it("publishes the challenge's value quoted, overwrites a leftover, and clears it exactly", { skip }, async () => {
+        const { dns, txt } = await setUp();
+        await dns.set(name, "left-behind-by-a-failed-run");
+        await dns.set(name, "token.thumbprint");
+        assert.deepEqual(await txt(), [{ ttl: 60, values: ['"token.thumbprint"'] }]);
+        await dns.clear(name, "token.thumbprint");
+        assert.deepEqual(await txt(), []);
+    });
+
+    it("names the zone when Route 53 refuses the change", { skip }, async () => {
+        const { dns } = await setUp();
+        await assert.rejects(() => dns.clear(`_acme-challenge.never-set.${zoneName}`, "x"), /./);
+        const unknown = new Route53Dns("Z0000000000000NOZONE", { endpoint: moto?.endpoint, pollMs: 50 });
+        await assert.rejects(() => unknown.set(name, "x"), /NoSuchHostedZone|No hosted zone/i);
     });
 });
