@@ -42,7 +42,7 @@ const directoryCas: string[] = [];
  * one shared HTTP client, so the trust is the process's; it only grows, so issuances running at
  * the same time never take it from each other.
  */
-function trustDirectoryCa(caPem: string | undefined): void {
+export function trustDirectoryCa(caPem: string | undefined): void {
     if (caPem === undefined || directoryCas.includes(caPem)) return;
     directoryCas.push(caPem);
     acme.axios.defaults.httpsAgent = new Agent({ ca: [...rootCertificates, ...directoryCas] });

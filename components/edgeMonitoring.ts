@@ -18,6 +18,8 @@ export interface EdgeMonitoringArgs {
     readonly instances: readonly MonitoredInstance[];
     /** With the load-balanced shape: each target group, alarmed when any proxy in it is unhealthy. */
     readonly targetGroups?: readonly MonitoredTargetGroup[];
+    /** With certificate acme: ACM's copy of the certificate, and how many days before expiry a missed renewal raises the alarm. */
+    readonly acmeCertificate?: { readonly acmCertificateArn: pulumi.Input<string>; readonly alarmDaysLeft: pulumi.Input<number> };
     /** Who is told when an alarm fires or clears; without it, the topic has no subscriber yet. */
     readonly alarmEmail?: string;
 }
@@ -114,6 +116,34 @@ export class EdgeMonitoring extends pulumi.ComponentResource {
                         threshold: 1,
                         comparisonOperator: "GreaterThanOrEqualToThreshold",
                         treatMissingData: "notBreaching",
+                        alarmActions: [this.topic.arn],
+                        okActions: [this.topic.arn],
+                    },
+                    { parent: this },
+                ),
+            );
+        }
+
+        if (args.acmeCertificate) {
+            // ACM publishes DaysToExpiry once a day for every certificate it holds, and stops once it expired:
+            // two days with no data are two days of an expired (or deleted) certificate.
+            this.alarms.push(
+                new aws.cloudwatch.MetricAlarm(
+                    `${name}-certificate-renewal`,
+                    {
+                        name: `${prefix}-certificate-renewal`,
+                        alarmDescription:
+                            "The edge's ACME certificate was not renewed in time: pulumi up (the weekly refresh workflow) renews it once a third of its lifetime is left; see docs/aws.md",
+                        namespace: "AWS/CertificateManager",
+                        metricName: "DaysToExpiry",
+                        dimensions: { CertificateArn: args.acmeCertificate.acmCertificateArn },
+                        statistic: "Minimum",
+                        period: 86_400,
+                        evaluationPeriods: 2,
+                        datapointsToAlarm: 2,
+                        threshold: args.acmeCertificate.alarmDaysLeft,
+                        comparisonOperator: "LessThanThreshold",
+                        treatMissingData: "breaching",
                         alarmActions: [this.topic.arn],
                         okActions: [this.topic.arn],
                     },

@@ -9,8 +9,13 @@ export interface EdgePkiArgs {
     readonly edgeIpAddresses?: pulumi.Input<string>[];
     /** Names known only once resources exist (the load balancer's DNS name), added to the edge certificate. */
     readonly edgeDnsNames?: pulumi.Input<string>[];
-    /** The user's own edge certificate chain and key, used when `spec.edge` is undefined. */
-    readonly userCertificate?: { readonly certificatePem: string; readonly privateKeyPem: string };
+    /** The edge certificate chain and key from elsewhere (yours, or an ACME CA's), used when `spec.edge` is undefined. */
+    readonly userCertificate?: {
+        readonly certificatePem: pulumi.Input<string>;
+        readonly privateKeyPem: pulumi.Input<string>;
+        /** When it expires, if known without reading the certificate (an ACME order's). */
+        readonly notAfter?: pulumi.Input<string>;
+    };
 }
 
 export interface IssuedCertificate {
@@ -97,8 +102,9 @@ export class EdgePki extends pulumi.ComponentResource {
         } else if (args.userCertificate) {
             this.edgeCertificateChainPem = pulumi.output(args.userCertificate.certificatePem);
             this.edgePrivateKeyPem = pulumi.secret(args.userCertificate.privateKeyPem);
-            const userExpiry = expiryOf(args.userCertificate.certificatePem);
-            if (userExpiry) expiry.edge = pulumi.output(userExpiry);
+            expiry.edge = args.userCertificate.notAfter
+                ? pulumi.output(args.userCertificate.notAfter)
+                : this.edgeCertificateChainPem.apply((pem) => expiryOf(pem) ?? "");
         } else {
             throw new Error("EdgePki: spec.edge is undefined, so userCertificate is required");
         }

@@ -14,8 +14,9 @@ import { gateCredentialsKey, releaseFolders } from "../host/releaseChannel";
 import { healthPath } from "../nginx/renderNginxConfig";
 import { backendServerName } from "../pki/pkiSpec";
 import { awsPlacement, backendEnvironmentOf, edgePkiPlan, healthGateCredentials, planEdge } from "../plan/edgePlan";
-import { edgeSettingsOf, type RawSettings, SettingsError, validateSettings } from "../settings/edgeSettings";
+import { certificateSourceOf, edgeSettingsOf, type RawSettings, SettingsError, validateSettings } from "../settings/edgeSettings";
 import type { SettingKey, StackSettings } from "../settings/settingsTable";
+import { AcmeCertificate, renewalAlarmDaysLeft } from "./acmeCertificate";
 import { BackendEndpoints } from "./backendEndpoints";
 import { BackendFleet } from "./backendFleet";
 import { EdgeDeploy } from "./edgeDeploy";
@@ -102,10 +103,31 @@ export class WssEdge extends pulumi.ComponentResource {
             parent: this,
             aliases: [{ ...(oldName ? { name: oldName } : {}), parent: pulumi.rootStackResource }],
         });
-        const userCertificate =
-            settings.tlsCertificate && settings.tlsPrivateKey
-                ? { certificatePem: settings.tlsCertificate, privateKeyPem: settings.tlsPrivateKey }
+        const certificate = certificateSourceOf({ ...settings, hostedZoneId: args.hostedZoneId });
+        // One certificate for the whole edge, however many proxies: the CA's issuance limits are per name.
+        const acmeCertificate =
+            certificate === "acme"
+                ? new AcmeCertificate(
+                      `${name}-acme`,
+                      {
+                          // biome-ignore lint/style/noNonNullAssertion: validateArgs requires both with certificate acme.
+                          domainName: settings.domainName!,
+                          // biome-ignore lint/style/noNonNullAssertion: as above.
+                          hostedZoneId: args.hostedZoneId!,
+                          directoryUrl: settings.acmeDirectory,
+                      },
+                      { parent: this },
+                  )
                 : undefined;
+        const userCertificate = acmeCertificate
+            ? {
+                  certificatePem: acmeCertificate.certificateChainPem,
+                  privateKeyPem: acmeCertificate.privateKeyPem,
+                  notAfter: acmeCertificate.notAfter,
+              }
+            : settings.tlsCertificate && settings.tlsPrivateKey
+              ? { certificatePem: settings.tlsCertificate, privateKeyPem: settings.tlsPrivateKey }
+              : undefined;
 
         const needs = networkNeedsOf(settings, ipv6);
         const { loadBalanced, endpoints } = needs;
@@ -195,7 +217,7 @@ export class WssEdge extends pulumi.ComponentResource {
                 spec: edgePkiPlan(settings, {
                     dnsNames: settings.domainName ? [settings.domainName] : [],
                     ipAddresses: [],
-                    userSuppliedCertificate: userCertificate !== undefined,
+                    certificate,
                 }),
                 edgeIpAddresses: address ? [address.publicIp] : [],
                 edgeDnsNames: balancer && !settings.domainName ? [balancer.dnsName] : [],
@@ -336,6 +358,12 @@ export class WssEdge extends pulumi.ComponentResource {
                     targetGroup,
                     loadBalancer: balancer.loadBalancer,
                 })),
+                acmeCertificate: acmeCertificate && {
+                    acmCertificateArn: acmeCertificate.acmCertificateArn,
+                    alarmDaysLeft: pulumi
+                        .all([acmeCertificate.notAfter, acmeCertificate.renewAfter])
+                        .apply(([notAfter, renewAfter]) => renewalAlarmDaysLeft(notAfter, renewAfter)),
+                },
                 alarmEmail: settings.alarmEmail,
             },
             formerly(),

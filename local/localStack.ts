@@ -17,8 +17,9 @@ import {
     planEdge,
     releaseBundle,
 } from "../plan/edgePlan";
-import { type EdgeSettings, type RawSettings, validateEdgeSettings } from "../settings/edgeSettings";
+import { certificateSourceOf, type EdgeSettings, type RawSettings, validateEdgeSettings } from "../settings/edgeSettings";
 import { FrontBalancer } from "./frontBalancer";
+import { defaultAcmeLifetimeSeconds, LocalAcme } from "./localAcme";
 import { LocalProxy } from "./localProxy";
 import { canListen, freePort } from "./ports";
 import { httpGetText, httpsGet } from "./probes";
@@ -43,6 +44,8 @@ export interface LocalStackOptions {
     /** NGINX workers; several, so that sockets spread under the per-process file limit. */
     readonly workerProcesses?: number;
     readonly nginx?: string;
+    /** With certificate acme: how long the ACME stand-in's certificates are valid (default 90 days, as Let's Encrypt's); shorter to watch renewal. */
+    readonly acmeLifetimeSeconds?: number;
 }
 
 /** The same outputs the AWS stack exports, for a stack on this machine. */
@@ -51,7 +54,7 @@ export interface LocalStackOutputs {
     /** The plain-HTTP address that redirects to the endpoint, when the httpRedirect setting is on. */
     readonly httpUrl?: string;
     readonly healthUrl: string;
-    /** Path of the CA certificate that clients trust. */
+    /** Path of the CA certificate that clients trust: the stack's CA, or with certificate acme the ACME stand-in's root. */
     readonly caCertificatePem: string;
     readonly backends: readonly { readonly name: string; readonly address: string; readonly pid: number; readonly entry: string }[];
     /** The first proxy's NGINX pid file. */
@@ -91,6 +94,8 @@ export class LocalStack {
     protected readonly proxies: LocalProxy[] = [];
     private front: FrontBalancer | undefined;
     protected pki!: LocalPki;
+    /** With certificate acme: the ACME stand-in, and the edge's certificate from it. */
+    private acme: LocalAcme | undefined;
     protected settings!: EdgeSettings;
     private edgePort = 0;
     /** The plain-HTTP port clients are redirected from (the httpRedirect setting); 0 when off. */
@@ -152,8 +157,13 @@ export class LocalStack {
     get nginxPidFile(): string {
         return this.proxies[0].pidFile;
     }
+    /** The CA certificate clients trust (the stack's, or the ACME stand-in's root). */
     get caCertificatePath(): string {
-        return this.pki.caCertificatePath;
+        return this.acme?.rootPath ?? this.pki.caCertificatePath;
+    }
+    /** The PEM of the CA clients trust (the file at caCertificatePath). */
+    get clientCaPem(): string {
+        return this.acme?.rootPem ?? this.pki.caCertificatePem;
     }
     /** The certificates this stack issued (what a user finds under <state>/pki). */
     get certificates(): LocalPki {
@@ -168,7 +178,7 @@ export class LocalStack {
             endpoint: `wss://localhost:${this.edgePort}/`,
             ...(this.httpPort ? { httpUrl: `http://localhost:${this.httpPort}/` } : {}),
             healthUrl: `https://localhost:${this.edgePort}${healthPath}`,
-            caCertificatePem: this.pki.caCertificatePath,
+            caCertificatePem: this.caCertificatePath,
             backends: this.backends.map((b) => ({ name: b.name, address: `${this.bindAddress}:${b.port}`, pid: b.pid, entry: b.entry })),
             nginxPidFile: this.nginxPidFile,
             proxies: this.proxies.map((p) => ({ name: p.name, pid: p.masterPid() ?? 0, port: p.port })),
@@ -239,6 +249,14 @@ export class LocalStack {
                 }),
             );
         }
+        if (certificateSourceOf(this.settings) === "acme") {
+            this.acme = await LocalAcme.start({
+                dir: join(this.stateDir, "acme"),
+                domain: "localhost",
+                lifetimeSeconds: this.options.acmeLifetimeSeconds ?? defaultAcmeLifetimeSeconds,
+            });
+            this.recordHolders();
+        }
         await this.issuePki(this.settings.backendCount);
 
         for (let i = 0; i < this.settings.backendCount; i++) {
@@ -290,6 +308,13 @@ export class LocalStack {
         }
         this.checkInterrupted();
         await this.writeState();
+        this.acme?.renewAutomatically(
+            async (renewed) => {
+                this.pki = { ...this.pki, edgeCertificateChainPem: renewed.certificatePem, edgePrivateKeyPem: renewed.privateKeyPem };
+                await this.deploy();
+            },
+            (error) => console.error(`local stack: renewing the edge's ACME certificate failed, trying again: ${error.message}`),
+        );
     }
 
     /** Sockets each backend and each proxy's NGINX hold now, read from their Prometheus metrics (undefined when down). */
@@ -318,9 +343,9 @@ export class LocalStack {
     protected async issuePki(backendCount: number, renew: readonly string[] = []): Promise<void> {
         const spec = edgePkiPlan(
             { backendCount },
-            { dnsNames: ["localhost"], ipAddresses: ["127.0.0.1", "::1"], userSuppliedCertificate: false },
+            { dnsNames: ["localhost"], ipAddresses: ["127.0.0.1", "::1"], certificate: certificateSourceOf(this.settings) },
         );
-        this.pki = await issueWithOpenSsl(spec, join(this.stateDir, "pki"), { renew });
+        this.pki = await issueWithOpenSsl(spec, join(this.stateDir, "pki"), { renew, edgeCertificate: this.acme?.certificate });
     }
 
     /** Starts one more backend (its certificate issued first), not yet in the edge's config. */
@@ -547,8 +572,12 @@ export class LocalStack {
         await waitUntil(
             10000,
             async () =>
-                (await httpsGet(this.bindAddress, this.edgePort, healthPath, { ca: this.pki.caCertificatePem, servername: "localhost" }))
-                    ?.status === 200,
+                (
+                    await httpsGet(this.bindAddress, this.edgePort, healthPath, {
+                        ca: this.acme?.rootPem ?? this.pki.caCertificatePem,
+                        servername: "localhost",
+                    })
+                )?.status === 200,
             `local stack: edge on ${this.bindAddress}:${this.edgePort} did not answer ${healthPath}; see ${this.proxies.map((p) => p.errorLog).join(", ")}`,
         );
     }
@@ -600,6 +629,7 @@ export class LocalStack {
         if (this.stopped) return;
         this.stopped = true;
         if (!this.lock) return;
+        await this.acme?.stop();
         await this.front?.stop();
         await Promise.all(this.proxies.map((p) => p.stop()));
         // SIGINT: all at once, as nothing is left to spread the reconnects onto.
@@ -619,6 +649,7 @@ export class LocalStack {
     private recordHolders(): void {
         const running = [
             ...(this.front ? [{ pid: this.front.pid, command: "haproxy" }] : []),
+            ...(this.acme?.processes ?? []),
             ...this.proxies.flatMap((p) => {
                 const master = p.masterPid();
                 return [...(master ? [{ pid: master, command: nginxMasterCommand }] : []), ...p.helpers];

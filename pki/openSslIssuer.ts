@@ -32,11 +32,16 @@ export interface LocalPki {
 export async function issueWithOpenSsl(
     spec: PkiSpec,
     dir: string,
-    options: { openssl?: string; renew?: readonly string[] } = {},
+    options: {
+        openssl?: string;
+        renew?: readonly string[];
+        /** The edge's certificate (chain) and key from elsewhere (an ACME CA's), when the spec has the stack's CA sign none. */
+        edgeCertificate?: { readonly certificatePem: string; readonly privateKeyPem: string };
+    } = {},
 ): Promise<LocalPki> {
     const openssl = options.openssl ?? "openssl";
     const renew = new Set(options.renew ?? []);
-    if (!spec.edge) throw new Error("issueWithOpenSsl: the local stack always issues its own edge certificate");
+    if (!spec.edge && !options.edgeCertificate) throw new Error("issueWithOpenSsl: the spec has no edge certificate, and none was given");
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const caKey = join(dir, "ca.key");
     const caCert = join(dir, "ca.crt");
@@ -102,13 +107,16 @@ export async function issueWithOpenSsl(
     };
 
     const caCertificatePem = await readFile(caCert, "utf8");
-    const edge = await issue(spec.edge);
+    const edge = spec.edge
+        ? await issue(spec.edge).then((issued) => ({ ...issued, certificatePem: issued.certificatePem + caCertificatePem }))
+        : options.edgeCertificate;
+    if (!edge) throw new Error("unreachable");
     const backendCertificates = await Promise.all(spec.backends.map(issue));
     const proxyClientCertificate = await issue(spec.proxyClient);
     return {
         caCertificatePem,
         caCertificatePath: caCert,
-        edgeCertificateChainPem: edge.certificatePem + caCertificatePem,
+        edgeCertificateChainPem: edge.certificatePem,
         edgePrivateKeyPem: edge.privateKeyPem,
         backendCertificates,
         proxyClientCertificate,

@@ -12,7 +12,7 @@ import { upstreamServerName } from "../nginx/render/upstream";
 import { renderNginxConfig } from "../nginx/renderNginxConfig";
 import { backendTlsFiles } from "../pki/certificateLayout";
 import { edgePkiSpec, type PkiSpec } from "../pki/pkiSpec";
-import type { EdgeSettings } from "../settings/edgeSettings";
+import type { CertificateSource, EdgeSettings } from "../settings/edgeSettings";
 import { backendSocketCeiling, defaultBackendMachine, socketCeiling, vmProxyHost } from "./capacity";
 
 export type PlacementKind = "aws" | "local" | "twin";
@@ -186,13 +186,14 @@ export function backendPingIntervalSeconds(settings: Pick<EdgeSettings, "idleTim
 /** The PKI an edge needs: its own certificate for the names and addresses clients use, one per backend, the proxy's client certificate. */
 export function edgePkiPlan(
     settings: Pick<EdgeSettings, "backendCount">,
-    edge: { readonly dnsNames: readonly string[]; readonly ipAddresses: readonly string[]; readonly userSuppliedCertificate: boolean },
+    edge: { readonly dnsNames: readonly string[]; readonly ipAddresses: readonly string[]; readonly certificate: CertificateSource },
 ): PkiSpec {
     return edgePkiSpec({
         edgeDnsNames: [...edge.dnsNames],
         edgeIpAddresses: [...edge.ipAddresses],
         backendCount: settings.backendCount,
-        userSuppliedEdgeCertificate: edge.userSuppliedCertificate,
+        // Your certificate or an ACME CA's: the stack's CA signs no edge certificate.
+        userSuppliedEdgeCertificate: edge.certificate !== "stack-ca",
     });
 }
 

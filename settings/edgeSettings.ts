@@ -66,8 +66,52 @@ export function validateSettings(
         });
     }
     problems.push(...placementProblems(values, unknownUntilDeployed));
+    problems.push(...certificateProblems(values, unknownUntilDeployed).filter((p) => !problems.some((q) => q.key === p.key)));
     if (problems.length > 0) throw new SettingsError(namespace, problems);
     return values;
+}
+
+/** Where the edge's certificate comes from, with `auto` resolved. */
+export type CertificateSource = "acme" | "provided" | "stack-ca";
+
+/**
+ * The `certificate` setting resolved: `auto` is acme with a name and a zone to prove it through,
+ * provided with your own certificate, the stack's CA otherwise. The local stack and the twin have
+ * neither name nor zone, so their `auto` is the stack's CA.
+ */
+export function certificateSourceOf(
+    settings: Pick<StackSettings, "certificate"> & {
+        readonly domainName?: string;
+        readonly tlsCertificate?: string;
+        readonly hostedZoneId?: unknown;
+    },
+): CertificateSource {
+    if (settings.certificate !== "auto") return settings.certificate as CertificateSource;
+    if (settings.tlsCertificate !== undefined) return "provided";
+    return settings.domainName !== undefined && settings.hostedZoneId !== undefined ? "acme" : "stack-ca";
+}
+
+/** What each source of the certificate needs, and what it leaves unused. */
+function certificateProblems(values: StackSettings, unknownUntilDeployed: ReadonlySet<SettingKey>): SettingProblem[] {
+    const zoneGiven = values.hostedZoneId !== undefined || unknownUntilDeployed.has("hostedZoneId");
+    const source = certificateSourceOf({ ...values, hostedZoneId: zoneGiven ? true : undefined });
+    const chosen = `certificate ${source}${values.certificate === "auto" ? " (auto)" : ""}`;
+    const problems: SettingProblem[] = [];
+    const need = (key: SettingKey, why: string) => problems.push({ key, value: "(unset)", rule: `is required with ${chosen}: ${why}` });
+    if (source === "acme") {
+        if (values.domainName === undefined) need("domainName", "the name the certificate is for");
+        if (!zoneGiven) need("hostedZoneId", "the zone that holds domainName, where the CA's DNS-01 challenge is answered");
+    }
+    if (source === "provided" && values.tlsCertificate === undefined) need("tlsCertificate", "your certificate chain for domainName");
+    if (source !== "provided" && values.tlsCertificate !== undefined)
+        problems.push({ key: "tlsCertificate", value: "[secret]", rule: `is used only with certificate provided, not ${chosen}` });
+    if (source !== "acme" && values.acmeDirectory !== settingsTable.acmeDirectory.default)
+        problems.push({
+            key: "acmeDirectory",
+            value: JSON.stringify(values.acmeDirectory),
+            rule: `is used only with certificate acme, not ${chosen}`,
+        });
+    return problems;
 }
 
 const networkKeys = ["vpcId", "publicSubnetIds", "privateSubnetIds"] as const;
@@ -138,6 +182,12 @@ export function validateEdgeSettings(raw: RawSettings, namespace = "local"): Edg
                 ? "places the AWS stack (instances, ranges, names, images); the local stack does not take it"
                 : `is not a setting of this stack (edge settings: ${edgeSettingKeys.join(", ")})`),
     ) as EdgeSettings;
+    if (values.certificate === "provided")
+        problems.push({
+            key: "certificate",
+            value: '"provided"',
+            rule: "takes your certificate from the AWS stack's tlsCertificate, which the local stack and the twin do not take: they serve the stack's CA's (stack-ca) or one from their ACME stand-in, Pebble (acme)",
+        });
     if (problems.length > 0) throw new SettingsError(namespace, problems);
     return values;
 }

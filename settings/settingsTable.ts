@@ -152,13 +152,30 @@ export const settingsTable = {
         allowWorld: true,
         description: "IPv4 and IPv6 ranges allowed on 443 (and 80 when httpRedirect is on).",
     },
+    certificate: {
+        scope: "edge",
+        kind: "choice",
+        default: "auto",
+        choices: ["auto", "acme", "provided", "stack-ca"],
+        description:
+            "Where the edge's certificate comes from. acme: an ACME CA (acmeDirectory; Let's Encrypt by default) issues one certificate for domainName by DNS-01 through hostedZoneId, renewed by pulumi up once a third of its lifetime is left (locally and in the VM twin, Debian's Pebble stands in for the CA, for the name localhost). provided: tlsCertificate and tlsPrivateKey. stack-ca: the stack's own CA, which clients must trust (caCertificatePem). auto: acme with domainName and hostedZoneId, provided with tlsCertificate, stack-ca otherwise.",
+    },
+    acmeDirectory: {
+        scope: "aws",
+        kind: "pattern",
+        default: "https://acme-v02.api.letsencrypt.org/directory",
+        pattern: "^https://[^\\s\"']+$",
+        rule: "must be the https:// URL of an ACME directory (RFC 8555)",
+        description:
+            "The ACME CA's directory for certificate acme: Let's Encrypt by default; its staging directory (https://acme-staging-v02.api.letsencrypt.org/directory) for trials, or another CA's.",
+    },
     tlsCertificate: {
         scope: "aws",
         kind: "pem",
         secret: true,
         pem: "certificate",
         description:
-            "PEM certificate chain for domainName from a public CA, set with --secret together with tlsPrivateKey; otherwise the stack's CA issues one.",
+            "PEM certificate chain for domainName from a public CA, set with --secret together with tlsPrivateKey (certificate provided).",
     },
     tlsPrivateKey: {
         scope: "aws",

@@ -9,11 +9,16 @@ import { once } from "node:events";
 import { describe, it } from "node:test";
 import { connect, createServer } from "node:tls";
 import { CreateHostedZoneCommand, ListResourceRecordSetsCommand, Route53Client } from "@aws-sdk/client-route-53";
-import { type Dns01, issueCertificate, newAccountKey, renewalTime } from "../acme/certificateIssuer";
+import * as pulumi from "@pulumi/pulumi";
+import { type Dns01, issueCertificate, newAccountKey, renewalTime, trustDirectoryCa } from "../acme/certificateIssuer";
 import { ChallengeTestServerDns } from "../acme/challengeTestServer";
 import { Route53Dns } from "../acme/route53Dns";
+import { type AcmeOrderInputs, type AcmeOrderOutputs, acmeOrderProvider } from "../components/acmeCertificate";
 import { startMoto } from "./support/motoServer";
 import { startPebble } from "./support/pebble";
+
+// What Pulumi's dynamic-provider host loads a provider's serialized closure with.
+const requireFromString = require("require-from-string") as (code: string) => unknown;
 
 const domain = "ws.wss-edge.test";
 const lifetimeSeconds = 300;
@@ -104,5 +109,54 @@ describe("DNS-01 through a Route 53 hosted zone (moto's server standing in for R
         await assert.rejects(() => dns.clear(`_acme-challenge.never-set.${zoneName}`, "x"), /./);
         const unknown = new Route53Dns("Z0000000000000NOZONE", { endpoint: moto?.endpoint, pollMs: 50 });
         await assert.rejects(() => unknown.set(name, "x"), /NoSuchHostedZone|No hosted zone/i);
+    });
+});
+
+describe("the ACME order's dynamic provider, as the Pulumi engine's dynamic-provider host runs it", async () => {
+    const ca = await startPebble({ certificateValiditySeconds: lifetimeSeconds });
+    // This process trusts Pebble's test listener, as every machine trusts Let's Encrypt's.
+    trustDirectoryCa(ca.listenerCaPem);
+    // Serialized as @pulumi/pulumi/dynamic serializes it, loaded as cmd/dynamic-provider loads it:
+    // requireFromString(text).handler(). What runs is the closure's copy, not this file's.
+    const provider = acmeOrderProvider(() => new ChallengeTestServerDns(ca.dnsManagementUrl));
+    const serialized = await pulumi.runtime.serializeFunction(() => provider, { allowSecrets: true });
+    const host = (requireFromString(serialized.text) as { handler: () => pulumi.dynamic.ResourceProvider }).handler();
+    const inputs: AcmeOrderInputs = {
+        domainName: domain,
+        directoryUrl: ca.directoryUrl,
+        hostedZoneId: "Z0123456789ABCDEFGHIJ",
+        accountKeyPem: await newAccountKey(),
+    };
+    const created = await host.create!(inputs);
+    const outs = created.outs as AcmeOrderOutputs;
+
+    it("orders the certificate: it chains to the CA's root, names the edge, and says when it expires and is due", async () => {
+        const [leaf, intermediate] = certificatesOf(outs.certificatePem);
+        assert.equal(leaf.subjectAltName, `DNS:${domain}`);
+        assert.ok(intermediate.verify(new X509Certificate(await ca.root()).publicKey));
+        assert.equal(created.id, `${domain}/${leaf.serialNumber}`);
+        assert.equal(outs.notAfter, new Date(leaf.validTo).toISOString());
+        assert.equal(outs.renewAfter, renewalTime(outs.certificatePem).toISOString());
+    });
+
+    it("changes nothing before its renewal time; replaces it after, or for another name, CA, zone or account", async () => {
+        const diff = host.diff!;
+        assert.deepEqual(await diff(created.id, outs, inputs), { changes: false, replaces: [] });
+        const due = { ...outs, renewAfter: new Date(Date.now() - 1000).toISOString() };
+        assert.deepEqual(await diff(created.id, due, inputs), { changes: true, replaces: ["renewAfter"] });
+        assert.deepEqual(await diff(created.id, outs, { ...inputs, domainName: `edge.${domain}` }), {
+            changes: true,
+            replaces: ["domainName"],
+        });
+        assert.deepEqual(await diff(created.id, outs, { ...inputs, hostedZoneId: "Z0000000000000OTHER" }), {
+            changes: true,
+            replaces: ["hostedZoneId"],
+        });
+    });
+
+    it("renews on the same account: the replacement is a new certificate with a new key", async () => {
+        const renewed = (await host.create!(inputs)).outs as AcmeOrderOutputs;
+        assert.notEqual(certificatesOf(renewed.certificatePem)[0].serialNumber, certificatesOf(outs.certificatePem)[0].serialNumber);
+        assert.notEqual(renewed.privateKeyPem, outs.privateKeyPem);
     });
 });

@@ -42,6 +42,11 @@ const certificate = (name: string) => resourceKey("tls:index/locallySignedCert:L
 const builtImage = resourceKey("docker:index/image:Image", "edge-backends-app");
 
 const edgeRelease = ["replace edge-deploy", "replace edge-deploy-release"];
+/** certificate acme: its account key, the order, ACM's copy, and the renewal alarm. */
+const acmeCreated = ["create edge-acme-account", "create edge-acme-copy", "create edge-acme-order", "create edge-certificate-renewal"];
+/** The stack CA's edge certificate: its key, request and certificate. */
+const stackCaEdgeCreated = ["create edge-edge", "create edge-edge", "create edge-edge"];
+const stackCaEdgeDeleted = stackCaEdgeCreated.map((step) => step.replace("create", "delete"));
 /** A backend told the fleet again (after the proxies' rollout). */
 const fleetNotice = (n: number) => `replace edge-backend-fleet-backend-${n}`;
 const backendRelease = (n: number) => [
@@ -241,10 +246,31 @@ const rows: Row[] = [
         touches: { "one VM": [], "load-balanced": ["update edge", "update edge-proxies"] },
     },
     {
-        change: "hostedZoneId (with domainName): only the record is created, once the edge serves",
+        change: "hostedZoneId (with domainName): the record is created, once the edge serves; certificate auto becomes acme, so the CA's certificate replaces the stack CA's in a new edge release",
         before: { domainName: "ws.example.com" },
         after: { domainName: "ws.example.com", hostedZoneId: "Z0123456789ABCDEFGHIJ" },
+        touches: inBothShapes([...acmeCreated, "create edge-dns", ...stackCaEdgeDeleted, ...edgeRelease].sort()),
+    },
+    {
+        change: "hostedZoneId with certificate stack-ca: only the record is created, once the edge serves",
+        before: { domainName: "ws.example.com", certificate: "stack-ca" },
+        after: { domainName: "ws.example.com", hostedZoneId: "Z0123456789ABCDEFGHIJ", certificate: "stack-ca" },
         touches: inBothShapes(["create edge-dns"]),
+    },
+    {
+        change: "certificate acme → stack-ca: the stack's CA signs an edge certificate, a new edge release; the ACME order, its account and ACM's copy go",
+        before: { domainName: "ws.example.com", hostedZoneId: "Z0123456789ABCDEFGHIJ" },
+        after: { domainName: "ws.example.com", hostedZoneId: "Z0123456789ABCDEFGHIJ", certificate: "stack-ca" },
+        touches: inBothShapes(
+            [...acmeCreated.map((step) => step.replace("create", "delete")), ...stackCaEdgeCreated, ...edgeRelease].sort(),
+        ),
+    },
+    {
+        change: "the ACME certificate renewed (the first up after its renewal time): a new edge release, a reload; ACM's copy is imported again under the same ARN",
+        before: { domainName: "ws.example.com", hostedZoneId: "Z0123456789ABCDEFGHIJ" },
+        after: { domainName: "ws.example.com", hostedZoneId: "Z0123456789ABCDEFGHIJ" },
+        replaced: [resourceKey("pulumi-nodejs:dynamic/wss-edge:AcmeOrder", "edge-acme-order")],
+        touches: inBothShapes(["replace edge-acme-order", "update edge-acme-copy", ...edgeRelease].sort()),
     },
     {
         change: "publicSubnetIds, one added: no VM moves; the balancer takes the subnet in place and the group may launch there",

@@ -21,7 +21,7 @@ import {
     twinMachine,
     twinPlacement,
 } from "../plan/edgePlan";
-import { edgeSettingsOf, type RawSettings, validateEdgeSettings, validateSettings } from "../settings/edgeSettings";
+import { certificateSourceOf, edgeSettingsOf, type RawSettings, validateEdgeSettings, validateSettings } from "../settings/edgeSettings";
 import { edgeSettingKeys, settingsTable } from "../settings/settingsTable";
 import { runEdgeProgram, teamPlacement } from "./support/pulumiProgram";
 import { otherValueOf, fuzzSeed as seed, validSettings } from "./support/settingsArbitraries";
@@ -71,8 +71,11 @@ function placed(settings: RawSettings): Record<"aws" | "twin" | "local", EdgePla
     };
 }
 
-const edgeOnly = (raw: RawSettings): RawSettings =>
-    Object.fromEntries(Object.entries(raw).filter(([key]) => (edgeSettingKeys as string[]).includes(key)));
+/** The edge's settings of a stack, as the local stack and the twin take them: they have no certificate of yours (provided), so the stack's CA stands in. */
+const edgeOnly = (raw: RawSettings): RawSettings => {
+    const edge = Object.fromEntries(Object.entries(raw).filter(([key]) => (edgeSettingKeys as string[]).includes(key)));
+    return edge.certificate === "provided" ? { ...edge, certificate: "stack-ca" } : edge;
+};
 
 describe("one plan, three placements", () => {
     it("AWS and the VM twin, on the same machine in front of the same backends, get the same config and release byte for byte (200 generated settings)", () => {
@@ -177,7 +180,7 @@ function whatIsPlaced(raw: RawSettings, kind: "aws" | "twin" | "local"): string 
         config: plan.nginxConfig,
         release: releaseOf(plan, certificates),
         environment: plan.backendEnvironment,
-        pki: edgePkiPlan(settings, { dnsNames: ["localhost"], ipAddresses: [], userSuppliedCertificate: false }),
+        pki: edgePkiPlan(settings, { dnsNames: ["localhost"], ipAddresses: [], certificate: certificateSourceOf(settings) }),
         fleet: { proxies: settings.proxyCount, backends: settings.backendCount },
     });
 }
@@ -210,6 +213,7 @@ describe("every setting does something", () => {
     };
     const withName: Record<string, string> = { domainName: "ws.example.com" };
     const inTeamNetwork = { ...withName, ...teamPlacement };
+    const withZone = { ...withName, hostedZoneId: "Z0123456789ABCDEFGHIJ" };
     /** Settings that act only with others: each compared in a stack that has them. */
     const together: Partial<Record<string, [Record<string, string>, Record<string, string>]>> = {
         // A certificate comes with its key and the name it is for.
@@ -229,6 +233,8 @@ describe("every setting does something", () => {
             { ...inTeamNetwork, privateSubnetIds: '["subnet-0bbb0000000000001","subnet-0bbb0000000000002"]' },
         ],
         backendEgress: [inTeamNetwork, { ...inTeamNetwork, backendEgress: otherValueOf("backendEgress") }],
+        // An ACME directory is used with certificate acme, which needs the zone.
+        acmeDirectory: [withZone, { ...withZone, acmeDirectory: otherValueOf("acmeDirectory") }],
     };
     for (const key of awsKeys) {
         it(`${key}: changes what the AWS program registers`, async () => {

@@ -28,16 +28,16 @@ export function clientNetworkAddress(n: number): string {
     return `127.${10 + Math.floor(n / 250)}.${(n % 250) + 1}.1`;
 }
 
-/** GET `path` from the stack's edge over HTTPS, by its name, trusting its CA. */
+/** GET `path` from the stack's edge over HTTPS, by its name, trusting what its clients trust. */
 export function getFromEdge(stack: LocalStack, path: string, options: Parameters<typeof httpsGet>[4] = {}) {
-    const tls = { ca: stack.certificates.caCertificatePem, servername: "localhost" };
+    const tls = { ca: stack.clientCaPem, servername: "localhost" };
     return httpsGet(stack.edgeAddress.host, stack.edgeAddress.port, path, tls, options);
 }
 
 /** Opens a session through the stack's edge. */
 export function connectToEdge(stack: LocalStack, options: EdgeConnectOptions & { readonly path?: string } = {}): Promise<EdgeSession> {
     const url = new URL(options.path ?? "/", stack.outputs.endpoint).toString();
-    return connect(url, { ca: stack.certificates.caCertificatePem, ...options });
+    return connect(url, { ca: stack.clientCaPem, ...options });
 }
 
 /**

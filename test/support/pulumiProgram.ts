@@ -446,6 +446,16 @@ function mockState(
             return { certPem: pem("CERTIFICATE", `certificate ${name} until ${validityEndTime}`), validityEndTime };
         case "tls:index/certRequest:CertRequest":
             return { certRequestPem: pem("CERTIFICATE REQUEST", `csr ${name}`) };
+        case "pulumi-nodejs:dynamic/wss-edge:AcmeOrder":
+            // What the CA gave: a leaf and its intermediate, valid 90 days, due for renewal with 30 left.
+            return {
+                certificatePem: `${pem("CERTIFICATE", `acme leaf ${name}`)}${pem("CERTIFICATE", "acme intermediate")}`,
+                privateKeyPem: pem("PRIVATE KEY", `acme key ${name}`),
+                notAfter: "2027-03-02T10:00:00.000Z",
+                renewAfter: "2027-01-31T10:00:00.000Z",
+            };
+        case "aws:acm/certificate:Certificate":
+            return { arn: `arn:aws:acm:eu-west-1:123456789012:certificate/${name}` };
         case "aws:ecr/repository:Repository":
             return {
                 repositoryUrl: `123456789012.dkr.ecr.eu-west-1.amazonaws.com/${name}`,

@@ -151,7 +151,18 @@ const invalidValue = (valid: fc.Arbitrary<string>) =>
         ),
     );
 
-const { tlsCertificate, tlsPrivateKey, hostedZoneId, vpcId, publicSubnetIds, privateSubnetIds, backendEgress, ...standalone } = validValues;
+const {
+    tlsCertificate,
+    tlsPrivateKey,
+    hostedZoneId,
+    vpcId,
+    publicSubnetIds,
+    privateSubnetIds,
+    backendEgress,
+    certificate: certificateSource,
+    acmeDirectory,
+    ...standalone
+} = validValues;
 
 const subnetId = fc.stringMatching(/^subnet-[0-9a-f]{8,17}$/);
 /** A VPC with its public and private subnets (none in both), and how the backends reach AWS. */
@@ -188,10 +199,22 @@ export const validSettings: fc.Arbitrary<RawSettings> = fc
         ),
         fc.option(fc.record({ hostedZoneId, domainName: hostName })),
         fc.option(network),
+        fc.record({ certificate: certificateSource, acmeDirectory }, { requiredKeys: [] }),
     )
-    .map(([settings, certificate, zone, network]): RawSettings => {
+    .map(([settings, certificate, zone, network, source]): RawSettings => {
         const all: RawSettings = { ...settings, ...zone, ...certificate, ...network };
         if (all.backendEgress === "vpc-endpoints") delete all.backendImage;
+        // The certificate's source only where what it needs is there; a directory only for acme.
+        const fits = {
+            acme: all.hostedZoneId !== undefined && !certificate,
+            provided: !!certificate,
+            "stack-ca": !certificate,
+            auto: true,
+        };
+        if (source.certificate !== undefined && fits[source.certificate as keyof typeof fits]) all.certificate = source.certificate;
+        const acme =
+            all.certificate === "acme" || ((all.certificate ?? "auto") === "auto" && all.hostedZoneId !== undefined && !certificate);
+        if (acme && source.acmeDirectory !== undefined) all.acmeDirectory = source.acmeDirectory;
         return all;
     });
 const mixedSettings: fc.Arbitrary<RawSettings> = fc.record(

@@ -1,0 +1,95 @@
+/**
+ * certificate acme on this machine: the edge's certificate from Debian's Pebble, standing in for
+ * Let's Encrypt, by DNS-01 through Pebble's DNS server, standing in for the Route 53 zone. The
+ * same issuer as on AWS (acme/certificateIssuer.ts), one certificate for every proxy, and renewed
+ * while the stack runs, once a third of its lifetime is left, as the scheduled `pulumi up` renews
+ * it on AWS. Clients trust Pebble's root (`rootPath`), made anew at each start.
+ */
+import { X509Certificate } from "node:crypto";
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { type IssuedCertificate, issueCertificate, newAccountKey, renewalTime } from "../acme/certificateIssuer";
+import { ChallengeTestServerDns } from "../acme/challengeTestServer";
+import { type PebbleCa, startPebble } from "../acme/pebbleStandIn";
+
+/** As Let's Encrypt's: 90 days. */
+export const defaultAcmeLifetimeSeconds = 90 * 86_400;
+/** setTimeout's longest wait (about 24.8 days): a later renewal is waited for in steps. */
+const longestTimerMs = 2 ** 31 - 1;
+/** After a failed renewal: try again in a tenth of what is left, between 1 s and an hour. */
+const retryMs = (leftMs: number) => Math.min(3_600_000, Math.max(1_000, leftMs / 10));
+
+export class LocalAcme {
+    private timer: NodeJS.Timeout | undefined;
+    private stopped = false;
+
+    private constructor(
+        private readonly ca: PebbleCa,
+        private readonly account: { readonly directoryUrl: string; readonly accountKeyPem: string; readonly directoryCaPem: string },
+        private readonly domain: string,
+        /** Where clients find the root to trust, and the root. */
+        readonly rootPath: string,
+        readonly rootPem: string,
+        private current: IssuedCertificate,
+    ) {}
+
+    /** Starts the stand-ins in `dir`, and obtains the first certificate for `domain`. */
+    static async start(options: { readonly dir: string; readonly domain: string; readonly lifetimeSeconds: number }): Promise<LocalAcme> {
+        const ca = await startPebble({ dir: options.dir, certificateValiditySeconds: options.lifetimeSeconds });
+        try {
+            const account = { directoryUrl: ca.directoryUrl, accountKeyPem: await newAccountKey(), directoryCaPem: ca.listenerCaPem };
+            const rootPath = join(options.dir, "root.pem");
+            const rootPem = await ca.root();
+            await writeFile(rootPath, rootPem);
+            const first = await issueCertificate(account, options.domain, new ChallengeTestServerDns(ca.dnsManagementUrl));
+            return new LocalAcme(ca, account, options.domain, rootPath, rootPem, first);
+        } catch (error) {
+            await ca.stop();
+            throw error;
+        }
+    }
+
+    get certificate(): IssuedCertificate {
+        return this.current;
+    }
+
+    /** Pebble's processes, for the stack's lock (local:down stops them). */
+    get processes(): readonly { readonly pid: number; readonly command: string }[] {
+        return this.ca.processes;
+    }
+
+    /**
+     * From now on, renews the certificate at its renewal time and hands each new one to
+     * `deliver` (which deploys it to every proxy). A failed renewal or delivery is reported to
+     * `report` and tried again while the certificate is still valid.
+     */
+    renewAutomatically(deliver: (certificate: IssuedCertificate) => Promise<void>, report: (error: Error) => void): void {
+        const schedule = () => {
+            if (this.stopped) return;
+            const dueMs = renewalTime(this.current.certificatePem).getTime() - Date.now();
+            this.timer = setTimeout(() => void attempt(dueMs > longestTimerMs), Math.max(0, Math.min(dueMs, longestTimerMs)));
+        };
+        const attempt = async (notYet: boolean) => {
+            if (notYet || this.stopped) return schedule();
+            try {
+                const renewed = await issueCertificate(this.account, this.domain, new ChallengeTestServerDns(this.ca.dnsManagementUrl));
+                if (this.stopped) return;
+                await deliver(renewed);
+                this.current = renewed;
+                schedule();
+            } catch (error) {
+                if (this.stopped) return;
+                report(error as Error);
+                const leftMs = Date.parse(new X509Certificate(this.current.certificatePem).validTo) - Date.now();
+                this.timer = setTimeout(() => void attempt(false), retryMs(leftMs));
+            }
+        };
+        schedule();
+    }
+
+    async stop(): Promise<void> {
+        this.stopped = true;
+        clearTimeout(this.timer);
+        await this.ca.stop();
+    }
+}
