@@ -96,6 +96,7 @@ export class LocalStack {
     protected pki!: LocalPki;
     /** With certificate acme: the ACME stand-in, and the edge's certificate from it. */
     private acme: LocalAcme | undefined;
+    private readonly renewalListeners: (() => Promise<void>)[] = [];
     protected settings!: EdgeSettings;
     private edgePort = 0;
     /** The plain-HTTP port clients are redirected from (the httpRedirect setting); 0 when off. */
@@ -161,6 +162,15 @@ export class LocalStack {
     get caCertificatePath(): string {
         return this.acme?.rootPath ?? this.pki.caCertificatePath;
     }
+    /**
+     * Runs `listener` after each renewal of the edge's ACME certificate has reached this stack's
+     * proxies: where the edge is served elsewhere too (the VM twin), it delivers the certificate
+     * there. A listener that fails fails the renewal, which is tried again.
+     */
+    onCertificateRenewed(listener: () => Promise<void>): void {
+        this.renewalListeners.push(listener);
+    }
+
     /** The PEM of the CA clients trust (the file at caCertificatePath). */
     get clientCaPem(): string {
         return this.acme?.rootPem ?? this.pki.caCertificatePem;
@@ -312,6 +322,7 @@ export class LocalStack {
             async (renewed) => {
                 this.pki = { ...this.pki, edgeCertificateChainPem: renewed.certificatePem, edgePrivateKeyPem: renewed.privateKeyPem };
                 await this.deploy();
+                for (const listener of this.renewalListeners) await listener();
             },
             (error) => console.error(`local stack: renewing the edge's ACME certificate failed, trying again: ${error.message}`),
         );

@@ -6,6 +6,7 @@
 // through to backends on this machine; everything stays on the twins' links and is removed at the end.
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
+import { X509Certificate } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { request } from "node:https";
 import { connect as tcpConnect } from "node:net";
@@ -17,6 +18,7 @@ import { renderCloudConfig } from "../host/cloudConfig";
 import { proxyFirstBootScript } from "../host/proxyHost";
 import { type ReleaseStore, releaseFolders, releaseKey, type StoredRelease, storedRelease } from "../host/releaseChannel";
 import { LocalStack } from "../local/localStack";
+import { peerCertificateFingerprint } from "../local/probes";
 import { hardFileLimit, sleep, waitUntil } from "../local/processes";
 import { releaseOf } from "../plan/edgePlan";
 import { close, connect, type EdgeSession, echo } from "../smoke/edgeClient";
@@ -407,6 +409,63 @@ describe("a new proxy VM (a replacement, or one its group launched)", twinRuns, 
         assert.match(output.stdout, /deploy-edge-config: release \w+ is live \(previous: none\)/);
         // Where Systems Manager's agent (the stand-in too) keeps every command it runs: none ran.
         assert.equal((await twin.exec("test -e /var/lib/amazon/ssm")).code, 1, "no command reached the VM");
+    });
+});
+
+describe("certificate acme on the VM twin: Pebble's certificate served, and each renewal rolled to it", twinRuns, async () => {
+    if (skip) return;
+    const lifetimeSeconds = 120;
+    const settings = { certificate: "acme" };
+    const store = await storeOf("acme");
+    const twin = await twinOf("acme", 18, store.forTwins, { boot: false });
+    const stateDir = mkdtempSync(join(workDir, "acme-backends-"));
+    let started: LocalStack | undefined;
+    after(() => started?.stop());
+    started = await LocalStack.start({
+        stateDir,
+        edgePort: 0,
+        bindAddress: twin.hostAddress,
+        settings,
+        acmeLifetimeSeconds: lifetimeSeconds,
+    });
+    const stack = started;
+    const release = await publishEdgeRelease(store, stack, twinPlan(stack, settings));
+    await store.setCurrent(releaseFolders.edge, release.id);
+    await twin.start();
+    const booted = await twin.waitForBoot();
+    // As pulumi up rolls a renewed certificate to the proxies: a new release, the edge document run on the VM.
+    stack.onCertificateRenewed(async () => {
+        await deployToTwin(twin, store, stack, twinPlan(stack, settings));
+    });
+    const served = () => peerCertificateFingerprint(twin.address, 443, { ca: stack.clientCaPem, servername: "localhost" });
+    const current = () => new X509Certificate(stack.certificates.edgeCertificateChainPem).fingerprint256;
+
+    it("serves Pebble's certificate for localhost from its first release: a client trusting only Pebble's root connects", async () => {
+        assert.equal(booted, "done", await nginxAccount(twin));
+        assert.match(new X509Certificate(stack.certificates.edgeCertificateChainPem).issuer, /Pebble/);
+        assert.notEqual(await served(), undefined);
+        const session = await connect("wss://localhost/", { ca: stack.clientCaPem, address: twin.address });
+        assert.equal((await echo(session.socket, "trusted")).toString(), "trusted");
+        await close(session.socket);
+    });
+
+    it("takes a renewed certificate as a release, a reload that keeps the open sockets", async () => {
+        const session = await connect("wss://localhost/", { ca: stack.clientCaPem, address: twin.address });
+        try {
+            const first = await served();
+            // Renewed with a third of its 120 s left; bounded by two lifetimes.
+            await waitUntil(
+                2 * lifetimeSeconds * 1000,
+                async () => {
+                    const now = await served();
+                    return now !== undefined && now !== first && now === current();
+                },
+                "the twin kept serving the first certificate",
+            );
+            assert.equal((await echo(session.socket, "kept")).toString(), "kept", "the socket opened before the renewal");
+        } finally {
+            await close(session.socket);
+        }
     });
 });
 

@@ -96,6 +96,12 @@ async function up(settings: RawSettings): Promise<number> {
         await twin.waitForBoot();
         await gateBackends(twin, store, stack);
         console.log((await deployToTwin(twin, store, stack, twinPlan(stack, settings))).trim());
+        // certificate acme: each renewed certificate reaches the twin as a release, as pulumi up rolls it to the proxies.
+        const [deployedTwin, deployedStore, deployedStack] = [twin, store, stack];
+        stack.onCertificateRenewed(async () => {
+            console.log((await deployToTwin(deployedTwin, deployedStore, deployedStack, twinPlan(deployedStack, settings))).trim());
+            console.log("vm twin: the renewed ACME certificate is live");
+        });
     } catch (error) {
         // A failed start leaves nothing behind.
         await twin?.destroy();
@@ -107,8 +113,8 @@ async function up(settings: RawSettings): Promise<number> {
     console.log(`twin              ${twin.address} (console: ${twin.consoleLog})`);
     console.log(`release store     ${store.endpointHere} (bucket ${store.bucket}; the twin reaches it at ${store.forTwins.endpointUrl})`);
     console.log(`endpoint          wss://localhost/ at ${twin.address}:443`);
-    console.log(`caCertificatePem  ${stack.certificates.caCertificatePath}`);
-    console.log(`\ntry: npm run smoke -- wss://localhost/ --address ${twin.address} --ca ${stack.certificates.caCertificatePath}`);
+    console.log(`caCertificatePem  ${stack.caCertificatePath}`);
+    console.log(`\ntry: npm run smoke -- wss://localhost/ --address ${twin.address} --ca ${stack.caCertificatePath}`);
     console.log("Ctrl-C stops the twin and removes it.");
     return new Promise(() => undefined);
 }
