@@ -33,6 +33,7 @@ const systemPackages =
                         { binary: "/usr/bin/aws", pkg: "awscli", why: "the VM twin's release store and Systems Manager stand-ins" },
                         { binary: "haproxy", pkg: "haproxy", why: "the load-balanced twin's front" },
                         { binary: "pebble", pkg: "pebble", why: "the ACME tests' certificate authority" },
+                        { binary: "certutil", pkg: "libnss3-tools", why: "the browser test's trust in the ACME CA's root" },
                     ]
                   : []),
               ...(purpose === "bench"

@@ -2,8 +2,9 @@
 // protocol by puppeteer-core (which downloads nothing). It loads a page from the edge, opens
 // WebSockets from it, and we read back what it stored.
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { createHash, X509Certificate } from "node:crypto";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
@@ -25,9 +26,12 @@ function spkiHash(certificatePem: string): string {
  * Chromium trusting `stack`'s edge, closed when the file ends; undefined (with a skipped test
  * saying why) only when it truly cannot start here.
  */
-async function browserFor(stack: LocalStack): Promise<Browser | undefined> {
+async function browserFor(
+    stack: LocalStack,
+    trust: Trust = { pinned: stack.certificates.edgeCertificateChainPem },
+): Promise<Browser | undefined> {
     try {
-        return await launch(stack.certificates.edgeCertificateChainPem);
+        return await launch(trust);
     } catch (error) {
         it(
             "launches Chromium",
@@ -38,9 +42,24 @@ async function browserFor(stack: LocalStack): Promise<Browser | undefined> {
     }
 }
 
+/**
+ * What Chromium trusts: the edge's certificate alone (pinned by its public key), or a root CA, as
+ * a browser trusts a public CA's: in the NSS database of its user's home (~/.pki/nssdb), which
+ * Chromium on Linux reads, put there with NSS's certutil.
+ */
+type Trust = { readonly pinned: string } | { readonly root: string };
+
 /** Chromium with a profile of its own, closed and its profile removed (in that order) when the file ends. */
-async function launch(trustedCertificatePem: string): Promise<Browser> {
+async function launch(trust: Trust): Promise<Browser> {
     const profile = mkdtempSync(join(tmpdir(), "wss-edge-chromium-"));
+    const home = join(profile, "home");
+    if ("root" in trust) {
+        const nssdb = `sql:${join(home, ".pki", "nssdb")}`;
+        mkdirSync(join(home, ".pki", "nssdb"), { recursive: true });
+        writeFileSync(join(home, "root.pem"), trust.root);
+        execFileSync("certutil", ["-N", "-d", nssdb, "--empty-password"]);
+        execFileSync("certutil", ["-A", "-d", nssdb, "-t", "C,,", "-n", "the CA under test", "-i", join(home, "root.pem")]);
+    }
     let browser: Browser | undefined;
     after(async () => {
         await browser?.close();
@@ -50,7 +69,8 @@ async function launch(trustedCertificatePem: string): Promise<Browser> {
     browser = await puppeteer.launch({
         executablePath: chromium,
         headless: true,
-        userDataDir: profile,
+        userDataDir: join(profile, "chromium"),
+        env: { ...process.env, HOME: home },
         args: [
             // As root, Chromium runs only without its sandbox.
             ...(process.getuid?.() === 0 ? ["--no-sandbox"] : []),
@@ -60,7 +80,7 @@ async function launch(trustedCertificatePem: string): Promise<Browser> {
             "--disable-background-networking",
             "--disable-component-update",
             "--disable-sync",
-            `--ignore-certificate-errors-spki-list=${spkiHash(trustedCertificatePem)}`,
+            ...("pinned" in trust ? [`--ignore-certificate-errors-spki-list=${spkiHash(trust.pinned)}`] : []),
         ],
     });
     return browser;
@@ -158,3 +178,30 @@ for (const [shape, settings, screenshot] of [
         });
     });
 }
+
+describe(
+    "certificate acme in Chromium: the edge's certificate from an ACME CA (Pebble), trusted as a browser trusts a public CA's root",
+    chromiumInstalled,
+    async () => {
+        const stack = await startTestEdge({ settings: { certificate: "acme" } });
+        const root = readFileSync(stack.outputs.caCertificatePem, "utf8");
+        const browser = await browserFor(stack, { root });
+        const stranger = await browserFor(stack, { root: stack.certificates.caCertificatePem });
+        if (!browser || !stranger) return;
+        const origin = `https://localhost:${stack.edgeAddress.port}`;
+
+        it("loads the page and opens its socket with no certificate step: nothing pinned, nothing ignored", async () => {
+            const page = await browser.newPage();
+            const answer = await page.goto(`${origin}/`);
+            assert.equal(answer?.status(), 200);
+            assert.match(String(answer?.securityDetails()?.issuer()), /Pebble/);
+            await page.waitForFunction('document.getElementById("state").textContent === "open"', { timeout: 10000 });
+            assert.match(await page.$eval("#backend", (element) => element.textContent ?? ""), /^backend-[123]$/);
+        });
+
+        it("is refused by a browser that trusts another root (the stack's own CA): the trust is the ACME CA's", async () => {
+            const page = await stranger.newPage();
+            await assert.rejects(() => page.goto(`${origin}/`), /ERR_CERT_AUTHORITY_INVALID/);
+        });
+    },
+);
