@@ -2,6 +2,8 @@
  * The local stack's commands: `start` (npm start), `up` (npm run local:up), `down` (npm run local:down).
  * `--help` on any of them says how to use it.
  */
+
+import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
@@ -24,6 +26,9 @@ options:
                     Edge settings: ${edgeSettingKeys.join(", ")}
   --stack NAME      the edge settings of Pulumi.NAME.yaml, to run locally what that stack
                     deploys (its AWS placement settings are listed and left out); --set wins
+  --acme-lifetime S with --set certificate=acme: how long the certificates of Pebble (the
+                    ACME CA's stand-in) are valid, in seconds (default 90 days, as Let's
+                    Encrypt's); the stack renews with a third left, so 120 shows a renewal
   -h, --help        this text`;
 
 export class UsageError extends Error {}
@@ -35,6 +40,7 @@ interface Invocation {
     readonly settings: RawSettings;
     /** AWS placement settings of --stack's file that the local stack leaves out. */
     readonly ignored: readonly string[];
+    readonly acmeLifetimeSeconds?: number;
 }
 
 /** Reads the command line; throws a UsageError naming what is wrong. */
@@ -51,6 +57,13 @@ export function parseInvocation(argv: readonly string[], env: NodeJS.ProcessEnv 
     if (!/^[0-9]+$/.test(portText) || port < 1 || port > 65535)
         throw new UsageError(`--port ${JSON.stringify(portText)} must be a whole number from 1 to 65535`);
 
+    const lifetimeText = values["acme-lifetime"];
+    const acmeLifetimeSeconds = lifetimeText === undefined ? undefined : Number(lifetimeText);
+    if (lifetimeText !== undefined && (!/^[0-9]+$/.test(lifetimeText) || Number(lifetimeText) < 30 || Number(lifetimeText) > 31_536_000))
+        throw new UsageError(
+            `--acme-lifetime ${JSON.stringify(lifetimeText)} must be a whole number of seconds from 30 to 31536000 (a year)`,
+        );
+
     const fromStack = values.stack === undefined ? { settings: {}, ignored: [] } : stackSettings(values.stack, root);
     const settings: Record<string, string> = { ...fromStack.settings };
     Object.assign(settings, settingAssignments(values.set ?? []));
@@ -60,6 +73,7 @@ export function parseInvocation(argv: readonly string[], env: NodeJS.ProcessEnv 
         port,
         settings: settings as RawSettings,
         ignored: fromStack.ignored,
+        ...(acmeLifetimeSeconds === undefined ? {} : { acmeLifetimeSeconds }),
     };
 }
 
@@ -83,6 +97,7 @@ function readOptions(args: string[]) {
                 state: { type: "string" },
                 set: { type: "string", multiple: true },
                 stack: { type: "string" },
+                "acme-lifetime": { type: "string" },
                 help: { type: "boolean", short: "h" },
             },
         }).values;
@@ -145,7 +160,7 @@ async function main(argv: string[]): Promise<number> {
     }
 }
 
-async function runInForeground({ stateDir, port, settings }: Invocation): Promise<number> {
+async function runInForeground({ stateDir, port, settings, acmeLifetimeSeconds }: Invocation): Promise<number> {
     let stack: LocalStack | undefined;
     let stopping = false;
     let status: NodeJS.Timeout | undefined;
@@ -164,7 +179,7 @@ async function runInForeground({ stateDir, port, settings }: Invocation): Promis
     for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(signal, () => void stop(signal));
 
     try {
-        stack = await LocalStack.start({ stateDir, edgePort: port, settings });
+        stack = await LocalStack.start({ stateDir, edgePort: port, settings, acmeLifetimeSeconds });
     } catch (error) {
         // Interrupted: the signal's handler has the last word, and exits.
         if (stopping) return new Promise(() => undefined);
@@ -192,10 +207,14 @@ async function runInForeground({ stateDir, port, settings }: Invocation): Promis
     return new Promise(() => undefined);
 }
 
-async function startDetached({ stateDir, port, settings }: Invocation): Promise<number> {
+async function startDetached({ stateDir, port, settings, acmeLifetimeSeconds }: Invocation): Promise<number> {
     // Backends run in their own process groups and NGINX daemonizes, so both outlive this process.
-    const stack = await LocalStack.start({ stateDir, edgePort: port, settings });
+    const stack = await LocalStack.start({ stateDir, edgePort: port, settings, acmeLifetimeSeconds });
     printOutputs(stack);
+    if (settings.certificate === "acme")
+        console.log(
+            `\nThe edge's ACME certificate expires ${new Date(new X509Certificate(stack.certificates.edgeCertificateChainPem).validTo).toISOString()} and is not renewed: renewal runs in the stack's own process, which npm start keeps and local:up does not.`,
+        );
     console.log(`\nThe stack keeps running; \`npm run local:down -- --state ${stateDir}\` stops it.`);
     return 0;
 }

@@ -273,6 +273,16 @@ const rows: Row[] = [
         touches: inBothShapes(["replace edge-acme-order", "update edge-acme-copy", ...edgeRelease].sort()),
     },
     {
+        change: "acmeDirectory: a new order from the other CA, a new edge release, a reload",
+        before: { domainName: "ws.example.com", hostedZoneId: "Z0123456789ABCDEFGHIJ" },
+        after: {
+            domainName: "ws.example.com",
+            hostedZoneId: "Z0123456789ABCDEFGHIJ",
+            acmeDirectory: "https://acme-staging-v02.api.letsencrypt.org/directory",
+        },
+        touches: inBothShapes(["replace edge-acme-order", "update edge-acme-copy", ...edgeRelease].sort()),
+    },
+    {
         change: "publicSubnetIds, one added: no VM moves; the balancer takes the subnet in place and the group may launch there",
         before: teamPlacement,
         after: { ...teamPlacement, publicSubnetIds: threePublicSubnets },

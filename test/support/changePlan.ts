@@ -36,6 +36,13 @@
  *   (internal/service/ec2/vpc_endpoint.go). An Auto Scaling group's subnets
  *   (`vpc_zone_identifier`) change in place and start no instance refresh: the proxies stay
  *   where they are (internal/service/autoscaling/group.go).
+ * - ACM (terraform-provider-aws internal/service/acm/certificate.go, `resourceCertificateUpdate`):
+ *   a new body, chain or key of an imported certificate is imported again with ImportCertificate
+ *   under the same ARN, in place.
+ * - The ACME order (components/acmeCertificate.ts, the stack's own dynamic provider): a change to
+ *   any input replaces it; the engine's dynamic-provider host does not replace a resource because
+ *   its serialized provider changed (@pulumi/pulumi cmd/dynamic-provider, `diff`). Its renewal is a
+ *   replacement its `diff` asks for once the renewal time has passed, which `replaced` stands for.
  * - The engine: `ignoreChanges` paths are not diffed; a replacement creates the new resource
  *   before it deletes the old one (no `deleteBeforeReplace` here); dependents see the new ID and
  *   outputs, which `planBetween` feeds back by running the program again. In what order the steps
@@ -79,6 +86,8 @@ const replacingInputs: Record<string, readonly string[]> = {
     "aws:lb/listener:Listener": ["loadBalancerArn"],
     "aws:route53/record:Record": ["name", "zoneId"],
     "aws:ec2/vpcEndpoint:VpcEndpoint": ["serviceName", "vpcEndpointType", "vpcId"],
+    // The stack's own dynamic provider (components/acmeCertificate.ts): any input is a new order.
+    "pulumi-nodejs:dynamic/wss-edge:AcmeOrder": ["domainName", "directoryUrl", "hostedZoneId", "accountKeyPem"],
 };
 
 /** Inputs an instance applies in place only by stopping and starting (every socket on it closes). */
