@@ -10,6 +10,7 @@
 import { X509Certificate } from "node:crypto";
 import { Agent } from "node:https";
 import { rootCertificates } from "node:tls";
+import { AuthorityKeyIdentifierExtension, X509Certificate as PeculiarCertificate } from "@peculiar/x509";
 import * as acme from "acme-client";
 
 /** Where the TXT record of a DNS-01 challenge goes. */
@@ -98,6 +99,81 @@ export async function issueCertificate(account: AcmeAccount, domain: string, dns
     }
     const finalized = await client.finalizeOrder(order, csr);
     return { certificatePem: await client.getCertificate(finalized), privateKeyPem: key.toString() };
+}
+
+/** A renewal window the CA suggests (ACME Renewal Information, RFC 9773). */
+export interface RenewalWindow {
+    readonly start: Date;
+    readonly end: Date;
+}
+
+/**
+ * The window the CA suggests renewing `certificatePem` in (ARI, RFC 9773 section 4), or undefined
+ * when its directory offers no `renewalInfo`. A CA moves the window earlier when it means to
+ * revoke the certificate (a mis-issuance, a key compromise), into the past if it must be now.
+ */
+export async function renewalWindow(
+    account: Pick<AcmeAccount, "directoryUrl" | "directoryCaPem">,
+    certificatePem: string,
+): Promise<RenewalWindow | undefined> {
+    trustDirectoryCa(account.directoryCaPem);
+    const directory = (await acme.axios.get(account.directoryUrl, { timeout: 10_000 })).data as { renewalInfo?: unknown };
+    if (typeof directory.renewalInfo !== "string") return undefined;
+    const url = `${directory.renewalInfo.replace(/\/$/, "")}/${ariCertificateId(certificatePem)}`;
+    const info = (await acme.axios.get(url, { timeout: 10_000 })).data as { suggestedWindow?: { start?: string; end?: string } };
+    const start = new Date(String(info.suggestedWindow?.start));
+    const end = new Date(String(info.suggestedWindow?.end));
+    if (Number.isNaN(start.getTime()) || Number.isNaN(end.getTime()) || end < start)
+        throw new Error(`${url}: no valid suggestedWindow in ${JSON.stringify(info)}`);
+    return { start, end };
+}
+
+/**
+ * ARI's identifier of a certificate (RFC 9773 section 4.1): its authority key identifier and its
+ * serial number's DER content octets, each base64url without padding, joined by a dot.
+ */
+export function ariCertificateId(certificatePem: string): string {
+    const leaf = new PeculiarCertificate(firstCertificate(certificatePem));
+    const keyId = leaf.getExtension(AuthorityKeyIdentifierExtension)?.keyId;
+    if (!keyId) throw new Error("the certificate has no authority key identifier, which ARI names it by");
+    // @peculiar/x509 keeps the INTEGER's content octets as they are (a leading 00 too), in hex.
+    const serial = Buffer.from(leaf.serialNumber, "hex");
+    return `${Buffer.from(keyId, "hex").toString("base64url")}.${serial.toString("base64url")}`;
+}
+
+/**
+ * The moment to renew in a suggested window: a point spread over it as RFC 9773 asks (so that
+ * the CA's certificates do not all come back at once), chosen by the certificate's own
+ * fingerprint, so every preview and up of one certificate picks the same one.
+ */
+export function renewalPoint(window: RenewalWindow, certificatePem: string): Date {
+    const fraction =
+        Number.parseInt(new X509Certificate(firstCertificate(certificatePem)).fingerprint256.replace(/:/g, "").slice(0, 8), 16) / 2 ** 32;
+    return new Date(window.start.getTime() + fraction * (window.end.getTime() - window.start.getTime()));
+}
+
+/**
+ * When `certificatePem` is due for renewal: at its own renewal time (renewalTime), or earlier
+ * where the CA offers ACME Renewal Information and its suggested window says so, as it does when
+ * it means to revoke the certificate. Never later: a renewal schedule is sized for the
+ * certificate's own time. A CA that does not answer changes nothing (its renewal information is
+ * advice).
+ */
+export async function renewalDue(
+    account: Pick<AcmeAccount, "directoryUrl" | "directoryCaPem">,
+    certificatePem: string,
+    /** Its own renewal time, if kept (as the order's state keeps it); renewalTime otherwise. */
+    own: Date = renewalTime(certificatePem),
+): Promise<{ readonly at: Date; readonly by: "renewalInfo" | "renewalTime" }> {
+    const window = await renewalWindow(account, certificatePem).catch(() => undefined);
+    const suggested = window && renewalPoint(window, certificatePem);
+    return suggested && suggested < own ? { at: suggested, by: "renewalInfo" } : { at: own, by: "renewalTime" };
+}
+
+function firstCertificate(chainPem: string): string {
+    const match = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(chainPem);
+    if (!match) throw new Error("not a PEM certificate");
+    return match[0];
 }
 
 /**

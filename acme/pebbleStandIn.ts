@@ -26,9 +26,14 @@ export interface PebbleCa {
 }
 
 /** Starts Pebble and its DNS server with their files in `dir`; what it issues is valid `certificateValiditySeconds`. If either fails to start, both are stopped. */
-export async function startPebble(options: { readonly dir: string; readonly certificateValiditySeconds: number }): Promise<PebbleCa> {
-    const pebble = findBinary("pebble");
-    const challtestsrv = findBinary("pebble-challtestsrv");
+export async function startPebble(options: {
+    readonly dir: string;
+    readonly certificateValiditySeconds: number;
+    /** Other builds of the two (Debian 13's, which offer ACME Renewal Information); Debian's installed ones by default. */
+    readonly binaries?: { readonly pebble: string; readonly challtestsrv: string };
+}): Promise<PebbleCa> {
+    const pebble = options.binaries?.pebble ?? findBinary("pebble");
+    const challtestsrv = options.binaries?.challtestsrv ?? findBinary("pebble-challtestsrv");
     if (!pebble || !challtestsrv)
         throw new Error("certificate acme here needs Debian's pebble, which stands in for the ACME CA (apt-get install pebble)");
     const { dir } = options;

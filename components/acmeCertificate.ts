@@ -2,7 +2,7 @@ import { X509Certificate } from "node:crypto";
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 import * as tls from "@pulumi/tls";
-import { type Dns01, issueCertificate, renewalTime } from "../acme/certificateIssuer";
+import { type Dns01, issueCertificate, renewalDue, renewalTime } from "../acme/certificateIssuer";
 import { Route53Dns } from "../acme/route53Dns";
 
 /** What an order is for: a change to any of these is a new certificate. */
@@ -28,7 +28,7 @@ const orderInputs: readonly (keyof AcmeOrderInputs)[] = ["domainName", "director
  * The dynamic provider that orders the certificate, run by the Pulumi engine's dynamic-provider
  * host from its serialized closure (`@pulumi/pulumi/cmd/dynamic-provider`). `create` orders one
  * (DNS-01 through `dnsFor`'s zone). `diff` is asked at every preview and up, with the state's
- * outputs as `olds`: it replaces the certificate once its renewal time has passed, so the
+ * outputs as `olds`: it replaces the certificate once it is due (`renewalDue`), so the
  * scheduled `pulumi up` renews it, and a preview says so beforehand. Nothing to delete: the CA
  * keeps no resource of ours, and the certificate expires on its own.
  */
@@ -51,10 +51,17 @@ export function acmeOrderProvider(dnsFor: (hostedZoneId: string) => Dns01): pulu
         },
         async diff(_id: string, olds: AcmeOrderOutputs, news: AcmeOrderInputs): Promise<pulumi.dynamic.DiffResult> {
             const replaces: string[] = orderInputs.filter((key) => olds[key] !== news[key]);
-            if (!(Date.now() < Date.parse(olds.renewAfter))) replaces.push("renewAfter");
+            const due = await orderRenewalDue(olds);
+            if (!(Date.now() < due.at.getTime())) replaces.push(due.by);
             return { changes: replaces.length > 0, replaces };
         },
     };
+}
+
+/** When the order's certificate is due (acme/certificateIssuer.ts `renewalDue`), by the name of the output that says why. */
+export async function orderRenewalDue(olds: AcmeOrderOutputs): Promise<{ readonly at: Date; readonly by: "renewalInfo" | "renewAfter" }> {
+    const due = await renewalDue({ directoryUrl: olds.directoryUrl }, olds.certificatePem, new Date(olds.renewAfter));
+    return { at: due.at, by: due.by === "renewalInfo" ? "renewalInfo" : "renewAfter" };
 }
 
 class AcmeOrder extends pulumi.dynamic.Resource {

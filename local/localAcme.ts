@@ -8,14 +8,14 @@
 import { X509Certificate } from "node:crypto";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { type IssuedCertificate, issueCertificate, newAccountKey, renewalTime } from "../acme/certificateIssuer";
+import { type IssuedCertificate, issueCertificate, newAccountKey, renewalDue } from "../acme/certificateIssuer";
 import { ChallengeTestServerDns } from "../acme/challengeTestServer";
 import { type PebbleCa, startPebble } from "../acme/pebbleStandIn";
 
 /** As Let's Encrypt's: 90 days. */
 export const defaultAcmeLifetimeSeconds = 90 * 86_400;
-/** setTimeout's longest wait (about 24.8 days): a later renewal is waited for in steps. */
-const longestTimerMs = 2 ** 31 - 1;
+/** How often the CA's renewal information is asked again (well within setTimeout's 24.8 days). */
+const askAgainMs = 6 * 3_600_000;
 /** After a failed renewal: try again in a tenth of what is left, between 1 s and an hour. */
 const retryMs = (leftMs: number) => Math.min(3_600_000, Math.max(1_000, leftMs / 10));
 
@@ -59,24 +59,29 @@ export class LocalAcme {
     }
 
     /**
-     * From now on, renews the certificate at its renewal time and hands each new one to
+     * From now on, renews the certificate when it is due (`renewalDue`: its renewal time, or
+     * earlier if the CA's renewal information says so) and hands each new one to
      * `deliver` (which deploys it to every proxy). A failed renewal or delivery is reported to
      * `report` and tried again while the certificate is still valid.
      */
     renewAutomatically(deliver: (certificate: IssuedCertificate) => Promise<void>, report: (error: Error) => void): void {
-        const schedule = () => {
+        // Due at its renewal time, or earlier if the CA's renewal information says so; asked again
+        // every six hours, since the CA moves its window when it means to revoke the certificate.
+        const schedule = async () => {
             if (this.stopped) return;
-            const dueMs = renewalTime(this.current.certificatePem).getTime() - Date.now();
-            this.timer = setTimeout(() => void attempt(dueMs > longestTimerMs), Math.max(0, Math.min(dueMs, longestTimerMs)));
+            const due = await renewalDue(this.account, this.current.certificatePem);
+            const dueMs = due.at.getTime() - Date.now();
+            const waitMs = Math.max(0, Math.min(dueMs, askAgainMs));
+            if (!this.stopped) this.timer = setTimeout(() => void attempt(dueMs > waitMs), waitMs);
         };
         const attempt = async (notYet: boolean) => {
-            if (notYet || this.stopped) return schedule();
+            if (notYet || this.stopped) return void schedule();
             try {
                 const renewed = await issueCertificate(this.account, this.domain, new ChallengeTestServerDns(this.ca.dnsManagementUrl));
                 if (this.stopped) return;
                 await deliver(renewed);
                 this.current = renewed;
-                schedule();
+                void schedule();
             } catch (error) {
                 if (this.stopped) return;
                 report(error as Error);
@@ -84,7 +89,7 @@ export class LocalAcme {
                 this.timer = setTimeout(() => void attempt(false), retryMs(leftMs));
             }
         };
-        schedule();
+        void schedule();
     }
 
     async stop(): Promise<void> {

@@ -10,12 +10,22 @@ import { describe, it } from "node:test";
 import { connect, createServer } from "node:tls";
 import { CreateHostedZoneCommand, ListResourceRecordSetsCommand, Route53Client } from "@aws-sdk/client-route-53";
 import * as pulumi from "@pulumi/pulumi";
-import { type Dns01, issueCertificate, newAccountKey, renewalTime, trustDirectoryCa } from "../acme/certificateIssuer";
+import * as acme from "acme-client";
+import {
+    type Dns01,
+    issueCertificate,
+    newAccountKey,
+    renewalPoint,
+    renewalTime,
+    renewalWindow,
+    trustDirectoryCa,
+} from "../acme/certificateIssuer";
 import { ChallengeTestServerDns } from "../acme/challengeTestServer";
 import { Route53Dns } from "../acme/route53Dns";
-import { type AcmeOrderInputs, type AcmeOrderOutputs, acmeOrderProvider } from "../components/acmeCertificate";
+import { type AcmeOrderInputs, type AcmeOrderOutputs, acmeOrderProvider, orderRenewalDue } from "../components/acmeCertificate";
 import { startMoto } from "./support/motoServer";
 import { startPebble } from "./support/pebble";
+import { trixiePebbleBinaries } from "./support/trixiePebble";
 
 // What Pulumi's dynamic-provider host loads a provider's serialized closure with.
 const requireFromString = require("require-from-string") as (code: string) => unknown;
@@ -158,5 +168,59 @@ describe("the ACME order's dynamic provider, as the Pulumi engine's dynamic-prov
         const renewed = (await host.create!(inputs)).outs as AcmeOrderOutputs;
         assert.notEqual(certificatesOf(renewed.certificatePem)[0].serialNumber, certificatesOf(outs.certificatePem)[0].serialNumber);
         assert.notEqual(renewed.privateKeyPem, outs.privateKeyPem);
+    });
+});
+
+describe("ACME Renewal Information (RFC 9773), from a CA that offers it: Debian 13's Pebble", async () => {
+    // Let's Encrypt's 90 days: Pebble's window is two days wide around two thirds of the lifetime.
+    const ca = await startPebble({ certificateValiditySeconds: 90 * 86_400, binaries: trixiePebbleBinaries() });
+    trustDirectoryCa(ca.listenerCaPem);
+    const inputs: AcmeOrderInputs = {
+        domainName: domain,
+        directoryUrl: ca.directoryUrl,
+        hostedZoneId: "Z0123456789ABCDEFGHIJ",
+        accountKeyPem: await newAccountKey(),
+    };
+    const provider = acmeOrderProvider(() => new ChallengeTestServerDns(ca.dnsManagementUrl));
+    const created = await provider.create?.(inputs);
+    const outs = created?.outs as AcmeOrderOutputs;
+    const leaf = certificatesOf(outs.certificatePem)[0];
+
+    it("finds the certificate by its identifier and suggests a window around its renewal time, which the order's diff keeps to", async () => {
+        const window = await renewalWindow(inputs, outs.certificatePem);
+        assert.ok(window, "the directory offers renewalInfo");
+        const own = Date.parse(outs.renewAfter);
+        assert.ok(window.start.getTime() < own && own < window.end.getTime(), `${JSON.stringify(window)} around ${outs.renewAfter}`);
+        assert.ok(Date.parse(leaf.validFrom) < window.start.getTime() && window.end.getTime() < Date.parse(leaf.validTo));
+        const point = renewalPoint(window, outs.certificatePem);
+        assert.ok(point >= window.start && point <= window.end, "a point of the window");
+        const due = await orderRenewalDue(outs);
+        assert.equal(due.at.getTime(), Math.min(point.getTime(), own), "the CA's point if earlier than the certificate's own time");
+        assert.deepEqual(await provider.diff?.(String(created?.id), outs, inputs), { changes: false, replaces: [] });
+    });
+
+    it("renews at once when the CA revokes the certificate, long before its own renewal time", async () => {
+        const client = new acme.Client({ directoryUrl: inputs.directoryUrl, accountKey: inputs.accountKeyPem });
+        await client.createAccount({ onlyReturnExisting: true });
+        await client.revokeCertificate(outs.certificatePem, { reason: 1 });
+        const window = await renewalWindow(inputs, outs.certificatePem);
+        assert.ok(window && window.start.getTime() <= Date.now(), `the window moved to now: ${JSON.stringify(window)}`);
+        assert.ok(Date.now() < Date.parse(outs.renewAfter), "the certificate's own renewal time is still ahead");
+        assert.deepEqual(await provider.diff?.(String(created?.id), outs, inputs), { changes: true, replaces: ["renewalInfo"] });
+    });
+
+    it("falls back to the certificate's own renewal time where the CA offers none (Debian 12's Pebble)", async () => {
+        const older = await startPebble({ certificateValiditySeconds: lifetimeSeconds });
+        const issued = await issueCertificate(
+            { directoryUrl: older.directoryUrl, accountKeyPem: await newAccountKey(), directoryCaPem: older.listenerCaPem },
+            domain,
+            new ChallengeTestServerDns(older.dnsManagementUrl),
+        );
+        assert.equal(await renewalWindow({ directoryUrl: older.directoryUrl }, issued.certificatePem), undefined);
+        const renewAfter = renewalTime(issued.certificatePem).toISOString();
+        assert.deepEqual(await orderRenewalDue({ ...inputs, directoryUrl: older.directoryUrl, ...issued, notAfter: "", renewAfter }), {
+            at: new Date(renewAfter),
+            by: "renewAfter",
+        });
     });
 });

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { after } from "node:test";
 import { type PebbleCa, startPebble as startStandIn } from "../../acme/pebbleStandIn";
 
-export async function startPebble(options: { readonly certificateValiditySeconds: number }): Promise<PebbleCa> {
+export async function startPebble(options: Omit<Parameters<typeof startStandIn>[0], "dir">): Promise<PebbleCa> {
     const dir = mkdtempSync(join(tmpdir(), "wss-edge-pebble-"));
     after(() => rmSync(dir, { recursive: true, force: true }));
     const ca = await startStandIn({ dir, ...options });
