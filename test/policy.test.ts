@@ -207,12 +207,13 @@ describe("guardrail: no private keys in outputs", () => {
 });
 
 describe("this repository's stack", () => {
-    for (const proxyCount of [1, 2, 3])
-        it(`passes every guardrail, as registered under mocks (with the redirect on), with ${proxyCount} prox${proxyCount === 1 ? "y" : "ies"}`, async () => {
-            const { resources, outputs } = await runEdgeProgram({
-                httpRedirect: "true",
-                proxyCount: String(proxyCount),
-            });
+    const shapes: [string, Record<string, string>][] = [
+        ...[1, 2, 3].map((n): [string, Record<string, string>] => [`${n} prox${n === 1 ? "y" : "ies"}`, { proxyCount: String(n) }]),
+        ["certificate acme (a name and a zone)", { domainName: "ws.example.com", hostedZoneId: "Z0123456789ABCDEFGHIJ" }],
+    ];
+    for (const [shape, config] of shapes)
+        it(`passes every guardrail, as registered under mocks (with the redirect on), with ${shape}`, async () => {
+            const { resources, outputs } = await runEdgeProgram({ httpRedirect: "true", ...config });
             // The mocks give every resource the id "<name>-id"; link instances to their groups by it.
             const groups = new Map(
                 resources.filter((r) => r.type === sg).map((r) => [`${r.name}-id`, { type: r.type, name: r.name, props: r.inputs }]),
