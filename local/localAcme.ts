@@ -22,6 +22,8 @@ const retryMs = (leftMs: number) => Math.min(3_600_000, Math.max(1_000, leftMs /
 export class LocalAcme {
     private timer: NodeJS.Timeout | undefined;
     private stopped = false;
+    /** A renewal under way (its order and delivery), which stop waits for. */
+    private inFlight: Promise<void> | undefined;
 
     private constructor(
         private readonly ca: PebbleCa,
@@ -72,7 +74,7 @@ export class LocalAcme {
             const due = await renewalDue(this.account, this.current.certificatePem);
             const dueMs = due.at.getTime() - Date.now();
             const waitMs = Math.max(0, Math.min(dueMs, askAgainMs));
-            if (!this.stopped) this.timer = setTimeout(() => void attempt(dueMs > waitMs), waitMs);
+            if (!this.stopped) this.timer = setTimeout(() => (this.inFlight = attempt(dueMs > waitMs)), waitMs);
         };
         const attempt = async (notYet: boolean) => {
             if (notYet || this.stopped) return void schedule();
@@ -86,15 +88,17 @@ export class LocalAcme {
                 if (this.stopped) return;
                 report(error as Error);
                 const leftMs = Date.parse(new X509Certificate(this.current.certificatePem).validTo) - Date.now();
-                this.timer = setTimeout(() => void attempt(false), retryMs(leftMs));
+                this.timer = setTimeout(() => (this.inFlight = attempt(false)), retryMs(leftMs));
             }
         };
         void schedule();
     }
 
+    /** Stops renewing: a renewal under way finishes its delivery first (nothing is delivered after), then the stand-ins stop. */
     async stop(): Promise<void> {
         this.stopped = true;
         clearTimeout(this.timer);
+        await this.inFlight;
         await this.ca.stop();
     }
 }

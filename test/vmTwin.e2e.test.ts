@@ -417,10 +417,16 @@ describe("certificate acme on the VM twin: Pebble's certificate served, and each
     const lifetimeSeconds = 120;
     const settings = { certificate: "acme" };
     const store = await storeOf("acme");
-    const twin = await twinOf("acme", 18, store.forTwins, { boot: false });
-    const stateDir = mkdtempSync(join(workDir, "acme-backends-"));
+    // Torn down stack first: it stops renewing (a renewal under way finishes on the twin), then the twin goes.
+    let twinStarted: VmTwin | undefined;
     let started: LocalStack | undefined;
-    after(() => started?.stop());
+    after(async () => {
+        await started?.stop();
+        await twinStarted?.destroy();
+    });
+    twinStarted = await bootProxyTwin({ name: "acme", subnet: 18, workDir, instanceId: "i-twin-acme", store: store.forTwins, boot: false });
+    const twin = twinStarted;
+    const stateDir = mkdtempSync(join(workDir, "acme-backends-"));
     started = await LocalStack.start({
         stateDir,
         edgePort: 0,

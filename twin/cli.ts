@@ -72,8 +72,9 @@ async function up(settings: RawSettings): Promise<number> {
     let stack: LocalStack | undefined;
     let store: TwinReleaseStore | undefined;
     const stop = async () => {
-        await twin?.destroy();
+        // The stack first: it stops renewing the certificate (a renewal under way finishes on the twin), then the twin goes.
         await stack?.stop();
+        await twin?.destroy();
         await store?.stop();
         await rm(storeDir, { recursive: true, force: true });
         process.exit(0);
