@@ -3,10 +3,12 @@
  * ChangeResourceRecordSets (UPSERT, so a record a failed run left behind is overwritten) and
  * counted as published once GetChange says INSYNC, which Route 53 reports when every one of the
  * zone's name servers answers with it, so the CA's lookup sees it. Cleared with DELETE, which
- * must repeat the record exactly (value and TTL).
+ * must repeat the record exactly (value and TTL). A TXT record of that name kept in the zone for
+ * another purpose is overwritten, then deleted: the name is the CA's.
  *
- * Credentials and region come from the environment, as the AWS provider's do (the deploy role);
- * Route 53 is global, so the region only picks the endpoint's partition.
+ * Credentials come from the environment `pulumi up` runs in (the workflows' deploy role, a
+ * laptop's AWS_PROFILE), or the named profile (the stack's `aws:profile`); Route 53 is global, so
+ * the region only picks the endpoint's partition.
  */
 import { ChangeResourceRecordSetsCommand, GetChangeCommand, Route53Client } from "@aws-sdk/client-route-53";
 import type { Dns01 } from "./certificateIssuer";
@@ -20,12 +22,16 @@ export class Route53Dns implements Dns01 {
     private readonly client: Route53Client;
     private readonly pollMs: number;
 
-    /** `endpoint`: Route 53's API elsewhere than AWS's (a stand-in); by default AWS's own. */
+    /** `endpoint`: Route 53's API elsewhere than AWS's (a stand-in); by default AWS's own. `profile`: a named profile of the AWS config files. */
     constructor(
         private readonly hostedZoneId: string,
-        options: { readonly endpoint?: string; readonly pollMs?: number } = {},
+        options: { readonly endpoint?: string; readonly pollMs?: number; readonly profile?: string } = {},
     ) {
-        this.client = new Route53Client({ region: process.env.AWS_REGION ?? "us-east-1", endpoint: options.endpoint });
+        this.client = new Route53Client({
+            region: process.env.AWS_REGION ?? "us-east-1",
+            endpoint: options.endpoint,
+            ...(options.profile ? { profile: options.profile } : {}),
+        });
         this.pollMs = options.pollMs ?? pollMs;
     }
 

@@ -11,6 +11,8 @@ export interface AcmeOrderInputs {
     readonly directoryUrl: string;
     readonly hostedZoneId: string;
     readonly accountKeyPem: string;
+    /** The stack's `aws:profile`, which the challenge's record is written with ("" for the environment's credentials). */
+    readonly awsProfile: string;
 }
 
 export interface AcmeOrderOutputs extends AcmeOrderInputs {
@@ -32,13 +34,13 @@ const orderInputs: readonly (keyof AcmeOrderInputs)[] = ["domainName", "director
  * scheduled `pulumi up` renews it, and a preview says so beforehand. Nothing to delete: the CA
  * keeps no resource of ours, and the certificate expires on its own.
  */
-export function acmeOrderProvider(dnsFor: (hostedZoneId: string) => Dns01): pulumi.dynamic.ResourceProvider {
+export function acmeOrderProvider(dnsFor: (hostedZoneId: string, awsProfile: string) => Dns01): pulumi.dynamic.ResourceProvider {
     return {
         async create(inputs: AcmeOrderInputs): Promise<pulumi.dynamic.CreateResult> {
             const issued = await issueCertificate(
                 { directoryUrl: inputs.directoryUrl, accountKeyPem: inputs.accountKeyPem },
                 inputs.domainName,
-                dnsFor(inputs.hostedZoneId),
+                dnsFor(inputs.hostedZoneId, inputs.awsProfile),
             );
             const leaf = new X509Certificate(issued.certificatePem);
             const outs: AcmeOrderOutputs = {
@@ -72,7 +74,7 @@ class AcmeOrder extends pulumi.dynamic.Resource {
 
     constructor(name: string, args: { [K in keyof AcmeOrderInputs]: pulumi.Input<string> }, opts?: pulumi.CustomResourceOptions) {
         super(
-            acmeOrderProvider((zone) => new Route53Dns(zone)),
+            acmeOrderProvider((zone, profile) => new Route53Dns(zone, { profile: profile || undefined })),
             name,
             { ...args, certificatePem: undefined, privateKeyPem: undefined, notAfter: undefined, renewAfter: undefined },
             { ...opts, additionalSecretOutputs: ["privateKeyPem", "accountKeyPem"] },
@@ -115,6 +117,7 @@ export class AcmeCertificate extends pulumi.ComponentResource {
                 directoryUrl: args.directoryUrl,
                 hostedZoneId: args.hostedZoneId,
                 accountKeyPem: pulumi.secret(accountKey.privateKeyPem),
+                awsProfile: aws.config.profile ?? "",
             },
             { parent: this },
         );
@@ -148,12 +151,13 @@ export function splitChain(chainPem: string): { readonly leaf: string; readonly 
     return { leaf: blocks[0] ?? "", chain: blocks.slice(1).join("") };
 }
 
-/** The weekly refresh workflow tries every 7 days: the alarm fires once two tries in a row missed the renewal. */
+/** The weekly refresh workflow tries every 7 days. */
 const scheduleDays = 7;
 
 /**
  * How many days before expiry the renewal alarm fires: the renewal window (a third of the
- * lifetime: 30 days for Let's Encrypt's 90) less a week and a day for the schedule (22 days).
+ * lifetime: 30 days for Let's Encrypt's 90) less a week and a day (22 days). By then the renewal
+ * is more than a week late: at least one weekly try failed or did not run.
  */
 export function renewalAlarmDaysLeft(notAfter: string, renewAfter: string): number {
     const windowDays = Math.floor((Date.parse(notAfter) - Date.parse(renewAfter)) / 86_400_000);

@@ -125,8 +125,9 @@ export class EdgeMonitoring extends pulumi.ComponentResource {
         }
 
         if (args.acmeCertificate) {
-            // ACM publishes DaysToExpiry once a day for every certificate it holds, and stops once it expired:
-            // two days with no data are two days of an expired (or deleted) certificate.
+            // ACM publishes DaysToExpiry once a day for every certificate it holds. Missing data (the first
+            // day, before ACM's first point) keeps the alarm as it was: an expired certificate, whose metric
+            // stops, was under the threshold for weeks before and stays in alarm.
             this.alarms.push(
                 new aws.cloudwatch.MetricAlarm(
                     `${name}-certificate-renewal`,
@@ -143,7 +144,7 @@ export class EdgeMonitoring extends pulumi.ComponentResource {
                         datapointsToAlarm: 2,
                         threshold: args.acmeCertificate.alarmDaysLeft,
                         comparisonOperator: "LessThanThreshold",
-                        treatMissingData: "breaching",
+                        treatMissingData: "missing",
                         alarmActions: [this.topic.arn],
                         okActions: [this.topic.arn],
                     },

@@ -104,6 +104,10 @@ export class WssEdge extends pulumi.ComponentResource {
             aliases: [{ ...(oldName ? { name: oldName } : {}), parent: pulumi.rootStackResource }],
         });
         const certificate = certificateSourceOf({ ...settings, hostedZoneId: args.hostedZoneId });
+        if (settings.certificate === "auto" && certificate === "stack-ca" && settings.domainName)
+            pulumi.log.warn(
+                `${name}: ${settings.domainName} is served with a certificate of the stack's own CA, which browsers do not trust: set hostedZoneId for one from Let's Encrypt (certificate acme), or certificate stack-ca to say this is meant`,
+            );
         // One certificate for the whole edge, however many proxies: the CA's issuance limits are per name.
         const acmeCertificate =
             certificate === "acme"

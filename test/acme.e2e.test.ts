@@ -136,6 +136,7 @@ describe("the ACME order's dynamic provider, as the Pulumi engine's dynamic-prov
         directoryUrl: ca.directoryUrl,
         hostedZoneId: "Z0123456789ABCDEFGHIJ",
         accountKeyPem: await newAccountKey(),
+        awsProfile: "",
     };
     const created = await host.create!(inputs);
     const outs = created.outs as AcmeOrderOutputs;
@@ -180,6 +181,7 @@ describe("ACME Renewal Information (RFC 9773), from a CA that offers it: Debian 
         directoryUrl: ca.directoryUrl,
         hostedZoneId: "Z0123456789ABCDEFGHIJ",
         accountKeyPem: await newAccountKey(),
+        awsProfile: "",
     };
     const provider = acmeOrderProvider(() => new ChallengeTestServerDns(ca.dnsManagementUrl));
     const created = await provider.create?.(inputs);

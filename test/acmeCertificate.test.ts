@@ -58,7 +58,7 @@ describe("certificate acme on AWS (the default with domainName and hostedZoneId)
         }
     });
 
-    it("keeps ACM's copy (leaf, chain and key) and alarms on its DaysToExpiry once a renewal was missed twice", async () => {
+    it("keeps ACM's copy (leaf, chain and key) and alarms on its DaysToExpiry once the renewal is more than a week late", async () => {
         const { resources } = await single();
         const [copy] = ofType(resources, "aws:acm/certificate:Certificate");
         assert.deepEqual(texts(await resolved(copy.inputs.certificateBody)), ["acme leaf edge-acme-order"]);
@@ -73,7 +73,7 @@ describe("certificate acme on AWS (the default with domainName and hostedZoneId)
         assert.equal(alarm.inputs.comparisonOperator, "LessThanThreshold");
         assert.equal(await resolved(alarm.inputs.threshold), 22, "30 days of renewal window, less a week and a day");
         assert.equal(alarm.inputs.period, 86_400);
-        assert.equal(alarm.inputs.treatMissingData, "breaching", "ACM stops the metric once the certificate expired");
+        assert.equal(alarm.inputs.treatMissingData, "missing", "no alarm before ACM's first daily point");
         assert.deepEqual(await resolved(alarm.inputs.alarmActions), ["arn:aws:sns:eu-west-1:123456789012:edge-alarms"]);
     });
 

@@ -273,6 +273,36 @@ const rows: Row[] = [
         touches: inBothShapes(["replace edge-acme-order", "update edge-acme-copy", ...edgeRelease].sort()),
     },
     {
+        change: "hostedZoneId removed, certificate auto: the record is deleted, and the edge goes back to the stack CA's certificate (pulumi up warns that browsers will not trust it; with certificate acme set, the change is refused instead)",
+        before: { domainName: "ws.example.com", hostedZoneId: "Z0123456789ABCDEFGHIJ" },
+        after: { domainName: "ws.example.com" },
+        touches: inBothShapes(
+            [
+                ...acmeCreated.map((step) => step.replace("create", "delete")),
+                "delete edge-dns",
+                ...stackCaEdgeCreated,
+                ...edgeRelease,
+            ].sort(),
+        ),
+    },
+    {
+        change: "domainName, with certificate acme: a new order for the new name, a new edge release; the record moves (the old name's is deleted, the new one's created once the edge serves)",
+        before: { domainName: "ws.example.com", hostedZoneId: "Z0123456789ABCDEFGHIJ" },
+        after: { domainName: "chat.example.com", hostedZoneId: "Z0123456789ABCDEFGHIJ" },
+        touches: inBothShapes(["replace edge-acme-order", "replace edge-dns", "update edge-acme-copy", ...edgeRelease].sort()),
+    },
+    {
+        change: "certificate acme → provided: your certificate in a new edge release; the ACME order, its account key, ACM's copy and the alarm go",
+        before: { domainName: "ws.example.com", hostedZoneId: "Z0123456789ABCDEFGHIJ" },
+        after: {
+            domainName: "ws.example.com",
+            hostedZoneId: "Z0123456789ABCDEFGHIJ",
+            tlsCertificate: "-----BEGIN CERTIFICATE-----\nTUlJQg==\n-----END CERTIFICATE-----\n",
+            tlsPrivateKey: "-----BEGIN PRIVATE KEY-----\nTUlJQg==\n-----END PRIVATE KEY-----\n",
+        },
+        touches: inBothShapes([...acmeCreated.map((step) => step.replace("create", "delete")), ...edgeRelease].sort()),
+    },
+    {
         change: "acmeDirectory: a new order from the other CA, a new edge release, a reload",
         before: { domainName: "ws.example.com", hostedZoneId: "Z0123456789ABCDEFGHIJ" },
         after: {
