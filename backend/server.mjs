@@ -180,6 +180,14 @@ new Gauge({
     },
 });
 new Gauge({
+    name: "wss_backend_max_sockets",
+    help: "Most WebSockets this backend holds at once (MAX_SOCKETS; 0: no cap)",
+    registers: [metrics],
+    collect() {
+        this.set(config.maxSockets);
+    },
+});
+new Gauge({
     name: "wss_backend_open_sockets",
     help: "WebSockets open now",
     registers: [metrics],

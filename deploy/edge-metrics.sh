@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# The edge's load, read on the host and sent to CloudWatch with PutMetricData: run once a minute
+# on every proxy and backend (a systemd timer on the VMs; the local stack runs it too). No server
+# to scrape: each host reads its own figures on loopback and sends them.
+#
+#   edge-metrics.sh proxy     NGINX's stub_status and live config, its error log, the health agent
+#   edge-metrics.sh backend   the backend app's Prometheus metrics on loopback
+#
+# Proxy metrics: OpenSockets (client connections with a request in progress, upgraded sockets
+# among them: what limit_conn counts against the ceiling; the status request itself left out),
+# MaxSockets (the ceiling the live config admits: limit_conn edge_sockets), Accepted and Handled
+# (connections since the last run), RefusedAtCeiling and RefusedPerAddress (connections limit_conn
+# refused since the last run, by zone, from the error log), BackendsMarkedDown (the health agent's
+# view) and HealthCheck (1 when NGINX answers /healthz on its own port, 0 when not).
+# Backend metrics: OpenSockets, MaxSockets (its cap; 0 for none) and RefusedFull (upgrades it
+# refused since the last run because it was full).
+#
+# Counters are sent as the difference from the previous run, kept in $state; the first run sends
+# none of them (it has nothing to subtract), nor after a restart that reset them.
+#
+# Environment:
+#   WSS_EDGE_METRICS_NAMESPACE   CloudWatch namespace (required), e.g. WssEdge
+#   WSS_EDGE_METRICS_DIMENSIONS  dimensions of every metric, Name=Value,Name=Value (required),
+#                                e.g. Stack=wss-edge-prod,Proxy=i-0abc…
+#   WSS_EDGE_CLOUDWATCH_ENDPOINT CloudWatch's API elsewhere (a stand-in); AWS's own by default
+#   WSS_EDGE_ROOT                proxy: where releases live (default /etc/wss-edge)
+#   WSS_EDGE_BACKEND_METRICS     backend: its metrics URL (default http://127.0.0.1:9464/metrics)
+#   WSS_EDGE_METRICS_STATE       where the previous run's counters are kept
+#                                (default /var/lib/wss-edge/metrics-<role>)
+set -euo pipefail
+
+role=${1:-}
+namespace=${WSS_EDGE_METRICS_NAMESPACE:?WSS_EDGE_METRICS_NAMESPACE must name the CloudWatch namespace}
+dimensions=${WSS_EDGE_METRICS_DIMENSIONS:?WSS_EDGE_METRICS_DIMENSIONS must be Name=Value,…}
+state=${WSS_EDGE_METRICS_STATE:-/var/lib/wss-edge/metrics-$role}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+fail() { echo "edge-metrics: $*" >&2; exit 1; }
+case "$role" in proxy | backend) ;; *) fail "usage: edge-metrics.sh proxy|backend" ;; esac
+[[ "$dimensions" =~ ^[A-Za-z0-9_-]+=[^,=]+(,[A-Za-z0-9_-]+=[^,=]+)*$ ]] ||
+    fail "WSS_EDGE_METRICS_DIMENSIONS must be Name=Value,Name=Value, not '$dimensions'"
+mkdir -p "$state"
+
+# Metrics to send, one "Name Value Unit" per line.
+metrics="$work/metrics"
+: >"$metrics"
+gauge() { echo "$1 $2 ${3:-Count}" >>"$metrics"; }
+# counter NAME VALUE: the difference from the previous run's VALUE, if there was one and it did not go back.
+counter() {
+    local previous
+    previous=$(cat "$state/$1" 2>/dev/null || true)
+    if [[ "$previous" =~ ^[0-9]+$ ]] && (($2 >= previous)); then gauge "$1" $(($2 - previous)); fi
+    echo "$2" >"$state/$1"
+}
+
+if [[ "$role" == proxy ]]; then
+    root=${WSS_EDGE_ROOT:-/etc/wss-edge}
+    config="$root/current/nginx.conf"
+    [[ -r "$config" ]] || fail "no live release at $root/current"
+    # The stub_status listener: the server whose only location is /stub_status, on loopback.
+    status=$(awk '/listen 127\./ { sub(";", "", $2); listen = $2 } /location = \/stub_status/ { print listen; exit }' "$config")
+    [[ -n "$status" ]] || fail "$config has no stub_status listener"
+    ceiling=$(sed -n 's/^[[:space:]]*limit_conn edge_sockets \([0-9]\+\);.*/\1/p' "$config" | head -n 1)
+    [[ -n "$ceiling" ]] || fail "$config has no limit_conn edge_sockets"
+    error_log=$(sed -n 's/^error_log \([^ ;]*\).*/\1/p' "$config" | head -n 1)
+
+    if ! curl -fsS --max-time 5 "http://$status/stub_status" >"$work/status"; then
+        # NGINX is not running (or not answering): that alone is sent, for the alarm on it.
+        echo "edge-metrics: NGINX's stub_status at $status does not answer; sending HealthCheck 0" >&2
+        gauge HealthCheck 0
+        skip_rest=1
+    fi
+fi
+if [[ "$role" == proxy && -z "${skip_rest:-}" ]]; then
+    read -r accepts handled _ < <(awk 'NR == 3 { print $1, $2, $3 }' "$work/status")
+    read -r reading writing < <(awk '/^Reading:/ { print $2, $4 }' "$work/status")
+    # Connections with a request in progress (an upgraded socket stays in one for its life), as
+    # limit_conn counts them; idle keep-alive connections (Waiting) hold no slot. Less the status
+    # request itself.
+    gauge OpenSockets $((reading + writing - 1))
+    gauge MaxSockets "$ceiling"
+    counter Accepted "$accepts"
+    counter Handled "$handled"
+
+    # limit_conn logs each refusal at error level: "limiting connections by zone "<zone>"".
+    # Counted from where the previous run stopped; a rotated (smaller) log is counted from its start.
+    size=$(stat -c %s "$error_log" 2>/dev/null || echo 0)
+    offset=$(cat "$state/error-log-offset" 2>/dev/null || echo "")
+    if [[ "$offset" =~ ^[0-9]+$ ]]; then
+        ((offset <= size)) || offset=0
+        tail -c +$((offset + 1)) "$error_log" 2>/dev/null | head -c $((size - offset)) >"$work/errors" || : >"$work/errors"
+        gauge RefusedAtCeiling "$(grep -c 'limiting connections by zone "edge_sockets"' "$work/errors" || true)"
+        gauge RefusedPerAddress "$(grep -c 'limiting connections by zone "per_client_address"' "$work/errors" || true)"
+    fi
+    echo "$size" >"$state/error-log-offset"
+
+    down=0
+    [[ -s "$root/health/down" ]] && down=$(grep -c . "$root/health/down" || true)
+    gauge BackendsMarkedDown "$down"
+
+    # The edge's own health check, as a client asks it: NGINX on its public port, by TLS, by the
+    # edge's name (unknown names are refused at the handshake), with a PROXY header where the
+    # listener expects one from the balancer.
+    port=$(awk '$1 == "listen" && /ssl/ { n = split($2, a, ":"); sub(";", "", a[n]); print a[n]; exit }' "$config")
+    name=$(awk '$1 == "server_name" { sub(";", "", $2); print $2; exit }' "$config")
+    proxy_header=()
+    grep -q '^[[:space:]]*listen .*ssl.*proxy_protocol' "$config" && proxy_header=(--haproxy-protocol)
+    if [[ -n "$port" ]] && curl -fsSk --max-time 5 -o /dev/null "${proxy_header[@]}" \
+        --connect-to "${name:-127.0.0.1}:$port:127.0.0.1:$port" "https://${name:-127.0.0.1}:$port/healthz"; then
+        gauge HealthCheck 1
+    else
+        gauge HealthCheck 0
+    fi
+elif [[ "$role" == backend ]]; then
+    url=${WSS_EDGE_BACKEND_METRICS:-http://127.0.0.1:9464/metrics}
+    curl -fsS --max-time 5 "$url" >"$work/scrape" || fail "the backend's metrics at $url do not answer"
+    value() { awk -v name="$1" '$1 == name { printf "%d\n", $2; found = 1 } END { if (!found) print 0 }' "$work/scrape"; }
+    gauge OpenSockets "$(value wss_backend_open_sockets)"
+    gauge MaxSockets "$(value wss_backend_max_sockets)"
+    counter RefusedFull "$(value wss_backend_full_refusals_total)"
+fi
+
+# One PutMetricData call: the same dimensions and timestamp on every metric.
+timestamp=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+awk -v dims="$dimensions" -v at="$timestamp" '
+    BEGIN {
+        n = split(dims, pairs, ",")
+        for (i = 1; i <= n; i++) {
+            split(pairs[i], kv, "=")
+            d = d (i > 1 ? "," : "") sprintf("{\"Name\":\"%s\",\"Value\":\"%s\"}", kv[1], kv[2])
+        }
+        printf "["
+    }
+    { printf "%s{\"MetricName\":\"%s\",\"Value\":%s,\"Unit\":\"%s\",\"Timestamp\":\"%s\",\"Dimensions\":[%s]}", (NR > 1 ? "," : ""), $1, $2, $3, at, d }
+    END { print "]" }
+' "$metrics" >"$work/metric-data.json"
+
+endpoint=()
+[[ -n "${WSS_EDGE_CLOUDWATCH_ENDPOINT:-}" ]] && endpoint=(--endpoint-url "$WSS_EDGE_CLOUDWATCH_ENDPOINT")
+aws "${endpoint[@]}" cloudwatch put-metric-data --namespace "$namespace" --metric-data "file://$work/metric-data.json"
