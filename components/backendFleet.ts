@@ -2,7 +2,7 @@ import * as aws from "@pulumi/aws";
 import type * as command from "@pulumi/command";
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
-import { sha256 } from "../deploy/deployBundle";
+import { metricsFiles, sha256 } from "../deploy/deployBundle";
 import { backendHost, backendUserData } from "../host/backendHost";
 import { releaseFolders, storedRelease } from "../host/releaseChannel";
 import { type BackendEnvironment, backendTlsOf } from "../plan/edgePlan";
@@ -36,6 +36,8 @@ export interface BackendFleetArgs {
     readonly gateCredentials: pulumi.Resource;
     /** What the instances need before their first boot (the VPC endpoints they reach AWS through). */
     readonly after?: readonly pulumi.Resource[];
+    /** Where each backend sends its metrics (metrics.env), and the namespace its role may send to. */
+    readonly metrics: { readonly environment: pulumi.Input<string>; readonly namespace: string };
 }
 
 /** One backend: its instance, the deploy of its app and certificates, and the gate it passes. */
@@ -125,6 +127,7 @@ export class BackendFleet extends pulumi.ComponentResource {
             const role = new InstanceRole(
                 `${name}-${cert.name}`,
                 {
+                    metricsNamespace: args.metrics.namespace,
                     statements: pulumi.all([channel.readStatements([`${folder}/*`]), repository?.arn]).apply(([read, repositoryArn]) => [
                         ...read,
                         ...(repositoryArn
@@ -184,10 +187,11 @@ export class BackendFleet extends pulumi.ComponentResource {
                     ].join("\n"),
                 );
             const stored = pulumi
-                .all([settings, cert.certificatePem, cert.privateKeyPem, args.caCertificatePem])
-                .apply(([env, certificatePem, privateKeyPem, caPem]) =>
+                .all([settings, cert.certificatePem, cert.privateKeyPem, args.caCertificatePem, args.metrics.environment])
+                .apply(([env, certificatePem, privateKeyPem, caPem, metricsEnv]) =>
                     storedRelease("backend", {
                         "backend.env": env,
+                        ...metricsFiles(metricsEnv),
                         ...Object.fromEntries(
                             Object.entries(backendTlsOf({ certificatePem, privateKeyPem }, caPem)).map(([file, pem]) => [
                                 `tls/${file}`,

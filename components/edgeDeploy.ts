@@ -21,6 +21,8 @@ export interface EdgeDeployArgs {
     /** The edge's plan: the config every proxy runs, and whether the health agent runs beside it. */
     readonly plan: pulumi.Input<Pick<EdgePlan, "nginxConfig" | "healthAgent">>;
     readonly certificates: EdgeCertificateInputs;
+    /** Where the proxies send their metrics (metrics.env, deploy/deployBundle.ts `metricsEnvironment`). */
+    readonly metricsEnvironment: pulumi.Input<string>;
     /** What must be done first: the backends' health gates, so NGINX is never pointed at a backend that isn't serving. */
     readonly after?: pulumi.Input<pulumi.Resource>[];
 }
@@ -52,16 +54,21 @@ export class EdgeDeploy extends pulumi.ComponentResource {
                 certificates.edgePrivateKeyPem,
                 certificates.proxyClientCertificate.certificatePem,
                 certificates.proxyClientCertificate.privateKeyPem,
+                args.metricsEnvironment,
             ])
-            .apply(([planned, caCertificatePem, edgeCertificateChainPem, edgePrivateKeyPem, certificatePem, privateKeyPem]) =>
+            .apply(([planned, caCertificatePem, edgeCertificateChainPem, edgePrivateKeyPem, certificatePem, privateKeyPem, metrics]) =>
                 storedRelease(
                     "edge",
-                    releaseOf(planned, {
-                        caCertificatePem,
-                        edgeCertificateChainPem,
-                        edgePrivateKeyPem,
-                        proxyClientCertificate: { certificatePem, privateKeyPem },
-                    }),
+                    releaseOf(
+                        planned,
+                        {
+                            caCertificatePem,
+                            edgeCertificateChainPem,
+                            edgePrivateKeyPem,
+                            proxyClientCertificate: { certificatePem, privateKeyPem },
+                        },
+                        metrics,
+                    ),
                 ),
             );
         this.releaseId = pulumi.unsecret(stored.apply((r) => r.id));

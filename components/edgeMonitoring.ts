@@ -20,9 +20,32 @@ export interface EdgeMonitoringArgs {
     readonly targetGroups?: readonly MonitoredTargetGroup[];
     /** With certificate acme: ACM's copy of the certificate, and how many days before expiry a missed renewal raises the alarm. */
     readonly acmeCertificate?: { readonly acmCertificateArn: pulumi.Input<string>; readonly alarmDaysLeft: pulumi.Input<number> };
+    /**
+     * What the proxies and backends admit, for the alarms on the sockets they send (deploy/edge-metrics.sh):
+     * each proxy's ceiling (the plan's maxSockets), how many proxies, each backend's cap (0: none).
+     */
+    readonly capacity: {
+        readonly proxyMaxSockets: pulumi.Input<number | undefined>;
+        readonly proxyCount: number;
+        readonly backendMaxSockets: pulumi.Input<number>;
+    };
     /** Who is told when an alarm fires or clears; without it, the topic has no subscriber yet. */
     readonly alarmEmail?: string;
 }
+
+/**
+ * What names the edge in the account: alarms, the dashboard, the metrics' Stack dimension. Each
+ * edge's carry its name, but the stack's own ("edge"), whose were named before there could be two.
+ */
+export function edgeNamePrefix(name: string): string {
+    return `${pulumi.getProject()}-${pulumi.getStack()}${name === "edge" ? "" : `-${name}`}`;
+}
+
+/** The CloudWatch namespace every proxy and backend sends its metrics to (deploy/edge-metrics.sh). */
+export const metricsNamespace = "WssEdge";
+
+/** The share of a ceiling at which the socket alarms fire: early enough to add capacity before 503s. */
+export const alarmShare = 0.8;
 
 /** An instance whose status checks fail this many minutes in a row raises its alarm. */
 const failedMinutes = 2;
@@ -49,9 +72,7 @@ export class EdgeMonitoring extends pulumi.ComponentResource {
     constructor(name: string, args: EdgeMonitoringArgs, opts?: pulumi.ComponentResourceOptions) {
         super("wss-edge:monitoring:EdgeMonitoring", name, {}, opts);
         const region = aws.config.region ?? "us-east-1";
-        // Alarm and dashboard names are unique in the account: each edge's carry its name, but the
-        // stack's own ("edge"), whose alarms and dashboard were named before there could be two.
-        const prefix = `${pulumi.getProject()}-${pulumi.getStack()}${name === "edge" ? "" : `-${name}`}`;
+        const prefix = edgeNamePrefix(name);
 
         this.topic = new aws.sns.Topic(`${name}-alarms`, { displayName: `${prefix} alarms` }, { parent: this });
         if (args.alarmEmail) {
@@ -124,6 +145,93 @@ export class EdgeMonitoring extends pulumi.ComponentResource {
             );
         }
 
+        // The sockets the hosts send once a minute, with the Stack and Role dimensions (all hosts of
+        // a role together): the Maximum is the fullest host's, the Sum the fleet's. A host that
+        // sends nothing (stopped, being replaced, refreshed out) is missing data, which keeps each
+        // alarm as it was: a planned stop raises none.
+        const stack = prefix;
+        const socketAlarm = (
+            id: string,
+            description: string,
+            role: "proxy" | "backend",
+            statistic: "Maximum" | "Sum",
+            threshold: pulumi.Input<number>,
+        ) =>
+            new aws.cloudwatch.MetricAlarm(
+                `${name}-${id}`,
+                {
+                    name: `${prefix}-${id}`,
+                    alarmDescription: description,
+                    namespace: metricsNamespace,
+                    metricName: "OpenSockets",
+                    dimensions: { Stack: stack, Role: role },
+                    statistic,
+                    period: 60,
+                    evaluationPeriods: 3,
+                    datapointsToAlarm: 2,
+                    threshold,
+                    comparisonOperator: "GreaterThanOrEqualToThreshold",
+                    treatMissingData: "missing",
+                    alarmActions: [this.topic.arn],
+                    okActions: [this.topic.arn],
+                },
+                { parent: this },
+            );
+        const { capacity } = args;
+        const proxyThreshold = pulumi.output(capacity.proxyMaxSockets).apply((max) => Math.ceil(alarmShare * (max ?? 0)));
+        this.alarms.push(
+            socketAlarm(
+                "proxy-sockets",
+                `A proxy holds ${alarmShare * 100}% of the sockets it admits (maxSockets): past it, new connections get 503`,
+                "proxy",
+                "Maximum",
+                proxyThreshold,
+            ),
+        );
+        if (capacity.proxyCount > 1)
+            this.alarms.push(
+                socketAlarm(
+                    "fleet-sockets",
+                    `The proxies together hold ${alarmShare * 100}% of what they admit: add proxies (proxyCount) or a larger proxyInstanceType`,
+                    "proxy",
+                    "Sum",
+                    proxyThreshold.apply((each) => each * capacity.proxyCount),
+                ),
+            );
+        const backendCap = pulumi.output(capacity.backendMaxSockets);
+        this.alarms.push(
+            socketAlarm(
+                "backend-sockets",
+                `A backend holds ${alarmShare * 100}% of its cap (MAX_SOCKETS): past it, it refuses upgrades and the edge tries the next`,
+                "backend",
+                "Maximum",
+                backendCap.apply((cap) => Math.ceil(alarmShare * cap)),
+            ),
+        );
+        // NGINX not answering its own health check on a VM that is up: the sender says 0 (a dead VM
+        // sends nothing, and its status checks say so). Both shapes: the group's proxies too.
+        this.alarms.push(
+            new aws.cloudwatch.MetricAlarm(
+                `${name}-edge-health`,
+                {
+                    name: `${prefix}-edge-health`,
+                    alarmDescription: "A proxy's NGINX does not answer its health check (/healthz on its own port) on a VM that is up",
+                    namespace: metricsNamespace,
+                    metricName: "HealthCheck",
+                    dimensions: { Stack: stack, Role: "proxy" },
+                    statistic: "Minimum",
+                    period: 60,
+                    evaluationPeriods: 2,
+                    threshold: 1,
+                    comparisonOperator: "LessThanThreshold",
+                    treatMissingData: "missing",
+                    alarmActions: [this.topic.arn],
+                    okActions: [this.topic.arn],
+                },
+                { parent: this },
+            ),
+        );
+
         if (args.acmeCertificate) {
             // ACM publishes DaysToExpiry once a day for every certificate it holds. Missing data (the first
             // day, before ACM's first point) keeps the alarm as it was: an expired certificate, whose metric
@@ -158,7 +266,13 @@ export class EdgeMonitoring extends pulumi.ComponentResource {
             `${name}-dashboard`,
             {
                 dashboardName: prefix,
-                dashboardBody: instanceIds.apply((ids) => JSON.stringify(dashboardBody(region, ids))),
+                dashboardBody: pulumi
+                    .all([instanceIds, pulumi.output(capacity.proxyMaxSockets), backendCap])
+                    .apply(([ids, proxyMax, backendMax]) =>
+                        JSON.stringify(
+                            dashboardBody(region, ids, { stack, proxyMaxSockets: proxyMax ?? 0, backendMaxSockets: backendMax }),
+                        ),
+                    ),
             },
             { parent: this },
         );
@@ -168,8 +282,77 @@ export class EdgeMonitoring extends pulumi.ComponentResource {
     }
 }
 
-/** Status checks, CPU and network of every instance, a graph each. */
-function dashboardBody(region: string, instances: readonly { role: string; id: string }[]) {
+/**
+ * The sockets first (each proxy's and each backend's against its ceiling, drawn as a line), the
+ * refusals, the backends marked down and the certificates' days left, from the metrics the hosts
+ * send; then status checks, CPU and network of every instance.
+ */
+export function dashboardBody(
+    region: string,
+    instances: readonly { role: string; id: string }[],
+    load: { readonly stack: string; readonly proxyMaxSockets: number; readonly backendMaxSockets: number },
+) {
+    const perHost = (host: "Proxy" | "Backend", metric: string, stat: string) => ({
+        expression: `SEARCH('{${metricsNamespace},Stack,${host}} MetricName="${metric}" Stack="${load.stack}"', '${stat}', 60)`,
+        id: `${host.toLowerCase()}${metric}`,
+    });
+    const byRole = (role: "proxy" | "backend", metric: string, label: string) => [
+        metricsNamespace,
+        metric,
+        "Stack",
+        load.stack,
+        "Role",
+        role,
+        { label },
+    ];
+    const widget = (title: string, x: number, y: number, properties: Record<string, unknown>) => ({
+        type: "metric",
+        x,
+        y,
+        width: 12,
+        height: 6,
+        properties: { title, region, period: 60, ...properties },
+    });
+    const sockets = [
+        widget("Open sockets per proxy", 0, 0, {
+            stat: "Maximum",
+            metrics: [[perHost("Proxy", "OpenSockets", "Maximum")]],
+            annotations: { horizontal: [{ label: "ceiling (maxSockets)", value: load.proxyMaxSockets }] },
+        }),
+        widget("Open sockets per backend", 12, 0, {
+            stat: "Maximum",
+            metrics: [[perHost("Backend", "OpenSockets", "Maximum")]],
+            annotations: { horizontal: [{ label: "cap (MAX_SOCKETS)", value: load.backendMaxSockets }] },
+        }),
+        widget("Refused connections", 0, 6, {
+            stat: "Sum",
+            metrics: [
+                byRole("proxy", "RefusedAtCeiling", "at the ceiling (503)"),
+                byRole("proxy", "RefusedPerAddress", "over one address's limit (503)"),
+                byRole("backend", "RefusedFull", "by a full backend (tried the next)"),
+            ],
+        }),
+        widget("Backends marked down by the health agent", 12, 6, {
+            stat: "Maximum",
+            metrics: [byRole("proxy", "BackendsMarkedDown", "marked down")],
+        }),
+        widget("Certificates: days left", 0, 12, {
+            stat: "Minimum",
+            period: 3600,
+            metrics: [
+                byRole("proxy", "EdgeCertificateDaysLeft", "edge"),
+                byRole("proxy", "ProxyClientCertificateDaysLeft", "proxy client"),
+                byRole("proxy", "CaCertificateDaysLeft", "stack CA"),
+                byRole("backend", "BackendCertificateDaysLeft", "backends (the soonest)"),
+            ],
+        }),
+    ];
+    const status = dashboardInstances(region, instances, 18);
+    return { widgets: [...sockets, ...status] };
+}
+
+/** Status checks, CPU and network of every instance, a graph each, from row `top` down. */
+function dashboardInstances(region: string, instances: readonly { role: string; id: string }[], top: number) {
     const graph = (title: string, metric: string, stat: string, x: number, y: number) => ({
         type: "metric",
         x,
@@ -184,12 +367,10 @@ function dashboardBody(region: string, instances: readonly { role: string; id: s
             metrics: instances.map(({ role, id }) => ["AWS/EC2", metric, "InstanceId", id, { label: role }]),
         },
     });
-    return {
-        widgets: [
-            graph("Status check failed (1 = failing)", "StatusCheckFailed", "Maximum", 0, 0),
-            graph("CPU utilization (%)", "CPUUtilization", "Average", 12, 0),
-            graph("Network in (bytes)", "NetworkIn", "Sum", 0, 6),
-            graph("Network out (bytes)", "NetworkOut", "Sum", 12, 6),
-        ],
-    };
+    return [
+        graph("Status check failed (1 = failing)", "StatusCheckFailed", "Maximum", 0, top),
+        graph("CPU utilization (%)", "CPUUtilization", "Average", 12, top),
+        graph("Network in (bytes)", "NetworkIn", "Sum", 0, top + 6),
+        graph("Network out (bytes)", "NetworkOut", "Sum", 12, top + 6),
+    ];
 }

@@ -4,6 +4,8 @@ import * as pulumi from "@pulumi/pulumi";
 export interface InstanceRoleArgs {
     /** What the VM may do besides being managed by Systems Manager: read its releases, pull its image. */
     readonly statements: pulumi.Input<pulumi.Input<aws.iam.PolicyStatement>[]>;
+    /** The CloudWatch namespace the VM sends its metrics to, and no other (PutMetricData has no resource to scope). */
+    readonly metricsNamespace?: string;
 }
 
 /**
@@ -33,7 +35,24 @@ export class InstanceRole extends pulumi.ComponentResource {
             name,
             {
                 role: this.role.id,
-                policy: pulumi.output(args.statements).apply((Statement) => JSON.stringify({ Version: "2012-10-17", Statement })),
+                policy: pulumi.output(args.statements).apply((statements) =>
+                    JSON.stringify({
+                        Version: "2012-10-17",
+                        Statement: [
+                            ...statements,
+                            ...(args.metricsNamespace
+                                ? [
+                                      {
+                                          Effect: "Allow",
+                                          Action: "cloudwatch:PutMetricData",
+                                          Resource: "*",
+                                          Condition: { StringEquals: { "cloudwatch:namespace": args.metricsNamespace } },
+                                      },
+                                  ]
+                                : []),
+                        ],
+                    }),
+                ),
             },
             { parent: this },
         );

@@ -9,6 +9,7 @@
 // stack's release store and Systems Manager (components/releaseChannel.ts).
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
+import { metricsEnvironment } from "../deploy/deployBundle";
 import { proxyUserData } from "../host/proxyHost";
 import { gateCredentialsKey, releaseFolders } from "../host/releaseChannel";
 import { healthPath } from "../nginx/renderNginxConfig";
@@ -21,7 +22,7 @@ import { BackendEndpoints } from "./backendEndpoints";
 import { BackendFleet } from "./backendFleet";
 import { EdgeDeploy } from "./edgeDeploy";
 import { EdgeLoadBalancer } from "./edgeLoadBalancer";
-import { EdgeMonitoring } from "./edgeMonitoring";
+import { EdgeMonitoring, edgeNamePrefix, metricsNamespace } from "./edgeMonitoring";
 import { EdgeNetwork } from "./edgeNetwork";
 import { EdgePki } from "./edgePki";
 import { EdgeProxy } from "./edgeProxy";
@@ -155,6 +156,8 @@ export class WssEdge extends pulumi.ComponentResource {
         );
         const channel = new ReleaseChannel(`${name}-releases`, { backendServerName }, formerly());
         const region = channel.region;
+        // What every proxy and backend is told to send its metrics with (deploy/edge-metrics.sh).
+        const metricsEnv = region.apply((r) => metricsEnvironment({ namespace: metricsNamespace, stack: edgeNamePrefix(name), region: r }));
 
         // Allocated first so that, without a domain name, the edge certificate can name the address.
         const address = loadBalanced
@@ -180,7 +183,7 @@ export class WssEdge extends pulumi.ComponentResource {
         // The proxies' identity: Systems Manager, and the edge's folder of the store (its releases, and the gates' credentials).
         const proxyRole = new InstanceRole(
             `${name}-proxy`,
-            { statements: channel.readStatements([`${releaseFolders.edge}/*`]) },
+            { statements: channel.readStatements([`${releaseFolders.edge}/*`]), metricsNamespace },
             formerly(),
         );
         const userData = pulumi.all([channel.store, region]).apply(([store, ssmAgentRegion]) => proxyUserData({ store, ssmAgentRegion }));
@@ -274,6 +277,7 @@ export class WssEdge extends pulumi.ComponentResource {
                 proxies,
                 gateCredentials,
                 after: backendEndpoints ? [backendEndpoints] : [],
+                metrics: { environment: metricsEnv, namespace: metricsNamespace },
             },
             formerly("backends"),
         );
@@ -302,7 +306,14 @@ export class WssEdge extends pulumi.ComponentResource {
         // NGINX answering its health check, so the balancer always has proxies serving.
         const edgeDeploy = new EdgeDeploy(
             `${name}-deploy`,
-            { channel, proxies, plan, certificates: pki, after: backends.backends.map((b) => b.healthGate) },
+            {
+                channel,
+                proxies,
+                plan,
+                certificates: pki,
+                metricsEnvironment: metricsEnv,
+                after: backends.backends.map((b) => b.healthGate),
+            },
             formerly(),
         );
 
@@ -367,6 +378,13 @@ export class WssEdge extends pulumi.ComponentResource {
                     alarmDaysLeft: pulumi
                         .all([acmeCertificate.notAfter, acmeCertificate.renewAfter])
                         .apply(([notAfter, renewAfter]) => renewalAlarmDaysLeft(notAfter, renewAfter)),
+                },
+                capacity: {
+                    proxyMaxSockets: plan.maxSockets,
+                    proxyCount: settings.proxyCount,
+                    backendMaxSockets: backendMemory.apply((memoryMiB) =>
+                        Number(backendEnvironmentOf(settings, { memoryMiB }).MAX_SOCKETS),
+                    ),
                 },
                 alarmEmail: settings.alarmEmail,
             },

@@ -79,6 +79,18 @@ install_tls() {
     for file in server.crt client-ca.crt server.key; do mv -f "$stage/tls/$file" "$root/tls/$file"; done
 }
 
+# The metric sender, once a minute by a systemd timer, where the release says where to send
+# (metrics.env: on AWS). Beside the app: installing it touches no socket.
+if [ -f "$stage/metrics.env" ] && [ -f "$stage/edge-metrics.sh" ]; then
+    install -D -m 0755 "$stage/edge-metrics.sh" "$root/bin/edge-metrics.sh"
+    install -D -m 0644 "$stage/metrics.env" "$root/metrics.env"
+    /bin/bash "$root/bin/edge-metrics.sh" install-timer backend "$root/metrics.env" \
+        "WSS_EDGE_BACKEND_METRICS=http://127.0.0.1:$(setting METRICS_PORT)/metrics" "WSS_EDGE_BACKEND_CERTIFICATE=$root/tls/server.crt"
+elif [ -f "$root/bin/edge-metrics.sh" ]; then
+    /bin/bash "$root/bin/edge-metrics.sh" remove-timer
+    rm -f "$root/bin/edge-metrics.sh" "$root/metrics.env"
+fi
+
 same_app() { [ -f "$root/backend.env" ] && [ "$(<"$stage/backend.env")" = "$(<"$root/backend.env")" ]; }
 if running && same_app; then
     install_tls

@@ -123,6 +123,19 @@ UNIT
     systemctl is-active -q wss-edge-backend-health || systemctl enable -q --now wss-edge-backend-health
 fi
 
+# The metric sender (edge-metrics.sh), once a minute by a systemd timer, where the release says
+# where to send (metrics.env: on AWS). A release without it stops the timer.
+if [ -n "$unit" ]; then
+    if [ -f "$release/metrics.env" ] && [ -f "$release/edge-metrics.sh" ]; then
+        install_if_changed "$release/edge-metrics.sh" "$root/bin/edge-metrics.sh" || true
+        install_if_changed "$release/metrics.env" "$root/metrics.env" 0644 || true
+        /bin/bash "$root/bin/edge-metrics.sh" install-timer proxy "$root/metrics.env" "WSS_EDGE_ROOT=$root"
+    elif [ -f "$root/bin/edge-metrics.sh" ]; then
+        /bin/bash "$root/bin/edge-metrics.sh" remove-timer
+        rm -f "$root/bin/edge-metrics.sh" "$root/metrics.env"
+    fi
+fi
+
 # On a systemd host, an NGINX that dies (a crash, an OOM kill) is started again from the live
 # release, as the agent is: Debian's nginx.service has no Restart=, and with one proxy nothing
 # else would bring the edge back. A drop-in of its own, beside first boot's.

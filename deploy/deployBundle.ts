@@ -7,6 +7,35 @@ import { edgeTlsFiles } from "../pki/certificateLayout";
 export const backendHealthAgentFile = "backend-health-agent.sh";
 export const backendHealthAgentScript = readFileSync(join(__dirname, backendHealthAgentFile), "utf8");
 
+/** The metric sender (deploy/edge-metrics.sh), and what it is told: each release that sends metrics carries both. */
+export const metricsSenderFile = "edge-metrics.sh";
+export const metricsSenderScript = readFileSync(join(__dirname, metricsSenderFile), "utf8");
+export const metricsEnvironmentFile = "metrics.env";
+
+/**
+ * What a host's metric sender is told (metrics.env): the namespace, the stack's name for the
+ * Stack dimension, the region to send to, and CloudWatch's API where it is not AWS's (a stand-in).
+ */
+export function metricsEnvironment(options: {
+    readonly namespace: string;
+    readonly stack: string;
+    readonly region: string;
+    readonly endpoint?: string;
+}): string {
+    return [
+        `WSS_EDGE_METRICS_NAMESPACE=${options.namespace}`,
+        `WSS_EDGE_METRICS_STACK=${options.stack}`,
+        `AWS_DEFAULT_REGION=${options.region}`,
+        ...(options.endpoint ? [`WSS_EDGE_CLOUDWATCH_ENDPOINT=${options.endpoint}`] : []),
+        "",
+    ].join("\n");
+}
+
+/** The files that have a host send its metrics: the sender and its environment. */
+export function metricsFiles(environment: string | undefined): Record<string, string> {
+    return environment === undefined ? {} : { [metricsSenderFile]: metricsSenderScript, [metricsEnvironmentFile]: environment };
+}
+
 /** What one edge release holds, before it is laid out as files. */
 export interface EdgeRelease {
     readonly nginxConfig: string;
@@ -18,6 +47,8 @@ export interface EdgeRelease {
     readonly proxyClientKeyPem: string;
     /** Carry the backend health agent, which the deploy then runs beside NGINX (the activeHealthChecks setting). */
     readonly backendHealthAgent: boolean;
+    /** metrics.env, where the proxies send their metrics to CloudWatch (on AWS); none elsewhere. */
+    readonly metricsEnvironment?: string;
 }
 
 /** The release as the deploy script stages it: nginx.conf beside the TLS files it names, and the health agent. */
@@ -30,6 +61,7 @@ export function releaseFiles(release: EdgeRelease): Record<string, string> {
         [edgeTlsFiles.proxyClientCertificate]: release.proxyClientCertificatePem,
         [edgeTlsFiles.proxyClientKey]: release.proxyClientKeyPem,
         ...(release.backendHealthAgent ? { [backendHealthAgentFile]: backendHealthAgentScript } : {}),
+        ...metricsFiles(release.metricsEnvironment),
     };
 }
 

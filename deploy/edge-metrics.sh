@@ -12,34 +12,97 @@
 # (connections since the last run), RefusedAtCeiling and RefusedPerAddress (connections limit_conn
 # refused since the last run, by zone, from the error log), BackendsMarkedDown (the health agent's
 # view) and HealthCheck (1 when NGINX answers /healthz on its own port, 0 when not).
-# Backend metrics: OpenSockets, MaxSockets (its cap; 0 for none) and RefusedFull (upgrades it
-# refused since the last run because it was full).
+# EdgeCertificateDaysLeft, ProxyClientCertificateDaysLeft and CaCertificateDaysLeft: whole days
+# until the live release's certificates expire.
+# Backend metrics: OpenSockets, MaxSockets (its cap; 0 for none), RefusedFull (upgrades it
+# refused since the last run because it was full) and BackendCertificateDaysLeft.
 #
 # Counters are sent as the difference from the previous run, kept in $state; the first run sends
 # none of them (it has nothing to subtract), nor after a restart that reset them.
 #
 # Environment:
 #   WSS_EDGE_METRICS_NAMESPACE   CloudWatch namespace (required), e.g. WssEdge
-#   WSS_EDGE_METRICS_DIMENSIONS  dimensions of every metric, Name=Value,Name=Value (required),
-#                                e.g. Stack=wss-edge-prod,Proxy=i-0abc…
+#   WSS_EDGE_METRICS_DIMENSIONS  the dimension sets each metric is sent with, each Name=Value,…,
+#                                separated by ';'. Unset (on the VMs): from WSS_EDGE_METRICS_STACK
+#                                and the instance's ID (cloud-init's), the host's own and the
+#                                role's across hosts, which the alarms watch:
+#                                Stack=<stack>,Proxy=<id>;Stack=<stack>,Role=proxy
 #   WSS_EDGE_CLOUDWATCH_ENDPOINT CloudWatch's API elsewhere (a stand-in); AWS's own by default
 #   WSS_EDGE_ROOT                proxy: where releases live (default /etc/wss-edge)
 #   WSS_EDGE_BACKEND_METRICS     backend: its metrics URL (default http://127.0.0.1:9464/metrics)
+#   WSS_EDGE_BACKEND_CERTIFICATE backend: its server certificate, for BackendCertificateDaysLeft
 #   WSS_EDGE_METRICS_STATE       where the previous run's counters are kept
 #                                (default /var/lib/wss-edge/metrics-<role>)
+#
+# On a systemd host the deploy scripts have it run by a timer:
+#   edge-metrics.sh install-timer ROLE ENV_FILE [NAME=VALUE…]   its service and timer, enabled
+#   edge-metrics.sh remove-timer                               both gone
 set -euo pipefail
+
+case "${1:-}" in
+install-timer)
+    role=$2 env_file=$3
+    shift 3
+    self=$(readlink -f "${BASH_SOURCE[0]}")
+    changed=0
+    # install_unit NAME: the unit on standard input, in place if it changed.
+    install_unit() {
+        local next="/etc/systemd/system/$1.next"
+        cat >"$next"
+        if cmp -s "$next" "/etc/systemd/system/$1"; then rm -f "$next"; else mv -f "$next" "/etc/systemd/system/$1" && changed=1; fi
+    }
+    install_unit wss-edge-metrics.service <<UNIT
+[Unit]
+Description=wss-edge: the $role's metrics, sent to CloudWatch
+
+[Service]
+Type=oneshot
+EnvironmentFile=$env_file
+Environment=WSS_EDGE_METRICS_STATE=/var/lib/wss-edge/metrics-$role $*
+ExecStart=/bin/bash $self $role
+UNIT
+    install_unit wss-edge-metrics.timer <<UNIT
+[Unit]
+Description=wss-edge: the $role's metrics, once a minute
+
+[Timer]
+OnActiveSec=10
+OnUnitActiveSec=60
+AccuracySec=1
+
+[Install]
+WantedBy=timers.target
+UNIT
+    if [ "$changed" -eq 1 ]; then systemctl daemon-reload; fi
+    systemctl is-active -q wss-edge-metrics.timer || systemctl enable -q --now wss-edge-metrics.timer
+    exit 0
+    ;;
+remove-timer)
+    systemctl disable -q --now wss-edge-metrics.timer 2>/dev/null || true
+    rm -f /etc/systemd/system/wss-edge-metrics.timer /etc/systemd/system/wss-edge-metrics.service
+    systemctl daemon-reload
+    exit 0
+    ;;
+esac
 
 role=${1:-}
 namespace=${WSS_EDGE_METRICS_NAMESPACE:?WSS_EDGE_METRICS_NAMESPACE must name the CloudWatch namespace}
-dimensions=${WSS_EDGE_METRICS_DIMENSIONS:?WSS_EDGE_METRICS_DIMENSIONS must be Name=Value,…}
 state=${WSS_EDGE_METRICS_STATE:-/var/lib/wss-edge/metrics-$role}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 fail() { echo "edge-metrics: $*" >&2; exit 1; }
 case "$role" in proxy | backend) ;; *) fail "usage: edge-metrics.sh proxy|backend" ;; esac
-[[ "$dimensions" =~ ^[A-Za-z0-9_-]+=[^,=]+(,[A-Za-z0-9_-]+=[^,=]+)*$ ]] ||
-    fail "WSS_EDGE_METRICS_DIMENSIONS must be Name=Value,Name=Value, not '$dimensions'"
+if [[ -z "${WSS_EDGE_METRICS_DIMENSIONS:-}" ]]; then
+    stack=${WSS_EDGE_METRICS_STACK:?WSS_EDGE_METRICS_STACK (or WSS_EDGE_METRICS_DIMENSIONS) must name the stack}
+    instance=$(cat /var/lib/cloud/data/instance-id 2>/dev/null) || fail "no instance ID from cloud-init (/var/lib/cloud/data/instance-id)"
+    host_dimension=Proxy
+    [[ "$role" == backend ]] && host_dimension=Backend
+    WSS_EDGE_METRICS_DIMENSIONS="Stack=$stack,$host_dimension=$instance;Stack=$stack,Role=$role"
+fi
+dimensions=$WSS_EDGE_METRICS_DIMENSIONS
+[[ "$dimensions" =~ ^[A-Za-z0-9_-]+=[^,=\;]+(,[A-Za-z0-9_-]+=[^,=\;]+)*(\;[A-Za-z0-9_-]+=[^,=\;]+(,[A-Za-z0-9_-]+=[^,=\;]+)*)*$ ]] ||
+    fail "WSS_EDGE_METRICS_DIMENSIONS must be Name=Value,… sets separated by ';', not '$dimensions'"
 mkdir -p "$state"
 
 # Metrics to send, one "Name Value Unit" per line.
@@ -47,6 +110,12 @@ metrics="$work/metrics"
 : >"$metrics"
 gauge() { echo "$1 $2 ${3:-Count}" >>"$metrics"; }
 # counter NAME VALUE: the difference from the previous run's VALUE, if there was one and it did not go back.
+# days_left NAME FILE: whole days until the first certificate in FILE expires (negative once it has).
+days_left() {
+    local end
+    end=$(openssl x509 -enddate -noout -in "$2" 2>/dev/null | sed 's/^notAfter=//') || return 0
+    [[ -n "$end" ]] && gauge "$1" $((($(date -u -d "$end" +%s) - $(date -u +%s)) / 86400))
+}
 counter() {
     local previous
     previous=$(cat "$state/$1" 2>/dev/null || true)
@@ -95,6 +164,10 @@ if [[ "$role" == proxy && -z "${skip_rest:-}" ]]; then
     fi
     echo "$size" >"$state/error-log-offset"
 
+    days_left EdgeCertificateDaysLeft "$root/current/tls/edge.crt"
+    days_left ProxyClientCertificateDaysLeft "$root/current/tls/proxy-client.crt"
+    days_left CaCertificateDaysLeft "$root/current/tls/backend-ca.crt"
+
     down=0
     [[ -s "$root/health/down" ]] && down=$(grep -c . "$root/health/down" || true)
     gauge BackendsMarkedDown "$down"
@@ -119,20 +192,27 @@ elif [[ "$role" == backend ]]; then
     gauge OpenSockets "$(value wss_backend_open_sockets)"
     gauge MaxSockets "$(value wss_backend_max_sockets)"
     counter RefusedFull "$(value wss_backend_full_refusals_total)"
+    [[ -n "${WSS_EDGE_BACKEND_CERTIFICATE:-}" ]] && days_left BackendCertificateDaysLeft "$WSS_EDGE_BACKEND_CERTIFICATE"
 fi
 
-# One PutMetricData call: the same dimensions and timestamp on every metric.
+# One PutMetricData call: every metric once per dimension set, all with one timestamp.
 timestamp=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-awk -v dims="$dimensions" -v at="$timestamp" '
+awk -v sets="$dimensions" -v at="$timestamp" '
     BEGIN {
-        n = split(dims, pairs, ",")
-        for (i = 1; i <= n; i++) {
-            split(pairs[i], kv, "=")
-            d = d (i > 1 ? "," : "") sprintf("{\"Name\":\"%s\",\"Value\":\"%s\"}", kv[1], kv[2])
+        count = split(sets, set, ";")
+        for (s = 1; s <= count; s++) {
+            n = split(set[s], pairs, ",")
+            for (i = 1; i <= n; i++) {
+                split(pairs[i], kv, "=")
+                d[s] = d[s] (i > 1 ? "," : "") sprintf("{\"Name\":\"%s\",\"Value\":\"%s\"}", kv[1], kv[2])
+            }
         }
         printf "["
     }
-    { printf "%s{\"MetricName\":\"%s\",\"Value\":%s,\"Unit\":\"%s\",\"Timestamp\":\"%s\",\"Dimensions\":[%s]}", (NR > 1 ? "," : ""), $1, $2, $3, at, d }
+    {
+        for (s = 1; s <= count; s++)
+            printf "%s{\"MetricName\":\"%s\",\"Value\":%s,\"Unit\":\"%s\",\"Timestamp\":\"%s\",\"Dimensions\":[%s]}", (sent++ ? "," : ""), $1, $2, $3, at, d[s]
+    }
     END { print "]" }
 ' "$metrics" >"$work/metric-data.json"
 

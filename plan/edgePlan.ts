@@ -207,8 +207,14 @@ export interface EdgeCertificates {
 }
 
 /** The files of the release every proxy of the plan gets: the config, the TLS files it names, the health agent if it runs. */
-export function releaseOf(plan: Pick<EdgePlan, "nginxConfig" | "healthAgent">, certificates: EdgeCertificates): Record<string, string> {
+export function releaseOf(
+    plan: Pick<EdgePlan, "nginxConfig" | "healthAgent">,
+    certificates: EdgeCertificates,
+    /** Where the proxies send their metrics (metrics.env), on AWS. */
+    metricsEnvironment?: string,
+): Record<string, string> {
     return releaseFiles({
+        metricsEnvironment,
         nginxConfig: plan.nginxConfig,
         certificateChainPem: certificates.edgeCertificateChainPem,
         privateKeyPem: certificates.edgePrivateKeyPem,

@@ -43,10 +43,20 @@ describe("the edge as a component other programs import", () => {
     });
 
     for (const [shape, config] of Object.entries(earlier.shapes)) {
-        it(`upgrades a stack made before it (${shape}) without a change: every resource found again by URN or alias, with the same inputs; none created but the component, none deleted`, async () => {
+        it(`upgrades a stack made before it (${shape}): every resource found again by URN or alias, none deleted; created and changed only what this release adds (the component, the load's metrics and alarms)`, async () => {
             const first = await runEdgeProgram(config);
             const { created, deleted, claimed, urns } = matchState(first.resources, earlierUrns(shape));
-            assert.deepEqual(created, ["urn:pulumi:dev::wss-edge::wss-edge:index:WssEdge::edge"]);
+            const alarm = (id: string) =>
+                `urn:pulumi:dev::wss-edge::wss-edge:index:WssEdge$wss-edge:monitoring:EdgeMonitoring$aws:cloudwatch/metricAlarm:MetricAlarm::edge-${id}`;
+            assert.deepEqual(
+                created.sort(),
+                [
+                    "urn:pulumi:dev::wss-edge::wss-edge:index:WssEdge::edge",
+                    ...["backend-sockets", "edge-health", ...(shape === "load-balanced" ? ["fleet-sockets"] : []), "proxy-sockets"].map(
+                        alarm,
+                    ),
+                ].sort(),
+            );
             assert.deepEqual(deleted, []);
             assert.equal(claimed.size, earlierUrns(shape).size);
             // Found under an alias, a resource is the same cloud object: the mocks give it its former name's ID and outputs, as the cloud would.
@@ -65,7 +75,25 @@ describe("the edge as a component other programs import", () => {
                 .map((r) => ({ r, old: [...again.claimed].find(([, urn]) => urn === again.urns.get(r.urn))?.[0] as string }))
                 .filter(({ r, old }) => earlier.state[shape][old] !== inputsDigest(r))
                 .map(({ r }) => `${r.type}::${r.name}`);
-            assert.deepEqual(changed, [], "resources whose inputs differ from the earlier stack's: pulumi up would update them");
+            // This release's: every release carries the metric sender (so each is deployed, and each backend gated, again:
+            // a reload, no container restarted), each role may send metrics, the dashboard graphs them.
+            const backends = [1, 2, 3].flatMap((n) => [
+                `aws:iam/rolePolicy:RolePolicy::edge-backends-backend-${n}`,
+                `aws:s3/bucketObjectv2:BucketObjectv2::edge-backends-backend-${n}-release`,
+                `command:local:Command::edge-backends-backend-${n}-deploy`,
+                `command:local:Command::edge-backends-backend-${n}-health`,
+            ]);
+            assert.deepEqual(
+                changed.filter((key) => !created.some((urn) => urn.endsWith(`::${key.split("::")[1]}`))).sort(),
+                [
+                    "aws:cloudwatch/dashboard:Dashboard::edge-dashboard",
+                    "aws:iam/rolePolicy:RolePolicy::edge-proxy",
+                    "aws:s3/bucketObjectv2:BucketObjectv2::edge-deploy-release",
+                    "command:local:Command::edge-deploy",
+                    ...backends,
+                ].sort(),
+                "resources whose inputs differ from the earlier stack's: pulumi up would update them",
+            );
         });
     }
 

@@ -225,18 +225,29 @@ const rows: Row[] = [
         ),
     },
     {
-        change: "backendInstanceType: each backend stopped and started in place, then given its new socket cap (a release), the next only once the one before passed its gate",
+        change: "backendInstanceType: each backend stopped and started in place, then given its new socket cap (a release), the next only once the one before passed its gate; the backends' socket alarm and the dashboard follow the new cap",
         after: { backendInstanceType: "t3.medium" },
         touches: inBothShapes(
-            [1, 2, 3].flatMap((n) => [...backendRelease(n), `update (stop and start) edge-backends-backend-${n}`]).sort(),
+            [
+                ...[1, 2, 3].flatMap((n) => [...backendRelease(n), `update (stop and start) edge-backends-backend-${n}`]),
+                "update edge-backend-sockets",
+                "update edge-dashboard",
+            ].sort(),
         ),
     },
     {
-        change: "proxyInstanceType: one VM is replaced by one of the new type, which serves before the address moves; the group rolls onto the new type",
+        change: "proxyInstanceType: one VM is replaced by one of the new type, which serves before the address moves; the group rolls onto the new type; the socket alarms and the dashboard follow the new ceiling",
         after: { proxyInstanceType: "c6i.xlarge" },
         touches: {
-            "one VM": [...singleProxyReplaced, "replace edge-deploy-release"].sort(),
-            "load-balanced": [...edgeRelease, "update edge-proxies", "update edge-proxies"].sort(),
+            "one VM": [...singleProxyReplaced, "replace edge-deploy-release", "update edge-proxy-sockets"].sort(),
+            "load-balanced": [
+                ...edgeRelease,
+                "update edge-dashboard",
+                "update edge-fleet-sockets",
+                "update edge-proxies",
+                "update edge-proxies",
+                "update edge-proxy-sockets",
+            ].sort(),
         },
     },
     {
@@ -384,15 +395,15 @@ describe("the change matrix: what `pulumi up` does after each change, in both sh
         assert.throws(() => assertAvailability(change), /LoadBalancer::edge would be replace: the edge would stop serving/);
     });
 
-    it("proxyCount 2 → 3 [load-balanced]: the group grows in place; no serving proxy is touched", async () => {
+    it("proxyCount 2 → 3 [load-balanced]: the group grows in place; no serving proxy is touched; the fleet's socket alarm follows", async () => {
         const change = await changeBetween({ config: { proxyCount: "2" } }, { config: { proxyCount: "3" } });
-        assert.deepEqual(touched(change.plan), ["update edge-proxies"]);
+        assert.deepEqual(touched(change.plan), ["update edge-fleet-sockets", "update edge-proxies"]);
         assertAvailability(change);
     });
 
-    it("proxyCount 3 → 2 [load-balanced]: the group shrinks in place; the proxy it removes is deregistered and drained first", async () => {
+    it("proxyCount 3 → 2 [load-balanced]: the group shrinks in place; the proxy it removes is deregistered and drained first; the fleet's socket alarm follows", async () => {
         const change = await changeBetween({ config: { proxyCount: "3" } }, { config: { proxyCount: "2" } });
-        assert.deepEqual(touched(change.plan), ["update edge-proxies"]);
+        assert.deepEqual(touched(change.plan), ["update edge-fleet-sockets", "update edge-proxies"]);
         assertAvailability(change);
     });
 

@@ -4,6 +4,7 @@
 // admits, each refusal counted under its reason, the health check, and each backend's sockets.
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
+import { X509Certificate } from "node:crypto";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { promisify } from "node:util";
@@ -78,6 +79,11 @@ describe("the metric sender on the local stack, into a stand-in for CloudWatch",
         assert.equal(cloudWatch.latest("RefusedAtCeiling", proxy), 1);
         assert.equal(cloudWatch.latest("HealthCheck", proxy), 1);
         assert.equal(cloudWatch.latest("BackendsMarkedDown", proxy), 0);
+        const edgeLeaf = new X509Certificate(stack.certificates.edgeCertificateChainPem);
+        assert.equal(
+            cloudWatch.latest("EdgeCertificateDaysLeft", proxy),
+            Math.floor((Date.parse(edgeLeaf.validTo) - Date.now()) / 86_400_000),
+        );
         const accepted = cloudWatch.latest("Accepted", proxy) ?? 0;
         assert.ok(accepted >= 6, `the six connections at least, and the sender's own: ${accepted}`);
         assert.equal(cloudWatch.latest("Handled", proxy), accepted);

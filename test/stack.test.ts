@@ -161,6 +161,8 @@ describe("the AWS stack under mocks, default dev config", async () => {
                         ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
                         "arn:aws:ecr:eu-west-1:123456789012:repository/edge-backends-app",
                     ],
+                    // Its metrics, to the edge's namespace only (test/capacityWatch.test.ts).
+                    ["cloudwatch:PutMetricData", "*"],
                 ],
                 `${name} reads its own folder only: no other backend's key`,
             );
@@ -286,6 +288,7 @@ describe("the AWS stack under mocks, default dev config", async () => {
             [
                 [["s3:GetObject"], ["arn:aws:s3:::edge-releases/edge/*"]],
                 [["kms:Decrypt"], "arn:aws:kms:eu-west-1:123456789012:key/edge-releases"],
+                ["cloudwatch:PutMetricData", "*"],
             ],
         );
         const proxy = instanceNamed(resources, "edge-proxy");
@@ -347,7 +350,8 @@ describe("the AWS stack under mocks, default dev config", async () => {
     });
 
     it("raises an alarm when any instance fails its status checks, to one topic; the host check also recovers the instance", async () => {
-        const alarms = ofType(resources, "aws:cloudwatch/metricAlarm:MetricAlarm");
+        // The alarms on the edge's load are test/capacityWatch.test.ts's.
+        const alarms = ofType(resources, "aws:cloudwatch/metricAlarm:MetricAlarm").filter((a) => a.inputs.namespace === "AWS/EC2");
         const topic = `arn:aws:sns:eu-west-1:123456789012:edge-alarms`;
         const roles = ["proxy", "backend-1", "backend-2", "backend-3"];
         assert.deepEqual(
@@ -375,7 +379,9 @@ describe("the AWS stack under mocks, default dev config", async () => {
 
     it("keeps a dashboard of every instance's status checks, CPU and network, and exports its URL", () => {
         const [dashboard] = ofType(resources, "aws:cloudwatch/dashboard:Dashboard");
+        // After the graphs of the edge's load (test/capacityWatch.test.ts).
         const body = JSON.parse(dashboard.inputs.dashboardBody);
+        body.widgets = body.widgets.filter((w: any) => w.properties.metrics[0]?.[0] === "AWS/EC2");
         assert.deepEqual(
             body.widgets.map((w: any) => w.properties.metrics[0][1]),
             ["StatusCheckFailed", "CPUUtilization", "NetworkIn", "NetworkOut"],

@@ -14,9 +14,11 @@ import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { promisify } from "node:util";
 import WebSocket from "ws";
+import { metricsEnvironment } from "../deploy/deployBundle";
 import { renderCloudConfig } from "../host/cloudConfig";
 import { proxyFirstBootScript } from "../host/proxyHost";
 import { type ReleaseStore, releaseFolders, releaseKey, type StoredRelease, storedRelease } from "../host/releaseChannel";
+import { CloudWatchStandIn } from "../local/cloudWatchStandIn";
 import { LocalStack } from "../local/localStack";
 import { peerCertificateFingerprint } from "../local/probes";
 import { hardFileLimit, sleep, waitUntil } from "../local/processes";
@@ -228,6 +230,30 @@ describe("a proxy VM booted before the store holds any release", twinRuns, async
         assert.equal(held.filter((s) => s.socket.readyState !== WebSocket.OPEN).length, 0);
         const echoes = await Promise.all(held.map((s, i) => echo(s.socket, `after the second deploy ${i}`)));
         assert.ok(echoes.every((data, i) => data.toString() === `after the second deploy ${i}`));
+    });
+
+    it("runs the metric sender from its release once a minute (a systemd timer), into a stand-in for CloudWatch: the sockets it holds exactly, its ceiling, its health", async () => {
+        await heldSockets();
+        const cloudWatch = await CloudWatchStandIn.start(sharedHostAddress);
+        try {
+            const plan = twinPlan(stack);
+            const metrics = metricsEnvironment({ namespace: "WssEdge", stack: "twin", region: twinRegion, endpoint: cloudWatch.endpoint });
+            const release = await store.publish("edge", releaseFolders.edge, releaseOf(plan, stack.certificates, metrics));
+            const rolled = await roll(ssm, store, release, [twin.options.instanceId]);
+            assert.equal(rolled.code, 0, rolled.stderr);
+            assert.equal((await twin.exec("systemctl is-active wss-edge-metrics.timer")).stdout.trim(), "active");
+            const host = { Stack: "twin", Proxy: twin.options.instanceId };
+            // The timer's first run comes 10 s after the deploy enables it.
+            await waitUntil(90_000, () => cloudWatch.latest("OpenSockets", host) !== undefined, "no metrics from the twin's timer");
+            const open = held.filter((s) => s.socket.readyState === WebSocket.OPEN).length;
+            assert.equal(cloudWatch.latest("OpenSockets", host), open);
+            assert.equal(cloudWatch.latest("OpenSockets", { Stack: "twin", Role: "proxy" }), open, "and for the role's alarms");
+            assert.equal(cloudWatch.latest("MaxSockets", host), plan.maxSockets);
+            assert.equal(cloudWatch.latest("HealthCheck", host), 1);
+            assert.ok((cloudWatch.latest("EdgeCertificateDaysLeft", host) ?? 0) > 300, "the stack CA's certificate, a year");
+        } finally {
+            await cloudWatch.stop();
+        }
     });
 
     it("starts NGINX again when it dies (systemd restarts it from the live release): a dead NGINX on a healthy VM is not an outage that lasts", async () => {
