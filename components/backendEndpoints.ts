@@ -83,5 +83,5 @@ export class BackendEndpoints extends pulumi.ComponentResource {
 export const endpointName = (edgeName: string, service: string): string =>
     `${pulumi.getProject()}-${pulumi.getStack()}-${edgeName}-${service}`;
 
-/** The interface endpoints the backends call: Systems Manager's three, and ECR's two. */
-export const interfaceServices = ["ssm", "ssmmessages", "ec2messages", "ecr.api", "ecr.dkr"] as const;
+/** The interface endpoints the backends call: Systems Manager's three, ECR's two, and CloudWatch's (their metrics). */
+export const interfaceServices = ["ssm", "ssmmessages", "ec2messages", "ecr.api", "ecr.dkr", "monitoring"] as const;

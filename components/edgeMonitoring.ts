@@ -146,9 +146,9 @@ export class EdgeMonitoring extends pulumi.ComponentResource {
         }
 
         // The sockets the hosts send once a minute, with the Stack and Role dimensions (all hosts of
-        // a role together): the Maximum is the fullest host's, the Sum the fleet's. A host that
-        // sends nothing (stopped, being replaced, refreshed out) is missing data, which keeps each
-        // alarm as it was: a planned stop raises none.
+        // a role together): the Maximum is the fullest host's, the Sum the fleet's (each host sends
+        // once a minute, stamped with that minute). A host that sends nothing (stopped, being
+        // replaced, refreshed out) is missing data, which never raises an alarm: a planned stop raises none.
         const stack = prefix;
         const socketAlarm = (
             id: string,
@@ -234,8 +234,8 @@ export class EdgeMonitoring extends pulumi.ComponentResource {
 
         if (args.acmeCertificate) {
             // ACM publishes DaysToExpiry once a day for every certificate it holds. Missing data (the first
-            // day, before ACM's first point) keeps the alarm as it was: an expired certificate, whose metric
-            // stops, was under the threshold for weeks before and stays in alarm.
+            // day, before ACM's first point) never raises it; an expired certificate, whose metric stops,
+            // was under the threshold for weeks before.
             this.alarms.push(
                 new aws.cloudwatch.MetricAlarm(
                     `${name}-certificate-renewal`,

@@ -57,6 +57,7 @@ Description=wss-edge: the $role's metrics, sent to CloudWatch
 
 [Service]
 Type=oneshot
+TimeoutStartSec=50
 EnvironmentFile=$env_file
 Environment=WSS_EDGE_METRICS_STATE=/var/lib/wss-edge/metrics-$role $*
 ExecStart=/bin/bash $self $role
@@ -66,9 +67,8 @@ UNIT
 Description=wss-edge: the $role's metrics, once a minute
 
 [Timer]
-OnActiveSec=10
-OnUnitActiveSec=60
-AccuracySec=1
+OnCalendar=*-*-* *:*:00
+AccuracySec=1s
 
 [Install]
 WantedBy=timers.target
@@ -104,23 +104,31 @@ dimensions=$WSS_EDGE_METRICS_DIMENSIONS
 [[ "$dimensions" =~ ^[A-Za-z0-9_-]+=[^,=\;]+(,[A-Za-z0-9_-]+=[^,=\;]+)*(\;[A-Za-z0-9_-]+=[^,=\;]+(,[A-Za-z0-9_-]+=[^,=\;]+)*)*$ ]] ||
     fail "WSS_EDGE_METRICS_DIMENSIONS must be Name=Value,… sets separated by ';', not '$dimensions'"
 mkdir -p "$state"
+# The minute the figures are of: runs a minute apart never share one, so a Sum across hosts counts each once.
+timestamp=$(date -u +%Y-%m-%dT%H:%M:00Z)
+# Counters' new values and the error log's offset, kept only once the send succeeded: a minute
+# that could not be sent is counted in the next.
+next_state="$work/state"
+mkdir -p "$next_state"
 
 # Metrics to send, one "Name Value Unit" per line.
 metrics="$work/metrics"
 : >"$metrics"
 gauge() { echo "$1 $2 ${3:-Count}" >>"$metrics"; }
-# counter NAME VALUE: the difference from the previous run's VALUE, if there was one and it did not go back.
-# days_left NAME FILE: whole days until the first certificate in FILE expires (negative once it has).
+# days_left NAME FILE: whole days until the first certificate in FILE expires (negative, rounded down, once it has).
 days_left() {
-    local end
+    local end left
     end=$(openssl x509 -enddate -noout -in "$2" 2>/dev/null | sed 's/^notAfter=//') || return 0
-    [[ -n "$end" ]] && gauge "$1" $((($(date -u -d "$end" +%s) - $(date -u +%s)) / 86400))
+    [[ -n "$end" ]] || return 0
+    left=$(($(date -u -d "$end" +%s) - $(date -u +%s)))
+    if ((left >= 0)); then gauge "$1" $((left / 86400)); else gauge "$1" $((-((-left + 86399) / 86400))); fi
 }
+# counter NAME VALUE: the difference from the previous run's VALUE, if there was one and it did not go back.
 counter() {
     local previous
     previous=$(cat "$state/$1" 2>/dev/null || true)
     if [[ "$previous" =~ ^[0-9]+$ ]] && (($2 >= previous)); then gauge "$1" $(($2 - previous)); fi
-    echo "$2" >"$state/$1"
+    echo "$2" >"$next_state/$1"
 }
 
 if [[ "$role" == proxy ]]; then
@@ -132,6 +140,10 @@ if [[ "$role" == proxy ]]; then
     [[ -n "$status" ]] || fail "$config has no stub_status listener"
     ceiling=$(sed -n 's/^[[:space:]]*limit_conn edge_sockets \([0-9]\+\);.*/\1/p' "$config" | head -n 1)
     [[ -n "$ceiling" ]] || fail "$config has no limit_conn edge_sockets"
+    # Above what NGINX counts under one key, the ceiling is spread over 10^digits counters, by the
+    # connection's last digits (map $connection $edge_socket_bucket): the limit is per counter.
+    digits=$(awk '/map \$connection \$edge_socket_bucket/ { inmap = 1 } inmap && /~\(/ { print gsub(/\[0-9\]/, ""); exit }' "$config")
+    ceiling=$((ceiling * 10 ** ${digits:-0}))
     error_log=$(sed -n 's/^error_log \([^ ;]*\).*/\1/p' "$config" | head -n 1)
 
     if ! curl -fsS --max-time 5 "http://$status/stub_status" >"$work/status"; then
@@ -158,11 +170,12 @@ if [[ "$role" == proxy && -z "${skip_rest:-}" ]]; then
     offset=$(cat "$state/error-log-offset" 2>/dev/null || echo "")
     if [[ "$offset" =~ ^[0-9]+$ ]]; then
         ((offset <= size)) || offset=0
-        tail -c +$((offset + 1)) "$error_log" 2>/dev/null | head -c $((size - offset)) >"$work/errors" || : >"$work/errors"
+        # head may stop reading first (the log grows meanwhile): tail's broken pipe is no failure.
+        tail -c +$((offset + 1)) "$error_log" 2>/dev/null | head -c $((size - offset)) >"$work/errors" || true
         gauge RefusedAtCeiling "$(grep -c 'limiting connections by zone "edge_sockets"' "$work/errors" || true)"
         gauge RefusedPerAddress "$(grep -c 'limiting connections by zone "per_client_address"' "$work/errors" || true)"
     fi
-    echo "$size" >"$state/error-log-offset"
+    echo "$size" >"$next_state/error-log-offset"
 
     days_left EdgeCertificateDaysLeft "$root/current/tls/edge.crt"
     days_left ProxyClientCertificateDaysLeft "$root/current/tls/proxy-client.crt"
@@ -176,7 +189,8 @@ if [[ "$role" == proxy && -z "${skip_rest:-}" ]]; then
     # edge's name (unknown names are refused at the handshake), with a PROXY header where the
     # listener expects one from the balancer.
     port=$(awk '$1 == "listen" && /ssl/ { n = split($2, a, ":"); sub(";", "", a[n]); print a[n]; exit }' "$config")
-    name=$(awk '$1 == "server_name" { sub(";", "", $2); print $2; exit }' "$config")
+    # The first name a client can ask for (not a wildcard).
+    name=$(awk '$1 == "server_name" { for (i = 2; i <= NF; i++) { n = $i; sub(";", "", n); if (n !~ /\*/ && n != "_") { print n; exit } } }' "$config")
     proxy_header=()
     grep -q '^[[:space:]]*listen .*ssl.*proxy_protocol' "$config" && proxy_header=(--haproxy-protocol)
     if [[ -n "$port" ]] && curl -fsSk --max-time 5 -o /dev/null "${proxy_header[@]}" \
@@ -192,11 +206,10 @@ elif [[ "$role" == backend ]]; then
     gauge OpenSockets "$(value wss_backend_open_sockets)"
     gauge MaxSockets "$(value wss_backend_max_sockets)"
     counter RefusedFull "$(value wss_backend_full_refusals_total)"
-    [[ -n "${WSS_EDGE_BACKEND_CERTIFICATE:-}" ]] && days_left BackendCertificateDaysLeft "$WSS_EDGE_BACKEND_CERTIFICATE"
+    if [[ -n "${WSS_EDGE_BACKEND_CERTIFICATE:-}" ]]; then days_left BackendCertificateDaysLeft "$WSS_EDGE_BACKEND_CERTIFICATE"; fi
 fi
 
-# One PutMetricData call: every metric once per dimension set, all with one timestamp.
-timestamp=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+# One PutMetricData call: every metric once per dimension set, all at the run's minute.
 awk -v sets="$dimensions" -v at="$timestamp" '
     BEGIN {
         count = split(sets, set, ";")
@@ -218,4 +231,7 @@ awk -v sets="$dimensions" -v at="$timestamp" '
 
 endpoint=()
 [[ -n "${WSS_EDGE_CLOUDWATCH_ENDPOINT:-}" ]] && endpoint=(--endpoint-url "$WSS_EDGE_CLOUDWATCH_ENDPOINT")
-aws "${endpoint[@]}" cloudwatch put-metric-data --namespace "$namespace" --metric-data "file://$work/metric-data.json"
+# Bounded: a run that cannot reach CloudWatch gives up well before the next minute's.
+aws "${endpoint[@]}" --cli-connect-timeout 5 --cli-read-timeout 10 \
+    cloudwatch put-metric-data --namespace "$namespace" --metric-data "file://$work/metric-data.json"
+cp -f "$next_state"/* "$state"/ 2>/dev/null || true

@@ -111,7 +111,7 @@ for (const [shape, config] of [
             }
         });
 
-        it("alarms when a proxy's NGINX does not answer its health check, and not on a planned stop (no data keeps the state)", async () => {
+        it("alarms when a proxy's NGINX does not answer its health check, and not on a planned stop (no data never raises it)", async () => {
             const { resources } = await run();
             const health = named(resources, "edge-edge-health");
             assert.equal(health.inputs.metricName, "HealthCheck");

@@ -340,7 +340,9 @@ const rows: Row[] = [
         before: teamPlacement,
         after: { ...teamPlacement, backendEgress: "vpc-endpoints" },
         touches: inBothShapes(
-            ["", "-ec2messages", "-ecr-api", "-ecr-dkr", "-s3", "-ssm", "-ssmmessages"].map((suffix) => `create edge-endpoints${suffix}`),
+            ["", "-ec2messages", "-ecr-api", "-ecr-dkr", "-monitoring", "-s3", "-ssm", "-ssmmessages"].map(
+                (suffix) => `create edge-endpoints${suffix}`,
+            ),
         ),
     },
     {

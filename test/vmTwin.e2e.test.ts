@@ -243,7 +243,7 @@ describe("a proxy VM booted before the store holds any release", twinRuns, async
             assert.equal(rolled.code, 0, rolled.stderr);
             assert.equal((await twin.exec("systemctl is-active wss-edge-metrics.timer")).stdout.trim(), "active");
             const host = { Stack: "twin", Proxy: twin.options.instanceId };
-            // The timer's first run comes 10 s after the deploy enables it.
+            // The timer runs it at the start of every minute.
             await waitUntil(90_000, () => cloudWatch.latest("OpenSockets", host) !== undefined, "no metrics from the twin's timer");
             const open = held.filter((s) => s.socket.readyState === WebSocket.OPEN).length;
             assert.equal(cloudWatch.latest("OpenSockets", host), open);
