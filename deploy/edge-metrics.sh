@@ -8,7 +8,8 @@
 #
 # Proxy metrics: OpenSockets (client connections with a request in progress, upgraded sockets
 # among them: what limit_conn counts against the ceiling; the status request itself left out),
-# MaxSockets (the ceiling the live config admits: limit_conn edge_sockets), Accepted and Handled
+# MaxSockets (the ceiling the live config admits: limit_conn edge_sockets; on AWS there always is
+# one), Accepted and Handled
 # (connections since the last run), RefusedAtCeiling and RefusedPerAddress (connections limit_conn
 # refused since the last run, by zone, from the error log), BackendsMarkedDown (the health agent's
 # view) and HealthCheck (1 when NGINX answers /healthz on its own port, 0 when not).
@@ -138,12 +139,12 @@ if [[ "$role" == proxy ]]; then
     # The stub_status listener: the server whose only location is /stub_status, on loopback.
     status=$(awk '/listen 127\./ { sub(";", "", $2); listen = $2 } /location = \/stub_status/ { print listen; exit }' "$config")
     [[ -n "$status" ]] || fail "$config has no stub_status listener"
+    # The ceiling (none where the host sets none: the local stack without maxSockets).
     ceiling=$(sed -n 's/^[[:space:]]*limit_conn edge_sockets \([0-9]\+\);.*/\1/p' "$config" | head -n 1)
-    [[ -n "$ceiling" ]] || fail "$config has no limit_conn edge_sockets"
     # Above what NGINX counts under one key, the ceiling is spread over 10^digits counters, by the
     # connection's last digits (map $connection $edge_socket_bucket): the limit is per counter.
     digits=$(awk '/map \$connection \$edge_socket_bucket/ { inmap = 1 } inmap && /~\(/ { print gsub(/\[0-9\]/, ""); exit }' "$config")
-    ceiling=$((ceiling * 10 ** ${digits:-0}))
+    [[ -z "$ceiling" ]] || ceiling=$((ceiling * 10 ** ${digits:-0}))
     error_log=$(sed -n 's/^error_log \([^ ;]*\).*/\1/p' "$config" | head -n 1)
 
     if ! curl -fsS --max-time 5 "http://$status/stub_status" >"$work/status"; then
@@ -160,7 +161,7 @@ if [[ "$role" == proxy && -z "${skip_rest:-}" ]]; then
     # limit_conn counts them; idle keep-alive connections (Waiting) hold no slot. Less the status
     # request itself.
     gauge OpenSockets $((reading + writing - 1))
-    gauge MaxSockets "$ceiling"
+    if [[ -n "$ceiling" ]]; then gauge MaxSockets "$ceiling"; fi
     counter Accepted "$accepts"
     counter Handled "$handled"
 

@@ -131,3 +131,39 @@ describe("the metric sender on the local stack, into a stand-in for CloudWatch",
         }
     });
 });
+
+describe("the metric sender on proxies behind the front (PROXY protocol), into a stand-in for CloudWatch", awsCli, async () => {
+    if (awsCli.skip !== undefined) return;
+    const stack = await startTestEdge({ settings: { proxyCount: "2" } });
+    const cloudWatch = await CloudWatchStandIn.start();
+    after(() => cloudWatch.stop());
+    const stateDir = (stack as unknown as { stateDir: string }).stateDir;
+    const open: WebSocket[] = [];
+    after(() => Promise.all(open.map((socket) => close(socket))));
+
+    it("checks each proxy's health with the PROXY header its listener wants, and counts each one's sockets", async () => {
+        for (let n = 0; n < 4; n++) open.push((await connectToEdge(stack, { localAddress: clientNetworkAddress(10 + n) })).socket);
+        let total = 0;
+        for (const proxy of ["proxy-1", "proxy-2"]) {
+            const dimensions = { Stack: "wss-edge-test", Proxy: proxy };
+            await run("bash", [sender, "proxy"], {
+                env: {
+                    PATH: "/usr/sbin:/usr/bin:/sbin:/bin",
+                    HOME: process.env.HOME,
+                    AWS_ACCESS_KEY_ID: "stand-in",
+                    AWS_SECRET_ACCESS_KEY: "stand-in",
+                    AWS_DEFAULT_REGION: "eu-west-1",
+                    WSS_EDGE_METRICS_NAMESPACE: "WssEdge",
+                    WSS_EDGE_METRICS_DIMENSIONS: `Stack=wss-edge-test,Proxy=${proxy}`,
+                    WSS_EDGE_CLOUDWATCH_ENDPOINT: cloudWatch.endpoint,
+                    WSS_EDGE_METRICS_STATE: join(stateDir, "metrics", proxy),
+                    WSS_EDGE_ROOT: join(stateDir, proxy),
+                },
+                timeout: 60_000,
+            });
+            assert.equal(cloudWatch.latest("HealthCheck", dimensions), 1, `${proxy}: its listener takes PROXY protocol only`);
+            total += cloudWatch.latest("OpenSockets", dimensions) ?? 0;
+        }
+        assert.equal(total, 4, "every socket through the front, on one proxy or the other");
+    });
+});

@@ -251,6 +251,13 @@ describe("a proxy VM booted before the store holds any release", twinRuns, async
             assert.equal(cloudWatch.latest("MaxSockets", host), plan.maxSockets);
             assert.equal(cloudWatch.latest("HealthCheck", host), 1);
             assert.ok((cloudWatch.latest("EdgeCertificateDaysLeft", host) ?? 0) > 300, "the stack CA's certificate, a year");
+
+            // A release that says nothing of metrics (as off AWS) takes the timer and the sender away.
+            const without = await store.publish("edge", releaseFolders.edge, releaseOf(plan, stack.certificates));
+            const plain = await roll(ssm, store, without, [twin.options.instanceId]);
+            assert.equal(plain.code, 0, plain.stderr);
+            assert.equal((await twin.exec("systemctl is-enabled wss-edge-metrics.timer")).code === 0, false, "the timer is gone");
+            assert.equal((await twin.exec("test -e /etc/wss-edge/bin/edge-metrics.sh")).code, 1, "and the sender");
         } finally {
             await cloudWatch.stop();
         }
