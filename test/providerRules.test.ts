@@ -61,6 +61,13 @@ describe("the rules, as the installed providers document them", () => {
         );
     });
 
+    it("aws acm: an imported certificate takes new material in place (the renewal alarm's ARN stays)", () => {
+        assert.match(
+            typings("@pulumi/aws/acm/certificate.d.ts"),
+            /New certificate materials can be supplied to an existing imported certificate to update it in place\./,
+        );
+    });
+
     it("aws lb: a deregistration delay of at most 3600 s", () => {
         assert.match(
             typings("@pulumi/aws/lb/targetGroup.d.ts"),
@@ -132,6 +139,34 @@ describe("the planner applies them", () => {
         assert.equal(action(object("edge/gate", "a"), object("edge/gate", "b")), "update");
         const template = (instanceType: string) => resource("aws:ec2/launchTemplate:LaunchTemplate", { imageId: "ami-1", instanceType });
         assert.equal(action(template("c6i.large"), template("c6i.xlarge")), "update");
+    });
+
+    it("an alarm: a new threshold updates it, a new name replaces it; ACM's copy takes a renewed certificate in place", () => {
+        const alarm = (name: string, threshold: number) =>
+            resource("aws:cloudwatch/metricAlarm:MetricAlarm", { name, metricName: "OpenSockets", threshold });
+        assert.equal(action(alarm("a", 30840), alarm("a", 67840)), "update");
+        assert.equal(action(alarm("a", 30840), alarm("b", 30840)), "replace");
+        const copy = (certificateBody: string) => resource("aws:acm/certificate:Certificate", { certificateBody, privateKey: "k" });
+        assert.equal(action(copy("leaf 1"), copy("leaf 2")), "update");
+    });
+
+    it("the ACME order: the same inputs, the same; another name, CA, zone or account, a new order", () => {
+        const order = (inputs: Record<string, unknown>) =>
+            resource("pulumi-nodejs:dynamic/wss-edge:AcmeOrder", {
+                domainName: "ws.example.com",
+                directoryUrl: "https://acme-v02.api.letsencrypt.org/directory",
+                hostedZoneId: "Z1",
+                accountKeyPem: "k",
+                ...inputs,
+            });
+        assert.equal(action(order({}), order({})), "same");
+        for (const change of [
+            { domainName: "chat.example.com" },
+            { directoryUrl: "https://other/dir" },
+            { hostedZoneId: "Z2" },
+            { accountKeyPem: "k2" },
+        ])
+            assert.equal(action(order({}), order(change)), "replace", JSON.stringify(change));
     });
 
     it("a target group: a new drain delay updates it, a new port replaces it", () => {

@@ -36,6 +36,8 @@
  *   (internal/service/ec2/vpc_endpoint.go). An Auto Scaling group's subnets
  *   (`vpc_zone_identifier`) change in place and start no instance refresh: the proxies stay
  *   where they are (internal/service/autoscaling/group.go).
+ * - CloudWatch alarms (terraform-provider-aws `resourceAwsCloudWatchMetricAlarm`): `alarm_name` is
+ *   the one ForceNew attribute; a new threshold, dimension or action is a PutMetricAlarm in place.
  * - ACM (terraform-provider-aws internal/service/acm/certificate.go, `resourceCertificateUpdate`):
  *   a new body, chain or key of an imported certificate is imported again with ImportCertificate
  *   under the same ARN, in place.
@@ -86,6 +88,8 @@ const replacingInputs: Record<string, readonly string[]> = {
     "aws:lb/listener:Listener": ["loadBalancerArn"],
     "aws:route53/record:Record": ["name", "zoneId"],
     "aws:ec2/vpcEndpoint:VpcEndpoint": ["serviceName", "vpcEndpointType", "vpcId"],
+    // Only the alarm's name forces a new alarm; its metric, threshold and actions change in place.
+    "aws:cloudwatch/metricAlarm:MetricAlarm": ["name"],
     // The stack's own dynamic provider (components/acmeCertificate.ts): any input is a new order.
     "pulumi-nodejs:dynamic/wss-edge:AcmeOrder": ["domainName", "directoryUrl", "hostedZoneId", "accountKeyPem"],
 };
