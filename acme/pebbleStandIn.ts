@@ -5,11 +5,12 @@
  * `ChallengeTestServerDns` writes. Pebble's roots are made anew at every start: a client trusts
  * the root of the Pebble that issued the certificate it is shown.
  */
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { freePort } from "../local/ports";
 import { findBinary, terminate, waitUntil } from "../local/processes";
+import { selfSignedCertificate } from "../pki/selfSigned";
 
 export interface PebbleCa {
     readonly directoryUrl: string;
@@ -58,7 +59,8 @@ async function start(
     children: ChildProcess[],
     stop: () => Promise<void>,
 ): Promise<PebbleCa> {
-    const { certificatePath, keyPath } = listenerCertificate(dir);
+    // Pebble's own HTTPS listener (not what it issues): self-signed, for 127.0.0.1, a year.
+    const { certificatePath, keyPath } = selfSignedCertificate(dir, "127.0.0.1", "IP:127.0.0.1", 365);
     const [acmePort, managementPort, dnsPort, dnsManagementPort] = [
         await freePort("127.0.0.1"),
         await freePort("127.0.0.1"),
@@ -157,34 +159,4 @@ async function start(
         processes: children.map((child) => ({ pid: child.pid ?? 0, command: child.spawnfile })),
         stop,
     };
-}
-
-/** The certificate of Pebble's own HTTPS listener (not of what it issues): self-signed, for 127.0.0.1. */
-function listenerCertificate(dir: string): { certificatePath: string; keyPath: string } {
-    const certificatePath = join(dir, "listener.crt");
-    const keyPath = join(dir, "listener.key");
-    execFileSync(
-        "openssl",
-        [
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "365",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            keyPath,
-            "-out",
-            certificatePath,
-        ],
-        { stdio: "ignore" },
-    );
-    return { certificatePath, keyPath };
 }

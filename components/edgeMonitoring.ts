@@ -121,27 +121,28 @@ export class EdgeMonitoring extends pulumi.ComponentResource {
             ];
         });
 
+        /** An alarm named `<prefix>-<id>`, sent to the topic when it fires and when it clears. */
+        const topicAlarm = (id: string, alarm: Omit<aws.cloudwatch.MetricAlarmArgs, "name" | "alarmActions" | "okActions">) =>
+            new aws.cloudwatch.MetricAlarm(
+                `${name}-${id}`,
+                { name: `${prefix}-${id}`, ...alarm, alarmActions: [this.topic.arn], okActions: [this.topic.arn] },
+                { parent: this },
+            );
+
         for (const { port, targetGroup, loadBalancer } of args.targetGroups ?? []) {
             this.alarms.push(
-                new aws.cloudwatch.MetricAlarm(
-                    `${name}-unhealthy-proxies-${port}`,
-                    {
-                        name: `${prefix}-unhealthy-proxies-${port}`,
-                        alarmDescription: `A proxy fails the load balancer's health check on port ${port}: it gets no new clients`,
-                        namespace: "AWS/NetworkELB",
-                        metricName: "UnHealthyHostCount",
-                        dimensions: { TargetGroup: targetGroup.arnSuffix, LoadBalancer: loadBalancer.arnSuffix },
-                        statistic: "Maximum",
-                        period: 60,
-                        evaluationPeriods: failedMinutes,
-                        threshold: 1,
-                        comparisonOperator: "GreaterThanOrEqualToThreshold",
-                        treatMissingData: "notBreaching",
-                        alarmActions: [this.topic.arn],
-                        okActions: [this.topic.arn],
-                    },
-                    { parent: this },
-                ),
+                topicAlarm(`unhealthy-proxies-${port}`, {
+                    alarmDescription: `A proxy fails the load balancer's health check on port ${port}: it gets no new clients`,
+                    namespace: "AWS/NetworkELB",
+                    metricName: "UnHealthyHostCount",
+                    dimensions: { TargetGroup: targetGroup.arnSuffix, LoadBalancer: loadBalancer.arnSuffix },
+                    statistic: "Maximum",
+                    period: 60,
+                    evaluationPeriods: failedMinutes,
+                    threshold: 1,
+                    comparisonOperator: "GreaterThanOrEqualToThreshold",
+                    treatMissingData: "notBreaching",
+                }),
             );
         }
 
@@ -157,26 +158,19 @@ export class EdgeMonitoring extends pulumi.ComponentResource {
             statistic: "Maximum" | "Sum",
             threshold: pulumi.Input<number>,
         ) =>
-            new aws.cloudwatch.MetricAlarm(
-                `${name}-${id}`,
-                {
-                    name: `${prefix}-${id}`,
-                    alarmDescription: description,
-                    namespace: metricsNamespace,
-                    metricName: "OpenSockets",
-                    dimensions: { Stack: stack, Role: role },
-                    statistic,
-                    period: 60,
-                    evaluationPeriods: 3,
-                    datapointsToAlarm: 2,
-                    threshold,
-                    comparisonOperator: "GreaterThanOrEqualToThreshold",
-                    treatMissingData: "missing",
-                    alarmActions: [this.topic.arn],
-                    okActions: [this.topic.arn],
-                },
-                { parent: this },
-            );
+            topicAlarm(id, {
+                alarmDescription: description,
+                namespace: metricsNamespace,
+                metricName: "OpenSockets",
+                dimensions: { Stack: stack, Role: role },
+                statistic,
+                period: 60,
+                evaluationPeriods: 3,
+                datapointsToAlarm: 2,
+                threshold,
+                comparisonOperator: "GreaterThanOrEqualToThreshold",
+                treatMissingData: "missing",
+            });
         const { capacity } = args;
         const proxyThreshold = pulumi.output(capacity.proxyMaxSockets).apply((max) => Math.ceil(alarmShare * (max ?? 0)));
         this.alarms.push(
@@ -211,25 +205,18 @@ export class EdgeMonitoring extends pulumi.ComponentResource {
         // NGINX not answering its own health check on a VM that is up: the sender says 0 (a dead VM
         // sends nothing, and its status checks say so). Both shapes: the group's proxies too.
         this.alarms.push(
-            new aws.cloudwatch.MetricAlarm(
-                `${name}-edge-health`,
-                {
-                    name: `${prefix}-edge-health`,
-                    alarmDescription: "A proxy's NGINX does not answer its health check (/healthz on its own port) on a VM that is up",
-                    namespace: metricsNamespace,
-                    metricName: "HealthCheck",
-                    dimensions: { Stack: stack, Role: "proxy" },
-                    statistic: "Minimum",
-                    period: 60,
-                    evaluationPeriods: 2,
-                    threshold: 1,
-                    comparisonOperator: "LessThanThreshold",
-                    treatMissingData: "missing",
-                    alarmActions: [this.topic.arn],
-                    okActions: [this.topic.arn],
-                },
-                { parent: this },
-            ),
+            topicAlarm("edge-health", {
+                alarmDescription: "A proxy's NGINX does not answer its health check (/healthz on its own port) on a VM that is up",
+                namespace: metricsNamespace,
+                metricName: "HealthCheck",
+                dimensions: { Stack: stack, Role: "proxy" },
+                statistic: "Minimum",
+                period: 60,
+                evaluationPeriods: 2,
+                threshold: 1,
+                comparisonOperator: "LessThanThreshold",
+                treatMissingData: "missing",
+            }),
         );
 
         if (args.acmeCertificate) {
@@ -237,27 +224,20 @@ export class EdgeMonitoring extends pulumi.ComponentResource {
             // day, before ACM's first point) never raises it; an expired certificate, whose metric stops,
             // was under the threshold for weeks before.
             this.alarms.push(
-                new aws.cloudwatch.MetricAlarm(
-                    `${name}-certificate-renewal`,
-                    {
-                        name: `${prefix}-certificate-renewal`,
-                        alarmDescription:
-                            "The edge's ACME certificate was not renewed in time: pulumi up (the weekly refresh workflow) renews it once a third of its lifetime is left; see docs/aws.md",
-                        namespace: "AWS/CertificateManager",
-                        metricName: "DaysToExpiry",
-                        dimensions: { CertificateArn: args.acmeCertificate.acmCertificateArn },
-                        statistic: "Minimum",
-                        period: 86_400,
-                        evaluationPeriods: 2,
-                        datapointsToAlarm: 2,
-                        threshold: args.acmeCertificate.alarmDaysLeft,
-                        comparisonOperator: "LessThanThreshold",
-                        treatMissingData: "missing",
-                        alarmActions: [this.topic.arn],
-                        okActions: [this.topic.arn],
-                    },
-                    { parent: this },
-                ),
+                topicAlarm("certificate-renewal", {
+                    alarmDescription:
+                        "The edge's ACME certificate was not renewed in time: pulumi up (the weekly refresh workflow) renews it once a third of its lifetime is left; see docs/aws.md",
+                    namespace: "AWS/CertificateManager",
+                    metricName: "DaysToExpiry",
+                    dimensions: { CertificateArn: args.acmeCertificate.acmCertificateArn },
+                    statistic: "Minimum",
+                    period: 86_400,
+                    evaluationPeriods: 2,
+                    datapointsToAlarm: 2,
+                    threshold: args.acmeCertificate.alarmDaysLeft,
+                    comparisonOperator: "LessThanThreshold",
+                    treatMissingData: "missing",
+                }),
             );
         }
 

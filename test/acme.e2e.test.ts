@@ -122,6 +122,17 @@ describe("DNS-01 through a Route 53 hosted zone (moto's server standing in for R
     });
 });
 
+/** What the stack gives the ACME order, for the edge's name at `directoryUrl`, on a new account. */
+async function orderInputs(directoryUrl: string): Promise<AcmeOrderInputs> {
+    return {
+        domainName: domain,
+        directoryUrl,
+        hostedZoneId: "Z0123456789ABCDEFGHIJ",
+        accountKeyPem: await newAccountKey(),
+        awsProfile: "",
+    };
+}
+
 describe("the ACME order's dynamic provider, as the Pulumi engine's dynamic-provider host runs it", async () => {
     const ca = await startPebble({ certificateValiditySeconds: lifetimeSeconds });
     // This process trusts Pebble's test listener, as every machine trusts Let's Encrypt's.
@@ -131,13 +142,7 @@ describe("the ACME order's dynamic provider, as the Pulumi engine's dynamic-prov
     const provider = acmeOrderProvider(() => new ChallengeTestServerDns(ca.dnsManagementUrl));
     const serialized = await pulumi.runtime.serializeFunction(() => provider, { allowSecrets: true });
     const host = (requireFromString(serialized.text) as { handler: () => pulumi.dynamic.ResourceProvider }).handler();
-    const inputs: AcmeOrderInputs = {
-        domainName: domain,
-        directoryUrl: ca.directoryUrl,
-        hostedZoneId: "Z0123456789ABCDEFGHIJ",
-        accountKeyPem: await newAccountKey(),
-        awsProfile: "",
-    };
+    const inputs = await orderInputs(ca.directoryUrl);
     const created = await host.create!(inputs);
     const outs = created.outs as AcmeOrderOutputs;
 
@@ -176,13 +181,7 @@ describe("ACME Renewal Information (RFC 9773), from a CA that offers it: Debian 
     // Let's Encrypt's 90 days: Pebble's window is two days wide around two thirds of the lifetime.
     const ca = await startPebble({ certificateValiditySeconds: 90 * 86_400, binaries: trixiePebbleBinaries() });
     trustDirectoryCa(ca.listenerCaPem);
-    const inputs: AcmeOrderInputs = {
-        domainName: domain,
-        directoryUrl: ca.directoryUrl,
-        hostedZoneId: "Z0123456789ABCDEFGHIJ",
-        accountKeyPem: await newAccountKey(),
-        awsProfile: "",
-    };
+    const inputs = await orderInputs(ca.directoryUrl);
     const provider = acmeOrderProvider(() => new ChallengeTestServerDns(ca.dnsManagementUrl));
     const created = await provider.create?.(inputs);
     const outs = created?.outs as AcmeOrderOutputs;

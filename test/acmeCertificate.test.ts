@@ -4,20 +4,11 @@
 // alarm, and refuses a certificate setting that lacks what it needs before registering anything.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import type * as pulumi from "@pulumi/pulumi";
 import { renewalAlarmDaysLeft, splitChain } from "../components/acmeCertificate";
 import { validateSettings } from "../settings/edgeSettings";
-import { bundleFiles, named, ofType, type RegisteredResource, resolveOutput, runEdgeProgram, teamPlacement } from "./support/pulumiProgram";
+import { once } from "./support/once";
+import { bundleFiles, named, ofType, type RegisteredResource, resolved, runEdgeProgram, teamPlacement } from "./support/pulumiProgram";
 
-function once<T>(make: () => Promise<T>): () => Promise<T> {
-    let made: Promise<T> | undefined;
-    return () => {
-        made ??= make();
-        return made;
-    };
-}
-
-const resolved = (values: unknown) => resolveOutput(values as pulumi.Input<unknown>) as Promise<any>;
 const orders = (resources: RegisteredResource[]) => ofType(resources, "pulumi-nodejs:dynamic/wss-edge:AcmeOrder");
 const zone = "Z0123456789ABCDEFGHIJ";
 /** What each PEM block of the mocks' certificates says (they carry text, not DER). */

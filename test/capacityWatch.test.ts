@@ -5,20 +5,11 @@
 // each backend against its cap, NGINX's own health check, all to the stack's topic.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import type * as pulumi from "@pulumi/pulumi";
 import { alarmShare } from "../components/edgeMonitoring";
 import { metricsSenderScript } from "../deploy/deployBundle";
-import { bundleFiles, named, ofType, type RegisteredResource, resolveOutput, runEdgeProgram } from "./support/pulumiProgram";
+import { once } from "./support/once";
+import { bundleFiles, named, ofType, type RegisteredResource, resolved, runEdgeProgram } from "./support/pulumiProgram";
 
-function once<T>(make: () => Promise<T>): () => Promise<T> {
-    let made: Promise<T> | undefined;
-    return () => {
-        made ??= make();
-        return made;
-    };
-}
-
-const resolved = (values: unknown) => resolveOutput(values as pulumi.Input<unknown>) as Promise<any>;
 const stack = "wss-edge-dev";
 const topic = "arn:aws:sns:eu-west-1:123456789012:edge-alarms";
 

@@ -10,12 +10,13 @@ import { interfaceServices } from "../components/backendEndpoints";
 import { ipv6Gaps, networkProblems, offersIpv6 } from "../components/networkFacts";
 import { type EarlierStacks, earlierStacksPath, inputsDigest } from "./golden/earlierStacks";
 import { engineUrns, matchState } from "./support/engineUrns";
+import { once } from "./support/once";
 import {
     dualStackPlacement,
     named,
     ofType,
     type RegisteredResource,
-    resolveOutput,
+    resolved,
     runEdgeProgram,
     teamPlacement,
 } from "./support/pulumiProgram";
@@ -23,17 +24,7 @@ import {
 const earlier = JSON.parse(readFileSync(earlierStacksPath, "utf8")) as EarlierStacks;
 const earlierUrns = (shape: string) => new Set(Object.keys(earlier.state[shape]));
 
-/** The value of `make()`, made once, on first use. */
-function once<T>(make: () => Promise<T>): () => Promise<T> {
-    let made: Promise<T> | undefined;
-    return () => {
-        made ??= make();
-        return made;
-    };
-}
-
 const instances = (resources: RegisteredResource[]) => ofType(resources, "aws:ec2/instance:Instance");
-const resolved = (values: unknown) => resolveOutput(values as pulumi.Input<unknown>);
 
 describe("the edge as a component other programs import", () => {
     it("is a component class: require('./components').WssEdge", () => {

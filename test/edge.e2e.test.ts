@@ -12,6 +12,7 @@ import WebSocket from "ws";
 import { repositoryRoot } from "../local/localStack";
 import { terminate, waitUntil } from "../local/processes";
 import { backendServerName } from "../pki/pkiSpec";
+import { selfSignedCertificate } from "../pki/selfSigned";
 import { close, echo } from "../smoke/edgeClient";
 import {
     clientNetworkAddress,
@@ -22,7 +23,6 @@ import {
     startTestEdge,
     whileBackendsStopped,
 } from "./support/localEdge";
-import { selfSignedCertificate } from "./support/selfSigned";
 
 describe("the local edge", async () => {
     const stack = await startTestEdge();

@@ -20,6 +20,32 @@ const run = promisify(execFile);
 const sender = join(repositoryRoot, "deploy", "edge-metrics.sh");
 const awsCli = requiring(unlessInstalled({ "/usr/bin/aws": "awscli" }));
 
+/** One run of the sender for `role`, as the VM's timer runs it, sending with `dimensions` to the stand-in; its state under `stateDir`. */
+function sendMetrics(
+    role: "proxy" | "backend",
+    cloudWatch: CloudWatchStandIn,
+    stateDir: string,
+    dimensions: string,
+    extra: Record<string, string> = {},
+) {
+    return run("bash", [sender, role], {
+        env: {
+            // As on the VMs: Debian's AWS CLI (a pip or pyenv one earlier on this machine's PATH is not it).
+            PATH: "/usr/sbin:/usr/bin:/sbin:/bin",
+            HOME: process.env.HOME,
+            AWS_ACCESS_KEY_ID: "stand-in",
+            AWS_SECRET_ACCESS_KEY: "stand-in",
+            AWS_DEFAULT_REGION: "eu-west-1",
+            WSS_EDGE_METRICS_NAMESPACE: "WssEdge",
+            WSS_EDGE_METRICS_DIMENSIONS: dimensions,
+            WSS_EDGE_CLOUDWATCH_ENDPOINT: cloudWatch.endpoint,
+            WSS_EDGE_METRICS_STATE: join(stateDir, "metrics", dimensions.replace(/[^A-Za-z0-9]+/g, "-")),
+            ...extra,
+        },
+        timeout: 60_000,
+    });
+}
+
 describe("the metric sender on the local stack, into a stand-in for CloudWatch", awsCli, async () => {
     if (awsCli.skip !== undefined) return;
     const ceiling = 4;
@@ -29,22 +55,7 @@ describe("the metric sender on the local stack, into a stand-in for CloudWatch",
     const stateDir = (stack as unknown as { stateDir: string }).stateDir;
 
     const send = (role: "proxy" | "backend", dimensions: string, extra: Record<string, string> = {}) =>
-        run("bash", [sender, role], {
-            env: {
-                // As on the VMs: Debian's AWS CLI (a pip or pyenv one earlier on this machine's PATH is not it).
-                PATH: "/usr/sbin:/usr/bin:/sbin:/bin",
-                HOME: process.env.HOME,
-                AWS_ACCESS_KEY_ID: "stand-in",
-                AWS_SECRET_ACCESS_KEY: "stand-in",
-                AWS_DEFAULT_REGION: "eu-west-1",
-                WSS_EDGE_METRICS_NAMESPACE: "WssEdge",
-                WSS_EDGE_METRICS_DIMENSIONS: dimensions,
-                WSS_EDGE_CLOUDWATCH_ENDPOINT: cloudWatch.endpoint,
-                WSS_EDGE_METRICS_STATE: join(stateDir, "metrics", dimensions.replace(/[^A-Za-z0-9]+/g, "-")),
-                ...extra,
-            },
-            timeout: 60_000,
-        });
+        sendMetrics(role, cloudWatch, stateDir, dimensions, extra);
     const proxy = { Stack: "wss-edge-test", Proxy: "proxy-1" };
     const sendProxy = () => send("proxy", "Stack=wss-edge-test,Proxy=proxy-1", { WSS_EDGE_ROOT: join(stateDir, "edge") });
 
@@ -146,20 +157,8 @@ describe("the metric sender on proxies behind the front (PROXY protocol), into a
         let total = 0;
         for (const proxy of ["proxy-1", "proxy-2"]) {
             const dimensions = { Stack: "wss-edge-test", Proxy: proxy };
-            await run("bash", [sender, "proxy"], {
-                env: {
-                    PATH: "/usr/sbin:/usr/bin:/sbin:/bin",
-                    HOME: process.env.HOME,
-                    AWS_ACCESS_KEY_ID: "stand-in",
-                    AWS_SECRET_ACCESS_KEY: "stand-in",
-                    AWS_DEFAULT_REGION: "eu-west-1",
-                    WSS_EDGE_METRICS_NAMESPACE: "WssEdge",
-                    WSS_EDGE_METRICS_DIMENSIONS: `Stack=wss-edge-test,Proxy=${proxy}`,
-                    WSS_EDGE_CLOUDWATCH_ENDPOINT: cloudWatch.endpoint,
-                    WSS_EDGE_METRICS_STATE: join(stateDir, "metrics", proxy),
-                    WSS_EDGE_ROOT: join(stateDir, proxy),
-                },
-                timeout: 60_000,
+            await sendMetrics("proxy", cloudWatch, stateDir, `Stack=wss-edge-test,Proxy=${proxy}`, {
+                WSS_EDGE_ROOT: join(stateDir, proxy),
             });
             assert.equal(cloudWatch.latest("HealthCheck", dimensions), 1, `${proxy}: its listener takes PROXY protocol only`);
             total += cloudWatch.latest("OpenSockets", dimensions) ?? 0;

@@ -37,6 +37,7 @@ import {
     twinPlan,
 } from "../twin/twinEdge";
 import { runningTwinPids, sharedHostAddress, VmTwin } from "../twin/vmTwin";
+import { once } from "./support/once";
 import { requiring, unlessTwinCanRun } from "./support/requirements";
 
 const run = promisify(execFile);
@@ -648,15 +649,6 @@ describe("user data cloud-init cannot read", twinRuns, async () => {
         });
     });
 });
-
-/** `make` run once, by whichever caller comes first; every caller gets its result. */
-function once<T>(make: () => Promise<T>): () => Promise<T> {
-    let made: Promise<T> | undefined;
-    return () => {
-        made ??= make();
-        return made;
-    };
-}
 
 /** NGINX's unit and its journal on the twin: what a failure message needs. */
 async function nginxAccount(twin: VmTwin): Promise<string> {

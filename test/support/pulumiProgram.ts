@@ -357,6 +357,9 @@ export function resolveOutput<T>(output: pulumi.Input<T>): Promise<T> {
     return new Promise((resolve) => pulumi.output(output).apply((value) => resolve(value as T)));
 }
 
+/** Any registered input's value, outputs resolved, untyped: what assertions compare. */
+export const resolved = (value: unknown): Promise<any> => resolveOutput(value as pulumi.Input<unknown>);
+
 export function secretness(output: pulumi.Output<unknown>): Promise<boolean> {
     return pulumi.isSecret(output);
 }

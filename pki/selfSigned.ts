@@ -1,11 +1,15 @@
 import { execFileSync } from "node:child_process";
 import { join } from "node:path";
 
-/** A self-signed ECDSA P-256 certificate for `subjectAltName` (e.g. "DNS:backend.internal", "IP:127.0.0.1"), valid a day, as cert.pem and key.pem in `dir`. */
+/**
+ * A self-signed ECDSA P-256 certificate for `subjectAltName` (e.g. "DNS:backend.internal",
+ * "IP:127.0.0.1"), valid `days` (one by default), as cert.pem and key.pem in `dir`.
+ */
 export function selfSignedCertificate(
     dir: string,
     commonName: string,
     subjectAltName: string,
+    days = 1,
 ): { certificatePath: string; keyPath: string } {
     const certificatePath = join(dir, "cert.pem");
     const keyPath = join(dir, "key.pem");
@@ -20,7 +24,7 @@ export function selfSignedCertificate(
             "ec_paramgen_curve:P-256",
             "-nodes",
             "-days",
-            "1",
+            String(days),
             "-subj",
             `/CN=${commonName}`,
             "-addext",
