@@ -560,6 +560,10 @@ describe("Pulumi.yaml", () => {
     const project = parseYaml(readFileSync(join(__dirname, "..", "Pulumi.yaml"), "utf8"));
     const dev = parseYaml(readFileSync(join(__dirname, "..", "Pulumi.dev.yaml"), "utf8"));
 
+    it("refreshes before every up, preview and destroy, so a lost VM or a moved address is seen (docs/engine-rules.md, e)", () => {
+        assert.equal(project.options?.refresh, "always");
+    });
+
     it("declares exactly what the settings table gives (regenerate with `npm run settings:pulumi-yaml`)", () => {
         assert.deepEqual(project.config, pulumiConfigBlock());
         for (const key of secretSettingKeys)
@@ -661,7 +665,7 @@ describe("Pulumi.yaml", () => {
             assert.deepEqual(jobs.up.permissions, { contents: "read", "id-token": "write" });
             const up = jobs.up.steps.find((step: any) => String(step.uses).startsWith("pulumi/actions@"));
             assert.equal(up.with.command, "up");
-            assert.equal(up.with.refresh, true, "`up` alone does not see a lost VM or a moved address (docs/engine-rules.md, e)");
+            assert.equal(up.with.refresh, true, "unrefreshed, `up` does not see a lost VM or a moved address (docs/engine-rules.md, e)");
             assert.ok(
                 jobs.up.steps.some((step: any) => String(step.uses).startsWith("aws-actions/configure-aws-credentials@")),
                 "AWS by OIDC",

@@ -17,7 +17,7 @@
 import assert from "node:assert/strict";
 import type { Change } from "./changePlan";
 import { describe as describeSchedule, type EngineStep, engineSchedule, type Schedule } from "./engineOrder";
-import type { RegisteredResource } from "./pulumiProgram";
+import { mockEdgeIp, mockProxyPublicIps, type RegisteredResource } from "./pulumiProgram";
 
 const key = (r: RegisteredResource) => `${r.type}::${r.name}`;
 const balancerParts = [
@@ -106,5 +106,10 @@ function assertNoStaleTargets(change: Change): void {
         const env = command.inputs.environment as Record<string, string>;
         const targets = env.WSS_EDGE_TARGETS.split(" ");
         for (const id of released) assert.ok(!targets.includes(id), `${command.name} would run on ${id}, which this update releases`);
+        // A public address read from state can be one this update released (an Elastic IP that
+        // moved, a proxy's address after proxyCount 1 → 2): no command may be given one.
+        const inputs = JSON.stringify(command.inputs);
+        for (const address of [mockEdgeIp, ...mockProxyPublicIps])
+            assert.ok(!inputs.includes(address), `${command.name} is given the public address ${address}, held in state`);
     }
 }

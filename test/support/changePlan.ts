@@ -45,12 +45,20 @@
  *   any input replaces it; the engine's dynamic-provider host does not replace a resource because
  *   its serialized provider changed (@pulumi/pulumi cmd/dynamic-provider, `diff`). Its renewal is a
  *   replacement its `diff` asks for once the renewal time has passed, which `replaced` stands for.
+ * - Refresh (docs/engine-rules.md, e): `up` refreshes first only with `--refresh` or Pulumi.yaml's
+ *   `options.refresh: always`, which this project sets. A refresh drops from the state a resource
+ *   its provider no longer finds (a terminated VM), so the update creates it anew, with no delete
+ *   of the old; without a refresh the update diffs the program against the state alone and a lost
+ *   resource goes unnoticed.
  * - The engine: `ignoreChanges` paths are not diffed; a replacement creates the new resource
  *   before it deletes the old one (no `deleteBeforeReplace` here); dependents see the new ID and
  *   outputs, which `planBetween` feeds back by running the program again. In what order the steps
  *   run, and which at the same time, is engineOrder.ts's.
  */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { isDeepStrictEqual } from "node:util";
+import { parse as parseYaml } from "yaml";
 import { type RegisteredResource, type RunOptions, runEdgeProgram } from "./pulumiProgram";
 
 export type Action = "same" | "create" | "delete" | "replace" | "update" | "update (stop and start)";
@@ -163,9 +171,17 @@ export function withAction(plan: Plan, ...actions: Action[]): string[] {
 export interface ProgramState {
     readonly config: Record<string, string>;
     readonly options?: Omit<RunOptions, "registered" | "replaced">;
-    /** What the cloud replaced between the runs (`pulumi up --replace`, a lost VM, a renewed certificate), as `type::name`. */
+    /** What the update replaces though the program did not change it (`pulumi up --replace`, a renewed certificate), as `type::name`. */
     readonly replaced?: readonly string[];
+    /** What was lost from the cloud behind Pulumi's back since the last update (a terminated VM), as `type::name`. */
+    readonly lost?: readonly string[];
+    /** `pulumi up --refresh=false`: the update skips the refresh Pulumi.yaml asks for. */
+    readonly skipRefresh?: boolean;
 }
+
+/** Whether a plain `pulumi up` refreshes first: Pulumi.yaml's `options.refresh`, as the CLI reads it. */
+export const upRefreshes: boolean =
+    parseYaml(readFileSync(join(__dirname, "..", "..", "Pulumi.yaml"), "utf8"))?.options?.refresh === "always";
 
 /**
  * The plan from `before` to `after`, with what a replacement does to its dependents: the program
@@ -198,8 +214,10 @@ function registered(state: ProgramState): Promise<readonly RegisteredResource[]>
 }
 
 export async function changeBetween(before: ProgramState, after: ProgramState): Promise<Change> {
-    const first = { resources: await registered(before) };
-    const replaced = new Set(after.replaced ?? []);
+    // What a refresh finds gone leaves the state before the update runs; unrefreshed, the state still holds it.
+    const lost = new Set(upRefreshes && !after.skipRefresh ? (after.lost ?? []) : []);
+    const first = { resources: (await registered(before)).filter((r) => !lost.has(resourceKey(r.type, r.name))) };
+    const replaced = new Set([...(after.replaced ?? []), ...lost]);
     for (let round = 0; round < 5; round++) {
         const second = await runEdgeProgram(after.config, { ...after.options, replaced: [...replaced] });
         const plan = new Map(planChanges(first.resources, second.resources));

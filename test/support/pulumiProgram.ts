@@ -67,6 +67,12 @@ export interface ProgramRun {
 
 export const mockBackendIps = ["10.0.1.21", "10.0.2.22", "10.0.3.23", "10.0.1.24", "10.0.2.25", "10.0.3.26"];
 export const mockEdgeIp = "198.51.100.7";
+/** A proxy instance's public address under the mocks: the nth proxy's, or its replacement's. */
+const mockProxyPublicIp = (n: number, replaced: boolean) => `203.0.113.${n + (replaced ? 100 : 0)}`;
+/** Every public address a proxy instance can have under the mocks (up to 10 proxies, replaced or not). */
+export const mockProxyPublicIps = [false, true].flatMap((replaced) =>
+    Array.from({ length: 10 }, (_, i) => mockProxyPublicIp(i + 1, replaced)),
+);
 export const mockVpcCidr = "172.31.0.0/16";
 
 export interface RunOptions {
@@ -420,7 +426,7 @@ function mockState(
             const backend = /backend-([0-9]+)/.exec(name);
             const privateIp = backend ? (replaced ? `10.0.9.${backend[1]}` : mockBackendIps[Number(backend[1]) - 1]) : "10.0.1.5";
             const proxy = /^edge-proxy(?:-([0-9]+))?/.exec(name);
-            const publicIp = proxy ? `203.0.113.${Number(proxy[1] ?? 1) + (replaced ? 100 : 0)}` : undefined;
+            const publicIp = proxy ? mockProxyPublicIp(Number(proxy[1] ?? 1), replaced) : undefined;
             const ipv6Addresses = inputs.ipv6AddressCount ? [`2001:db8:30:1::${replaced ? "b" : "a"}`] : [];
             return { privateIp, publicIp, ipv6Addresses, arn: `arn:aws:ec2:eu-west-1:123456789012:instance/${name}` };
         }
