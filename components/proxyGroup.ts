@@ -1,6 +1,8 @@
 import * as aws from "@pulumi/aws";
+import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { hardenedInstanceSettings, proxyMachine } from "./instanceDefaults";
+import { packageFile } from "./packageFiles";
 
 export interface ProxyGroupArgs {
     readonly instanceType: string;
@@ -16,6 +18,8 @@ export interface ProxyGroupArgs {
     readonly publicAddress: boolean;
     /** The balancer's target groups the proxies register in. */
     readonly targetGroupArns: pulumi.Input<string>[];
+    /** Where the group is, for the command that waits for its refreshes. */
+    readonly region: pulumi.Input<string>;
 }
 
 /** How long a new proxy has to boot, install and apply the current release before the balancer's health check counts. */
@@ -33,11 +37,15 @@ export const proxyWarmupSeconds = 60;
  * serving proxies than `count`; a leaving proxy is deregistered first and keeps its sockets for
  * the target groups' deregistration delay. The provider starts the refresh and does not wait
  * for it (terraform-provider-aws, instance_refresh: "This resource does not wait for the
- * instance refresh to complete"); a refresh that fails rolls back.
+ * instance refresh to complete"), so `refresh` does (deploy/await-refresh.sh): `pulumi up`
+ * prints the refresh's progress and the drains, and fails with AWS's reason when a refresh
+ * fails or rolls back.
  */
 export class ProxyGroup extends pulumi.ComponentResource {
     readonly launchTemplate: aws.ec2.LaunchTemplate;
     readonly group: aws.autoscaling.Group;
+    /** Waits for the instance refresh a new template version starts. */
+    readonly refresh: command.local.Command;
     readonly memoryMiB: pulumi.Output<number>;
     readonly vcpus: pulumi.Output<number>;
 
@@ -115,6 +123,21 @@ export class ProxyGroup extends pulumi.ComponentResource {
                 tags: Object.entries(tags).map(([key, value]) => ({ key, value, propagateAtLaunch: true })),
             },
             { parent: this },
+        );
+        this.refresh = new command.local.Command(
+            `${name}-refresh`,
+            {
+                create: `bash ${packageFile("deploy/await-refresh.sh")}`,
+                environment: {
+                    WSS_EDGE_REGION: args.region,
+                    WSS_EDGE_TARGETS: pulumi.interpolate`asg:${this.group.name}`,
+                    WSS_EDGE_TARGET_GROUPS: pulumi.all(args.targetGroupArns).apply((arns) => arns.join(" ")),
+                },
+                // A new template version is what starts a refresh; nothing else needs waiting for.
+                triggers: [this.launchTemplate.latestVersion],
+                logging: "stdoutAndStderr",
+            },
+            { parent: this, dependsOn: [this.group] },
         );
         this.registerOutputs({ name: this.group.name });
     }

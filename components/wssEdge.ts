@@ -199,6 +199,7 @@ export class WssEdge extends pulumi.ComponentResource {
                       userData,
                       publicAddress: network.inYourVpc,
                       targetGroupArns: balancer.targetGroups.map((group) => group.arn),
+                      region,
                   },
                   { ...formerly(), dependsOn: [proxyRole] },
               )

@@ -46,6 +46,12 @@ describe("the edge as a component other programs import", () => {
                     ...["backend-sockets", "edge-health", ...(shape === "load-balanced" ? ["fleet-sockets"] : []), "proxy-sockets"].map(
                         alarm,
                     ),
+                    // What waits for the group's instance refreshes: it finds none running, and passes.
+                    ...(shape === "load-balanced"
+                        ? [
+                              "urn:pulumi:dev::wss-edge::wss-edge:index:WssEdge$wss-edge:proxy:ProxyGroup$command:local:Command::edge-proxies-refresh",
+                          ]
+                        : []),
                 ].sort(),
             );
             assert.deepEqual(deleted, []);

@@ -205,7 +205,8 @@ const rows: Row[] = [
 
         change: "a new Debian or Amazon Linux AMI: instances keep theirs; the proxies' group rolls onto it, launching before terminating",
         options: { amiRelease: "2026.12" },
-        touches: { "one VM": [], "load-balanced": ["update edge-proxies", "update edge-proxies"] },
+        // The template's new version starts an instance refresh, which `up` waits for.
+        touches: { "one VM": [], "load-balanced": ["replace edge-proxies-refresh", "update edge-proxies", "update edge-proxies"] },
     },
     {
         matrix: "A backend certificate renewed",
@@ -307,6 +308,7 @@ const rows: Row[] = [
                 "update edge-fleet-sockets",
                 "update edge-proxies",
                 "update edge-proxies",
+                "replace edge-proxies-refresh",
                 "update edge-proxy-sockets",
             ].sort(),
         },
@@ -529,6 +531,7 @@ const rows: Row[] = [
                     "edge-edge",
                     "edge-edge",
                     "edge-load-balancer",
+                    "edge-proxies-refresh",
                     "edge-proxy",
                 ],
                 ...[1, 2, 3].flatMap((n) => [
@@ -561,6 +564,7 @@ const rows: Row[] = [
                     "edge-load-balancer",
                     "edge-proxies",
                     "edge-proxies",
+                    "edge-proxies-refresh",
                     "edge-unhealthy-proxies-443",
                 ].map((n) => `create ${n}`),
                 ...["edge", "edge-proxy", "edge-proxy", "edge-proxy-instance-check", "edge-proxy-system-check"].map((n) => `delete ${n}`),

@@ -119,6 +119,25 @@ for (const proxyCount of [2, 3]) {
             );
         });
 
+        it("waits for each instance refresh a new template version starts, after the group took it, and tells the drains as they go", () => {
+            const [group] = ofType(resources, "aws:autoscaling/group:Group");
+            const [launchTemplate] = ofType(resources, "aws:ec2/launchTemplate:LaunchTemplate");
+            const waiter = named(resources, "edge-proxies-refresh");
+            assert.match(waiter.inputs.create, /^bash (\S*\/)?deploy\/await-refresh\.sh$/);
+            assert.equal(waiter.inputs.environment.WSS_EDGE_TARGETS, "asg:edge-proxies-id", "the group the release rolls over");
+            assert.deepEqual(
+                waiter.inputs.environment.WSS_EDGE_TARGET_GROUPS.split(" ").map((arn: string) => arn.split(":").at(-1)),
+                ["targetgroup/edge-443/fedcba9876543210", "targetgroup/edge-80/fedcba9876543210"],
+            );
+            assert.deepEqual(
+                waiter.inputs.triggers,
+                [group.inputs.launchTemplate.version].map(Number),
+                "it runs again for each new version, and only then",
+            );
+            assert.ok(waiter.dependencies.includes(group.urn), "it starts once the group took the new version, which started the refresh");
+            assert.equal(launchTemplate.inputs.updateDefaultVersion, true);
+        });
+
         it("admits clients only at the balancer: the proxies' 443 and 80 take the balancer's group; no SSH", () => {
             const group = (name: string) => {
                 const found = ofType(resources, "aws:ec2/securityGroup:SecurityGroup").find((g) => g.name === name);
