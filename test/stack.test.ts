@@ -431,9 +431,26 @@ describe("the AWS stack under mocks, other configs", () => {
     it("in both shapes, no security-group rule admits 22 and nothing reaches a VM over SSH: no remote command, no key pair", async () => {
         for (const proxyCount of ["1", "2"]) {
             const { resources } = await runEdgeProgram({ ...devConfig, proxyCount, httpRedirect: "true" });
-            for (const group of ofType(resources, "aws:ec2/securityGroup:SecurityGroup"))
-                for (const rule of group.inputs.ingress)
-                    assert.ok(rule.fromPort > 22 || rule.toPort < 22, `${group.name} admits ${rule.fromPort}-${rule.toPort}`);
+            // Inline rules and rules made on their own, every protocol: -1 (all traffic) admits 22 whatever its ports say.
+            const rules = [
+                ...ofType(resources, "aws:ec2/securityGroup:SecurityGroup").flatMap((g) =>
+                    (g.inputs.ingress ?? []).map((rule: any) => ({ where: g.name, ...rule })),
+                ),
+                ...ofType(resources, "aws:ec2/securityGroupRule:SecurityGroupRule")
+                    .filter((r) => r.inputs.type === "ingress")
+                    .map((r) => ({ where: r.name, ...r.inputs })),
+                ...ofType(resources, "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule").map((r) => ({
+                    where: r.name,
+                    protocol: r.inputs.ipProtocol,
+                    fromPort: r.inputs.fromPort,
+                    toPort: r.inputs.toPort,
+                })),
+            ];
+            assert.ok(rules.length > 0);
+            for (const rule of rules) {
+                assert.notEqual(String(rule.protocol), "-1", `${rule.where} admits every port`);
+                assert.ok(rule.fromPort > 22 || rule.toPort < 22, `${rule.where} admits ${rule.fromPort}-${rule.toPort}`);
+            }
             assert.deepEqual(
                 resources.filter((r) => r.type.startsWith("command:remote:") || r.type === "aws:ec2/keyPair:KeyPair").map((r) => r.name),
                 [],
