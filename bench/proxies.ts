@@ -1,9 +1,11 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import type { LocalStack } from "../local/localStack";
+import { nginxProgram } from "../local/platformNginx";
 import { freePort, waitForPort } from "../local/ports";
 import { childPids, isAlive, stopNginx, terminate } from "../local/processes";
+import { backendTls12Ciphers } from "../nginx/tlsPolicy";
 import { backendServerName } from "../pki/pkiSpec";
 import type { TlsTarget } from "./loadClient";
 
@@ -26,6 +28,12 @@ export interface BenchContext {
     readonly dir: string;
     /** Descriptors one process may hold here. */
     readonly fileLimit: number;
+    /**
+     * A command the proxy runs under (callgrind), in the foreground as one process with one
+     * thread of work; active health checks are then left out, as they cost by the second and not
+     * by the session (this project's run in an agent beside NGINX, which is not counted either).
+     */
+    readonly underTool?: readonly string[];
 }
 
 /** A master process and its workers; none once the master is gone. */
@@ -67,13 +75,37 @@ export function wssEdge({ stack }: BenchContext): ProxyUnderTest {
 }
 
 /**
+ * This project's edge, as the local stack deployed it, run again under `underTool`: the stack's
+ * NGINX stops and the same config starts as one process (master_process off), so every
+ * instruction of a session is in one place.
+ */
+export async function wssEdgeUnderTool(context: BenchContext & { readonly underTool: readonly string[] }): Promise<ProxyUnderTest> {
+    const { stack, underTool } = context;
+    const master = stack.nginxMasterPid();
+    if (master) await stopNginx(master);
+    const config = join(dirname(dirname(stack.nginxPidFile)), "current", "nginx.conf");
+    const nginx = nginxProgram(stack.proxyPlatform);
+    const child = spawnUnder(underTool, nginx.path, [...nginx.args, "-c", config, "-g", foregroundNginx], withoutNginxVar());
+    await waitForPort("127.0.0.1", stack.edgeAddress.port, underToolStartMs);
+    return { ...wssEdge(context), processes: () => (child.pid ? [child.pid] : []), stop: () => terminate(child, "SIGQUIT") };
+}
+
+const foregroundNginx = "daemon off; master_process off;";
+/** Under callgrind a proxy starts tens of times slower (Caddy's Go runtime the slowest), more on a busy machine. */
+const underToolStartMs = 300000;
+
+function spawnUnder(tool: readonly string[], command: string, args: readonly string[], env: NodeJS.ProcessEnv = process.env): ChildProcess {
+    return spawn(tool[0], [...tool.slice(1), command, ...args], { stdio: ["ignore", "ignore", "ignore"], env });
+}
+
+/**
  * The tutorial's nginx.conf as written (../shared/reference/nginx-wss-tutorial.txt), with only
  * its missing semicolon fixed and its names pointed at this machine: its own RSA-4096
  * self-signed certificate, TLSv1-1.2, a hard-coded Connection "upgrade", default timeouts and
  * limits. It is an http{} fragment, so it is wrapped in the smallest main context NGINX runs
  * without root (events{}, pid, logs, temp paths); nothing else is added.
  */
-export async function tutorial({ stack, dir }: BenchContext): Promise<ProxyUnderTest> {
+export async function tutorial({ stack, dir, underTool }: BenchContext): Promise<ProxyUnderTest> {
     const root = join(dir, "tutorial");
     mkdirSync(join(root, "tmp"), { recursive: true });
     execFileSync(
@@ -109,13 +141,25 @@ server { listen 127.0.0.1:${port} ssl; server_name ws.serverlab.ca; ssl_certific
 ip_hash; server 127.0.0.1:${p1}; server 127.0.0.1:${p2}; server 127.0.0.1:${p3}; } }
 `;
     writeFileSync(join(root, "nginx.conf"), config);
-    execFileSync("nginx", ["-c", join(root, "nginx.conf")], { stdio: ["ignore", "ignore", "inherit"], env: withoutNginxVar() });
     const pidFile = join(root, "nginx.pid");
+    const target = { urls: [`wss://127.0.0.1:${port}/`], ca: readFileSync(join(root, "cert.pem"), "utf8"), servername: "localhost" };
+    if (underTool) {
+        const child = spawnUnder(underTool, "nginx", ["-c", join(root, "nginx.conf"), "-g", foregroundNginx], withoutNginxVar());
+        await waitForPort("127.0.0.1", port, underToolStartMs);
+        return {
+            name: "tutorial",
+            description: "the tutorial's config as written",
+            target,
+            processes: () => [child.pid ?? 0],
+            stop: () => terminate(child, "SIGQUIT"),
+        };
+    }
+    execFileSync("nginx", ["-c", join(root, "nginx.conf")], { stdio: ["ignore", "ignore", "inherit"], env: withoutNginxVar() });
     return {
         name: "tutorial",
         description:
             'the tutorial\'s config as written (RSA-4096, TLSv1-1.2, Connection "upgrade", NGINX defaults: 1 worker, 512 connections)',
-        target: { urls: [`wss://127.0.0.1:${port}/`], ca: readFileSync(join(root, "cert.pem"), "utf8"), servername: "localhost" },
+        target,
         processes: () => pidsUnder(readPid(pidFile)),
         socketCeiling: { sockets: 256, why: "NGINX's default worker_connections 512 and 1 worker, which the tutorial keeps" },
         stop: async () => {
@@ -127,11 +171,12 @@ ip_hash; server 127.0.0.1:${p1}; server 127.0.0.1:${p2}; server 127.0.0.1:${p3};
 
 /**
  * HAProxy 2.6 from Debian doing the same job: source-hash balancing, a tunnel timeout, TLS to
- * the backends with verification and the client certificate. HAProxy is one process; to hold
+ * the backends with verification and the client certificate, over TLS 1.2 with this project's
+ * suites and sessions resumed (HAProxy's default), as the edge's backend leg is by default. HAProxy is one process; to hold
  * more sockets than one process's descriptor limit allows, several share the port (SO_REUSEPORT).
  */
 export async function haproxy(
-    { stack, dir, fileLimit }: BenchContext,
+    { stack, dir, fileLimit, underTool }: BenchContext,
     instances: number,
     options: { readonly closeSpreadSeconds?: number } = {},
 ): Promise<ProxyUnderTest> {
@@ -153,14 +198,14 @@ export async function haproxy(
     const servers = backendPorts(stack)
         .map(
             (p, i) =>
-                `    server b${i + 1} 127.0.0.1:${p} ssl verify required ca-file ${root}/ca.crt crt ${root}/client.pem sni str(${backendServerName}) verifyhost ${backendServerName}`,
+                `    server b${i + 1} 127.0.0.1:${p} ssl verify required ca-file ${root}/ca.crt crt ${root}/client.pem sni str(${backendServerName}) verifyhost ${backendServerName} ssl-max-ver TLSv1.2 ciphers ${backendTls12Ciphers.join(":")}`,
         )
         .join("\n");
     writeFileSync(
         join(root, "haproxy.cfg"),
         `global
     maxconn ${perProcess}
-    nbthread 2
+    nbthread ${underTool ? 1 : 2}
     ssl-default-bind-options ssl-min-ver TLSv1.2
     ssl-default-bind-ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305
 ${spread}defaults
@@ -181,17 +226,18 @@ backend wss
     hash-type consistent
     option redispatch
     retries 2
-    default-server check inter 2s fall 2 rise 2
-${servers}
+${underTool ? "" : "    default-server check inter 2s fall 2 rise 2\n"}${servers}
 `,
     );
     const start = (...args: string[]) =>
-        spawn("haproxy", ["-db", "-f", join(root, "haproxy.cfg"), ...args], { stdio: ["ignore", "ignore", "inherit"] });
+        underTool
+            ? spawnUnder(underTool, "haproxy", ["-db", "-f", join(root, "haproxy.cfg"), ...args])
+            : spawn("haproxy", ["-db", "-f", join(root, "haproxy.cfg"), ...args], { stdio: ["ignore", "ignore", "inherit"] });
     const children: ChildProcess[] = Array.from({ length: instances }, () => start());
-    await waitForPort("127.0.0.1", port, 10000);
+    await waitForPort("127.0.0.1", port, underTool ? underToolStartMs : 10000);
     return {
         name: "haproxy",
-        description: `HAProxy 2.6 (balance source, consistent hashing, active checks, timeout tunnel, ssl verify required + client certificate), ${instances} process(es) sharing the port`,
+        description: `HAProxy 2.6 (balance source, consistent hashing, ${underTool ? "no active checks while counted" : "active checks"}, timeout tunnel, ssl verify required + client certificate, TLS 1.2 to the backends with sessions resumed), ${instances} process(es) sharing the port`,
         target: { urls: [`wss://127.0.0.1:${port}/`], ca: pki.caCertificatePem, servername: "localhost" },
         processes: () => children.map((c) => c.pid!).filter(Boolean),
         socketCeiling: {
@@ -213,7 +259,7 @@ ${servers}
 }
 
 /** Caddy 2.6 from Debian: ip_hash load balancing, TLS to the backends with the client certificate. */
-export async function caddy({ stack, dir, fileLimit }: BenchContext): Promise<ProxyUnderTest> {
+export async function caddy({ stack, dir, fileLimit, underTool }: BenchContext): Promise<ProxyUnderTest> {
     const root = join(dir, "caddy");
     mkdirSync(root, { recursive: true });
     const pki = stack.certificates;
@@ -250,11 +296,15 @@ https://localhost:${port} {
 }
 `,
     );
-    const child = spawn("caddy", ["run", "--config", join(root, "Caddyfile"), "--adapter", "caddyfile"], {
-        stdio: ["ignore", "ignore", "ignore"],
-        env: { ...process.env, HOME: root, XDG_DATA_HOME: join(root, "data"), XDG_CONFIG_HOME: join(root, "config") },
-    });
-    await waitForPort("127.0.0.1", port, 10000);
+    const env = { ...process.env, HOME: root, XDG_DATA_HOME: join(root, "data"), XDG_CONFIG_HOME: join(root, "config") };
+    const args = ["run", "--config", join(root, "Caddyfile"), "--adapter", "caddyfile"];
+    // Under the tool, threads run one at a time: more than one Go processor would only spin. Go's
+    // preemption signals, arriving while callgrind handles another, trip its assertion
+    // (threads.c, vgCallgrind_post_signal) and kill the run.
+    const child = underTool
+        ? spawnUnder(underTool, "caddy", args, { ...env, GOMAXPROCS: "1", GODEBUG: "asyncpreemptoff=1" })
+        : spawn("caddy", args, { stdio: ["ignore", "ignore", "ignore"], env });
+    await waitForPort("127.0.0.1", port, underTool ? underToolStartMs : 10000);
     const perProcess = Math.floor((fileLimit - 200) / 2);
     return {
         name: "caddy",

@@ -9,7 +9,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
-const purpose = ["test", "bench", "heap", "lint"].find((p) => process.argv.includes(p)) ?? "start";
+const purpose = ["test", "bench", "heap", "instructions", "lint"].find((p) => process.argv.includes(p)) ?? "start";
 
 // System packages: the binary each provides and the Debian package that has it. Lint and
 // format checks need none.
@@ -36,13 +36,16 @@ const systemPackages =
                         { binary: "certutil", pkg: "libnss3-tools", why: "the browser test's trust in the ACME CA's root" },
                     ]
                   : []),
-              ...(purpose === "bench"
+              ...(purpose === "bench" || purpose === "instructions"
                   ? [
                         { binary: "haproxy", pkg: "haproxy", why: "the HAProxy comparison" },
                         { binary: "caddy", pkg: "caddy", why: "the Caddy comparison" },
                     ]
                   : []),
               ...(purpose === "heap" ? [{ binary: "valgrind", pkg: "valgrind", why: "the NGINX heap profile" }] : []),
+              ...(purpose === "instructions" || purpose === "test"
+                  ? [{ binary: "valgrind", pkg: "valgrind", why: "instruction counts (callgrind)" }]
+                  : []),
           ];
 
 // Debian puts nginx and other daemons in /usr/sbin, which a non-root user's PATH often lacks;
