@@ -6,12 +6,13 @@
  * idle WSS sockets open, and attributes the difference per socket to what allocated it.
  * Results: bench/results/nginx-heap.md. Slow under valgrind, so not part of `npm run bench`.
  */
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { settingAssignments } from "../local/cli";
 import { LocalStack } from "../local/localStack";
+import { nginxProgram } from "../local/platformNginx";
 import { waitForPort } from "../local/ports";
 import { sleep, stopNginx, terminate } from "../local/processes";
 import { benchMain } from "./benchMain";
@@ -65,6 +66,7 @@ async function main(dir: string): Promise<void> {
         if (master) await stopNginx(master);
         const config = join(stack.stateDir, "edge", "current", "nginx.conf");
         const massifOut = join(dir, "massif.out");
+        const nginx = nginxProgram(stack.proxyPlatform);
         profiled = spawn(
             "valgrind",
             [
@@ -72,7 +74,8 @@ async function main(dir: string): Promise<void> {
                 "--vgdb=yes",
                 "--threshold=0.1",
                 `--massif-out-file=${massifOut}`,
-                "nginx",
+                nginx.path,
+                ...nginx.args,
                 "-c",
                 config,
                 "-g",
@@ -107,7 +110,7 @@ async function main(dir: string): Promise<void> {
             .map(([key, value]) => `-${key}-${value}`.replace(/[^A-Za-z0-9_.-]/g, "_"))
             .join("");
         const file = join(__dirname, "results", `nginx-heap${suffix}.md`);
-        writeFileSync(file, report(before, after, sockets, versionLine(), settings));
+        writeFileSync(file, report(before, after, sockets, nginxVersionLine(nginx), settings));
         log(`results: ${file}`);
     } finally {
         await fleet.stop();
@@ -187,10 +190,10 @@ function report(before: Snapshot, after: Snapshot, sockets: number, versions: st
     ].join("\n");
 }
 
-function versionLine(): string {
-    const nginx = execFileSync("sh", ["-c", "nginx -v 2>&1"], { encoding: "utf8" }).trim();
-    const openssl = execFileSync("openssl", ["version"], { encoding: "utf8" }).trim();
-    return `${nginx}; ${openssl}.`;
+/** What NGINX says of itself and of the OpenSSL it was built with and runs with. */
+export function nginxVersionLine(nginx: { readonly path: string; readonly args: readonly string[] }): string {
+    const lines = spawnSync(nginx.path, [...nginx.args, "-V"], { encoding: "utf8" }).stderr.split("\n");
+    return `${lines[0]}; ${lines[1]}.`.replace(/^nginx version: /, "");
 }
 
 if (require.main === module) {

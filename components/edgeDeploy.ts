@@ -19,7 +19,7 @@ export interface EdgeDeployArgs {
     /** The proxies: the single VM by its instance ID, or the Auto Scaling group. */
     readonly proxies: CommandTargets;
     /** The edge's plan: the config every proxy runs, and whether the health agent runs beside it. */
-    readonly plan: pulumi.Input<Pick<EdgePlan, "nginxConfig" | "healthAgent">>;
+    readonly plan: pulumi.Input<Pick<EdgePlan, "nginxConfig" | "healthAgent" | "platform">>;
     readonly certificates: EdgeCertificateInputs;
     /** Where the proxies send their metrics (metrics.env, deploy/deployBundle.ts `metricsEnvironment`). */
     readonly metricsEnvironment: pulumi.Input<string>;

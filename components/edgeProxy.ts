@@ -1,9 +1,12 @@
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
+import type { ProxyPlatform } from "../settings/settingsTable";
 import { hardenedInstanceSettings, proxyMachine } from "./instanceDefaults";
 
 export interface EdgeProxyArgs {
     readonly instanceType: string;
+    /** The proxy's Debian release (proxyPlatform). */
+    readonly platform: ProxyPlatform;
     readonly subnetId: pulumi.Input<string>;
     readonly securityGroupId: pulumi.Input<string>;
     readonly instanceProfile: pulumi.Input<string>;
@@ -31,7 +34,7 @@ export class EdgeProxy extends pulumi.ComponentResource {
 
     constructor(name: string, args: EdgeProxyArgs, opts?: pulumi.ComponentResourceOptions) {
         super("wss-edge:proxy:EdgeProxy", name, {}, opts);
-        const machine = proxyMachine(args.instanceType, this);
+        const machine = proxyMachine(args.instanceType, args.platform, this);
         this.memoryMiB = machine.memoryMiB;
         this.vcpus = machine.vcpus;
         this.instance = new aws.ec2.Instance(

@@ -1,5 +1,6 @@
 import * as aws from "@pulumi/aws";
 import type * as pulumi from "@pulumi/pulumi";
+import type { ProxyPlatform } from "../settings/settingsTable";
 
 /** What every instance of the stack gets, proxy and backends alike. */
 export const hardenedInstanceSettings = {
@@ -23,14 +24,15 @@ export function backendMemoryMiB(instanceType: string): pulumi.Output<number> {
 }
 
 /** The proxy's image and what its instance type offers (memory and vCPUs size NGINX's workers and its socket ceiling). */
-export function proxyMachine(instanceType: string, parent: pulumi.Resource) {
+/** The proxy's machine: the latest Debian image of `platform` for its architecture, and EC2's facts of its type. */
+export function proxyMachine(instanceType: string, platform: ProxyPlatform, parent: pulumi.Resource) {
     const architecture = cpuArchitecture(instanceType);
     const ami = aws.ec2.getAmiOutput(
         {
             owners: ["136693071363"], // Debian's official cloud images
             mostRecent: true,
             filters: [
-                { name: "name", values: [`debian-12-${architecture === "arm64" ? "arm64" : "amd64"}-*`] },
+                { name: "name", values: [`${platform}-${architecture === "arm64" ? "arm64" : "amd64"}-*`] },
                 { name: "state", values: ["available"] },
             ],
         },

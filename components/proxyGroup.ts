@@ -1,6 +1,7 @@
 import * as aws from "@pulumi/aws";
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
+import type { ProxyPlatform } from "../settings/settingsTable";
 import { hardenedInstanceSettings, proxyMachine } from "./instanceDefaults";
 import { packageFile } from "./packageFiles";
 
@@ -18,6 +19,8 @@ export interface ProxyGroupArgs {
     readonly publicAddress: boolean;
     /** The balancer's target groups the proxies register in. */
     readonly targetGroupArns: pulumi.Input<string>[];
+    /** The proxies' Debian release (proxyPlatform). */
+    readonly platform: ProxyPlatform;
     /** Where the group is, for the command that waits for its refreshes. */
     readonly region: pulumi.Input<string>;
 }
@@ -51,7 +54,7 @@ export class ProxyGroup extends pulumi.ComponentResource {
 
     constructor(name: string, args: ProxyGroupArgs, opts?: pulumi.ComponentResourceOptions) {
         super("wss-edge:proxy:ProxyGroup", name, {}, opts);
-        const machine = proxyMachine(args.instanceType, this);
+        const machine = proxyMachine(args.instanceType, args.platform, this);
         this.memoryMiB = machine.memoryMiB;
         this.vcpus = machine.vcpus;
         const { rootBlockDevice, metadataOptions } = hardenedInstanceSettings;

@@ -186,12 +186,15 @@ export class WssEdge extends pulumi.ComponentResource {
             { statements: channel.readStatements([`${releaseFolders.edge}/*`]), metricsNamespace },
             formerly(),
         );
-        const userData = pulumi.all([channel.store, region]).apply(([store, ssmAgentRegion]) => proxyUserData({ store, ssmAgentRegion }));
+        const userData = pulumi
+            .all([channel.store, region])
+            .apply(([store, ssmAgentRegion]) => proxyUserData({ store, ssmAgentRegion, platform: settings.proxyPlatform }));
         const proxy = balancer
             ? new ProxyGroup(
                   `${name}-proxies`,
                   {
                       instanceType: settings.proxyInstanceType,
+                      platform: settings.proxyPlatform,
                       count: settings.proxyCount,
                       subnetIds: network.publicSubnetIds,
                       securityGroupId: network.proxySecurityGroup.id,
@@ -207,6 +210,7 @@ export class WssEdge extends pulumi.ComponentResource {
                   `${name}-proxy`,
                   {
                       instanceType: settings.proxyInstanceType,
+                      platform: settings.proxyPlatform,
                       subnetId: network.publicSubnetIds.apply((ids) => ids[0]),
                       securityGroupId: network.proxySecurityGroup.id,
                       instanceProfile: proxyRole.profile.name,

@@ -20,6 +20,8 @@
 #   NGINX_BIN              the nginx binary (default: nginx on PATH)
 #   WSS_EDGE_SYSTEMD_UNIT  reload/start through this systemd unit instead of signals
 #   WSS_EDGE_KEEP          releases to keep besides the current one (default 5)
+#   WSS_EDGE_PLATFORM      the proxy platform this host runs (default: debian-<VERSION_ID> from
+#                          /etc/os-release; the local stack names the platform whose NGINX it runs)
 set -euo pipefail
 umask 077
 
@@ -68,6 +70,20 @@ awk -v downfile="$down_file" '
     upstream && /^[[:space:]]*}/ { upstream = 0 }
     { print }
 ' "$stage/nginx.conf" >"$stage/.nginx.conf.marked" && mv -f "$stage/.nginx.conf.marked" "$stage/nginx.conf"
+
+# A release names the proxy platform it was rendered for (proxyPlatform): its TLS groups and its
+# socket ceiling are that platform's. A proxy of another platform (an old one that an instance
+# refresh is about to replace) keeps its live release: Debian 12's NGINX refuses Debian 13's
+# hybrid group, and Debian 13's OpenSSL keeps more per socket than Debian 12's ceiling allows for.
+if [ -f "$stage/platform" ]; then
+    wanted=$(cat "$stage/platform")
+    here=${WSS_EDGE_PLATFORM:-$(. /etc/os-release && echo "debian-${VERSION_ID:-unknown}")}
+    if [ "$here" != "$wanted" ]; then
+        [ -e "$root/current" ] || fail "this proxy runs $here and the release is for $wanted; it has no live release to keep"
+        echo "deploy-edge-config: this proxy runs $here and the release is for $wanted: it keeps its live release until it is replaced"
+        exit 0
+    fi
+fi
 
 if ! check=$("$nginx" -t -q -c "$stage/nginx.conf" 2>&1); then
     echo "$check" >&2

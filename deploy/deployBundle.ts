@@ -49,12 +49,15 @@ export interface EdgeRelease {
     readonly backendHealthAgent: boolean;
     /** metrics.env, where the proxies send their metrics to CloudWatch (on AWS); none elsewhere. */
     readonly metricsEnvironment?: string;
+    /** The proxy platform the config is for (proxyPlatform): a proxy of another keeps its live release. */
+    readonly platform: string;
 }
 
 /** The release as the deploy script stages it: nginx.conf beside the TLS files it names, and the health agent. */
 export function releaseFiles(release: EdgeRelease): Record<string, string> {
     return {
         "nginx.conf": release.nginxConfig,
+        platform: `${release.platform}\n`,
         [edgeTlsFiles.certificate]: release.certificateChainPem,
         [edgeTlsFiles.certificateKey]: release.privateKeyPem,
         [edgeTlsFiles.backendCa]: release.backendCaPem,

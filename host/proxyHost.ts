@@ -1,3 +1,4 @@
+import type { ProxyPlatform } from "../settings/settingsTable";
 import { renderCloudConfig } from "./cloudConfig";
 import { applyReleaseCommand, type ReleaseStore, releaseFolders } from "./releaseChannel";
 
@@ -96,6 +97,20 @@ export interface ProxyUserDataOptions {
     readonly store: ReleaseStore;
     /** Install Systems Manager's agent for this region (on AWS; the twin's stand-in runs the documents itself). */
     readonly ssmAgentRegion?: string;
+    /** The Debian release the VM must run (proxyPlatform); Debian 12 by default. */
+    readonly platform?: ProxyPlatform;
+}
+
+/**
+ * First boot on another release than Debian 12 checks that the image is that release before it
+ * installs anything. It is there only then, so the default's user data, and its VMs, stay as
+ * they were; a change of platform changes the user data, which replaces the VM.
+ */
+function platformCheckScript(platform: ProxyPlatform): string {
+    return `#!/bin/sh
+. /etc/os-release
+[ "debian-$VERSION_ID" = "${platform}" ] || { echo "wss-edge: this VM runs debian-$VERSION_ID; the stack's proxyPlatform is ${platform}" >&2; exit 1; }
+`;
 }
 
 /**
@@ -104,15 +119,20 @@ export interface ProxyUserDataOptions {
  */
 export function proxyUserData(options: ProxyUserDataOptions): string {
     const agent = options.ssmAgentRegion;
+    const platform = options.platform ?? "debian-12";
     return renderCloudConfig({
         purpose: "wss-edge proxy: NGINX from Debian, serving the release store's current edge release",
         files: [
+            ...(platform !== "debian-12"
+                ? [{ path: "/usr/local/sbin/wss-edge-check-platform", permissions: "0755", content: platformCheckScript(platform) }]
+                : []),
             ...(agent
                 ? [{ path: "/usr/local/sbin/wss-edge-install-ssm-agent", permissions: "0755", content: ssmAgentInstallScript(agent) }]
                 : []),
             { path: "/usr/local/sbin/wss-edge-first-boot", permissions: "0755", content: proxyFirstBootScript },
         ],
         runcmd: [
+            ...(platform !== "debian-12" ? [["/usr/local/sbin/wss-edge-check-platform"]] : []),
             ...(agent ? [["/usr/local/sbin/wss-edge-install-ssm-agent"]] : []),
             ["/usr/local/sbin/wss-edge-first-boot"],
             ["sh", "-c", applyReleaseCommand(options.store, "edge", releaseFolders.edge, "current", edgeDeployEnvironment)],

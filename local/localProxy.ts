@@ -26,6 +26,8 @@ export interface LocalProxyOptions {
     /** Its plain-HTTP port, which only redirects to the edge (the httpRedirect setting); omitted: none. */
     readonly httpRedirectPort?: number;
     readonly nginxBinary: string;
+    /** The proxy platform whose NGINX `nginxBinary` is: the deploy script checks each release is for it. */
+    readonly platform: string;
     readonly exporterBinary: string;
 }
 
@@ -103,7 +105,12 @@ export class LocalProxy {
 
     /** Runs the deploy script with `bundle` on standard input; rejects with its stderr. */
     deployBundle(bundle: string): Promise<string> {
-        return runScript(deployScript, [], bundle, { WSS_EDGE_ROOT: this.options.root, NGINX_BIN: this.options.nginxBinary });
+        return runScript(deployScript, [], bundle, this.scriptEnvironment());
+    }
+
+    /** What the deploy script and the health agent are told of this proxy. */
+    private scriptEnvironment(): Record<string, string> {
+        return { WSS_EDGE_ROOT: this.options.root, NGINX_BIN: this.options.nginxBinary, WSS_EDGE_PLATFORM: this.options.platform };
     }
 
     masterPid(): number | undefined {
@@ -139,7 +146,7 @@ export class LocalProxy {
         if (!existsSync(agentScript) || (this.agent && this.agent.exitCode === null)) return;
         const log = openSync(join(this.options.root, "logs", "backend-health.log"), "a");
         this.agent = spawn("bash", [agentScript], {
-            env: { ...process.env, WSS_EDGE_ROOT: this.options.root, NGINX_BIN: this.options.nginxBinary },
+            env: { ...process.env, ...this.scriptEnvironment() },
             stdio: ["ignore", log, log],
             detached: true,
         });

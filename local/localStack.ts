@@ -21,6 +21,7 @@ import { certificateSourceOf, type EdgeSettings, type RawSettings, validateEdgeS
 import { FrontBalancer } from "./frontBalancer";
 import { defaultAcmeLifetimeSeconds, LocalAcme } from "./localAcme";
 import { LocalProxy } from "./localProxy";
+import { nginxOf } from "./platformNginx";
 import { canListen, freePort } from "./ports";
 import { httpGetText, httpsGet } from "./probes";
 import { commandLine, findBinary, isAlive, runScript, stopNginx, terminate, terminatePid, waitUntil } from "./processes";
@@ -155,6 +156,11 @@ export class LocalStack {
     protected get bindAddress(): string {
         return this.options.bindAddress ?? "127.0.0.1";
     }
+    /** The proxies' platform (the proxyPlatform setting), which names the NGINX they run. */
+    get proxyPlatform(): EdgeSettings["proxyPlatform"] {
+        return this.settings.proxyPlatform;
+    }
+
     get nginxPidFile(): string {
         return this.proxies[0].pidFile;
     }
@@ -221,11 +227,15 @@ export class LocalStack {
                 `local stack: state folder ${JSON.stringify(this.stateDir)} must be a plain path (letters, digits, '_', '.', '-', '/'): NGINX config paths are written unquoted`,
             );
         }
-        const nginxBinary = requireBinary(this.options.nginx ?? "nginx", "NGINX", "nginx-light");
+        this.settings = validateEdgeSettings(this.options.settings ?? {}, "local");
+        const nginxBinary = requireBinary(
+            this.options.nginx ?? nginxOf(this.settings.proxyPlatform, join(this.stateDir, "bin")),
+            "NGINX",
+            "nginx-light",
+        );
         requireBinary("openssl", "openssl", "openssl");
         requireBinary("curl", "curl", "curl");
         const exporterBinary = requireBinary("prometheus-nginx-exporter", "NGINX's metrics exporter", "prometheus-nginx-exporter");
-        this.settings = validateEdgeSettings(this.options.settings ?? {}, "local");
         const { proxyCount } = this.settings;
         const haproxyBinary = proxyCount > 1 ? requireBinary("haproxy", "HAProxy (the local load balancer)", "haproxy") : "";
 
@@ -255,6 +265,7 @@ export class LocalStack {
                     ipv6Address: single ? ipv6Address : undefined,
                     httpRedirectPort: this.httpPort === 0 ? undefined : single ? this.httpPort : await freePort(this.bindAddress),
                     nginxBinary,
+                    platform: this.settings.proxyPlatform,
                     exporterBinary,
                 }),
             );
@@ -499,7 +510,10 @@ export class LocalStack {
     /** Deploys `config` with the stack's certificates to the first proxy, through the deploy script. */
     deployConfig(config: string): Promise<string> {
         return this.proxies[0].deployBundle(
-            releaseBundle({ nginxConfig: config, healthAgent: this.settings.activeHealthChecks }, this.pki),
+            releaseBundle(
+                { nginxConfig: config, healthAgent: this.settings.activeHealthChecks, platform: this.settings.proxyPlatform },
+                this.pki,
+            ),
         );
     }
 
@@ -555,6 +569,10 @@ export class LocalStack {
         const next = validateEdgeSettings({ ...this.options.settings, ...settings }, "local");
         if (next.proxyCount !== this.settings.proxyCount)
             throw new Error(`local stack: proxyCount is ${this.settings.proxyCount}; restart the stack to run ${next.proxyCount} proxies`);
+        if (next.proxyPlatform !== this.settings.proxyPlatform)
+            throw new Error(
+                `local stack: proxyPlatform is ${this.settings.proxyPlatform}; restart the stack to run ${next.proxyPlatform}'s NGINX`,
+            );
         this.options = { ...this.options, settings: { ...this.options.settings, ...settings } };
         this.settings = next;
         const added: RunningBackend[] = [];

@@ -4,7 +4,7 @@ import { socketCeiling } from "../plan/capacity";
 import { isIpLiteral } from "../settings/addresses";
 import type { EdgeSettings } from "../settings/edgeSettings";
 import type { EdgeConfigSpec, UpstreamServer } from "./edgeConfigSpec";
-import { tlsPolicies } from "./tlsPolicy";
+import { tlsPolicyFor } from "./tlsPolicy";
 
 /** What differs between the machines the edge runs on: ports, process limits, file places. */
 export interface EdgeHostProfile {
@@ -41,7 +41,7 @@ export function edgeConfigSpec(
         httpRedirectPort: settings.httpRedirect ? host.httpRedirectPort : undefined,
         statusListen: host.statusListen,
         tls: {
-            policy: tlsPolicies[settings.tlsPolicy],
+            policy: tlsPolicyFor(settings.tlsPolicy, settings.proxyPlatform),
             certificate: edgeTlsFiles.certificate,
             certificateKey: edgeTlsFiles.certificateKey,
             sessionCacheMiB: 20,

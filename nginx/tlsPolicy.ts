@@ -1,4 +1,4 @@
-import { type BackendTlsProtocol, backendTlsProtocols, type TlsPolicyName } from "../settings/settingsTable";
+import { type BackendTlsProtocol, backendTlsProtocols, type ProxyPlatform, type TlsPolicyName } from "../settings/settingsTable";
 
 /**
  * TLS policies as data, after Mozilla's server-side TLS guidelines
@@ -57,6 +57,19 @@ export const tlsPolicies: Readonly<Record<TlsPolicyName, TlsPolicy>> = {
     "mozilla-intermediate": mozillaIntermediate,
     "mozilla-modern": mozillaModern,
 };
+
+/** The post-quantum hybrid group Mozilla's guidelines list first, which OpenSSL 3.5 and later offer. */
+export const postQuantumGroup = "X25519MLKEM768";
+
+/**
+ * The policy as the proxy's platform can serve it: on Debian 13 (OpenSSL 3.5) the hybrid group
+ * comes first, as in Mozilla's guidelines; Debian 12's NGINX refuses the name (OpenSSL 3.0).
+ */
+export function tlsPolicyFor(name: TlsPolicyName, platform: ProxyPlatform): TlsPolicy {
+    const policy = tlsPolicies[name];
+    if (platform === "debian-12") return policy;
+    return { ...policy, curves: [postQuantumGroup, ...policy.curves], deviations: [] };
+}
 
 export type { BackendTlsProtocol, TlsPolicyName };
 /*

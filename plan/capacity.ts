@@ -6,7 +6,7 @@
 import { proxyHost, systemFileLimit } from "../host/proxyHost";
 import type { EdgeHostProfile } from "../nginx/edgeConfigFromSettings";
 import type { EdgeSettings } from "../settings/edgeSettings";
-import { settingsTable } from "../settings/settingsTable";
+import { type ProxyPlatform, settingsTable } from "../settings/settingsTable";
 
 /** What the proxy VM offers, from EC2's description of its instance type, and how many backends it fronts. */
 export interface ProxyCapacity {
@@ -15,6 +15,8 @@ export interface ProxyCapacity {
     readonly backendCount: number;
     /** The tunnelBufferKiB setting (default: the setting's default). */
     readonly tunnelBufferKiB?: number;
+    /** The proxyPlatform setting (default: the setting's default). */
+    readonly platform?: ProxyPlatform;
 }
 
 /**
@@ -24,14 +26,24 @@ export interface ProxyCapacity {
  * it to the committed results.
  */
 export const proxyMemoryPerSocketKiB = 68;
+/**
+ * The same on Debian 13 (NGINX 1.26, OpenSSL 3.5): 81.5 to 82.1 KiB per socket with X25519 and
+ * 88 KiB with X25519MLKEM768 negotiated, measured with this project's config (docs/benchmark.md,
+ * the platform section), rounded up. OpenSSL 3.5 keeps more per connection; NGINX and glibc do not.
+ */
+export const proxyMemoryPerSocketKiBDebian13 = 90;
 
 /**
  * The cost per socket with `tunnelBufferKiB`: each socket keeps two tunnel buffers, one per
  * direction. 2 KiB per KiB of buffer is on the safe side of both measured changes from the default
  * (1 KiB: −9.9 KiB per socket; 16 KiB: +8.4; bench/results/tunnel-buffers.md).
  */
-export function memoryPerSocketKiB(tunnelBufferKiB: number = settingsTable.tunnelBufferKiB.default): number {
-    return proxyMemoryPerSocketKiB + 2 * (tunnelBufferKiB - settingsTable.tunnelBufferKiB.default);
+export function memoryPerSocketKiB(
+    tunnelBufferKiB: number = settingsTable.tunnelBufferKiB.default,
+    platform: ProxyPlatform = settingsTable.proxyPlatform.default as ProxyPlatform,
+): number {
+    const base = platform === "debian-13" ? proxyMemoryPerSocketKiBDebian13 : proxyMemoryPerSocketKiB;
+    return base + 2 * (tunnelBufferKiB - settingsTable.tunnelBufferKiB.default);
 }
 /** Ephemeral ports the proxy VM's sysctl opens (1024–65000): one per socket to each backend. */
 const portsPerBackend = 60000;
@@ -44,7 +56,7 @@ const portsPerBackend = 60000;
  */
 export function proxySocketCeiling(capacity: ProxyCapacity): number {
     const usableMiB = capacity.memoryMiB - 512 - capacity.memoryMiB / 4;
-    const byMemory = Math.floor((usableMiB * 1024) / memoryPerSocketKiB(capacity.tunnelBufferKiB));
+    const byMemory = Math.floor((usableMiB * 1024) / memoryPerSocketKiB(capacity.tunnelBufferKiB, capacity.platform));
     return Math.max(1000, Math.min(byMemory, portsPerBackend * capacity.backendCount, Math.floor(systemFileLimit / 2) - 10000));
 }
 

@@ -13,6 +13,7 @@ import { renderNginxConfig } from "../nginx/renderNginxConfig";
 import { backendTlsFiles } from "../pki/certificateLayout";
 import { edgePkiSpec, type PkiSpec } from "../pki/pkiSpec";
 import type { CertificateSource, EdgeSettings } from "../settings/edgeSettings";
+import type { ProxyPlatform } from "../settings/settingsTable";
 import { backendSocketCeiling, defaultBackendMachine, socketCeiling, vmProxyHost } from "./capacity";
 
 export type PlacementKind = "aws" | "local" | "twin";
@@ -97,6 +98,8 @@ export interface EdgePlan {
     readonly backendEnvironment: BackendEnvironment;
     /** Whether each proxy runs the backend health agent beside NGINX (the activeHealthChecks setting). */
     readonly healthAgent: boolean;
+    /** The proxies' platform (proxyPlatform), which the release names. */
+    readonly platform: ProxyPlatform;
 }
 
 /** The plan of an edge with `settings`, placed at `placement`. */
@@ -109,6 +112,7 @@ export function planEdge(settings: EdgeSettings, placement: EdgePlacement): Edge
                       vcpus: placement.proxy.vcpus,
                       backendCount: placement.backends.length,
                       tunnelBufferKiB: settings.tunnelBufferKiB,
+                      platform: settings.proxyPlatform,
                   },
                   placement.proxy.proxyProtocolFrom ? { proxyProtocolFrom: placement.proxy.proxyProtocolFrom } : {},
               )
@@ -124,6 +128,7 @@ export function planEdge(settings: EdgeSettings, placement: EdgePlacement): Edge
         nginxConfig: renderNginxConfig(spec),
         backendEnvironment: backendEnvironmentOf(settings, placement.backendMachine),
         healthAgent: settings.activeHealthChecks,
+        platform: settings.proxyPlatform,
     };
 }
 
@@ -208,7 +213,7 @@ export interface EdgeCertificates {
 
 /** The files of the release every proxy of the plan gets: the config, the TLS files it names, the health agent if it runs. */
 export function releaseOf(
-    plan: Pick<EdgePlan, "nginxConfig" | "healthAgent">,
+    plan: Pick<EdgePlan, "nginxConfig" | "healthAgent" | "platform">,
     certificates: EdgeCertificates,
     /** Where the proxies send their metrics (metrics.env), on AWS. */
     metricsEnvironment?: string,
@@ -222,11 +227,12 @@ export function releaseOf(
         proxyClientCertificatePem: certificates.proxyClientCertificate.certificatePem,
         proxyClientKeyPem: certificates.proxyClientCertificate.privateKeyPem,
         backendHealthAgent: plan.healthAgent,
+        platform: plan.platform,
     });
 }
 
 /** The release as the deploy script reads it on standard input. */
-export function releaseBundle(plan: Pick<EdgePlan, "nginxConfig" | "healthAgent">, certificates: EdgeCertificates): string {
+export function releaseBundle(plan: Pick<EdgePlan, "nginxConfig" | "healthAgent" | "platform">, certificates: EdgeCertificates): string {
     return encodeDeployBundle(releaseOf(plan, certificates));
 }
 

@@ -260,6 +260,14 @@ export const settingsTable = {
         choices: ["mozilla-intermediate", "mozilla-modern"],
         description: "TLS policy of the public listener, mozilla-intermediate (TLS 1.2 and 1.3) or mozilla-modern (TLS 1.3 only).",
     },
+    proxyPlatform: {
+        scope: "edge",
+        kind: "choice",
+        default: "debian-12",
+        choices: ["debian-12", "debian-13"],
+        description:
+            "The proxy's operating system, and with it its NGINX and OpenSSL. debian-12: NGINX 1.22 with OpenSSL 3.0, the least memory per socket. debian-13: NGINX 1.26 with OpenSSL 3.5, which adds post-quantum key exchange (X25519MLKEM768, offered first by current browsers) at about 17 KiB more per held socket. See the platform section of docs/benchmark.md.",
+    },
     backendTlsProtocol: {
         scope: "edge",
         kind: "choice",
@@ -374,6 +382,7 @@ export const choicesOf = <K extends { [P in SettingKey]: Table[P] extends { kind
     settingsTable[key].choices as unknown as readonly StackSettings[K][];
 
 export type TlsPolicyName = StackSettings["tlsPolicy"];
+export type ProxyPlatform = StackSettings["proxyPlatform"];
 export type BackendTlsProtocol = StackSettings["backendTlsProtocol"];
 export const backendTlsProtocols = choicesOf("backendTlsProtocol");
 

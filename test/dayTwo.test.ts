@@ -452,6 +452,23 @@ const rows: Row[] = [
         touches: inBothShapes(["create edge-alarms-email"]),
     },
     {
+        matrix: "`proxyPlatform` `debian-12` → `debian-13`",
+        change: "proxyPlatform debian-12 → debian-13: one VM is replaced by a Debian 13 VM (its first boot checks the image), which serves before the address moves; the group rolls onto Debian 13's image; the release offers the hybrid group and admits what the new per-socket cost allows",
+        after: { proxyPlatform: "debian-13" },
+        touches: {
+            "one VM": [...singleProxyReplaced, "replace edge-deploy-release", "update edge-proxy-sockets"].sort(),
+            "load-balanced": [
+                ...edgeRelease,
+                "replace edge-proxies-refresh",
+                "update edge-dashboard",
+                "update edge-fleet-sockets",
+                "update edge-proxies",
+                "update edge-proxies",
+                "update edge-proxy-sockets",
+            ].sort(),
+        },
+    },
+    {
         matrix: "`backendMaxSockets`, `closeSpreadSeconds`, `rebalanceSeconds`",
         change: "backendMaxSockets, closeSpreadSeconds and rebalanceSeconds: each backend's release in turn, its app restarted with the new values",
         after: { backendMaxSockets: "10000", closeSpreadSeconds: "20", rebalanceSeconds: "30" },

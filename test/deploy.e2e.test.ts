@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { describe, it } from "node:test";
 import WebSocket from "ws";
 import { ScriptError, waitUntil } from "../local/processes";
+import { releaseBundle } from "../plan/edgePlan";
 import { close, echo } from "../smoke/edgeClient";
 import { connectToEdge, SocketPool, startTestEdge } from "./support/localEdge";
 
@@ -54,6 +55,24 @@ describe("deploying a release with the deploy script", async () => {
         const fresh = await connectToEdge(stack);
         assert.equal((await echo(fresh.socket, "still serving")).toString(), "still serving");
         await Promise.all([close(fresh.socket), close(open.socket)]);
+    });
+
+    it("keeps the live release on a proxy of another platform than the release's (an old proxy an instance refresh is replacing), and says so", async () => {
+        const open = await pool.open(stack);
+        const before = current();
+        const forDebian13 = releaseBundle(
+            {
+                nginxConfig: stack.renderConfig().replace("proxy_read_timeout", "proxy_send_timeout 61s;\n            proxy_read_timeout"),
+                healthAgent: true,
+                platform: "debian-13",
+            },
+            stack.certificates,
+        );
+        const output = await stack.deployBundle(forDebian13);
+        assert.match(output, /this proxy runs debian-12 and the release is for debian-13: it keeps its live release until it is replaced/);
+        assert.equal(current(), before);
+        assert.equal((await echo(open.socket, "kept")).toString(), "kept");
+        await close(open.socket);
     });
 
     it("refuses a bundle with an unsafe path before touching anything", async () => {

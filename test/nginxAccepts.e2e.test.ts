@@ -70,6 +70,17 @@ describe("nginx -t accepts every config the renderer produces", () => {
         }
     });
 
+    it("on Debian 13's NGINX 1.26 (proxyPlatform debian-13), with the post-quantum hybrid group first", async () => {
+        const config = render({ proxyPlatform: "debian-13" }, localHost);
+        assert.match(config, /ssl_ecdh_curve X25519MLKEM768:X25519:prime256v1:secp384r1;/);
+        const result = await nginxTest(config, "debian-13");
+        assert.ok(result.ok, result.output);
+        // Why the group waits for the platform: Debian 12's NGINX (OpenSSL 3.0) refuses the config.
+        const onDebian12 = await nginxTest(config);
+        assert.equal(onDebian12.ok, false);
+        assert.match(onDebian12.output, /ssl_ecdh_curve|SSL_CTX_set1_curves_list/);
+    });
+
     it("and NGINX itself rejects a broken config, so the check is real", async () => {
         const result = await nginxTest(render({}, localHost).replace("proxy_http_version 1.1;", "proxy_http_version 1.1"));
         assert.equal(result.ok, false);

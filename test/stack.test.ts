@@ -459,6 +459,34 @@ describe("the AWS stack under mocks, other configs", () => {
         }
     });
 
+    it("proxyPlatform debian-13: Debian 13's image, a first boot that checks it, the hybrid group first and the ceiling of 90 KiB per socket; debian-12's user data as before", async () => {
+        for (const proxyCount of ["1", "2"]) {
+            const { resources } = await runEdgeProgram({ ...devConfig, proxyCount, proxyPlatform: "debian-13" });
+            const proxy =
+                proxyCount === "1"
+                    ? ofType(resources, "aws:ec2/instance:Instance").find((r) => r.name === "edge-proxy")!.inputs
+                    : ofType(resources, "aws:ec2/launchTemplate:LaunchTemplate")[0].inputs;
+            assert.match(String(proxyCount === "1" ? proxy.ami : proxy.imageId), /-debian-13-/);
+            const raw = await resolveOutput<string>(proxy.userData);
+            const userData = proxyCount === "1" ? raw : Buffer.from(raw, "base64").toString();
+            assert.match(userData, /\[ "debian-\$VERSION_ID" = "debian-13" \]/);
+            assert.ok(
+                userData.indexOf('wss-edge-check-platform"]') < userData.indexOf('wss-edge-first-boot"]'),
+                "checked before anything is installed",
+            );
+            const release = bundleFiles(named(resources, "edge-deploy-release").inputs.content);
+            assert.equal(release.platform, "debian-13\n");
+            assert.match(release["nginx.conf"], /ssl_ecdh_curve X25519MLKEM768:X25519:prime256v1:secp384r1;/);
+            assert.match(release["nginx.conf"], /limit_conn edge_sockets 29127;/, "c6i.large at 90 KiB per socket");
+        }
+        const { resources } = await runEdgeProgram(devConfig);
+        const userData = await resolveOutput<string>(
+            ofType(resources, "aws:ec2/instance:Instance").find((r) => r.name === "edge-proxy")!.inputs.userData,
+        );
+        assert.doesNotMatch(userData, /check-platform/, "the default's user data, and so its VMs, stay as they were");
+        assert.equal(bundleFiles(named(resources, "edge-deploy-release").inputs.content).platform, "debian-12\n");
+    });
+
     it("opens port 80 on the proxy only when the HTTP redirect is on", async () => {
         const { resources, outputs } = await runEdgeProgram({
             ...devConfig,

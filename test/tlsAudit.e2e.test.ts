@@ -6,6 +6,7 @@ import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { promisify } from "node:util";
+import { opensslOf } from "../local/platformNginx";
 import { getFromEdge, startTestEdge } from "./support/localEdge";
 
 const run = promisify(execFile);
@@ -58,6 +59,45 @@ describe("TLS audit of the edge", async () => {
     });
 
     it("sends HSTS on its responses", async () => {
+        const hsts = (await getFromEdge(stack, "/healthz"))?.headers["strict-transport-security"];
+        assert.match(hsts ?? "", /^max-age=\d{8,}/);
+    });
+});
+
+describe("post-quantum key exchange on Debian 13 (proxyPlatform debian-13)", async () => {
+    const stack = await startTestEdge({ settings: { backendCount: "1", proxyPlatform: "debian-13" } });
+    const { host, port } = stack.edgeAddress;
+    const handshake = async (openssl: string, groups?: string) => {
+        const { stdout } = await run(
+            "sh",
+            [
+                "-c",
+                `echo Q | "$0" s_client -connect "$1" -servername localhost -CAfile "$2" -verify_return_error ${groups ? `-groups ${groups}` : ""} 2>&1`,
+                openssl,
+                `${host}:${port}`,
+                stack.caCertificatePath,
+            ],
+            { timeout: 30000 },
+        );
+        return stdout;
+    };
+
+    it("negotiates X25519MLKEM768 with a client that offers it, as current browsers do (Debian 13's openssl, its default groups)", async () => {
+        const output = await handshake(opensslOf("debian-13", join(stack.stateDir, "bin")));
+        assert.match(output, /Verify return code: 0 \(ok\)/);
+        assert.match(output, /Negotiated TLS1\.3 group: X25519MLKEM768/);
+    });
+
+    it("still serves a client without it on X25519 (Debian 12's openssl)", async () => {
+        const output = await handshake("openssl");
+        assert.match(output, /Verify return code: 0 \(ok\)/);
+        assert.match(output, /Server Temp Key: X25519, 253 bits/);
+    });
+
+    it("serves the edge's sockets from NGINX 1.26", async () => {
+        const master = stack.nginxMasterPid();
+        assert.ok(master);
+        assert.match(readFileSync(`/proc/${master}/cmdline`, "utf8"), /^nginx: master process \S*trixie\S*\/nginx/);
         const hsts = (await getFromEdge(stack, "/healthz"))?.headers["strict-transport-security"];
         assert.match(hsts ?? "", /^max-age=\d{8,}/);
     });

@@ -98,7 +98,7 @@ export async function gateBackends(twin: VmTwin, store: TwinReleaseStore, stack:
 export function publishEdgeRelease(
     store: TwinReleaseStore,
     stack: LocalStack,
-    plan: Pick<EdgePlan, "nginxConfig" | "healthAgent">,
+    plan: Pick<EdgePlan, "nginxConfig" | "healthAgent" | "platform">,
 ): Promise<StoredRelease> {
     return store.publish("edge", releaseFolders.edge, releaseOf(plan, stack.certificates));
 }
@@ -113,7 +113,7 @@ export async function deployToTwin(
     twin: VmTwin,
     store: TwinReleaseStore,
     stack: LocalStack,
-    plan: Pick<EdgePlan, "nginxConfig" | "healthAgent">,
+    plan: Pick<EdgePlan, "nginxConfig" | "healthAgent" | "platform">,
 ): Promise<string> {
     const release = await publishEdgeRelease(store, stack, plan);
     const previous = await store.current(releaseFolders.edge);

@@ -4,10 +4,12 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { promisify } from "node:util";
+import { nginxProgram } from "../../local/platformNginx";
 import type { EdgeHostProfile } from "../../nginx/edgeConfigFromSettings";
 import { issueWithOpenSsl, type LocalPki } from "../../pki/openSslIssuer";
 import { edgePkiSpec } from "../../pki/pkiSpec";
 import { releaseOf } from "../../plan/edgePlan";
+import type { ProxyPlatform } from "../../settings/settingsTable";
 
 const run = promisify(execFile);
 let pki: Promise<{ dir: string; pki: LocalPki }> | undefined;
@@ -35,7 +37,7 @@ export async function removeTestPki(): Promise<void> {
 /** The release layout the deploy script creates: nginx.conf beside tls/. */
 export async function writeRelease(dir: string, config: string): Promise<string> {
     const { pki: issued } = await testPki();
-    const files = releaseOf({ nginxConfig: config, healthAgent: true }, issued);
+    const files = releaseOf({ nginxConfig: config, healthAgent: true, platform: "debian-12" }, issued);
     for (const [path, content] of Object.entries(files)) {
         await mkdir(dirname(join(dir, path)), { recursive: true });
         await writeFile(join(dir, path), content);
@@ -43,13 +45,14 @@ export async function writeRelease(dir: string, config: string): Promise<string>
     return join(dir, "nginx.conf");
 }
 
-/** Runs Debian's `nginx -t` on `config` with real certificates; returns NGINX's verdict. */
-export async function nginxTest(config: string): Promise<{ ok: boolean; output: string }> {
+/** Runs the proxy platform's `nginx -t` (Debian 12's by default) on `config` with real certificates; returns NGINX's verdict. */
+export async function nginxTest(config: string, platform: ProxyPlatform = "debian-12"): Promise<{ ok: boolean; output: string }> {
     const dir = await mkdtemp(join(tmpdir(), "wss-edge-release-"));
     try {
         const path = await writeRelease(dir, config);
         try {
-            const { stderr } = await run("nginx", ["-t", "-c", path]);
+            const nginx = nginxProgram(platform);
+            const { stderr } = await run(nginx.path, [...nginx.args, "-t", "-c", path]);
             return { ok: true, output: stderr };
         } catch (error) {
             return { ok: false, output: String((error as { stderr?: string }).stderr ?? error) };

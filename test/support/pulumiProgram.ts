@@ -556,8 +556,11 @@ function mockCall(
         }
         case "aws:ec2/getSubnets:getSubnets":
             return { ids: [...subnetIds] };
-        case "aws:ec2/getAmi:getAmi":
-            return { id: `ami-${String(inputs.owners?.[0])}-${amiRelease}` };
+        case "aws:ec2/getAmi:getAmi": {
+            // ami-<owner>-<release>, as the recorded state of earlier releases has it; Debian 13's says so too.
+            const name = (inputs.filters as { name: string; values: string[] }[]).find((f) => f.name === "name")?.values[0] ?? "";
+            return { id: `ami-${String(inputs.owners?.[0])}-${name.startsWith("debian-13") ? "debian-13-" : ""}${amiRelease}` };
+        }
         case "aws:ec2/getInstanceType:getInstanceType":
             if (!(String(inputs.instanceType) in mockInstanceTypes))
                 throw new Error(`mock: no description of instance type ${inputs.instanceType} (add it to mockInstanceTypes)`);
