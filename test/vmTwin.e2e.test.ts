@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { X509Certificate } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { request } from "node:https";
 import { connect as tcpConnect } from "node:net";
 import { join } from "node:path";
@@ -20,6 +20,7 @@ import { proxyFirstBootScript } from "../host/proxyHost";
 import { type ReleaseStore, releaseFolders, releaseKey, type StoredRelease, storedRelease } from "../host/releaseChannel";
 import { CloudWatchStandIn } from "../local/cloudWatchStandIn";
 import { LocalStack } from "../local/localStack";
+import { opensslOf } from "../local/platformNginx";
 import { peerCertificateFingerprint } from "../local/probes";
 import { hardFileLimit, sleep, waitUntil } from "../local/processes";
 import { releaseOf } from "../plan/edgePlan";
@@ -63,7 +64,7 @@ async function twinOf(
     name: string,
     subnet: number,
     store: ReleaseStore,
-    options: Pick<Parameters<typeof bootProxyTwin>[0], "userData" | "boot"> = {},
+    options: Pick<Parameters<typeof bootProxyTwin>[0], "userData" | "boot" | "platform"> = {},
 ): Promise<VmTwin> {
     let twin: VmTwin | undefined;
     after(() => twin?.destroy());
@@ -443,6 +444,53 @@ describe("a new proxy VM (a replacement, or one its group launched)", twinRuns, 
         assert.match(output.stdout, /deploy-edge-config: release \w+ is live \(previous: none\)/);
         // Where Systems Manager's agent (the stand-in too) keeps every command it runs: none ran.
         assert.equal((await twin.exec("test -e /var/lib/amazon/ssm")).code, 1, "no command reached the VM");
+    });
+});
+
+describe("a Debian 13 proxy VM (proxyPlatform debian-13): its own image, NGINX 1.26, the hybrid group negotiated", twinRuns, async () => {
+    if (skip) return;
+    const settings = { proxyPlatform: "debian-13" };
+    const store = await storeOf("trixie");
+    const twin = await twinOf("trixie", 24, store.forTwins, { boot: false, platform: "debian-13" });
+    const stack = await backendsOn(twin.hostAddress);
+    const release = await publishEdgeRelease(store, stack, twinPlan(stack, settings));
+    await store.setCurrent(releaseFolders.edge, release.id);
+    await twin.start();
+
+    it("boots Debian 13, passes its first boot's platform check, and serves the current release with Debian 13's NGINX", async () => {
+        const booted = await twin.waitForBoot();
+        assert.equal(booted, "done", await nginxAccount(twin));
+        assert.match((await twin.exec(". /etc/os-release && echo debian-$VERSION_ID")).stdout, /^debian-13$/m);
+        assert.match((await twin.exec("nginx -v 2>&1")).stdout, /nginx\/1\.26\./);
+        assert.match(await liveConfig(twin), /ssl_ecdh_curve X25519MLKEM768:X25519:prime256v1:secp384r1;/);
+        const session = await connectThrough(twin, stack);
+        assert.equal((await echo(session.socket, "on Debian 13")).toString(), "on Debian 13");
+        await close(session.socket);
+    });
+
+    it("negotiates X25519MLKEM768 with a client that offers it (Debian 13's openssl), X25519 with one that does not", async () => {
+        const caFile = join(workDir, "trixie-ca.pem");
+        writeFileSync(caFile, stack.certificates.caCertificatePem);
+        const handshake = async (openssl: string) =>
+            (
+                await run(
+                    "sh",
+                    [
+                        "-c",
+                        'echo Q | "$0" s_client -connect "$1:443" -servername localhost -CAfile "$2" -verify_return_error 2>&1',
+                        openssl,
+                        twin.address,
+                        caFile,
+                    ],
+                    {
+                        timeout: 30000,
+                    },
+                )
+            ).stdout;
+        const hybrid = await handshake(opensslOf("debian-13", join(workDir, "bin")));
+        assert.match(hybrid, /Verify return code: 0 \(ok\)/);
+        assert.match(hybrid, /Negotiated TLS1\.3 group: X25519MLKEM768/);
+        assert.match(await handshake("openssl"), /Server Temp Key: X25519, 253 bits/);
     });
 });
 

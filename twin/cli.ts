@@ -5,7 +5,7 @@
  *                                              deploy to it through the release store and the
  *                                              documents' agent stand-in, serve until Ctrl-C
  *   npm run vm-twin -- down                     remove what an `up` that did not end cleanly left
- *   npm run vm-twin -- image                    build the twin's Debian tree now (once per machine)
+ *   npm run vm-twin -- image                    build the twin's Debian trees now (12 and 13, once per machine)
  *
  * Needs root (network namespaces, an overlay mount, systemd-nspawn).
  */
@@ -16,7 +16,8 @@ import { parseArgs, promisify } from "node:util";
 import { settingAssignments } from "../local/cli";
 import { LocalStack, repositoryRoot, stopDetachedStack } from "../local/localStack";
 import { terminatePid } from "../local/processes";
-import type { RawSettings } from "../settings/edgeSettings";
+import { type RawSettings, validateEdgeSettings } from "../settings/edgeSettings";
+import { type ProxyPlatform, settingsTable } from "../settings/settingsTable";
 import { TwinReleaseStore } from "./releaseStore";
 import { ensureRootfs } from "./rootfs";
 import { bootProxyTwin, deployToTwin, gateBackends, twinPlan } from "./twinEdge";
@@ -32,7 +33,7 @@ const usage = `usage:
                                              to it as the stack does (a release in the store's stand-in,
                                              the stack's documents run on it), serve until Ctrl-C
   npm run vm-twin -- down                     remove a twin (and its backends) left by an up that did not end cleanly
-  npm run vm-twin -- image                    build the twin's Debian tree now (once per machine; up builds it too)`;
+  npm run vm-twin -- image                    build the twin's Debian trees now (12 and 13, once per machine; up builds the one it needs)`;
 
 async function main(argv: string[]): Promise<number> {
     const [command, ...rest] = argv;
@@ -50,7 +51,11 @@ async function main(argv: string[]): Promise<number> {
     }
     if (command === "down") return down();
     if (command === "image") {
-        console.log(`vm twin: Debian tree at ${await ensureRootfs((line) => console.log(`vm twin: ${line}`))}`);
+        // One tree per proxy platform: the tests boot both.
+        for (const platform of settingsTable.proxyPlatform.choices as readonly ProxyPlatform[]) {
+            const tree = await ensureRootfs((line) => console.log(`vm twin: ${line}`), undefined, platform);
+            console.log(`vm twin: ${platform} tree at ${tree}`);
+        }
         return 0;
     }
     if (command !== "up") {
@@ -92,6 +97,7 @@ async function up(settings: RawSettings): Promise<number> {
             instanceId: `i-twin-${Date.now().toString(16)}`,
             store: store.forTwins,
             log: (line) => console.log(`vm twin: ${line}`),
+            platform: validateEdgeSettings(settings, "local").proxyPlatform,
         });
         stack = await LocalStack.start({ stateDir, edgePort: 0, bindAddress: twin.hostAddress, settings });
         await twin.waitForBoot();

@@ -1,5 +1,5 @@
 /**
- * The VM twin's root file system: Debian 12 as the proxy's AMI has it where it matters here
+ * The VM twin's root file system: Debian 12 (or 13, for proxyPlatform debian-13) as the proxy's AMI has it where it matters here
  * (systemd, cloud-init, OpenSSH, sudo; NGINX and the AWS CLI not yet: the user data installs
  * them), built once per machine with debootstrap and cached, with a package mirror of its own.
  * Everything a twin writes goes to an overlay of its own; this tree is never changed.
@@ -11,6 +11,7 @@ import { mkdir, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { proxyFirstBootScript } from "../host/proxyHost";
+import type { ProxyPlatform } from "../settings/settingsTable";
 
 const run = promisify(execFile);
 
@@ -33,7 +34,8 @@ const packages = [
     // cloud-init's locale module sets en_US.UTF-8, as the cloud image has it.
     "locales",
 ];
-const suite = "bookworm";
+/** The Debian suite of each proxy platform. */
+const suites: Readonly<Record<ProxyPlatform, string>> = { "debian-12": "bookworm", "debian-13": "trixie" };
 const mirror = "http://deb.debian.org/debian";
 
 /**
@@ -86,7 +88,8 @@ const imageSteps = [
 ];
 
 /** Where the cached tree lives: one per package list and image setup, so a change to either builds a new one. */
-export function rootfsPath(cacheDir = "/var/tmp/wss-edge-vm-twin"): string {
+export function rootfsPath(cacheDir = "/var/tmp/wss-edge-vm-twin", platform: ProxyPlatform = "debian-12"): string {
+    const suite = suites[platform];
     const key = createHash("sha256")
         .update(JSON.stringify({ suite, packages, userDataPackages, cloudImageConfig, imageSteps }))
         .digest("hex")
@@ -98,19 +101,23 @@ export function rootfsPath(cacheDir = "/var/tmp/wss-edge-vm-twin"): string {
 const building = new Map<string, Promise<string>>();
 
 /** The cached tree, built first if this machine has none (a minute or two, about 400 MB). */
-export function ensureRootfs(log: (line: string) => void = () => undefined, cacheDir?: string): Promise<string> {
-    const rootfs = rootfsPath(cacheDir);
+export function ensureRootfs(
+    log: (line: string) => void = () => undefined,
+    cacheDir?: string,
+    platform: ProxyPlatform = "debian-12",
+): Promise<string> {
+    const rootfs = rootfsPath(cacheDir, platform);
     if (existsSync(join(rootfs, ".wss-edge-twin-complete"))) return Promise.resolve(rootfs);
     let build = building.get(rootfs);
     if (!build) {
-        build = buildRootfs(rootfs, log).finally(() => building.delete(rootfs));
+        build = buildRootfs(rootfs, suites[platform], log).finally(() => building.delete(rootfs));
         building.set(rootfs, build);
     }
     return build;
 }
 
 /** One build per machine: another process's build is waited for (its lock file), not raced. */
-async function buildRootfs(rootfs: string, log: (line: string) => void): Promise<string> {
+async function buildRootfs(rootfs: string, suite: string, log: (line: string) => void): Promise<string> {
     await mkdir(join(rootfs, ".."), { recursive: true });
     const lock = `${rootfs}.lock`;
     const deadline = Date.now() + 20 * 60 * 1000;

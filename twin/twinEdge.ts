@@ -21,6 +21,7 @@ import type { LocalStack } from "../local/localStack";
 import { backendServerName } from "../pki/pkiSpec";
 import { type EdgePlan, healthGateCredentials, planEdge, releaseOf, twinPlacement } from "../plan/edgePlan";
 import { type RawSettings, validateEdgeSettings } from "../settings/edgeSettings";
+import type { ProxyPlatform } from "../settings/settingsTable";
 import { instanceRoleCredentials, type TwinReleaseStore } from "./releaseStore";
 import { ensureRootfs } from "./rootfs";
 import { type RemoteResult, refuseIfTwinRunning, VmTwin } from "./vmTwin";
@@ -56,17 +57,19 @@ export async function bootProxyTwin(options: {
     userData?: (store: ReleaseStore) => string;
     /** false: prepared (disk, seed, network) but not booted; `start` boots it. */
     boot?: boolean;
+    /** The proxy's Debian (proxyPlatform): which tree it boots, and what its first boot checks. */
+    platform?: ProxyPlatform;
     log?: (line: string) => void;
 }): Promise<VmTwin> {
     // Before anything of a twin of this name is touched: its disk, its network.
     refuseIfTwinRunning(options.name);
-    const rootfs = await ensureRootfs(options.log);
+    const rootfs = await ensureRootfs(options.log, undefined, options.platform);
     const twin = new VmTwin({
         name: options.name,
         rootfs,
         workDir: options.workDir,
         subnet: options.subnet,
-        userData: (options.userData ?? ((store) => proxyUserData({ store })))(options.store),
+        userData: (options.userData ?? ((store) => proxyUserData({ store, platform: options.platform })))(options.store),
         instanceId: options.instanceId,
         instanceRoleCredentials,
     });
