@@ -13,8 +13,9 @@
  * Results: bench/results/instructions.{json,md}; with --only, the other configurations' figures
  * are kept from the file. --platform debian-13 counts this project's config on that proxy
  * platform's NGINX and OpenSSL (the proxyPlatform setting; local/platformNginx.ts) and keeps the
- * rest; every full run records the default platform's too, so the two compare. --keep DIR keeps
- * callgrind's dumps for callgrind_annotate.
+ * rest; every full run records the default platform's too, so the two compare. --set KEY=VALUE
+ * counts this project's config with an edge setting changed (a trial: printed, not written).
+ * --keep DIR keeps callgrind's dumps for callgrind_annotate.
  */
 import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -23,6 +24,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import type WebSocket from "ws";
+import { settingAssignments } from "../local/cli";
 import { LocalStack, repositoryRoot } from "../local/localStack";
 import { nginxProgram, opensslOf } from "../local/platformNginx";
 import { hardFileLimit, sleep } from "../local/processes";
@@ -446,8 +448,11 @@ if (require.main === module) {
             only: { type: "string" },
             keep: { type: "string" },
             platform: { type: "string" },
+            set: { type: "string", multiple: true },
         },
     });
+    const trial = settingAssignments(values.set ?? []);
+    const isTrial = Object.keys(trial).length > 0;
     const platforms = settingsTable.proxyPlatform.choices as readonly ProxyPlatform[];
     const platform = (values.platform ?? settingsTable.proxyPlatform.default) as ProxyPlatform;
     if (!platforms.includes(platform)) {
@@ -456,7 +461,7 @@ if (require.main === module) {
     }
     // Another platform than the default counts this project's config alone.
     const onPlatformOnly = platform !== settingsTable.proxyPlatform.default;
-    const names = (onPlatformOnly ? ["wss-edge"] : (values.only?.split(",") ?? [...configNames])) as ConfigName[];
+    const names = (onPlatformOnly || isTrial ? ["wss-edge"] : (values.only?.split(",") ?? [...configNames])) as ConfigName[];
     const unknown = names.filter((n) => !configNames.includes(n));
     if (unknown.length > 0) {
         console.error(`--only: unknown configuration ${unknown.join(", ")} (known: ${configNames.join(", ")})`);
@@ -464,7 +469,14 @@ if (require.main === module) {
     }
     const plan = values.quick ? quickInstructionPlan : fullInstructionPlan;
     benchMain("instructions", async (scratch) => {
-        const measured = await measureInstructions(names, plan, scratch, benchLogger("instructions"), { proxyPlatform: platform });
+        const measured = await measureInstructions(names, plan, scratch, benchLogger("instructions"), {
+            ...trial,
+            proxyPlatform: platform,
+        });
+        if (isTrial) {
+            console.log(JSON.stringify({ settings: trial, ...measured[0] }, null, 2));
+            return;
+        }
         if (values.keep) cpSync(join(scratch, "callgrind"), values.keep, { recursive: true });
         const edge = measured.find((c) => c.name === "wss-edge");
         const results = mergeResults(
