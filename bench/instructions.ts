@@ -29,7 +29,7 @@ import { LocalStack, repositoryRoot } from "../local/localStack";
 import { nginxProgram, opensslOf } from "../local/platformNginx";
 import { hardFileLimit, sleep } from "../local/processes";
 import { postQuantumGroup } from "../nginx/tlsPolicy";
-import type { RawSettings } from "../settings/edgeSettings";
+import { type RawSettings, validateEdgeSettings } from "../settings/edgeSettings";
 import { type ProxyPlatform, settingsTable } from "../settings/settingsTable";
 import { benchMain } from "./benchMain";
 import { nginxVersionLine } from "./nginxHeap";
@@ -451,7 +451,19 @@ if (require.main === module) {
             set: { type: "string", multiple: true },
         },
     });
-    const trial = settingAssignments(values.set ?? []);
+    const usage = (message: string): never => {
+        console.error(message);
+        process.exit(2);
+    };
+    let trial: RawSettings = {};
+    try {
+        trial = settingAssignments(values.set ?? []);
+        validateEdgeSettings(trial, "local");
+    } catch (error) {
+        usage(`--set: ${(error as Error).message}`);
+    }
+    if ("proxyPlatform" in trial)
+        usage("--set: the platform is --platform here (debian-12 or debian-13), so the results say which they are");
     const isTrial = Object.keys(trial).length > 0;
     const platforms = settingsTable.proxyPlatform.choices as readonly ProxyPlatform[];
     const platform = (values.platform ?? settingsTable.proxyPlatform.default) as ProxyPlatform;

@@ -72,15 +72,21 @@ awk -v downfile="$down_file" '
 ' "$stage/nginx.conf" >"$stage/.nginx.conf.marked" && mv -f "$stage/.nginx.conf.marked" "$stage/nginx.conf"
 
 # A release names the proxy platform it was rendered for (proxyPlatform): its TLS groups and its
-# socket ceiling are that platform's. A proxy of another platform (an old one that an instance
-# refresh is about to replace) keeps its live release: Debian 12's NGINX refuses Debian 13's
-# hybrid group, and Debian 13's OpenSSL keeps more per socket than Debian 12's ceiling allows for.
+# socket ceiling are that platform's, and no other platform's proxy applies it. An old proxy that
+# an instance refresh is about to replace keeps its live release (Debian 12's NGINX refuses Debian
+# 13's hybrid group; Debian 13's OpenSSL keeps more per socket than Debian 12's ceiling allows
+# for). A new proxy whose first boot finds the store's current release still the old platform's
+# (the platform is changing) serves nothing yet: the update's deploy brings it its own release
+# before the address or the balancer sends it anyone.
 if [ -f "$stage/platform" ]; then
     wanted=$(cat "$stage/platform")
     here=${WSS_EDGE_PLATFORM:-$(. /etc/os-release && echo "debian-${VERSION_ID:-unknown}")}
     if [ "$here" != "$wanted" ]; then
-        [ -e "$root/current" ] || fail "this proxy runs $here and the release is for $wanted; it has no live release to keep"
-        echo "deploy-edge-config: this proxy runs $here and the release is for $wanted: it keeps its live release until it is replaced"
+        if [ -e "$root/current" ]; then
+            echo "deploy-edge-config: this proxy runs $here and the release is for $wanted: it keeps its live release until it is replaced"
+        else
+            echo "deploy-edge-config: this proxy runs $here and the release is for $wanted: nothing is live here until a release for $here arrives"
+        fi
         exit 0
     fi
 fi

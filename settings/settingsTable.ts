@@ -266,7 +266,7 @@ export const settingsTable = {
         default: "debian-12",
         choices: ["debian-12", "debian-13"],
         description:
-            "The proxy's operating system, and with it its NGINX and OpenSSL. debian-12: NGINX 1.22 with OpenSSL 3.0, the least memory per socket. debian-13: NGINX 1.26 with OpenSSL 3.5, which adds post-quantum key exchange (X25519MLKEM768, offered first by current browsers) at about 17 KiB more per held socket. See the platform section of docs/benchmark.md.",
+            "The proxy's operating system, and with it its NGINX and OpenSSL. debian-12: NGINX 1.22 with OpenSSL 3.0, the least memory per socket. debian-13: NGINX 1.26 with OpenSSL 3.5, which adds post-quantum key exchange (X25519MLKEM768, offered first by current browsers) and charges 90 KiB per held socket against 68, so a proxy admits about a quarter fewer. See the platform section of docs/benchmark.md.",
     },
     backendTlsProtocol: {
         scope: "edge",

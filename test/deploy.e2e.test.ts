@@ -2,11 +2,11 @@
 // live with a reload; a bad or interrupted one leaves the running config serving.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { chmodSync, existsSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import WebSocket from "ws";
-import { ScriptError, waitUntil } from "../local/processes";
+import { runScript, ScriptError, waitUntil } from "../local/processes";
 import { releaseBundle } from "../plan/edgePlan";
 import { close, echo } from "../smoke/edgeClient";
 import { connectToEdge, SocketPool, startTestEdge } from "./support/localEdge";
@@ -73,6 +73,20 @@ describe("deploying a release with the deploy script", async () => {
         assert.equal(current(), before);
         assert.equal((await echo(open.socket, "kept")).toString(), "kept");
         await close(open.socket);
+    });
+
+    it("on a new proxy with nothing live, leaves another platform's release out and waits for its own (a platform change's first boot)", async () => {
+        const root = mkdtempSync(join(stack.stateDir, "fresh-"));
+        const bundle = releaseBundle({ nginxConfig: stack.renderConfig(), healthAgent: false, platform: "debian-13" }, stack.certificates);
+        const stdout = await runScript(join(__dirname, "..", "deploy", "deploy-edge-config.sh"), [], bundle, {
+            WSS_EDGE_ROOT: root,
+            WSS_EDGE_PLATFORM: "debian-12",
+        });
+        assert.match(
+            stdout,
+            /this proxy runs debian-12 and the release is for debian-13: nothing is live here until a release for debian-12 arrives/,
+        );
+        assert.equal(existsSync(join(root, "current")), false, "nothing went live");
     });
 
     it("refuses a bundle with an unsafe path before touching anything", async () => {

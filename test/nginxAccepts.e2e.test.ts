@@ -102,7 +102,8 @@ describe("nginx -t on what the AWS program and generated settings render", () =>
         for (const [raw, servers] of cases) {
             const settings = validateSettings(raw);
             const config = renderNginxConfig(edgeConfigSpec(settings, servers, localHost, [settings.domainName ?? "localhost"]));
-            const result = await nginxTest(config);
+            // Each on the NGINX of its proxy platform, as the proxy VM runs it.
+            const result = await nginxTest(config, settings.proxyPlatform);
             assert.ok(result.ok, `${JSON.stringify(raw)}\n${result.output}`);
             checked++;
         }

@@ -166,6 +166,18 @@ describe("renderNginxConfig", () => {
         assert.ok(memoryPerSocketKiB() <= largest * 1.05, `${memoryPerSocketKiB()} KiB charged against ${largest.toFixed(1)} measured`);
     });
 
+    it("charges Debian 13's socket at least what its committed heap profile measured, with room for the hybrid group's few KiB more", () => {
+        const profile = readFileSync(join(__dirname, "../bench/results/nginx-heap-proxyPlatform-debian-13.md"), "utf8");
+        const measured = Number(/\*\*Total\*\* \| \*\*([\d.]+)\*\*/.exec(profile)?.[1]);
+        assert.ok(measured > 70, `read ${measured} KiB from the profile`);
+        // X25519MLKEM768 keeps about 6.4 KiB more per socket than X25519 (docs/benchmark.md).
+        assert.ok(
+            memoryPerSocketKiB(undefined, "debian-13") >= measured + 6.4,
+            `${memoryPerSocketKiB(undefined, "debian-13")} KiB charged against ${measured} measured`,
+        );
+        assert.ok(memoryPerSocketKiB(undefined, "debian-13") > memoryPerSocketKiB(), "more than Debian 12's");
+    });
+
     it("refuses handshakes for unknown names in a default server when the edge has DNS names", () => {
         const reject =
             /server \{\n\s+listen 443 ssl default_server reuseport;\n\s+listen \[::\]:443 ssl default_server reuseport;\n\s+ssl_reject_handshake on;\n\s+return 421;\n\s+\}/;

@@ -453,13 +453,22 @@ describe("a Debian 13 proxy VM (proxyPlatform debian-13): its own image, NGINX 1
     const store = await storeOf("trixie");
     const twin = await twinOf("trixie", 24, store.forTwins, { boot: false, platform: "debian-13" });
     const stack = await backendsOn(twin.hostAddress);
-    const release = await publishEdgeRelease(store, stack, twinPlan(stack, settings));
-    await store.setCurrent(releaseFolders.edge, release.id);
+    // As when a one-VM stack changes platform: the store's current release is still Debian 12's
+    // when the new Debian 13 VM boots, and the update's deploy brings it its own.
+    const before = await publishEdgeRelease(store, stack, twinPlan(stack, {}));
+    await store.setCurrent(releaseFolders.edge, before.id);
     await twin.start();
+    const booted = await twin.waitForBoot();
+    const firstBoot = (await twin.exec("cat /var/log/cloud-init-output.log")).stdout;
+    const deployed = await deployToTwin(twin, store, stack, twinPlan(stack, settings));
 
-    it("boots Debian 13, passes its first boot's platform check, and serves the current release with Debian 13's NGINX", async () => {
-        const booted = await twin.waitForBoot();
-        assert.equal(booted, "done", await nginxAccount(twin));
+    it("boots Debian 13 and passes its first boot's platform check; Debian 12's release, still current, is left out; the deploy brings its own, served by Debian 13's NGINX", async () => {
+        assert.equal(booted, "done", `${firstBoot.split("\n").slice(-30).join("\n")}\n${await nginxAccount(twin)}`);
+        assert.match(
+            firstBoot,
+            /this proxy runs debian-13 and the release is for debian-12: nothing is live here until a release for debian-13 arrives/,
+        );
+        assert.match(deployed, /release \w+ is live \(previous: none\)/);
         assert.match((await twin.exec(". /etc/os-release && echo debian-$VERSION_ID")).stdout, /^debian-13$/m);
         assert.match((await twin.exec("nginx -v 2>&1")).stdout, /nginx\/1\.26\./);
         assert.match(await liveConfig(twin), /ssl_ecdh_curve X25519MLKEM768:X25519:prime256v1:secp384r1;/);
