@@ -452,9 +452,27 @@ const rows: Row[] = [
         touches: inBothShapes(["create edge-alarms-email"]),
     },
     {
-        matrix: "`proxyPlatform` `debian-12` → `debian-13`",
+        matrix: "`proxyPlatform` `debian-12` → `debian-13` (or back)",
         change: "proxyPlatform debian-12 → debian-13: one VM is replaced by a Debian 13 VM (its first boot checks the image), which serves before the address moves; the group rolls onto Debian 13's image; the release offers the hybrid group and admits what the new per-socket cost allows",
         after: { proxyPlatform: "debian-13" },
+        touches: {
+            "one VM": [...singleProxyReplaced, "replace edge-deploy-release", "update edge-proxy-sockets"].sort(),
+            "load-balanced": [
+                ...edgeRelease,
+                "replace edge-proxies-refresh",
+                "update edge-dashboard",
+                "update edge-fleet-sockets",
+                "update edge-proxies",
+                "update edge-proxies",
+                "update edge-proxy-sockets",
+            ].sort(),
+        },
+    },
+    {
+        matrix: "`proxyPlatform` `debian-12` → `debian-13` (or back)",
+        change: "proxyPlatform debian-13 → debian-12: the same path back (the VM replaced, the group rolled, a new release with X25519 first and the higher ceiling)",
+        before: { proxyPlatform: "debian-13" },
+        after: { proxyPlatform: "debian-12" },
         touches: {
             "one VM": [...singleProxyReplaced, "replace edge-deploy-release", "update edge-proxy-sockets"].sort(),
             "load-balanced": [
