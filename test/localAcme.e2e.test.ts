@@ -44,14 +44,15 @@ for (const proxyCount of [1, 2]) {
             const { socket } = await connectToEdge(stack);
             try {
                 // Due with a third of its 30 s left; bounded by two lifetimes. Delivered once every
-                // proxy serves it: behind the front, each new connection may reach either one.
-                const firstLeaf = new X509Certificate(stack.certificates.edgeCertificateChainPem).fingerprint256;
-                assert.equal(firstLeaf, first);
+                // proxy serves it: behind the front, each new connection may reach either one. On a
+                // busy machine the renewal may already be under way here, so what counts is that
+                // the certificate served now gives way to the stack's newest.
+                assert.ok(first, "a certificate is served");
                 await waitUntil(
                     2 * lifetimeSeconds * 1000,
                     async () => {
                         const renewed = new X509Certificate(stack.certificates.edgeCertificateChainPem).fingerprint256;
-                        if (renewed === firstLeaf) return false;
+                        if (renewed === first) return false;
                         for (let n = 0; n < 4 * proxyCount; n++) if ((await served()) !== renewed) return false;
                         return true;
                     },
