@@ -84,6 +84,24 @@ const singleProxyReplaced = [
     "update edge-proxy-system-check",
 ];
 
+/**
+ * The proxies onto new machines (a new type or platform): one VM replaced by the path that moves
+ * the address after the deploy; the group's new template rolled in by an instance refresh that
+ * `up` waits for; a new release sized for the new machines, and the socket alarms following it.
+ */
+const proxiesOnNewMachines = {
+    "one VM": [...singleProxyReplaced, "replace edge-deploy-release", "update edge-proxy-sockets"].sort(),
+    "load-balanced": [
+        ...edgeRelease,
+        "replace edge-proxies-refresh",
+        "update edge-dashboard",
+        "update edge-fleet-sockets",
+        "update edge-proxies",
+        "update edge-proxies",
+        "update edge-proxy-sockets",
+    ].sort(),
+};
+
 const dualStackConfig = { ...dualStackPlacement, domainName: "ws.example.com", hostedZoneId: "Z0123456789ABCDEFGHIJ" };
 /** The same network before it had any IPv6 range. */
 const withoutIpv6 = (network: MockNetwork): MockNetwork => ({
@@ -300,18 +318,7 @@ const rows: Row[] = [
 
         change: "proxyInstanceType: one VM is replaced by one of the new type, which serves before the address moves; the group rolls onto the new type; the socket alarms and the dashboard follow the new ceiling",
         after: { proxyInstanceType: "c6i.xlarge" },
-        touches: {
-            "one VM": [...singleProxyReplaced, "replace edge-deploy-release", "update edge-proxy-sockets"].sort(),
-            "load-balanced": [
-                ...edgeRelease,
-                "update edge-dashboard",
-                "update edge-fleet-sockets",
-                "update edge-proxies",
-                "update edge-proxies",
-                "replace edge-proxies-refresh",
-                "update edge-proxy-sockets",
-            ].sort(),
-        },
+        touches: proxiesOnNewMachines,
     },
     {
         matrix: "A new default subnet (a zone added to the region)",
@@ -455,36 +462,14 @@ const rows: Row[] = [
         matrix: "`proxyPlatform` `debian-12` → `debian-13` (or back)",
         change: "proxyPlatform debian-12 → debian-13: one VM is replaced by a Debian 13 VM (its first boot checks the image), which serves before the address moves; the group rolls onto Debian 13's image; the release offers the hybrid group and admits what the new per-socket cost allows",
         after: { proxyPlatform: "debian-13" },
-        touches: {
-            "one VM": [...singleProxyReplaced, "replace edge-deploy-release", "update edge-proxy-sockets"].sort(),
-            "load-balanced": [
-                ...edgeRelease,
-                "replace edge-proxies-refresh",
-                "update edge-dashboard",
-                "update edge-fleet-sockets",
-                "update edge-proxies",
-                "update edge-proxies",
-                "update edge-proxy-sockets",
-            ].sort(),
-        },
+        touches: proxiesOnNewMachines,
     },
     {
         matrix: "`proxyPlatform` `debian-12` → `debian-13` (or back)",
         change: "proxyPlatform debian-13 → debian-12: the same path back (the VM replaced, the group rolled, a new release with X25519 first and the higher ceiling)",
         before: { proxyPlatform: "debian-13" },
         after: { proxyPlatform: "debian-12" },
-        touches: {
-            "one VM": [...singleProxyReplaced, "replace edge-deploy-release", "update edge-proxy-sockets"].sort(),
-            "load-balanced": [
-                ...edgeRelease,
-                "replace edge-proxies-refresh",
-                "update edge-dashboard",
-                "update edge-fleet-sockets",
-                "update edge-proxies",
-                "update edge-proxies",
-                "update edge-proxy-sockets",
-            ].sort(),
-        },
+        touches: proxiesOnNewMachines,
     },
     {
         matrix: "`backendMaxSockets`, `closeSpreadSeconds`, `rebalanceSeconds`",
